@@ -1,0 +1,25 @@
+// whale: run, serve and train DeepSeek-architecture models.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"whale: an engine for DeepSeek-architecture models (MLA, DeepSeekMoE, MTP, mHC)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "whale 0.1.0");
+  whale::register_logits(app);
+  whale::register_generate(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const whale::Error& e) {
+    std::fprintf(stderr, "whale: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "whale: error: out of memory\n");
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,73 @@
+// Element types of stored tensors and the scalar conversions between them.
+// Weights stay in their stored type; kernels convert on the fly (see kernels/matmul.h).
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string_view>
+
+namespace whale {
+
+enum class DType : uint8_t {
+  F32, F16, BF16, F8_E4M3, F8_E5M2, F64, I64, I32, I16, I8, U8, BOOL,
+  E8M0,  // unsigned power-of-two exponent (UE8M0 scales)
+};
+
+std::string_view dtype_name(DType t);
+// Parses a safetensors dtype string ("BF16", "F8_E4M3", ...); returns false if unknown.
+bool dtype_from_safetensors(std::string_view s, DType* out);
+size_t dtype_size(DType t);  // bytes per element
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Round-to-nearest-even, as torch does when casting float32 -> bfloat16.
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+// float8 e4m3fn (no infinities, 0x7f/0xff are NaN, max finite 448), as in DeepSeek-V3 checkpoints.
+namespace detail {
+constexpr float pow2(int e) {
+  float r = 1.0f;
+  for (; e > 0; --e) r *= 2.0f;
+  for (; e < 0; ++e) r *= 0.5f;
+  return r;
+}
+constexpr float decode_fp8_e4m3(uint8_t v) {
+  const int exp = (v >> 3) & 0xf, mant = v & 7;
+  if (exp == 0xf && mant == 7) return std::numeric_limits<float>::quiet_NaN();
+  const float mag = exp == 0 ? float(mant) / 8.0f * pow2(-6)             // subnormal
+                             : (1.0f + float(mant) / 8.0f) * pow2(exp - 7);
+  return (v >> 7) ? -mag : mag;
+}
+constexpr std::array<float, 256> make_fp8_e4m3_table() {
+  std::array<float, 256> t{};
+  for (int i = 0; i < 256; ++i) t[i] = decode_fp8_e4m3(uint8_t(i));
+  return t;
+}
+}  // namespace detail
+inline constexpr std::array<float, 256> kFp8E4M3ToF32 = detail::make_fp8_e4m3_table();
+inline float fp8_e4m3_to_f32(uint8_t v) { return kFp8E4M3ToF32[v]; }
+uint8_t f32_to_fp8_e4m3(float f);  // round to nearest even, saturating to +-448
+float fp8_e5m2_to_f32(uint8_t v);
+// UE8M0: value 2^(v-127); 0xff is NaN.
+float e8m0_to_f32(uint8_t v);
+
+// Reads element i of a buffer of floating type t as float32.
+float load_as_f32(DType t, const void* data, size_t i);
+
+}  // namespace whale

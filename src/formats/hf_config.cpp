@@ -1,0 +1,212 @@
+#include "formats/hf_config.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mmap.h"
+
+namespace whale {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Typed, checked access to config fields: a present field of the wrong type is an error.
+class Fields {
+ public:
+  Fields(const json& j, std::string source, std::string prefix = "")
+      : j_(j), source_(std::move(source)), prefix_(std::move(prefix)) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+
+  int64_t integer(const char* key, int64_t fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_.at(key);
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::fabs(v.get<double>()) < 1e15)
+      return int64_t(v.get<double>());
+    bad(key, "an integer");
+  }
+  int64_t required_integer(const char* key) const {
+    if (!has(key)) fail(source_, ": missing field '", prefix_, key, "'");
+    return integer(key, 0);
+  }
+  double number(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number()) bad(key, "a number");
+    return v.get<double>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_boolean()) bad(key, "true or false");
+    return v.get<bool>();
+  }
+  std::string string(const char* key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_string()) bad(key, "a string");
+    return v.get<std::string>();
+  }
+  [[noreturn]] void bad(const char* key, const char* expected) const {
+    fail(source_, ": field '", prefix_, key, "' must be ", expected, " (got ", j_.at(key).dump(), ")");
+  }
+
+ private:
+  const json& j_;
+  std::string source_, prefix_;
+};
+
+}  // namespace
+
+const char* to_string(ScoringFunc f) { return f == ScoringFunc::Softmax ? "softmax" : "sigmoid"; }
+const char* to_string(TopkMethod m) {
+  switch (m) {
+    case TopkMethod::Greedy: return "greedy";
+    case TopkMethod::GroupLimitedGreedy: return "group_limited_greedy";
+    case TopkMethod::NoauxTc: return "noaux_tc";
+  }
+  return "?";
+}
+
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& source) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail(source, ": not valid JSON");
+  if (!j.is_object()) fail(source, ": not a JSON object");
+  Fields f(j, source);
+  ModelConfig c;
+
+  if (f.has("architectures")) {
+    const json& a = j.at("architectures");
+    if (!a.is_array() || a.empty() || !a[0].is_string()) f.bad("architectures", "a list of names");
+    c.architecture = a[0].get<std::string>();
+  }
+  c.model_type = f.string("model_type", "");
+  const bool v2 = c.architecture == "DeepseekV2ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v2");
+  const bool v3 = c.architecture == "DeepseekV3ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v3");
+  if (!v2 && !v3)
+    fail(source, ": unsupported architecture '", c.architecture.empty() ? c.model_type : c.architecture,
+         "' (whale runs DeepseekV2ForCausalLM and DeepseekV3ForCausalLM)");
+  if (c.architecture.empty()) c.architecture = v2 ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM";
+
+  const std::string act = f.string("hidden_act", "silu");
+  if (act != "silu") fail(source, ": field 'hidden_act' is \"", act, "\"; only \"silu\" is supported");
+
+  c.vocab_size = f.required_integer("vocab_size");
+  c.hidden_size = f.required_integer("hidden_size");
+  c.num_hidden_layers = f.required_integer("num_hidden_layers");
+  c.intermediate_size = f.required_integer("intermediate_size");
+  c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
+  c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+  c.max_position_embeddings = f.integer("max_position_embeddings", v2 ? 2048 : 4096);
+
+  c.num_attention_heads = f.required_integer("num_attention_heads");
+  c.q_lora_rank = f.integer("q_lora_rank", 1536);  // HF default; null means no query compression
+  if (j.contains("q_lora_rank") && j.at("q_lora_rank").is_null()) c.q_lora_rank = 0;
+  c.kv_lora_rank = f.integer("kv_lora_rank", 512);
+  c.qk_nope_head_dim = f.integer("qk_nope_head_dim", 128);
+  c.qk_rope_head_dim = f.integer("qk_rope_head_dim", 64);
+  c.v_head_dim = f.integer("v_head_dim", 128);
+  if (f.has("num_key_value_heads") && f.integer("num_key_value_heads", 0) != c.num_attention_heads)
+    fail(source, ": field 'num_key_value_heads' must equal num_attention_heads for MLA");
+
+  c.n_routed_experts = f.integer("n_routed_experts", 0);
+  c.n_shared_experts = f.integer("n_shared_experts", 0);
+  c.num_experts_per_tok = f.integer("num_experts_per_tok", 0);
+  c.moe_intermediate_size = f.integer("moe_intermediate_size", 0);
+  c.n_group = f.integer("n_group", 1);
+  c.topk_group = f.integer("topk_group", 1);
+  c.norm_topk_prob = f.boolean("norm_topk_prob", v3);
+  c.routed_scaling_factor = f.number("routed_scaling_factor", v3 ? 2.5 : 1.0);
+  c.first_k_dense_replace = f.integer("first_k_dense_replace", 0);
+  c.moe_layer_freq = f.integer("moe_layer_freq", 1);
+
+  const std::string scoring = f.string("scoring_func", v3 ? "sigmoid" : "softmax");
+  if (scoring == "softmax") c.scoring_func = ScoringFunc::Softmax;
+  else if (scoring == "sigmoid") c.scoring_func = ScoringFunc::Sigmoid;
+  else fail(source, ": field 'scoring_func' is \"", scoring, "\"; expected softmax or sigmoid");
+  const std::string method = f.string("topk_method", v3 ? "noaux_tc" : "greedy");
+  if (method == "greedy") c.topk_method = TopkMethod::Greedy;
+  else if (method == "group_limited_greedy") c.topk_method = TopkMethod::GroupLimitedGreedy;
+  else if (method == "noaux_tc") c.topk_method = TopkMethod::NoauxTc;
+  else fail(source, ": field 'topk_method' is \"", method, "\"; expected greedy, group_limited_greedy or noaux_tc");
+
+  // RoPE: old-style rope_theta + rope_scaling, or transformers-5 style rope_parameters.
+  const json* rope = nullptr;
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!f.has(key)) continue;
+    if (!j.at(key).is_object()) f.bad(key, "an object or null");
+    rope = &j.at(key);
+  }
+  c.rope_theta = f.number("rope_theta", 10000.0);
+  if (rope) {
+    Fields r(*rope, source, "rope_scaling.");
+    c.rope_theta = r.number("rope_theta", c.rope_theta);
+    std::string type = r.string("type", r.string("rope_type", "default"));
+    if (type == "yarn") {
+      YarnConfig& y = c.yarn;
+      y.enabled = true;
+      y.original_max_position_embeddings = r.required_integer("original_max_position_embeddings");
+      y.factor = r.has("factor") ? r.number("factor", 1.0)
+                                 : double(c.max_position_embeddings) / double(y.original_max_position_embeddings);
+      y.beta_fast = r.number("beta_fast", 32.0);
+      y.beta_slow = r.number("beta_slow", 1.0);
+      if (y.beta_fast == 0) y.beta_fast = 32.0;  // HF: `get("beta_fast") or 32`
+      if (y.beta_slow == 0) y.beta_slow = 1.0;
+      y.mscale = r.number("mscale", 0.0);
+      y.mscale_all_dim = r.number("mscale_all_dim", 0.0);
+      y.attention_factor = r.number("attention_factor", -1.0);
+      y.truncate = r.boolean("truncate", true);
+    } else if (type != "default") {
+      fail(source, ": rope_scaling type \"", type, "\" is not supported (expected yarn)");
+    }
+  }
+
+  if (f.has("quantization_config")) {
+    const json& q = j.at("quantization_config");
+    if (!q.is_object()) f.bad("quantization_config", "an object");
+    Fields qf(q, source, "quantization_config.");
+    const std::string qm = qf.string("quant_method", "");
+    if (qm != "fp8") fail(source, ": quantization_config.quant_method \"", qm, "\" is not supported (expected fp8)");
+    const std::string fmt = qf.string("fmt", "e4m3");
+    if (fmt != "e4m3") fail(source, ": quantization_config.fmt \"", fmt, "\" is not supported (expected e4m3)");
+    c.fp8 = true;
+    if (qf.has("weight_block_size")) {
+      const json& b = q.at("weight_block_size");
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
+          b[0].get<int64_t>() <= 0 || b[1].get<int64_t>() <= 0)
+        qf.bad("weight_block_size", "[rows, cols] of positive integers");
+      c.fp8_block_rows = b[0].get<int64_t>();
+      c.fp8_block_cols = b[1].get<int64_t>();
+    }
+    c.fp8_ue8m0 = qf.string("scale_fmt", "") == "ue8m0";
+  }
+
+  c.bos_token_id = f.integer("bos_token_id", -1);
+  if (f.has("eos_token_id")) {
+    const json& e = j.at("eos_token_id");
+    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int64_t>());
+    else if (e.is_array()) {
+      for (const auto& v : e) {
+        if (!v.is_number_integer()) f.bad("eos_token_id", "an integer or a list of integers");
+        c.eos_token_ids.push_back(v.get<int64_t>());
+      }
+    } else {
+      f.bad("eos_token_id", "an integer or a list of integers");
+    }
+  }
+  c.num_nextn_predict_layers = f.integer("num_nextn_predict_layers", 0);
+
+  c.validate(source);
+  return c;
+}
+
+ModelConfig load_hf_config(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  if (!file_exists(path)) fail(model_dir, ": no config.json (expected a Hugging Face model directory)");
+  return parse_hf_config(read_text_file(path), path);
+}
+
+}  // namespace whale

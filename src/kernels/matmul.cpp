@@ -1,0 +1,102 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+namespace whale {
+
+size_t Weight::bytes() const {
+  size_t n = size_t(rows) * row_bytes();
+  if (scale) n += sizeof(float) * size_t((rows + block_rows - 1) / block_rows) * size_t(scale_cols);
+  return n;
+}
+
+namespace {
+
+// Plain scalar dot products, one per storage type. Each sums in index order in a float
+// accumulator per 8 lanes, then the lanes pairwise: a fixed order the compiler vectorises.
+template <class Load>
+float dot_lanes(int64_t n, const float* x, Load load) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += load(c + l) * x[c + l];
+  for (; c < n; ++c) acc[c % 8] += load(c) * x[c];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+float dot_f32(const float* w, const float* x, int64_t n) {
+  return dot_lanes(n, x, [w](int64_t i) { return w[i]; });
+}
+float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  return dot_lanes(n, x, [w](int64_t i) { return bf16_to_f32(w[i]); });
+}
+float dot_f16(const uint16_t* w, const float* x, int64_t n) {
+  return dot_lanes(n, x, [w](int64_t i) { return f16_to_f32(w[i]); });
+}
+float dot_fp8(const Weight& w, int64_t r, const float* x) {
+  const uint8_t* q = w.row(r);
+  const float* s = w.scale + (r / w.block_rows) * w.scale_cols;
+  float sum = 0;
+  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b) {
+    const int64_t n = std::min(w.block_cols, w.cols - c0);
+    sum += s[b] * dot_lanes(n, x + c0, [q, c0](int64_t i) { return fp8_e4m3_to_f32(q[c0 + i]); });
+  }
+  return sum;
+}
+
+}  // namespace
+
+float dot_row(const Weight& w, int64_t r, const float* x) {
+  switch (w.dtype) {
+    case DType::F32: return dot_f32(reinterpret_cast<const float*>(w.row(r)), x, w.cols);
+    case DType::BF16: return dot_bf16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
+    case DType::F16: return dot_f16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
+    case DType::F8_E4M3: return dot_fp8(w, r, x);
+    default: fail("matmul: unsupported weight type ", dtype_name(w.dtype));
+  }
+}
+
+void dequantize_row(const Weight& w, int64_t r, float* out) {
+  const uint8_t* p = w.row(r);
+  switch (w.dtype) {
+    case DType::F32: std::memcpy(out, p, size_t(w.cols) * 4); return;
+    case DType::BF16:
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[c]);
+      return;
+    case DType::F16:
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = f16_to_f32(reinterpret_cast<const uint16_t*>(p)[c]);
+      return;
+    case DType::F8_E4M3: {
+      const float* s = w.scale + (r / w.block_rows) * w.scale_cols;
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = fp8_e4m3_to_f32(p[c]) * s[c / w.block_cols];
+      return;
+    }
+    default: fail("dequantize: unsupported weight type ", dtype_name(w.dtype));
+  }
+}
+
+void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
+                 int64_t ldy, ThreadPool& pool) {
+  if (r1 <= r0 || n_tok <= 0) return;
+  pool.parallel_for(r1 - r0, [&](int64_t b, int64_t e) {
+    for (int64_t r = r0 + b; r < r0 + e; ++r)
+      for (int64_t t = 0; t < n_tok; ++t) y[t * ldy + (r - r0)] = dot_row(w, r, x + t * ldx);
+  }, /*grain=*/16);
+}
+
+void matvec_transposed(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  std::fill(y, y + w.cols, 0.0f);
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = r0; r < r1; ++r) {
+    dequantize_row(w, r, row.data());
+    const float a = x[r - r0];
+    for (int64_t c = 0; c < w.cols; ++c) y[c] += a * row[c];
+  }
+}
+
+}  // namespace whale
+

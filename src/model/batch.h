@@ -1,0 +1,31 @@
+// One forward step's input: new tokens of one or more sequences. Each sequence's tokens
+// are appended to its cache at positions cache->length, cache->length + 1, ...
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "runtime/kv_cache.h"
+
+namespace whale {
+
+struct BatchSeq {
+  SeqCache* cache;    // the sequence's block table; its length grows by n_tokens
+  int64_t first = 0;  // index of its first token in Batch::tokens
+  int64_t n_tokens = 0;
+};
+
+struct Batch {
+  std::vector<int32_t> tokens;     // [T] all new tokens, sequence after sequence
+  std::vector<BatchSeq> seqs;      // consecutive runs of `tokens`
+  std::vector<int64_t> logit_rows; // entries of `tokens` whose next-token logits are wanted
+
+  void add(SeqCache* cache, const int32_t* toks, int64_t n, bool logits_for_last_only = true) {
+    seqs.push_back({cache, int64_t(tokens.size()), n});
+    for (int64_t i = 0; i < n; ++i) {
+      if (!logits_for_last_only || i == n - 1) logit_rows.push_back(int64_t(tokens.size()));
+      tokens.push_back(toks[i]);
+    }
+  }
+};
+
+}  // namespace whale

@@ -1,0 +1,124 @@
+// Multi-head Latent Attention (DeepSeek-V2 §2.1; V3 reference `MLA`).
+//
+//   q            = q_b_proj(rmsnorm(q_a_proj x))  or  q_proj x        [H, nope + rope]
+//   c_kv, k_pe   = kv_a_proj_with_mqa x                               [kv_lora_rank], [rope]
+//   c_kv         = rmsnorm(c_kv);  q_pe, k_pe = RoPE(q_pe, k_pe)      (k_pe shared by all heads)
+//   cache       <- (c_kv, k_pe)                                       576 values per token for V3
+//   k_nope_h, v_h = W_UK_h c_kv, W_UV_h c_kv                          (kv_b_proj rows of head h)
+//   o_h          = softmax(scale · (q_nope_h·k_nope_h + q_pe_h·k_pe)) · v_h
+//   out          = o_proj concat_h(o_h)
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "model/workspace.h"
+
+namespace whale {
+
+void Model::attention(int64_t layer, const Batch& batch, KVCache& cache, Workspace& ws) {
+  const ModelConfig& c = config_;
+  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
+  const int64_t T = int64_t(batch.tokens.size()), H = c.num_attention_heads, qk = c.qk_head_dim();
+  const int64_t r = c.kv_lora_rank, nope = c.qk_nope_head_dim, P = c.qk_rope_head_dim / 2, kvd = c.kv_cache_dim();
+  const float eps = float(c.rms_norm_eps);
+
+  if (c.q_lora_rank > 0) {
+    matmul(A.q_a_proj, ws.xn.data(), T, ws.cq.data(), pool_);                  // [T, q_lora_rank]
+    for (int64_t t = 0; t < T; ++t) {
+      float* cq = &ws.cq[size_t(t * c.q_lora_rank)];
+      rmsnorm(cq, A.q_a_layernorm.data(), c.q_lora_rank, eps, cq);
+    }
+    matmul(A.q_b_proj, ws.cq.data(), T, ws.q.data(), pool_);                    // [T, H·qk]
+  } else {
+    matmul(A.q_proj, ws.xn.data(), T, ws.q.data(), pool_);                      // [T, H·qk]
+  }
+  matmul(A.kv_a_proj_with_mqa, ws.xn.data(), T, ws.kva.data(), pool_);         // [T, r + rope]
+
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cs = &ws.cos[size_t(t * P)];
+    const float* sn = &ws.sin[size_t(t * P)];
+    float* kv = &ws.kva[size_t(t * kvd)];
+    rmsnorm(kv, A.kv_a_layernorm.data(), r, eps, kv);
+    rope_interleaved(kv + r, cs, sn, P);
+    for (int64_t h = 0; h < H; ++h) rope_interleaved(&ws.q[size_t((t * H + h) * qk + nope)], cs, sn, P);
+  }
+
+  for (const BatchSeq& s : batch.seqs) {
+    for (int64_t i = 0; i < s.n_tokens; ++i)
+      std::memcpy(s.cache->slot(cache, layer, s.cache->length + i), &ws.kva[size_t((s.first + i) * kvd)],
+                  size_t(kvd) * sizeof(float));
+    AttentionForm form = attention_form_;
+    if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
+    if (form == AttentionForm::MHA) attention_mha(layer, s, cache, ws);
+    else attention_absorbed(layer, s, cache, ws);
+  }
+  matmul(A.o_proj, ws.attn.data(), T, ws.out.data(), pool_);                    // [T, hidden]
+}
+
+// MHA form: expand each head's keys and values from the latents of the whole context once,
+// then ordinary causal attention for the new tokens.
+void Model::attention_mha(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws) {
+  const ModelConfig& c = config_;
+  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
+  const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = c.kv_cache_dim(), kv_row = nope + dv;
+  const int64_t p0 = s.cache->length, S = p0 + s.n_tokens;
+
+  std::vector<float> latent(static_cast<size_t>(S * kvd));                                   // [S, r + rope]
+  for (int64_t p = 0; p < S; ++p)
+    std::memcpy(&latent[size_t(p * kvd)], s.cache->slot(cache, layer, p), size_t(kvd) * sizeof(float));
+
+  pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
+    std::vector<float> kv(static_cast<size_t>(S * kv_row));                                  // [S, nope + dv] of one head
+    std::vector<float> scores(static_cast<size_t>(S));
+    for (int64_t h = h0; h < h1; ++h) {
+      matmul_rows(A.kv_b_proj, h * kv_row, (h + 1) * kv_row, latent.data(), kvd, S, kv.data(), kv_row, pool_);
+      for (int64_t i = 0; i < s.n_tokens; ++i) {
+        const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+        const float* q = &ws.q[size_t((t * H + h) * qk)];
+        for (int64_t j = 0; j < n_ctx; ++j)
+          scores[size_t(j)] = (dot(q, &kv[size_t(j * kv_row)], nope) + dot(q + nope, &latent[size_t(j * kvd + r)], rope)) *
+                              rope_.softmax_scale;
+        softmax_inplace(scores.data(), n_ctx);
+        float* o = &ws.attn[size_t((t * H + h) * dv)];
+        std::fill(o, o + dv, 0.0f);
+        for (int64_t j = 0; j < n_ctx; ++j) axpy(scores[size_t(j)], &kv[size_t(j * kv_row + nope)], o, dv);
+      }
+    }
+  });
+}
+
+// Absorbed form: q_lat = W_UK_hᵀ q_nope scores directly against the cached latents, and the
+// attention-weighted latent is mapped to values afterwards by W_UV_h.
+void Model::attention_absorbed(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws) {
+  const ModelConfig& c = config_;
+  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
+  const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv;
+  const int64_t p0 = s.cache->length;
+
+  pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
+    std::vector<float> q_lat(static_cast<size_t>(r)), lat(static_cast<size_t>(r));
+    std::vector<float> scores(static_cast<size_t>(p0 + s.n_tokens));
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t i = 0; i < s.n_tokens; ++i) {
+        const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+        const float* q = &ws.q[size_t((t * H + h) * qk)];
+        matvec_transposed(A.kv_b_proj, h * kv_row, h * kv_row + nope, q, q_lat.data());  // [r]
+        for (int64_t j = 0; j < n_ctx; ++j) {
+          const float* ckv = s.cache->slot(cache, layer, j);
+          scores[size_t(j)] = (dot(q_lat.data(), ckv, r) + dot(q + nope, ckv + r, rope)) * rope_.softmax_scale;
+        }
+        softmax_inplace(scores.data(), n_ctx);
+        std::fill(lat.begin(), lat.end(), 0.0f);
+        for (int64_t j = 0; j < n_ctx; ++j) axpy(scores[size_t(j)], s.cache->slot(cache, layer, j), lat.data(), r);
+        float* o = &ws.attn[size_t((t * H + h) * dv)];
+        for (int64_t d = 0; d < dv; ++d) o[d] = dot_row(A.kv_b_proj, h * kv_row + nope + d, lat.data());
+      }
+    }
+  });
+}
+
+}  // namespace whale

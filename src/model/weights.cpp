@@ -1,0 +1,151 @@
+#include "model/weights.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace whale {
+
+namespace {
+
+class Binder {
+ public:
+  Binder(const TensorSet& t, const ModelConfig& c, ModelWeights& w) : tensors_(t), config_(c), out_(w) {}
+
+  // A linear weight [rows, cols]; FP8 weights bring their `weight_scale_inv` tiles.
+  Weight matrix(const std::string& name, int64_t rows, int64_t cols) {
+    const TensorRef& t = tensors_.get(name);
+    expect_shape(t, {rows, cols});
+    Weight w;
+    w.dtype = t.dtype;
+    w.rows = rows;
+    w.cols = cols;
+    switch (t.dtype) {
+      case DType::F32: case DType::F16: case DType::BF16: case DType::F8_E4M3: break;
+      default: fail(t.file, ": tensor '", name, "' has unsupported dtype ", dtype_name(t.dtype));
+    }
+    w.data = aligned(t);
+    if (t.dtype == DType::F8_E4M3) {
+      w.block_rows = config_.fp8_block_rows;
+      w.block_cols = config_.fp8_block_cols;
+      const int64_t sr = (rows + w.block_rows - 1) / w.block_rows;
+      w.scale_cols = (cols + w.block_cols - 1) / w.block_cols;
+      std::string scale_name = name;
+      if (scale_name.size() > 7 && scale_name.compare(scale_name.size() - 7, 7, ".weight") == 0)
+        scale_name += "_scale_inv";
+      else
+        scale_name += ".weight_scale_inv";
+      const TensorRef* s = tensors_.find(scale_name);
+      if (!s) fail(t.file, ": FP8 tensor '", name, "' has no '", scale_name, "'");
+      expect_shape(*s, {sr, w.scale_cols});
+      w.scale = floats(*s);
+    }
+    out_.weight_bytes += w.bytes();
+    return w;
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t n) {
+    const TensorRef& t = tensors_.get(name);
+    expect_shape(t, {n});
+    return to_f32(t);
+  }
+
+  MLPWeights mlp(const std::string& prefix, int64_t hidden, int64_t inter) {
+    MLPWeights m;
+    m.gate_proj = matrix(prefix + ".gate_proj.weight", inter, hidden);
+    m.up_proj = matrix(prefix + ".up_proj.weight", inter, hidden);
+    m.down_proj = matrix(prefix + ".down_proj.weight", hidden, inter);
+    return m;
+  }
+
+ private:
+  void expect_shape(const TensorRef& t, const std::vector<int64_t>& shape) {
+    if (t.shape != shape)
+      fail(t.file, ": tensor '", t.name, "' has shape ", shape_str(t.shape), ", but the config implies ",
+           shape_str(shape));
+  }
+
+  std::vector<float> to_f32(const TensorRef& t) {
+    std::vector<float> v(size_t(t.numel()));
+    switch (t.dtype) {
+      case DType::F32: case DType::F16: case DType::BF16: case DType::F64: case DType::E8M0: break;
+      default: fail(t.file, ": tensor '", t.name, "' has dtype ", dtype_name(t.dtype), ", expected a float type");
+    }
+    for (size_t i = 0; i < v.size(); ++i) v[i] = load_as_f32(t.dtype, t.data, i);
+    return v;
+  }
+
+  // f32 tensors are used in place when aligned; anything else is converted once.
+  const float* floats(const TensorRef& t) {
+    if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % 4 == 0)
+      return reinterpret_cast<const float*>(t.data);
+    out_.owned.f32.push_back(to_f32(t));
+    return out_.owned.f32.back().data();
+  }
+
+  // Kernels read elements through typed pointers; a file whose offsets break alignment
+  // gets that one tensor copied rather than misread.
+  const uint8_t* aligned(const TensorRef& t) {
+    if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) == 0) return t.data;
+    out_.owned.raw.emplace_back(t.data, t.data + t.nbytes);
+    return out_.owned.raw.back().data();
+  }
+
+  const TensorSet& tensors_;
+  const ModelConfig& config_;
+  ModelWeights& out_;
+};
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const ModelConfig& c) {
+  auto w = std::make_unique<ModelWeights>();
+  Binder b(tensors, c, *w);
+  const int64_t D = c.hidden_size, H = c.num_attention_heads;
+
+  w->embed_tokens = b.matrix("model.embed_tokens.weight", c.vocab_size, D);
+  w->layers.resize(size_t(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l);
+    LayerWeights& L = w->layers[size_t(l)];
+    L.input_layernorm = b.vector(p + ".input_layernorm.weight", D);
+    L.post_attention_layernorm = b.vector(p + ".post_attention_layernorm.weight", D);
+
+    AttentionWeights& A = L.attn;
+    const std::string a = p + ".self_attn";
+    if (c.q_lora_rank > 0) {
+      A.q_a_proj = b.matrix(a + ".q_a_proj.weight", c.q_lora_rank, D);
+      A.q_a_layernorm = b.vector(a + ".q_a_layernorm.weight", c.q_lora_rank);
+      A.q_b_proj = b.matrix(a + ".q_b_proj.weight", H * c.qk_head_dim(), c.q_lora_rank);
+    } else {
+      A.q_proj = b.matrix(a + ".q_proj.weight", H * c.qk_head_dim(), D);
+    }
+    A.kv_a_proj_with_mqa = b.matrix(a + ".kv_a_proj_with_mqa.weight", c.kv_lora_rank + c.qk_rope_head_dim, D);
+    A.kv_a_layernorm = b.vector(a + ".kv_a_layernorm.weight", c.kv_lora_rank);
+    A.kv_b_proj = b.matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    A.o_proj = b.matrix(a + ".o_proj.weight", D, H * c.v_head_dim);
+
+    L.is_moe = c.is_moe_layer(l);
+    if (!L.is_moe) {
+      L.mlp = b.mlp(p + ".mlp", D, c.intermediate_size);
+      continue;
+    }
+    MoEWeights& M = L.moe;
+    M.gate = b.matrix(p + ".mlp.gate.weight", c.n_routed_experts, D);
+    const std::string bias = p + ".mlp.gate.e_score_correction_bias";
+    if (tensors.find(bias)) M.e_score_correction_bias = b.vector(bias, c.n_routed_experts);
+    else if (c.topk_method == TopkMethod::NoauxTc)
+      fail(tensors.root(), ": missing tensor '", bias, "' (required by topk_method noaux_tc)");
+    M.experts.reserve(size_t(c.n_routed_experts));
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      M.experts.push_back(b.mlp(p + ".mlp.experts." + std::to_string(e), D, c.moe_intermediate_size));
+    if (c.n_shared_experts > 0)
+      M.shared_experts = b.mlp(p + ".mlp.shared_experts", D, c.moe_intermediate_size * c.n_shared_experts);
+  }
+  w->norm = b.vector("model.norm.weight", D);
+  if (c.tie_word_embeddings && !tensors.find("lm_head.weight")) w->lm_head = w->embed_tokens;
+  else w->lm_head = b.matrix("lm_head.weight", c.vocab_size, D);
+  return w;
+}
+
+}  // namespace whale

@@ -1,0 +1,60 @@
+// The weights of a DeepSeek model, bound by name from a TensorSet and checked against the
+// config: every tensor must exist with the expected shape and a supported dtype.
+// Shapes follow PyTorch: a linear weight is [out, in].
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "formats/safetensors.h"
+#include "kernels/weight.h"
+#include "model/config.h"
+
+namespace whale {
+
+struct MLPWeights {            // SwiGLU: down( silu(gate x) ⊙ up x )
+  Weight gate_proj;            // [inter, hidden]
+  Weight up_proj;              // [inter, hidden]
+  Weight down_proj;            // [hidden, inter]
+};
+
+struct AttentionWeights {      // Multi-head Latent Attention
+  Weight q_proj;               // [H·qk_head_dim, hidden]            (only without q LoRA)
+  Weight q_a_proj;             // [q_lora_rank, hidden]              (only with q LoRA)
+  std::vector<float> q_a_layernorm;  // [q_lora_rank]
+  Weight q_b_proj;             // [H·qk_head_dim, q_lora_rank]
+  Weight kv_a_proj_with_mqa;   // [kv_lora_rank + qk_rope_head_dim, hidden]
+  std::vector<float> kv_a_layernorm;  // [kv_lora_rank]
+  Weight kv_b_proj;            // [H·(qk_nope_head_dim + v_head_dim), kv_lora_rank]
+  Weight o_proj;               // [hidden, H·v_head_dim]
+};
+
+struct MoEWeights {
+  Weight gate;                                  // router [n_routed_experts, hidden]
+  std::vector<float> e_score_correction_bias;   // [n_routed_experts]; empty if absent
+  std::vector<MLPWeights> experts;              // n_routed_experts × [moe_inter, hidden] ...
+  MLPWeights shared_experts;                    // [n_shared·moe_inter, hidden]; empty if none
+};
+
+struct LayerWeights {
+  std::vector<float> input_layernorm;           // [hidden]
+  std::vector<float> post_attention_layernorm;  // [hidden]
+  AttentionWeights attn;
+  bool is_moe = false;
+  MLPWeights mlp;                               // dense layers
+  MoEWeights moe;                               // MoE layers
+};
+
+struct ModelWeights {
+  Weight embed_tokens;          // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> norm;      // [hidden]
+  Weight lm_head;               // [vocab, hidden] (the embedding when tied)
+  OwnedBuffers owned;           // converted or realigned tensors
+  size_t weight_bytes = 0;      // bytes of all bound matrices
+};
+
+// Binds the standard Hugging Face names (model.layers.N.self_attn.q_a_proj.weight, ...).
+std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const ModelConfig& config);
+
+}  // namespace whale

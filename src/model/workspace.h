@@ -1,0 +1,48 @@
+// Activation buffers of one forward step (private to the model's .cpp files).
+// Shapes in comments: T = tokens in the batch.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+
+namespace whale {
+
+struct Model::Workspace {
+  std::vector<float> h;       // [T, hidden] residual stream
+  std::vector<float> xn;      // [T, hidden] normalised input of the current sublayer
+  std::vector<float> out;     // [T, hidden] sublayer output
+  std::vector<float> cq;      // [T, q_lora_rank]
+  std::vector<float> q;       // [T, H, qk_head_dim]   q_nope first, then q_pe
+  std::vector<float> kva;     // [T, kv_lora_rank + qk_rope_head_dim]   c_kv, then k_pe
+  std::vector<float> attn;    // [T, H, v_head_dim]
+  std::vector<float> cos, sin;  // [T, qk_rope_head_dim / 2]
+  std::vector<float> gate, up;  // [T, intermediate] SwiGLU halves
+  std::vector<float> router_logits;  // [T, n_routed_experts]
+  std::vector<int32_t> topk_idx;     // [T, top_k]
+  std::vector<float> topk_weight;    // [T, top_k]
+  std::vector<float> expert_in, expert_out;  // [tokens routed to one expert, hidden]
+
+  void resize(const ModelConfig& c, int64_t T) {
+    const int64_t D = c.hidden_size, H = c.num_attention_heads;
+    h.resize(size_t(T * D));
+    xn.resize(size_t(T * D));
+    out.resize(size_t(T * D));
+    cq.resize(size_t(T * c.q_lora_rank));
+    q.resize(size_t(T * H * c.qk_head_dim()));
+    kva.resize(size_t(T * c.kv_cache_dim()));
+    attn.resize(size_t(T * H * c.v_head_dim));
+    cos.resize(size_t(T * c.qk_rope_head_dim / 2));
+    sin.resize(size_t(T * c.qk_rope_head_dim / 2));
+    const int64_t inter = std::max(c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts));
+    gate.resize(size_t(T * inter));
+    up.resize(size_t(T * inter));
+    router_logits.resize(size_t(T * c.n_routed_experts));
+    topk_idx.resize(size_t(T * c.num_experts_per_tok));
+    topk_weight.resize(size_t(T * c.num_experts_per_tok));
+    expert_in.resize(size_t(T * D));
+    expert_out.resize(size_t(T * D));
+  }
+};
+
+}  // namespace whale

@@ -1,0 +1,62 @@
+// The paged latent KV cache of MLA. Per token and layer it stores only the compressed
+// latent c_kv (kv_lora_rank values, after kv_a_layernorm) and the shared rotary key k_pe
+// (qk_rope_head_dim values, after RoPE): 576 values for DeepSeek-V2/V3, never the
+// decompressed per-head keys and values.
+//
+// Memory is a pool of fixed-size blocks of `block_size` tokens; a block holds those tokens
+// for every layer, so it can be shared (prefix cache) or moved between tiers as one unit.
+// Block layout: [n_layers][block_size][dim] float32.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace whale {
+
+class KVCache {
+ public:
+  KVCache(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks);
+
+  int64_t n_layers() const { return n_layers_; }
+  int64_t dim() const { return dim_; }
+  int64_t block_size() const { return block_size_; }
+  int64_t n_blocks() const { return n_blocks_; }
+  int64_t free_blocks() const { return int64_t(free_.size()); }
+
+  int32_t allocate();  // a block with reference count 1, or -1 when the pool is exhausted
+  void retain(int32_t block);
+  void release(int32_t block);  // returns the block to the pool when its count reaches 0
+  int32_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
+
+  float* slot(int32_t block, int64_t layer, int64_t offset) {
+    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  }
+  const float* slot(int32_t block, int64_t layer, int64_t offset) const {
+    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  }
+  size_t bytes_per_block() const { return size_t(n_layers_ * block_size_ * dim_) * sizeof(float); }
+
+ private:
+  int64_t n_layers_, dim_, block_size_, n_blocks_;
+  std::unique_ptr<float[]> data_;  // uninitialised: pages are touched only when used
+  std::vector<int32_t> refs_;
+  std::vector<int32_t> free_;
+};
+
+// One sequence's view of the cache: its block table and how many tokens it holds.
+struct SeqCache {
+  std::vector<int32_t> blocks;
+  int64_t length = 0;
+
+  // Makes room for n_more tokens; false (and nothing allocated) if the pool is too small.
+  bool reserve(KVCache& cache, int64_t n_more);
+  void clear(KVCache& cache);  // releases every block
+  float* slot(KVCache& cache, int64_t layer, int64_t pos) {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  }
+  const float* slot(const KVCache& cache, int64_t layer, int64_t pos) const {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  }
+};
+
+}  // namespace whale

@@ -1,0 +1,61 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace whale {
+
+int32_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return int32_t(best);
+}
+
+Sampler::Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
+
+double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::sample(const float* logits, int64_t vocab) {
+  if (params_.temperature <= 0.0f) return argmax(logits, vocab);
+
+  candidates_.clear();
+  for (int64_t i = 0; i < vocab; ++i)
+    if (std::isfinite(logits[i])) candidates_.emplace_back(logits[i] / params_.temperature, int32_t(i));
+  if (candidates_.empty()) return argmax(logits, vocab);
+  auto by_prob = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  std::sort(candidates_.begin(), candidates_.end(), by_prob);
+  if (params_.top_k > 0 && size_t(params_.top_k) < candidates_.size()) candidates_.resize(size_t(params_.top_k));
+
+  // softmax over the survivors (sorted, so the first is the maximum)
+  const float mx = candidates_[0].first;
+  double sum = 0;
+  for (auto& c : candidates_) sum += (c.first = std::exp(c.first - mx));
+  for (auto& c : candidates_) c.first = float(c.first / sum);
+
+  size_t keep = candidates_.size();
+  if (params_.min_p > 0) {
+    const float floor = params_.min_p * candidates_[0].first;
+    keep = 1;
+    while (keep < candidates_.size() && candidates_[keep].first >= floor) ++keep;
+  }
+  if (params_.top_p < 1.0f) {
+    double cum = 0;
+    size_t n = 0;
+    while (n < keep) {
+      cum += candidates_[n++].first;
+      if (cum >= params_.top_p) break;
+    }
+    keep = std::max<size_t>(1, n);
+  }
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
+  double u = uniform() * total;
+  for (size_t i = 0; i < keep; ++i) {
+    u -= candidates_[i].first;
+    if (u < 0) return candidates_[i].second;
+  }
+  return candidates_[keep - 1].second;
+}
+
+}  // namespace whale
