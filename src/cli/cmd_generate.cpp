@@ -33,7 +33,7 @@ void run(const GenerateOptions& o) {
   SeqCache seq;
   if (!seq.reserve(*cache, total)) fail("KV cache too small");
   Sampler sampler(o.sampling);
-  std::vector<float> logits(size_t(c.vocab_size));
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   std::vector<int32_t> out;
 
   Batch b;

@@ -53,7 +53,7 @@ void run(const LogitsOptions& o) {
   auto cache = model->make_cache(n);
   SeqCache seq;
   if (!seq.reserve(*cache, n)) fail("KV cache too small");  // sized above: cannot happen
-  std::vector<float> logits(size_t(n * c.vocab_size));
+  std::vector<float> logits(static_cast<size_t>(n * c.vocab_size));
   if (prefill > 0) {
     Batch b;
     b.add(&seq, tokens.data(), prefill, /*logits_for_last_only=*/false);

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // --help is success; usage errors exit 2
   } catch (const whale::Error& e) {
     std::fprintf(stderr, "whale: error: %s\n", e.what());
     return 1;

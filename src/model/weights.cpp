@@ -66,7 +66,7 @@ class Binder {
   }
 
   std::vector<float> to_f32(const TensorRef& t) {
-    std::vector<float> v(size_t(t.numel()));
+    std::vector<float> v(static_cast<size_t>(t.numel()));
     switch (t.dtype) {
       case DType::F32: case DType::F16: case DType::BF16: case DType::F64: case DType::E8M0: break;
       default: fail(t.file, ": tensor '", t.name, "' has dtype ", dtype_name(t.dtype), ", expected a float type");

@@ -1,0 +1,66 @@
+#include "formats/safetensors_writer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace whale {
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<const TensorToWrite*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const TensorToWrite* t : order) {
+    int64_t numel = 1;
+    for (int64_t d : t->shape) numel *= d;
+    WHALE_CHECK(t->bytes.size() == size_t(numel) * dtype_size(t->dtype), "write_safetensors: tensor '", t->name,
+                "' has ", t->bytes.size(), " bytes for shape of ", numel, " elements");
+    header[t->name] = {{"dtype", std::string(dtype_name(t->dtype))},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + t->bytes.size()}}};
+    offset += t->bytes.size();
+  }
+  std::string text = header.dump();
+  while (text.size() % 8) text += ' ';
+
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(tmp, ": cannot create file");
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
+  bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  for (const TensorToWrite* t : order)
+    ok = ok && std::fwrite(t->bytes.data(), 1, t->bytes.size(), f) == t->bytes.size();
+  ok = (std::fflush(f) == 0) && (::fsync(fileno(f)) == 0) && ok;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail(path, ": write failed (disk full?)");
+  }
+}
+
+TensorToWrite tensor_f32(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
+  TensorToWrite t{name, DType::F32, std::move(shape), std::vector<uint8_t>(values.size() * 4)};
+  std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+TensorToWrite tensor_bf16(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
+  TensorToWrite t{name, DType::BF16, std::move(shape), std::vector<uint8_t>(values.size() * 2)};
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint16_t h = f32_to_bf16(values[i]);
+    std::memcpy(&t.bytes[2 * i], &h, 2);
+  }
+  return t;
+}
+
+}  // namespace whale

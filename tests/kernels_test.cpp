@@ -1,0 +1,159 @@
+// Kernels against plain double-precision references, per storage type.
+#include <random>
+
+#include "core/dtype.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "test_util.h"
+
+namespace whale {
+namespace {
+
+TEST(DType, Fp8E4M3DecodesKnownValues) {
+  EXPECT_EQ(fp8_e4m3_to_f32(0x00), 0.0f);
+  EXPECT_EQ(fp8_e4m3_to_f32(0x38), 1.0f);      // exponent 7 = bias
+  EXPECT_EQ(fp8_e4m3_to_f32(0x7e), 448.0f);    // max finite
+  EXPECT_EQ(fp8_e4m3_to_f32(0xfe), -448.0f);
+  EXPECT_EQ(fp8_e4m3_to_f32(0x01), 0.001953125f);  // smallest subnormal 2^-9
+  EXPECT_TRUE(std::isnan(fp8_e4m3_to_f32(0x7f)));
+  for (int i = 0; i < 256; ++i) {
+    const float v = fp8_e4m3_to_f32(uint8_t(i));
+    if (!std::isnan(v) && i != 0x80) EXPECT_EQ(f32_to_fp8_e4m3(v), uint8_t(i)) << i;  // -0 encodes as +0's twin
+  }
+  EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7e);  // saturates
+}
+
+TEST(DType, HalfAndBfloatRoundTrip) {
+  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f}) EXPECT_EQ(f16_to_f32(f32_to_f16(v)), v) << v;
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(3.140625f)), 3.140625f);
+  EXPECT_EQ(f32_to_bf16(1.00390625f), 0x3f80);  // tie rounds to even
+  EXPECT_EQ(e8m0_to_f32(127), 1.0f);
+  EXPECT_EQ(e8m0_to_f32(120), 1.0f / 128);
+}
+
+struct Matrix {
+  std::vector<uint8_t> data;
+  std::vector<float> scale;
+  std::vector<double> real;  // the exact values the stored weight represents
+  Weight w;
+};
+
+Matrix make_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  Matrix m;
+  m.w.dtype = t;
+  m.w.rows = rows;
+  m.w.cols = cols;
+  m.data.resize(size_t(rows * cols) * dtype_size(t));
+  m.real.resize(size_t(rows * cols));
+  if (t == DType::F8_E4M3) {
+    m.w.scale_cols = (cols + 127) / 128;
+    m.scale.resize(size_t(((rows + 127) / 128) * m.w.scale_cols));
+    for (auto& s : m.scale) s = std::ldexp(1.0f + std::abs(nd(rng)), -8);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = size_t(r * cols + c);
+      const float v = nd(rng);
+      switch (t) {
+        case DType::F32: std::memcpy(&m.data[4 * i], &v, 4); m.real[i] = v; break;
+        case DType::BF16: { uint16_t h = f32_to_bf16(v); std::memcpy(&m.data[2 * i], &h, 2); m.real[i] = bf16_to_f32(h); break; }
+        case DType::F16: { uint16_t h = f32_to_f16(v); std::memcpy(&m.data[2 * i], &h, 2); m.real[i] = f16_to_f32(h); break; }
+        case DType::F8_E4M3: {
+          uint8_t q = f32_to_fp8_e4m3(v * 50);
+          m.data[i] = q;
+          m.real[i] = double(fp8_e4m3_to_f32(q)) * m.scale[size_t((r / 128) * m.w.scale_cols + c / 128)];
+          break;
+        }
+        default: break;
+      }
+    }
+  m.w.data = m.data.data();
+  m.w.scale = m.scale.empty() ? nullptr : m.scale.data();
+  return m;
+}
+
+class MatmulTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatmulTest, MatchesDoubleReferenceAndIsBatchInvariant) {
+  std::mt19937 rng(42);
+  ThreadPool pool(2);
+  const int64_t rows = 200, cols = 300, T = 5;  // partial FP8 tiles in both directions
+  Matrix m = make_matrix(GetParam(), rows, cols, rng);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(T * cols));
+  for (auto& v : x) v = nd(rng);
+
+  std::vector<float> y(static_cast<size_t>(T * rows));
+  matmul(m.w, x.data(), T, y.data(), pool);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        ref += m.real[size_t(r * cols + c)] * x[size_t(t * cols + c)];
+        mag += std::fabs(m.real[size_t(r * cols + c)] * x[size_t(t * cols + c)]);
+      }
+      EXPECT_NEAR(y[size_t(t * rows + r)], ref, 1e-5 * mag + 1e-6) << "t " << t << " r " << r;
+    }
+
+  // One token at a time gives bitwise the same result as the batch.
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<float> one(static_cast<size_t>(rows));
+    matmul(m.w, &x[size_t(t * cols)], 1, one.data(), pool);
+    for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(one[size_t(r)], y[size_t(t * rows + r)]);
+  }
+
+  // Row bands and the transposed product.
+  std::vector<float> band(static_cast<size_t>(T * 50));
+  matmul_rows(m.w, 100, 150, x.data(), cols, T, band.data(), 50, pool);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < 50; ++r) EXPECT_EQ(band[size_t(t * 50 + r)], y[size_t(t * rows + 100 + r)]);
+  std::vector<float> xr(static_cast<size_t>(rows)), yt(static_cast<size_t>(cols));
+  for (auto& v : xr) v = nd(rng);
+  matvec_transposed(m.w, 0, rows, xr.data(), yt.data());
+  for (int64_t c = 0; c < cols; ++c) {
+    double ref = 0, mag = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      ref += m.real[size_t(r * cols + c)] * xr[size_t(r)];
+      mag += std::fabs(m.real[size_t(r * cols + c)] * xr[size_t(r)]);
+    }
+    EXPECT_NEAR(yt[size_t(c)], ref, 1e-5 * mag + 1e-6) << "c " << c;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, MatmulTest, ::testing::Values(DType::F32, DType::BF16, DType::F16, DType::F8_E4M3),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Ops, RmsnormSoftmaxRope) {
+  std::vector<float> x = {1, 2, 3, 4}, w = {1, 0.5f, 2, 1}, out(4);
+  rmsnorm(x.data(), w.data(), 4, 1e-6f, out.data());
+  const double inv = 1 / std::sqrt((1 + 4 + 9 + 16) / 4.0 + 1e-6);
+  EXPECT_NEAR(out[2], 3 * inv * 2, 1e-6);
+
+  std::vector<float> s = {1, 2, -INFINITY, 3};
+  softmax_inplace(s.data(), 4);
+  EXPECT_EQ(s[2], 0.0f);
+  EXPECT_NEAR(s[0] + s[1] + s[3], 1.0, 1e-6);
+  EXPECT_NEAR(s[3] / s[1], std::exp(1.0), 1e-5);
+
+  std::vector<float> v = {1, 0, 0, 2}, c = {0, 1}, sn = {1, 0};
+  rope_interleaved(v.data(), c.data(), sn.data(), 2);  // pair 0 rotated by 90°, pair 1 by 0°
+  EXPECT_NEAR(v[0], 0, 1e-7);
+  EXPECT_NEAR(v[1], 1, 1e-7);
+  EXPECT_EQ(v[3], 2);
+}
+
+TEST(ThreadPool, RunsEveryIndexOnceAndNests) {
+  ThreadPool pool(2);
+  std::vector<int> hits(1000, 0);
+  for (int rep = 0; rep < 50; ++rep)
+    pool.parallel_for(1000, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+      pool.parallel_for(3, [](int64_t, int64_t) {});  // nested: runs inline, no deadlock
+    });
+  for (int h : hits) EXPECT_EQ(h, 50);
+}
+
+}  // namespace
+}  // namespace whale
