@@ -18,7 +18,9 @@ TEST(DType, Fp8E4M3DecodesKnownValues) {
   EXPECT_TRUE(std::isnan(fp8_e4m3_to_f32(0x7f)));
   for (int i = 0; i < 256; ++i) {
     const float v = fp8_e4m3_to_f32(uint8_t(i));
-    if (!std::isnan(v) && i != 0x80) EXPECT_EQ(f32_to_fp8_e4m3(v), uint8_t(i)) << i;  // -0 encodes as +0's twin
+    if (!std::isnan(v) && i != 0x80) {  // -0 (0x80) encodes back as +0
+      EXPECT_EQ(f32_to_fp8_e4m3(v), uint8_t(i)) << i;
+    }
   }
   EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7e);  // saturates
 }

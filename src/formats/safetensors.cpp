@@ -62,7 +62,9 @@ std::vector<SafetensorsEntry> parse_safetensors_header(std::string_view header_j
   if (!header.is_object()) fail(file, ": safetensors header is not a JSON object");
 
   std::vector<SafetensorsEntry> entries;
-  for (auto& [name, info] : header.items()) {
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& info = it.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const char* what) { fail(file, ": tensor '", name, "': ", what); };
     if (!info.is_object()) bad("entry is not an object");

@@ -1,6 +1,8 @@
-#include <cctype>
+#include "core/token_list.h"
 
-#include "cli/commands.h"
+#include <cctype>
+#include <cstdint>
+
 #include "core/error.h"
 
 namespace whale {

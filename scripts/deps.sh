@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages whale builds and tests with, skipping what is present.
+# Usage: scripts/deps.sh [--test]   (--test adds the Python tooling the test suite uses)
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config
+  nlohmann-json3-dev libcli11-dev libhwy-dev libcpp-httplib-dev libpcre2-dev libssl-dev
+  libgtest-dev libgmock-dev
+)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(clang libclang-rt-14-dev python3 python3-pip curl)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
