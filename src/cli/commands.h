@@ -12,5 +12,7 @@ namespace whale {
 
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_init(CLI::App& app);
+void register_info(CLI::App& app);
 
 }  // namespace whale

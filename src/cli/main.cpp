@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "whale 0.1.0");
   whale::register_logits(app);
   whale::register_generate(app);
+  whale::register_init(app);
+  whale::register_info(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

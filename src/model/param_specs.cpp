@@ -1,0 +1,48 @@
+#include "model/param_specs.h"
+
+namespace whale {
+
+std::vector<ParamSpec> hf_param_specs(const ModelConfig& c) {
+  const int64_t D = c.hidden_size, H = c.num_attention_heads;
+  std::vector<ParamSpec> out;
+  auto add = [&](std::string name, std::vector<int64_t> shape, ParamRole role) {
+    out.push_back({std::move(name), std::move(shape), role});
+  };
+  auto mlp = [&](const std::string& p, int64_t inter) {
+    add(p + ".gate_proj.weight", {inter, D}, ParamRole::Linear);
+    add(p + ".up_proj.weight", {inter, D}, ParamRole::Linear);
+    add(p + ".down_proj.weight", {D, inter}, ParamRole::Linear);
+  };
+
+  add("model.embed_tokens.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l);
+    add(p + ".input_layernorm.weight", {D}, ParamRole::Norm);
+    add(p + ".post_attention_layernorm.weight", {D}, ParamRole::Norm);
+    const std::string a = p + ".self_attn";
+    if (c.q_lora_rank > 0) {
+      add(a + ".q_a_proj.weight", {c.q_lora_rank, D}, ParamRole::Linear);
+      add(a + ".q_a_layernorm.weight", {c.q_lora_rank}, ParamRole::Norm);
+      add(a + ".q_b_proj.weight", {H * c.qk_head_dim(), c.q_lora_rank}, ParamRole::Linear);
+    } else {
+      add(a + ".q_proj.weight", {H * c.qk_head_dim(), D}, ParamRole::Linear);
+    }
+    add(a + ".kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, D}, ParamRole::Linear);
+    add(a + ".kv_a_layernorm.weight", {c.kv_lora_rank}, ParamRole::Norm);
+    add(a + ".kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, ParamRole::Linear);
+    add(a + ".o_proj.weight", {D, H * c.v_head_dim}, ParamRole::Linear);
+    if (!c.is_moe_layer(l)) {
+      mlp(p + ".mlp", c.intermediate_size);
+      continue;
+    }
+    add(p + ".mlp.gate.weight", {c.n_routed_experts, D}, ParamRole::Router);
+    if (c.topk_method == TopkMethod::NoauxTc) add(p + ".mlp.gate.e_score_correction_bias", {c.n_routed_experts}, ParamRole::Bias);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) mlp(p + ".mlp.experts." + std::to_string(e), c.moe_intermediate_size);
+    if (c.n_shared_experts > 0) mlp(p + ".mlp.shared_experts", c.moe_intermediate_size * c.n_shared_experts);
+  }
+  add("model.norm.weight", {D}, ParamRole::Norm);
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  return out;
+}
+
+}  // namespace whale
