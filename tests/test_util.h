@@ -18,6 +18,9 @@ namespace fs = std::filesystem;
 
 inline std::string source_path(const std::string& rel) { return std::string(WHALE_SOURCE_DIR) + "/" + rel; }
 inline std::string golden_dir(const std::string& name) { return source_path("tests/golden/" + name); }
+// The shared material beside the repository (../shared), e.g. the real DeepSeek-V3 tokenizer.
+inline std::string shared_path(const std::string& rel) { return std::string(WHALE_SOURCE_DIR) + "/../shared/" + rel; }
+inline std::string deepseek_v3_tokenizer() { return shared_path("tokenizers/deepseek-v3"); }
 
 // A fresh directory under the system temp dir, removed when the object dies.
 class TempDir {

@@ -14,5 +14,6 @@ void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_init(CLI::App& app);
 void register_info(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace whale

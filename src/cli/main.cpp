@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   whale::register_generate(app);
   whale::register_init(app);
   whale::register_info(app);
+  whale::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -27,5 +27,6 @@ class MappedFile {
 // Whole-file read for small text files (config.json, index files). Rejects files over max_bytes.
 std::string read_text_file(const std::string& path, size_t max_bytes = size_t(64) << 20);
 bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
 
 }  // namespace whale

@@ -28,13 +28,6 @@ std::string dir_name(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-bool is_dir(const std::string& path) {
-  DIR* d = opendir(path.c_str());
-  if (!d) return false;
-  closedir(d);
-  return true;
-}
-
 std::vector<std::string> list_safetensors(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = opendir(dir.c_str());
@@ -132,7 +125,7 @@ std::vector<SafetensorsEntry> parse_safetensors_image(const uint8_t* data, size_
 std::unique_ptr<TensorSet> TensorSet::open(const std::string& path) {
   auto set = std::make_unique<TensorSet>();
   set->root_ = path;
-  if (!is_dir(path)) {
+  if (!is_directory(path)) {
     if (!file_exists(path)) fail(path, ": no such file or directory");
     set->add_file(path, nullptr);
     return set;
