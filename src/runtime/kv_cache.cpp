@@ -35,6 +35,16 @@ bool SeqCache::reserve(KVCache& cache, int64_t n_more) {
   return true;
 }
 
+void SeqCache::truncate(KVCache& cache, int64_t n) {
+  if (n >= length) return;
+  const size_t keep = size_t((n + cache.block_size() - 1) / cache.block_size());
+  while (blocks.size() > keep) {
+    cache.release(blocks.back());
+    blocks.pop_back();
+  }
+  length = n;
+}
+
 void SeqCache::clear(KVCache& cache) {
   for (int32_t b : blocks) cache.release(b);
   blocks.clear();

@@ -51,6 +51,7 @@ struct SeqCache {
   // Makes room for n_more tokens; false (and nothing allocated) if the pool is too small.
   bool reserve(KVCache& cache, int64_t n_more);
   void clear(KVCache& cache);  // releases every block
+  void truncate(KVCache& cache, int64_t n);  // keeps the first n tokens, releasing blocks past them
   float* slot(KVCache& cache, int64_t layer, int64_t pos) {
     return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
   }

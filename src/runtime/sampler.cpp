@@ -16,7 +16,33 @@ Sampler::Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::sample(const float* logits, int64_t vocab) {
+int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                        std::span<const int32_t> output) {
+  const SamplingParams& p = params_;
+  const bool penalised = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (penalised || !p.logit_bias.empty()) {
+    work_.assign(logits, logits + vocab);
+    for (const auto& [id, bias] : p.logit_bias)
+      if (id >= 0 && id < vocab) work_[size_t(id)] += bias;
+    if (p.repetition_penalty != 1.0f) {
+      std::vector<bool> seen(static_cast<size_t>(vocab), false);
+      for (auto ids : {prompt, output})
+        for (int32_t id : ids)
+          if (id >= 0 && id < vocab && !seen[size_t(id)]) {
+            seen[size_t(id)] = true;
+            float& l = work_[size_t(id)];
+            l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+          }
+    }
+    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+      std::vector<int32_t> count(static_cast<size_t>(vocab), 0);
+      for (int32_t id : output)
+        if (id >= 0 && id < vocab) ++count[size_t(id)];
+      for (int64_t i = 0; i < vocab; ++i)
+        if (count[size_t(i)]) work_[size_t(i)] -= p.presence_penalty + p.frequency_penalty * float(count[size_t(i)]);
+    }
+    logits = work_.data();
+  }
   if (params_.temperature <= 0.0f) return argmax(logits, vocab);
 
   candidates_.clear();

@@ -1,9 +1,15 @@
-// Turns a row of logits into the next token. Temperature 0 is greedy (argmax, lowest id on
-// ties); otherwise logits/T -> softmax -> top-k / top-p / min-p filters -> a draw from a
-// seeded generator, so a given seed reproduces the same tokens on every machine.
+// Turns a row of logits into the next token.
+//   1. logit_bias is added; repetition_penalty (Hugging Face: over prompt and output, divides
+//      positive logits, multiplies negative ones) and presence/frequency penalties (OpenAI:
+//      over the output, subtracted) are applied;
+//   2. temperature 0 is greedy (argmax, lowest id on ties);
+//   3. otherwise logits/T -> softmax -> top-k, min-p, top-p -> a draw from a seeded
+//      generator, so a given seed reproduces the same tokens on every machine.
 #pragma once
 #include <cstdint>
 #include <random>
+#include <span>
+#include <utility>
 #include <vector>
 
 namespace whale {
@@ -13,19 +19,25 @@ struct SamplingParams {
   float top_p = 1.0f;        // nucleus: smallest set with cumulative probability >= top_p
   int32_t top_k = 0;         // 0: off
   float min_p = 0.0f;        // drop tokens below min_p · p(most likely)
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  std::vector<std::pair<int32_t, float>> logit_bias;
   uint64_t seed = 0;
 };
 
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p);
-  int32_t sample(const float* logits, int64_t vocab);
+  // `prompt` and `output` are the tokens so far (for the penalties).
+  int32_t sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt = {},
+                 std::span<const int32_t> output = {});
   const SamplingParams& params() const { return params_; }
 
  private:
   double uniform();  // [0, 1), 53 random bits; independent of the standard library's distributions
   SamplingParams params_;
   std::mt19937_64 rng_;
+  std::vector<float> work_;
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 

@@ -1,0 +1,213 @@
+#include "tokenizer/output_parser.h"
+
+#include <algorithm>
+
+namespace whale {
+
+namespace {
+constexpr std::string_view kThinkOpen = "<think>";
+constexpr std::string_view kThinkClose = "</think>";
+constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kCallsEnd = "<｜tool▁calls▁end｜>";
+constexpr std::string_view kCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kSep = "<｜tool▁sep｜>";
+constexpr std::string_view kFenceOpen = "```json\n";
+
+// Length of the longest suffix of `s` that is a proper prefix of `marker`: the bytes that
+// must wait because the marker may be completing.
+size_t partial_suffix(std::string_view s, std::string_view marker) {
+  for (size_t n = std::min(s.size(), marker.size() - 1); n > 0; --n)
+    if (s.substr(s.size() - n) == marker.substr(0, n)) return n;
+  return 0;
+}
+
+}  // namespace
+
+bool ParsedOutput::operator==(const ParsedOutput& o) const {
+  if (reasoning != o.reasoning || content != o.content || tool_calls.size() != o.tool_calls.size()) return false;
+  for (size_t i = 0; i < tool_calls.size(); ++i)
+    if (tool_calls[i].name != o.tool_calls[i].name || tool_calls[i].arguments != o.tool_calls[i].arguments) return false;
+  return true;
+}
+
+OutputParser::OutputParser(bool starts_in_reasoning, ToolCallSyntax syntax)
+    : state_(starts_in_reasoning ? State::Reasoning : State::Start), syntax_(syntax) {}
+
+void OutputParser::emit(ParseEvent::Kind kind, std::string_view text, std::vector<ParseEvent>& out) {
+  if (text.empty() && kind != ParseEvent::ToolCallStart) return;
+  const int index = int(result_.tool_calls.size()) - 1;
+  switch (kind) {
+    case ParseEvent::Reasoning: result_.reasoning += text; break;
+    case ParseEvent::Content: result_.content += text; break;
+    case ParseEvent::ToolCallStart: result_.tool_calls.push_back({std::string(text), ""}); break;
+    case ParseEvent::ToolCallArguments: result_.tool_calls.back().arguments += text; break;
+  }
+  // Merge with the previous event of the same kind, so deltas stay few.
+  if (!out.empty() && out.back().kind == kind && kind != ParseEvent::ToolCallStart) out.back().text += text;
+  else out.push_back({kind, std::string(text), kind == ParseEvent::ToolCallStart ? int(result_.tool_calls.size()) - 1 : index});
+}
+
+std::vector<ParseEvent> OutputParser::push(std::string_view text) {
+  buf_ += text;
+  std::vector<ParseEvent> out;
+  step(false, out);
+  return out;
+}
+
+std::vector<ParseEvent> OutputParser::finish() {
+  std::vector<ParseEvent> out;
+  step(true, out);
+  return out;
+}
+
+// Consumes buf_ as far as it can be decided. With `final`, nothing more will arrive, so
+// held-back text is released as whatever it is.
+void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
+  for (;;) {
+    std::string_view b = buf_;
+    switch (state_) {
+      case State::Start: {  // a think block may open at the very beginning
+        if (b.size() < kThinkOpen.size() && kThinkOpen.substr(0, b.size()) == b && !final) return;
+        if (b.substr(0, kThinkOpen.size()) == kThinkOpen) {
+          buf_.erase(0, kThinkOpen.size());
+          state_ = State::Reasoning;
+        } else {
+          state_ = State::Content;
+        }
+        continue;
+      }
+      case State::Reasoning: {
+        size_t p = b.find(kThinkClose);
+        if (p == std::string_view::npos) {
+          const size_t keep = final ? 0 : partial_suffix(b, kThinkClose);
+          emit(ParseEvent::Reasoning, b.substr(0, b.size() - keep), out);
+          buf_.erase(0, b.size() - keep);
+          return;
+        }
+        emit(ParseEvent::Reasoning, b.substr(0, p), out);
+        buf_.erase(0, p + kThinkClose.size());
+        state_ = State::Content;
+        continue;
+      }
+      case State::Content: {
+        size_t p = b.find(kCallsBegin);
+        if (p == std::string_view::npos) {
+          const size_t keep = final ? 0 : partial_suffix(b, kCallsBegin);
+          emit(ParseEvent::Content, b.substr(0, b.size() - keep), out);
+          buf_.erase(0, b.size() - keep);
+          return;
+        }
+        emit(ParseEvent::Content, b.substr(0, p), out);
+        buf_.erase(0, p + kCallsBegin.size());
+        state_ = State::ToolCalls;
+        continue;
+      }
+      case State::ToolCalls: {  // between calls: whitespace, then a call or the end
+        size_t i = 0;
+        while (i < b.size() && (b[i] == '\n' || b[i] == ' ' || b[i] == '\r' || b[i] == '\t')) ++i;
+        std::string_view rest = b.substr(i);
+        if (rest.substr(0, kCallBegin.size()) == kCallBegin) {
+          buf_.erase(0, i + kCallBegin.size());
+          state_ = State::ToolName;
+          continue;
+        }
+        if (rest.substr(0, kCallsEnd.size()) == kCallsEnd) {
+          buf_.erase(0, i + kCallsEnd.size());
+          state_ = State::Content;  // text after the calls (rare) is content again
+          continue;
+        }
+        const bool maybe = kCallBegin.substr(0, std::min(rest.size(), kCallBegin.size())) == rest ||
+                           kCallsEnd.substr(0, std::min(rest.size(), kCallsEnd.size())) == rest;
+        if (maybe && !final) return;
+        // Malformed: keep the text as content rather than lose it.
+        state_ = State::Content;
+        continue;
+      }
+      case State::ToolName: {
+        // V3.1: NAME<｜tool▁sep｜>; V3: TYPE<｜tool▁sep｜>NAME\n```json\n
+        if (syntax_ == ToolCallSyntax::V31) {
+          size_t p = b.find(kSep);
+          if (p == std::string_view::npos) {
+            if (final) {
+              emit(ParseEvent::ToolCallStart, b, out);
+              buf_.clear();
+              state_ = State::Done;
+            }
+            return;
+          }
+          emit(ParseEvent::ToolCallStart, b.substr(0, p), out);
+          buf_.erase(0, p + kSep.size());
+          state_ = State::ToolArgs;
+          continue;
+        }
+        size_t p = b.find(kSep);
+        if (p == std::string_view::npos) {
+          if (final) {
+            buf_.clear();
+            state_ = State::Done;
+          }
+          return;
+        }
+        size_t nl = b.find('\n', p + kSep.size());
+        if (nl == std::string_view::npos) {
+          if (final) {
+            emit(ParseEvent::ToolCallStart, b.substr(p + kSep.size()), out);
+            buf_.clear();
+            state_ = State::Done;
+          }
+          return;
+        }
+        emit(ParseEvent::ToolCallStart, b.substr(p + kSep.size(), nl - p - kSep.size()), out);
+        buf_.erase(0, nl + 1);
+        state_ = State::ToolArgsOpen;
+        continue;
+      }
+      case State::ToolArgsOpen: {  // V3: the ```json fence before the arguments
+        if (b.size() < kFenceOpen.size() && kFenceOpen.substr(0, b.size()) == b && !final) return;
+        if (b.substr(0, kFenceOpen.size()) == kFenceOpen) buf_.erase(0, kFenceOpen.size());
+        state_ = State::ToolArgs;
+        continue;
+      }
+      case State::ToolArgs: {
+        const size_t p = b.find(kCallEnd);
+        std::string_view args = p == std::string_view::npos ? b : b.substr(0, p);
+        size_t keep = (p == std::string_view::npos && !final) ? partial_suffix(b, kCallEnd) : 0;
+        if (syntax_ == ToolCallSyntax::V3) {
+          // The closing fence ("\n```") is not part of the arguments. A tail of fence
+          // characters is held back until it is known whether more JSON follows it, and
+          // dropped once the call ends.
+          size_t tail = 0;
+          const std::string_view body = args.substr(0, args.size() - keep);
+          while (tail < body.size() && std::string_view("\n\r \t`").find(body[body.size() - 1 - tail]) != std::string_view::npos)
+            ++tail;
+          if (p == std::string_view::npos && !final) keep += tail;
+          else args = args.substr(0, args.size() - tail);
+        }
+        if (p == std::string_view::npos) {
+          emit(ParseEvent::ToolCallArguments, args.substr(0, args.size() - keep), out);
+          buf_.erase(0, b.size() - keep);
+          if (final) buf_.clear();
+          return;
+        }
+        emit(ParseEvent::ToolCallArguments, args, out);
+        buf_.erase(0, p + kCallEnd.size());
+        state_ = State::ToolCalls;
+        continue;
+      }
+      case State::Done:
+        emit(ParseEvent::Content, b, out);
+        buf_.clear();
+        return;
+    }
+  }
+}
+
+ParsedOutput OutputParser::parse(std::string_view text, bool starts_in_reasoning, ToolCallSyntax syntax) {
+  OutputParser p(starts_in_reasoning, syntax);
+  p.push(text);
+  p.finish();
+  return p.result();
+}
+
+}  // namespace whale

@@ -1,0 +1,63 @@
+// Splits a model's generated text into reasoning, answer content and tool calls, as the
+// text streams in. Markers (<think>, </think>, <｜tool▁calls▁begin｜>, ...) may arrive split
+// across chunks in any way: text that could still be the start of a marker is held back
+// until it is decided, so streaming and one-shot parsing give identical results.
+//
+// Tool-call layouts (DeepSeek chat formats):
+//   V3:   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
+//         [\n<｜tool▁call▁begin｜>...]<｜tool▁calls▁end｜>
+//   V3.1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace whale {
+
+enum class ToolCallSyntax { V3, V31 };
+
+struct ParsedToolCall {
+  std::string name;
+  std::string arguments;  // JSON text as the model wrote it
+};
+
+struct ParsedOutput {
+  std::string reasoning, content;
+  std::vector<ParsedToolCall> tool_calls;
+  bool operator==(const ParsedOutput& o) const;
+};
+
+// One piece of streamed output.
+struct ParseEvent {
+  enum Kind { Reasoning, Content, ToolCallStart, ToolCallArguments } kind;
+  std::string text;  // the delta (ToolCallStart: the function name)
+  int tool_index = -1;
+};
+
+class OutputParser {
+ public:
+  // starts_in_reasoning: the prompt already opened a think block (R1, V3.1 thinking mode).
+  OutputParser(bool starts_in_reasoning, ToolCallSyntax syntax);
+
+  // Feeds more text; returns the events it completed.
+  std::vector<ParseEvent> push(std::string_view text);
+  // End of generation: releases anything held back.
+  std::vector<ParseEvent> finish();
+
+  bool in_reasoning() const { return state_ == State::Reasoning; }
+  const ParsedOutput& result() const { return result_; }  // everything so far
+
+  static ParsedOutput parse(std::string_view text, bool starts_in_reasoning, ToolCallSyntax syntax);
+
+ private:
+  enum class State { Start, Reasoning, Content, ToolCalls, ToolName, ToolArgsOpen, ToolArgs, Done };
+  void step(bool final, std::vector<ParseEvent>& out);
+  void emit(ParseEvent::Kind kind, std::string_view text, std::vector<ParseEvent>& out);
+
+  State state_;
+  ToolCallSyntax syntax_;
+  std::string buf_;  // text received but not yet consumed
+  ParsedOutput result_;
+};
+
+}  // namespace whale
