@@ -15,5 +15,6 @@ void register_generate(CLI::App& app);
 void register_init(CLI::App& app);
 void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_run(CLI::App& app);
 
 }  // namespace whale

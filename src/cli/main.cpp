@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   whale::register_init(app);
   whale::register_info(app);
   whale::register_tokenize(app);
+  whale::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/error.h"
 
@@ -47,6 +48,8 @@ ChatSession::ChatSession(Model& model, const Tokenizer& tokenizer, int64_t conte
   for (int64_t e : model_.config().eos_token_ids) eos_ids_.push_back(int32_t(e));
   if (tokenizer_.eos_id() >= 0) eos_ids_.push_back(tokenizer_.eos_id());
   think_close_ = tokenizer_.encode("</think>");
+  for (int32_t id = 0; id < int32_t(model_.config().vocab_size); ++id)
+    if (!tokenizer_.is_valid_id(id)) no_text_ids_.push_back(id);
 }
 
 void ChatSession::reset() {
@@ -116,6 +119,7 @@ GenerationStats ChatSession::generate(const std::vector<int32_t>& prompt, const 
       next = forced.front();
       forced.erase(forced.begin());
     } else {
+      for (int32_t id : no_text_ids_) logits[size_t(id)] = -INFINITY;  // never sample a token without text
       next = sampler.sample(logits.data(), vocab, prompt, last_generated_);
       if (std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end()) {
         st.finish_reason = "stop";

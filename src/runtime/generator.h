@@ -70,6 +70,7 @@ class ChatSession {
   std::vector<int32_t> cached_tokens_;  // the tokens whose latents are in seq_
   std::vector<int32_t> eos_ids_;
   std::vector<int32_t> think_close_;    // "</think>" as tokens
+  std::vector<int32_t> no_text_ids_;    // ids the model has but the tokenizer cannot write (padding rows)
   ParsedOutput last_output_;
   std::vector<int32_t> last_generated_;
 };

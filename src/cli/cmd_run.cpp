@@ -1,0 +1,326 @@
+// whale run MODEL [PROMPT] : chat with a model in the terminal.
+//
+// Interactive when stdin is a terminal: streams answers, shows reasoning dimmed (or
+// collapsed), and takes /commands. With a PROMPT argument or piped stdin it answers once
+// and exits; --json prints one JSON object per answer for scripts.
+#include <editline/readline.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "runtime/generator.h"
+#include "runtime/model_bundle.h"
+
+namespace whale {
+
+namespace {
+
+// Set by SIGINT. A signal handler can only reach a global; Ctrl-C stops the current answer
+// (or clears the input line) instead of killing the chat.
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted.store(true); }
+
+struct RunOptions {
+  std::string model, prompt, system, chat_format = "auto";
+  bool think = false, no_think = false, json = false, collapse = false;
+  std::string color = "auto";
+  int64_t ctx = 4096, max_tokens = 2048, budget = -1;
+  SamplingParams sampling;
+  bool seed_given = false;
+  int threads = 0;
+};
+
+const char* kHelp =
+    "Commands:\n"
+    "  /think on|off   turn thinking mode on or off\n"
+    "  /budget N|off   force the end of reasoning after N reasoning tokens\n"
+    "  /collapse on|off  hide reasoning behind a one-line summary\n"
+    "  /expand         print the reasoning of the last answer\n"
+    "  /clear          forget the conversation\n"
+    "  /save FILE      save the conversation as JSON (OpenAI message format)\n"
+    "  /help           this help\n"
+    "  /bye            quit (or Ctrl-D)\n"
+    "Ctrl-C stops the current answer.\n";
+
+class ChatApp {
+ public:
+  explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
+    bundle_ = ModelBundle::load(o_.model, pool_, o_.chat_format);
+    session_ = std::make_unique<ChatSession>(*bundle_.model, *bundle_.tokenizer, o_.ctx);
+    const ChatFormat f = bundle_.chat_format;
+    thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
+    if (o_.no_think) thinking_ = false;
+    if (o_.think && f == ChatFormat::V3)
+      std::fprintf(stderr, "whale: note: the %s chat format has no thinking mode\n", chat_format_name(f));
+    budget_ = o_.budget;
+    collapse_ = o_.collapse;
+    tty_out_ = isatty(STDOUT_FILENO);
+    color_ = o_.color == "always" || (o_.color == "auto" && tty_out_ && !std::getenv("NO_COLOR"));
+    if (!o_.seed_given) o_.sampling.seed = std::random_device{}();
+  }
+
+  int run() {
+    std::string prompt = o_.prompt;
+    const bool piped = !isatty(STDIN_FILENO);
+    if (piped) {
+      std::string in((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+      while (!in.empty() && (in.back() == '\n' || in.back() == '\r')) in.pop_back();
+      if (!in.empty()) prompt = prompt.empty() ? in : prompt + "\n\n" + in;
+    }
+    if (!prompt.empty() || piped) {
+      if (prompt.empty()) fail("no prompt: stdin was empty");
+      answer(prompt);
+      return g_interrupted.load() ? 130 : 0;
+    }
+    repl();
+    return 0;
+  }
+
+ private:
+  void repl() {
+    std::printf("whale: %s (%s chat format, thinking %s). /help for commands, Ctrl-D to quit.\n",
+                bundle_.path.c_str(), chat_format_name(bundle_.chat_format), thinking_ ? "on" : "off");
+    using_history();
+    for (;;) {
+      g_interrupted.store(false);
+      char* raw = readline(">>> ");
+      if (!raw) {
+        if (g_interrupted.load()) {  // Ctrl-C at the prompt: a fresh line, not an exit
+          std::printf("\nUse Ctrl-D or /bye to exit.\n");
+          continue;
+        }
+        std::printf("\n");
+        return;
+      }
+      std::string line(raw);
+      std::free(raw);
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      add_history(line.c_str());
+      if (line[0] == '/') {
+        if (!command(line)) return;
+        continue;
+      }
+      try {
+        answer(line);
+      } catch (const Error& e) {
+        std::printf("\nwhale: error: %s\n", e.what());
+      }
+    }
+  }
+
+  // Returns false to quit.
+  bool command(const std::string& line) {
+    std::istringstream in(line);
+    std::string cmd, arg;
+    in >> cmd >> arg;
+    if (cmd == "/bye" || cmd == "/exit" || cmd == "/quit") return false;
+    if (cmd == "/help" || cmd == "/?") {
+      std::printf("%s", kHelp);
+    } else if (cmd == "/think" && (arg == "on" || arg == "off")) {
+      if (arg == "on" && bundle_.chat_format == ChatFormat::V3) {
+        std::printf("The %s chat format has no thinking mode.\n", chat_format_name(bundle_.chat_format));
+      } else {
+        thinking_ = arg == "on";
+        std::printf("Thinking %s.\n", thinking_ ? "on" : "off");
+      }
+    } else if (cmd == "/budget" && !arg.empty()) {
+      if (arg == "off") budget_ = -1;
+      else if (arg.find_first_not_of("0123456789") == std::string::npos && arg.size() < 10) budget_ = std::stoll(arg);
+      else {
+        std::printf("Usage: /budget N|off\n");
+        return true;
+      }
+      std::printf(budget_ < 0 ? "Thinking budget off.\n" : "Thinking budget %lld tokens.\n", (long long)budget_);
+    } else if (cmd == "/collapse" && (arg == "on" || arg == "off")) {
+      collapse_ = arg == "on";
+      std::printf("Reasoning %s.\n", collapse_ ? "collapsed" : "shown");
+    } else if (cmd == "/expand") {
+      print_reasoning(last_reasoning_.empty() ? "(no reasoning in the last answer)" : last_reasoning_);
+      std::printf("\n");
+    } else if (cmd == "/clear") {
+      history_.clear();
+      session_->reset();
+      std::printf("Conversation cleared.\n");
+    } else if (cmd == "/save" && !arg.empty()) {
+      save(arg);
+    } else {
+      std::printf("Unknown command '%s'. /help lists the commands.\n", line.c_str());
+    }
+    return true;
+  }
+
+  void save(const std::string& path) {
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+    for (const auto& m : history_) {
+      nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content.value_or("")}};
+      if (m.reasoning_content && !m.reasoning_content->empty()) j["reasoning_content"] = *m.reasoning_content;
+      msgs.push_back(j);
+    }
+    const std::string text = nlohmann::ordered_json({{"model", bundle_.path}, {"messages", msgs}}).dump(2) + "\n";
+    const std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0 ||
+        std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::printf("Could not write %s.\n", path.c_str());
+      return;
+    }
+    std::printf("Saved %zu messages to %s.\n", history_.size(), path.c_str());
+  }
+
+  void print_reasoning(const std::string& text) {
+    if (color_) std::printf("\x1b[2m%s\x1b[0m", text.c_str());
+    else std::printf("%s", text.c_str());
+  }
+
+  void answer(const std::string& user) {
+    std::vector<ChatMessage> messages;
+    if (!o_.system.empty()) messages.push_back({.role = "system", .content = o_.system});
+    messages.insert(messages.end(), history_.begin(), history_.end());
+    ChatMessage u;
+    u.role = "user";
+    u.content = user;
+    messages.push_back(u);
+
+    ChatOptions co;
+    co.thinking = thinking_;
+    if (bundle_.tokenizer->bos_id() >= 0) co.bos_token = bundle_.tokenizer->token_bytes(bundle_.tokenizer->bos_id());
+    const std::string prompt_text = render_chat(bundle_.chat_format, messages, co);
+    std::vector<int32_t> prompt = bundle_.tokenizer->encode(prompt_text);
+
+    GenerationOptions go;
+    go.sampling = o_.sampling;
+    go.max_tokens = o_.max_tokens;
+    go.starts_in_reasoning = prompt_opens_reasoning(bundle_.chat_format, co);
+    go.tool_syntax = tool_call_syntax(bundle_.chat_format);
+    go.thinking_budget = budget_;
+    // R1 always opens a think block; "thinking off" closes it at once.
+    if (bundle_.chat_format == ChatFormat::R1 && !thinking_) go.thinking_budget = 0;
+
+    enum { None, Reasoning, Content } shown = None;
+    int64_t reasoning_tokens_shown = 0;
+    auto end_reasoning = [&] {
+      if (shown != Reasoning || o_.json) return;
+      if (collapse_) std::printf("Thinking... done (%lld tokens; /expand to show).\n\n", (long long)reasoning_tokens_shown);
+      else if (color_) std::printf("\x1b[0m\n\n");
+      else std::printf("\n...done thinking.\n\n");
+    };
+    auto on_event = [&](const ParseEvent& e) {
+      if (o_.json) return;
+      if (e.kind == ParseEvent::Reasoning) {
+        if (shown != Reasoning) {
+          shown = Reasoning;
+          if (collapse_) std::printf("Thinking... ");
+          else if (color_) std::printf("\x1b[2m");
+          else std::printf("Thinking...\n");
+        }
+        ++reasoning_tokens_shown;
+        if (!collapse_) std::printf("%s", e.text.c_str());
+      } else {
+        end_reasoning();
+        shown = Content;
+        if (e.kind == ParseEvent::ToolCallStart) std::printf("\n[tool call] %s ", e.text.c_str());
+        else std::printf("%s", e.text.c_str());
+      }
+      std::fflush(stdout);
+    };
+
+    // g_interrupted was cleared when this line was read: a Ctrl-C typed since then stops the answer.
+    GenerationStats st = session_->generate(prompt, go, on_event, &g_interrupted);
+    end_reasoning();
+    const ParsedOutput& out = session_->last_output();
+    last_reasoning_ = out.reasoning;
+
+    ChatMessage a;
+    a.role = "assistant";
+    a.content = out.content;
+    if (!out.reasoning.empty()) a.reasoning_content = out.reasoning;
+    history_.push_back(u);
+    history_.push_back(a);
+
+    const double tps = st.decode_seconds > 0 ? double(st.generated_tokens) / st.decode_seconds : 0;
+    if (o_.json) {
+      nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+      for (const auto& c : out.tool_calls) calls.push_back({{"name", c.name}, {"arguments", c.arguments}});
+      nlohmann::ordered_json j = {
+          {"reasoning_content", out.reasoning}, {"content", out.content}, {"tool_calls", calls},
+          {"finish_reason", st.finish_reason},
+          {"usage", {{"prompt_tokens", st.prompt_tokens}, {"completion_tokens", st.generated_tokens},
+                     {"reasoning_tokens", st.reasoning_tokens}, {"cached_tokens", st.cached_tokens}}},
+          {"timings", {{"prefill_seconds", st.prefill_seconds}, {"decode_seconds", st.decode_seconds},
+                       {"tokens_per_second", tps}}}};
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+      return;
+    }
+    if (st.finish_reason == "cancelled") std::printf(" [stopped]");
+    char stats[200];
+    std::snprintf(stats, sizeof stats, "[%lld tokens, %.1f tokens/s; prompt %lld tokens, %lld cached, %.2f s]",
+                  (long long)st.generated_tokens, tps, (long long)st.prompt_tokens, (long long)st.cached_tokens,
+                  st.prefill_seconds);
+    if (tty_out_) {
+      std::printf(color_ ? "\n\x1b[2m%s\x1b[0m\n" : "\n%s\n", stats);
+    } else {
+      std::printf("\n");
+      std::fprintf(stderr, "%s\n", stats);
+    }
+    std::fflush(stdout);
+  }
+
+  RunOptions o_;
+  ThreadPool pool_;
+  ModelBundle bundle_;
+  std::unique_ptr<ChatSession> session_;
+  std::vector<ChatMessage> history_;
+  bool thinking_ = false, collapse_ = false, tty_out_ = false, color_ = false;
+  int64_t budget_ = -1;
+  std::string last_reasoning_;
+};
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  o->sampling.temperature = 0.6f;  // DeepSeek's recommendation for its reasoning models
+  o->sampling.top_p = 0.95f;
+  auto* cmd = app.add_subcommand("run", "Chat with a model in the terminal (or answer one PROMPT and exit)");
+  cmd->add_option("model", o->model, "Model directory")->required();
+  cmd->add_option("prompt", o->prompt, "Answer this prompt and exit");
+  cmd->add_flag("--think", o->think, "Start with thinking mode on");
+  cmd->add_flag("--no-think", o->no_think, "Start with thinking mode off");
+  cmd->add_option("--budget", o->budget, "Thinking budget: force </think> after N reasoning tokens")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", o->json, "Print each answer as one JSON object (reasoning, content, usage, timings)");
+  cmd->add_flag("--collapse", o->collapse, "Hide reasoning behind a one-line summary");
+  cmd->add_option("--color", o->color, "auto (default), always, never")->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd->add_option("--system", o->system, "System prompt");
+  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2")
+      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2"}));
+  cmd->add_option("--ctx", o->ctx, "Context length in tokens (default 4096)")->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  cmd->add_option("--max-tokens", o->max_tokens, "Most tokens per answer (default 2048)")->check(CLI::PositiveNumber);
+  cmd->add_option("--temperature", o->sampling.temperature, "Sampling temperature (default 0.6; 0 = greedy)")->check(CLI::Range(0.0f, 100.0f));
+  cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling (default 0.95)")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k sampling (default off)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p sampling (default off)")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (default 1 = off)")->check(CLI::Range(0.01f, 10.0f));
+  cmd->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: a blocked read returns, so Ctrl-C is seen at once
+    ChatApp app(*o);
+    const int rc = app.run();
+    if (rc != 0) std::exit(rc);
+  });
+}
+
+}  // namespace whale

@@ -1,0 +1,23 @@
+// What a chat needs from a model directory: the weights, the tokenizer and the chat format.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+#include "tokenizer/chat_format.h"
+#include "tokenizer/tokenizer.h"
+
+namespace whale {
+
+struct ModelBundle {
+  std::string path;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  ChatFormat chat_format = ChatFormat::V3;
+
+  // chat_format: "auto" (from tokenizer_config.json's template and the architecture) or a name.
+  static ModelBundle load(const std::string& path, ThreadPool& pool, const std::string& chat_format = "auto");
+};
+
+}  // namespace whale
