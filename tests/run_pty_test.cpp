@@ -100,7 +100,7 @@ TEST(RunPty, InteractiveChat) {
   ASSERT_TRUE(p.expect("Thinking on.")) << p.output();
   p.send("/budget 3\n");
   ASSERT_TRUE(p.expect("Thinking budget 3 tokens.")) << p.output();
-  p.send("Hello there\n");
+  p.send("你好 there\n");  // typed UTF-8 must reach the model intact
   ASSERT_TRUE(p.expect("\x1b[2m")) << "reasoning is shown dimmed: " << p.output();
   ASSERT_TRUE(p.expect("\x1b[0m")) << p.output();
   ASSERT_TRUE(p.expect("tokens/s")) << p.output();
@@ -125,7 +125,7 @@ TEST(RunPty, InteractiveChat) {
 
   auto saved = nlohmann::json::parse(test::read_file(dir / "chat.json"));
   ASSERT_EQ(saved["messages"].size(), 4u);
-  EXPECT_EQ(saved["messages"][0]["content"], "Hello there");
+  EXPECT_EQ(saved["messages"][0]["content"], "你好 there");
   EXPECT_EQ(saved["messages"][1]["role"], "assistant");
   EXPECT_TRUE(saved["messages"][1].contains("reasoning_content"));
 }

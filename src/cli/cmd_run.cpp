@@ -4,10 +4,14 @@
 // collapsed), and takes /commands. With a PROMPT argument or piped stdin it answers once
 // and exits; --json prints one JSON object per answer for scripts.
 #include <editline/readline.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -29,6 +33,35 @@ namespace {
 // (or clears the input line) instead of killing the chat.
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted.store(true); }
+
+// Key input for libedit: waits for a key while watching for Ctrl-C, so an interrupt is seen
+// whenever it arrives (libedit's own read would sleep through one that came early), and
+// returns whole UTF-8 characters as code points so non-ASCII input edits correctly.
+int interruptible_getc(FILE*) {
+  auto next_byte = [](bool first) -> int {
+    for (;;) {
+      if (first && g_interrupted.load()) return EOF;
+      pollfd pfd{STDIN_FILENO, POLLIN, 0};
+      const int r = poll(&pfd, 1, 50);
+      if (r == 0 || (r < 0 && errno == EINTR)) continue;
+      unsigned char c;
+      const ssize_t n = read(STDIN_FILENO, &c, 1);
+      if (n == 1) return c;
+      if (n < 0 && errno == EINTR) continue;
+      return EOF;
+    }
+  };
+  const int b0 = next_byte(true);
+  if (b0 == EOF || b0 < 0xc0) return b0;
+  const int extra = b0 >= 0xf0 ? 3 : b0 >= 0xe0 ? 2 : 1;
+  int cp = b0 & (0x3f >> extra);
+  for (int i = 0; i < extra; ++i) {
+    const int b = next_byte(false);
+    if (b == EOF || (b & 0xc0) != 0x80) return 0xfffd;
+    cp = (cp << 6) | (b & 0x3f);
+  }
+  return cp;
+}
 
 struct RunOptions {
   std::string model, prompt, system, chat_format = "auto";
@@ -90,7 +123,13 @@ class ChatApp {
   void repl() {
     std::printf("whale: %s (%s chat format, thinking %s). /help for commands, Ctrl-D to quit.\n",
                 bundle_.path.c_str(), chat_format_name(bundle_.chat_format), thinking_ ? "on" : "off");
+    // Line editing needs a UTF-8 character type; fall back to C.UTF-8 when the environment's
+    // locale is plain ASCII (LANG unset), as it often is over ssh or in containers.
+    setlocale(LC_CTYPE, "");
+    if (std::string(nl_langinfo(CODESET)) != "UTF-8") setlocale(LC_CTYPE, "C.UTF-8");
     using_history();
+    rl_catch_signals = 0;  // our SIGINT handler stays in charge
+    rl_getc_function = interruptible_getc;
     for (;;) {
       g_interrupted.store(false);
       char* raw = readline(">>> ");
@@ -104,6 +143,10 @@ class ChatApp {
       }
       std::string line(raw);
       std::free(raw);
+      if (g_interrupted.load()) {  // Ctrl-C while typing: drop the line
+        std::printf("\nUse Ctrl-D or /bye to exit.\n");
+        continue;
+      }
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       add_history(line.c_str());
       if (line[0] == '/') {
