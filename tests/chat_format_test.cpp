@@ -27,8 +27,10 @@ TEST(ChatFormat, MatchesOfficialTemplates) {
 TEST(ChatFormat, DetectsTheFormatFromTheTemplate) {
   auto v3 = nlohmann::json::parse(test::read_file(test::deepseek_v3_tokenizer() + "/tokenizer_config.json"));
   EXPECT_EQ(detect_chat_format(v3["chat_template"]), ChatFormat::V3);
-  EXPECT_EQ(detect_chat_format("{{'<｜Assistant｜><think>\\n'}}"), ChatFormat::R1);
-  EXPECT_EQ(detect_chat_format("{% if not thinking %}{{'</think>'}}{% else %}{{'<think>'}}{% endif %}"), ChatFormat::V31);
+  EXPECT_EQ(detect_chat_format("{{'<｜User｜>'}}{{'<｜Assistant｜><think>\\n'}}"), ChatFormat::R1);
+  EXPECT_EQ(detect_chat_format("<｜User｜>{% if not thinking %}{{'<｜Assistant｜></think>'}}{% endif %}"), ChatFormat::V31);
+  EXPECT_THROW(detect_chat_format(""), Error);  // no template: the user must choose
+  EXPECT_THROW(detect_chat_format("{{ '<|im_start|>' }}"), Error);
   EXPECT_EQ(detect_chat_format("", "DeepseekV32ForCausalLM"), ChatFormat::V32);
   EXPECT_THROW(parse_chat_format("v9"), Error);
 }

@@ -172,6 +172,19 @@ TEST(RunPty, OneShotPipedAndJson) {
   r = test::run_whale({"run", dir / "missing", "hi"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("no config.json"), std::string::npos) << r.err;
+
+  // A model directory whose tokenizer_config.json has no chat template: a clear error, or an override.
+  auto cfg = nlohmann::json::parse(test::read_file(model + "/tokenizer_config.json"));
+  cfg.erase("chat_template");
+  test::write_file(model + "/tokenizer_config.json", cfg.dump());
+  r = test::run_whale({"run", model, "hi", "--max-tokens", "2"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tokenizer_config.json: no chat_template"), std::string::npos) << r.err;
+  r = test::run_whale({"run", model, "hi", "--max-tokens", "2", "--chat-format", "v3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::remove((model + "/tokenizer.json").c_str());
+  r = test::run_whale({"run", model, "hi"});
+  EXPECT_NE(r.err.find("no tokenizer.json"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -46,3 +46,32 @@ TEST(Sampler, SeedReproduces) {
 
 }  // namespace
 }  // namespace whale
+
+namespace whale {
+namespace {
+
+TEST(Sampler, PenaltiesAndLogitBias) {
+  const float logits[4] = {2.0f, 1.9f, -1.0f, 0.5f};
+  SamplingParams p;  // greedy
+  p.logit_bias = {{3, 10.0f}};
+  EXPECT_EQ(Sampler(p).sample(logits, 4), 3);
+
+  p.logit_bias.clear();
+  p.repetition_penalty = 1.2f;  // 2.0 / 1.2 = 1.667 < 1.9
+  const int32_t prompt[1] = {0};
+  EXPECT_EQ(Sampler(p).sample(logits, 4, prompt), 1);
+  EXPECT_EQ(Sampler(p).sample(logits, 4), 0);  // nothing seen, nothing penalised
+
+  p.repetition_penalty = 1.0f;
+  p.frequency_penalty = 0.06f;  // token 0 generated twice: 2.0 - 0.12 < 1.9
+  const int32_t out[2] = {0, 0};
+  EXPECT_EQ(Sampler(p).sample(logits, 4, {}, out), 1);
+  p.frequency_penalty = 0.0f;
+  p.presence_penalty = 0.05f;  // 2.0 - 0.05 > 1.9
+  EXPECT_EQ(Sampler(p).sample(logits, 4, {}, out), 0);
+  p.presence_penalty = 0.2f;
+  EXPECT_EQ(Sampler(p).sample(logits, 4, {}, out), 1);
+}
+
+}  // namespace
+}  // namespace whale

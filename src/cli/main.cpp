@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   whale::register_info(app);
   whale::register_tokenize(app);
   whale::register_run(app);
+  whale::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,7 +12,8 @@ ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const s
   if (b.tokenizer->vocab_size() > b.model->config().vocab_size)
     fail(path, ": the tokenizer has ids up to ", b.tokenizer->vocab_size() - 1, " but the model's vocab_size is ",
          b.model->config().vocab_size);
-  b.chat_format = chat_format == "auto" ? detect_chat_format(b.tokenizer->chat_template(), b.model->config().architecture)
+  b.chat_format = chat_format == "auto" ? detect_chat_format(b.tokenizer->chat_template(), b.model->config().architecture,
+                                                              path + "/tokenizer_config.json")
                                         : parse_chat_format(chat_format);
   return b;
 }

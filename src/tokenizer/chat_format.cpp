@@ -385,11 +385,14 @@ ToolCallSyntax tool_call_syntax(ChatFormat format) {
   return format == ChatFormat::V31 ? ToolCallSyntax::V31 : ToolCallSyntax::V3;
 }
 
-ChatFormat detect_chat_format(const std::string& tpl, const std::string& architecture) {
+ChatFormat detect_chat_format(const std::string& tpl, const std::string& architecture, const std::string& source) {
+  // V3.2 ships no Jinja template: its encoder is Python code beside the weights.
   if (architecture == "DeepseekV32ForCausalLM" || tpl.find("DSML") != std::string::npos) return ChatFormat::V32;
-  const bool opens_think = tpl.find("<think>\\n") != std::string::npos || tpl.find("<think>\n'") != std::string::npos;
-  if (tpl.find("thinking") != std::string::npos && tpl.find("</think>") != std::string::npos) return ChatFormat::V31;
-  if (opens_think) return ChatFormat::R1;
+  if (tpl.empty()) fail(source, ": no chat_template; choose one with --chat-format v3|r1|v3.1|v3.2");
+  if (tpl.find(kUser) == std::string::npos || tpl.find(kAssistant) == std::string::npos)
+    fail(source, ": the chat_template is not a DeepSeek one; choose a format with --chat-format v3|r1|v3.1|v3.2");
+  if (tpl.find("thinking") != std::string::npos && tpl.find(kThinkClose) != std::string::npos) return ChatFormat::V31;
+  if (tpl.find("<think>\\n") != std::string::npos || tpl.find("<think>\n'") != std::string::npos) return ChatFormat::R1;
   return ChatFormat::V3;
 }
 

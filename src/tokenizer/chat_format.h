@@ -45,9 +45,10 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
 bool prompt_opens_reasoning(ChatFormat format, const ChatOptions& options);
 ToolCallSyntax tool_call_syntax(ChatFormat format);
 
-// Picks the format from a tokenizer_config.json chat_template (and the model architecture);
-// V3 when nothing more specific is recognised.
-ChatFormat detect_chat_format(const std::string& chat_template, const std::string& architecture = "");
+// Picks the format from a tokenizer_config.json chat_template (and the model architecture).
+// Throws when the template is missing or is not a DeepSeek one; `source` names the file.
+ChatFormat detect_chat_format(const std::string& chat_template, const std::string& architecture = "",
+                              const std::string& source = "tokenizer_config.json");
 ChatFormat parse_chat_format(const std::string& name);  // "v3", "r1", "v3.1", "v3.2"
 const char* chat_format_name(ChatFormat f);
 
