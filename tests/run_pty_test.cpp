@@ -69,6 +69,7 @@ class Pty {
   }
   // The exit status, or -1 if the process has not exited within `seconds` (it is then killed).
   int wait_exit(double seconds = 20) {
+    if (exited_) return status_;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     int status = 0;
     while (waitpid(pid_, &status, WNOHANG) == 0) {
@@ -76,7 +77,8 @@ class Pty {
       expect("\x01never\x01", 0.05);  // keep draining the terminal so the child never blocks on output
     }
     exited_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+    return status_;
   }
   const std::string& output() const { return out_; }
 
@@ -84,6 +86,7 @@ class Pty {
   int fd_ = -1;
   pid_t pid_ = -1;
   bool exited_ = false;
+  int status_ = -1;
   std::string out_;
   size_t consumed_ = 0;
 };
@@ -120,7 +123,7 @@ TEST(RunPty, InteractiveChat) {
   p.send("\x03");  // Ctrl-C at the prompt does not quit
   ASSERT_TRUE(p.expect("Use Ctrl-D or /bye to exit.")) << p.output();
   ASSERT_TRUE(p.expect(">>> ")) << p.output();  // typed-ahead keys may be flushed before the prompt
-  p.send("\x04");  // Ctrl-D quits
+  p.send("\x04");  // Ctrl-D quits, even when it lands before the line editor enters raw mode
   EXPECT_EQ(p.wait_exit(), 0) << p.output();
 
   auto saved = nlohmann::json::parse(test::read_file(dir / "chat.json"));

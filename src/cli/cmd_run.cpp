@@ -52,6 +52,9 @@ int interruptible_getc(FILE*) {
     }
   };
   const int b0 = next_byte(true);
+  // A Ctrl-D typed while the terminal was still in cooked mode reaches us, once libedit has
+  // switched to raw mode, as the kernel's stored end-of-file marker: a NUL byte.
+  if (b0 == 0) return 4;
   if (b0 == EOF || b0 < 0xc0) return b0;
   const int extra = b0 >= 0xf0 ? 3 : b0 >= 0xe0 ? 2 : 1;
   int cp = b0 & (0x3f >> extra);
@@ -127,9 +130,11 @@ class ChatApp {
     // locale is plain ASCII (LANG unset), as it often is over ssh or in containers.
     setlocale(LC_CTYPE, "");
     if (std::string(nl_langinfo(CODESET)) != "UTF-8") setlocale(LC_CTYPE, "C.UTF-8");
-    using_history();
+    // Before the first libedit call: using_history() already initialises libedit, which
+    // copies these two settings.
     rl_catch_signals = 0;  // our SIGINT handler stays in charge
     rl_getc_function = interruptible_getc;
+    using_history();
     for (;;) {
       g_interrupted.store(false);
       char* raw = readline(">>> ");
