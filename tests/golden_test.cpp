@@ -94,7 +94,7 @@ TEST_P(GoldenTest, BatchedSequencesAreIndependentAndBitExact) {
   auto alone_a = run(a, int64_t(a.size()), AttentionForm::Auto);
   auto alone_b = run(b, int64_t(b.size()), AttentionForm::Auto);
 
-  auto cache = model_->make_cache(int64_t(a.size() + b.size()), 4);
+  auto cache = model_->make_cache(int64_t(a.size() + b.size()) + 8, 4);  // + room for block rounding
   SeqCache sa, sb;
   ASSERT_TRUE(sa.reserve(*cache, int64_t(a.size())));
   ASSERT_TRUE(sb.reserve(*cache, int64_t(b.size())));
@@ -112,7 +112,8 @@ TEST_P(GoldenTest, BatchedSequencesAreIndependentAndBitExact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, GoldenTest,
-                         ::testing::Values("v2_lite", "v2", "v3", "v3_fp8", "v31_fp8_ue8m0", "dense_tied"),
+                         ::testing::Values("v2_lite", "v2", "v3", "v3_fp8", "v31_fp8_ue8m0", "dense_tied", "r2", "r2_hc1",
+                                           "v3_mtp"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

@@ -85,11 +85,14 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   }
   c.model_type = f.string("model_type", "");
   const bool v2 = c.architecture == "DeepseekV2ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v2");
-  const bool v3 = c.architecture == "DeepseekV3ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v3");
+  // DeepseekR2ForCausalLM is whale's R2 design: the V3 layer (MLA + DeepSeekMoE) with mHC
+  // residual streams (hc_mult) and MTP modules; its other fields default like V3's.
+  const bool r2 = c.architecture == "DeepseekR2ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_r2");
+  const bool v3 = r2 || c.architecture == "DeepseekV3ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v3");
   if (!v2 && !v3)
     fail(source, ": unsupported architecture '", c.architecture.empty() ? c.model_type : c.architecture,
-         "' (whale runs DeepseekV2ForCausalLM and DeepseekV3ForCausalLM)");
-  if (c.architecture.empty()) c.architecture = v2 ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM";
+         "' (whale runs DeepseekV2ForCausalLM, DeepseekV3ForCausalLM and DeepseekR2ForCausalLM)");
+  if (c.architecture.empty()) c.architecture = v2 ? "DeepseekV2ForCausalLM" : r2 ? "DeepseekR2ForCausalLM" : "DeepseekV3ForCausalLM";
 
   const std::string act = f.string("hidden_act", "silu");
   if (act != "silu") fail(source, ": field 'hidden_act' is \"", act, "\"; only \"silu\" is supported");
@@ -198,6 +201,13 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
     }
   }
   c.num_nextn_predict_layers = f.integer("num_nextn_predict_layers", 0);
+  if (f.has("hc_mult")) {
+    if (!r2) fail(source, ": field 'hc_mult' (mHC) needs architecture DeepseekR2ForCausalLM");
+    c.hc_mult = f.integer("hc_mult", 0);
+    if (c.hc_mult < 1) fail(source, ": field 'hc_mult' = ", c.hc_mult, " must be at least 1");
+  }
+  c.hc_sinkhorn_iters = f.integer("hc_sinkhorn_iters", 20);
+  c.hc_eps = f.number("hc_eps", 1e-6);
 
   c.validate(source);
   return c;

@@ -49,6 +49,14 @@ void ModelConfig::validate(const std::string& source) const {
     in_range("rope_scaling.original_max_position_embeddings", yarn.original_max_position_embeddings, 1,
              int64_t(1) << 31);
   }
+  if (hc_mult != 0) {
+    in_range("hc_mult", hc_mult, 1, 64);
+    in_range("hc_sinkhorn_iters", hc_sinkhorn_iters, 1, 1000);
+    if (!(hc_eps > 0)) fail(source, ": field 'hc_eps' must be positive");
+  }
+  in_range("num_nextn_predict_layers", num_nextn_predict_layers, 0, 16);
+  if (hidden_size % num_attention_heads)
+    fail(source, ": hidden_size (", hidden_size, ") is not divisible by num_attention_heads (", num_attention_heads, ")");
   for (int64_t e : eos_token_ids) in_range("eos_token_id", e, 0, vocab_size - 1);
   if (fp8) {
     in_range("quantization_config.weight_block_size[0]", fp8_block_rows, 1, 1 << 16);

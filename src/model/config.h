@@ -68,12 +68,18 @@ struct ModelConfig {
   int64_t fp8_block_rows = 128, fp8_block_cols = 128;
   bool fp8_ue8m0 = false;  // scale_fmt "ue8m0": power-of-two scales (V3.1)
 
+  // Manifold-Constrained Hyper-Connections (DeepSeek-V4's recipe); hc_mult 0 = plain residual.
+  int64_t hc_mult = 0;
+  int64_t hc_sinkhorn_iters = 20;
+  double hc_eps = 1e-6;
+
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
-  int64_t num_nextn_predict_layers = 0;
+  int64_t num_nextn_predict_layers = 0;  // multi-token prediction modules after the last layer
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t kv_cache_dim() const { return kv_lora_rank + qk_rope_head_dim; }  // latent values per token per layer
+  bool hyper_connections() const { return hc_mult > 0; }
   bool is_moe_layer(int64_t layer) const {
     return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }

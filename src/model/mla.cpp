@@ -17,9 +17,8 @@
 
 namespace whale {
 
-void Model::attention(int64_t layer, const Batch& batch, KVCache& cache, Workspace& ws) {
+void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& batch, KVCache& cache, Workspace& ws) {
   const ModelConfig& c = config_;
-  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
   const int64_t T = int64_t(batch.tokens.size()), H = c.num_attention_heads, qk = c.qk_head_dim();
   const int64_t r = c.kv_lora_rank, nope = c.qk_nope_head_dim, P = c.qk_rope_head_dim / 2, kvd = c.kv_cache_dim();
   const float eps = float(c.rms_norm_eps);
@@ -51,17 +50,17 @@ void Model::attention(int64_t layer, const Batch& batch, KVCache& cache, Workspa
                   size_t(kvd) * sizeof(float));
     AttentionForm form = attention_form_;
     if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
-    if (form == AttentionForm::MHA) attention_mha(layer, s, cache, ws);
-    else attention_absorbed(layer, s, cache, ws);
+    if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
+    else attention_absorbed(A, layer, s, cache, ws);
   }
   matmul(A.o_proj, ws.attn.data(), T, ws.out.data(), pool_);                    // [T, hidden]
 }
 
 // MHA form: expand each head's keys and values from the latents of the whole context once,
 // then ordinary causal attention for the new tokens.
-void Model::attention_mha(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws) {
+void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+                          Workspace& ws) {
   const ModelConfig& c = config_;
-  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = c.kv_cache_dim(), kv_row = nope + dv;
   const int64_t p0 = s.cache->length, S = p0 + s.n_tokens;
@@ -92,9 +91,9 @@ void Model::attention_mha(int64_t layer, const BatchSeq& s, const KVCache& cache
 
 // Absorbed form: q_lat = W_UK_hᵀ q_nope scores directly against the cached latents, and the
 // attention-weighted latent is mapped to values afterwards by W_UV_h.
-void Model::attention_absorbed(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws) {
+void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+                               Workspace& ws) {
   const ModelConfig& c = config_;
-  const AttentionWeights& A = weights_->layers[size_t(layer)].attn;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv;
   const int64_t p0 = s.cache->length;

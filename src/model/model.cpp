@@ -1,10 +1,12 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 #include "formats/hf_config.h"
 #include "kernels/matmul.h"
+#include "kernels/mhc.h"
 #include "kernels/ops.h"
 #include "model/workspace.h"
 
@@ -15,6 +17,7 @@ Model::Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool)
   weights_ = bind_hf_weights(*tensors_, config_);
   routers_.reserve(weights_->layers.size());
   for (const LayerWeights& L : weights_->layers) routers_.emplace_back(config_, &L.moe.e_score_correction_bias);
+  for (const MtpWeights& m : weights_->mtp) mtp_routers_.emplace_back(config_, &m.block.moe.e_score_correction_bias);
 }
 
 Model::~Model() = default;
@@ -30,53 +33,143 @@ std::unique_ptr<KVCache> Model::make_cache(int64_t max_tokens, int64_t block_siz
   return std::make_unique<KVCache>(config_.num_hidden_layers, config_.kv_cache_dim(), block_size, blocks);
 }
 
-void Model::forward(const Batch& batch, KVCache& cache, float* logits) {
-  const ModelConfig& c = config_;
-  const int64_t T = int64_t(batch.tokens.size()), D = c.hidden_size, P = c.qk_rope_head_dim / 2;
-  if (T == 0) return;
+std::unique_ptr<KVCache> Model::make_mtp_cache(int64_t max_tokens, int64_t block_size) const {
+  const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
+  return std::make_unique<KVCache>(1, config_.kv_cache_dim(), block_size, blocks);
+}
+
+void Model::check_batch(const Batch& batch, const KVCache& cache) const {
   for (int32_t tok : batch.tokens)
-    if (tok < 0 || tok >= c.vocab_size) fail("token id ", tok, " is out of range (vocab_size ", c.vocab_size, ")");
+    if (tok < 0 || tok >= config_.vocab_size) fail("token id ", tok, " is out of range (vocab_size ", config_.vocab_size, ")");
   for (const BatchSeq& s : batch.seqs) {
     const int64_t capacity = int64_t(s.cache->blocks.size()) * cache.block_size();
     WHALE_CHECK(s.cache->length + s.n_tokens <= capacity, "forward: sequence has no cache room reserved");
   }
+}
 
-  Workspace& ws = *ws_;
-  ws.resize(c, T);
-  for (int64_t t = 0; t < T; ++t) dequantize_row(weights_->embed_tokens, batch.tokens[size_t(t)], &ws.h[size_t(t * D)]);
+// Token embeddings into the residual: one stream, or copied into each of the hc_mult streams.
+void Model::embed(const Weight& table, const Batch& batch, Workspace& ws) {
+  const int64_t T = int64_t(batch.tokens.size()), D = config_.hidden_size, P = config_.qk_rope_head_dim / 2;
+  const int64_t n = std::max<int64_t>(1, config_.hc_mult);
+  for (int64_t t = 0; t < T; ++t) {
+    float* x = &ws.h[size_t(t * n * D)];
+    dequantize_row(table, batch.tokens[size_t(t)], x);
+    for (int64_t i = 1; i < n; ++i) std::memcpy(x + i * D, x, size_t(D) * sizeof(float));
+  }
   for (const BatchSeq& s : batch.seqs)
     for (int64_t i = 0; i < s.n_tokens; ++i)
       rope_.angles(s.cache->length + i, &ws.cos[size_t((s.first + i) * P)], &ws.sin[size_t((s.first + i) * P)]);
+}
 
-  auto norm_rows = [&](const std::vector<float>& w) {
+const float* Model::sublayer_input(const HyperConnectionWeights& site, int64_t T, Workspace& ws) {
+  if (site.empty()) return ws.h.data();
+  const ModelConfig& c = config_;
+  const int64_t n = c.hc_mult, D = c.hidden_size;
+  const HyperSiteMath m{n, D, float(c.rms_norm_eps), float(c.hc_eps), int(c.hc_sinkhorn_iters)};
+  pool_.parallel_for(T, [&](int64_t b, int64_t e) {
+    std::vector<float> pre(static_cast<size_t>(n));
+    for (int64_t t = b; t < e; ++t) {
+      const float* x = &ws.h[size_t(t * n * D)];
+      mhc_site_weights(m, x, site.fn, site.base.data(), site.scale.data(), pre.data(), &ws.hc_post[size_t(t * n)],
+                       &ws.hc_comb[size_t(t * n * n)]);
+      mhc_collapse(x, pre.data(), n, D, &ws.y[size_t(t * D)]);
+    }
+  });
+  return ws.y.data();
+}
+
+void Model::sublayer_output(const HyperConnectionWeights& site, int64_t T, Workspace& ws) {
+  const int64_t D = config_.hidden_size;
+  if (site.empty()) {
+    for (int64_t i = 0; i < T * D; ++i) ws.h[size_t(i)] += ws.out[size_t(i)];
+    return;
+  }
+  const int64_t n = config_.hc_mult;
+  pool_.parallel_for(T, [&](int64_t b, int64_t e) {
+    std::vector<float> scratch(static_cast<size_t>(n * D));
+    for (int64_t t = b; t < e; ++t)
+      mhc_expand(&ws.h[size_t(t * n * D)], &ws.hc_post[size_t(t * n)], &ws.hc_comb[size_t(t * n * n)],
+                 &ws.out[size_t(t * D)], n, D, scratch.data());
+  });
+}
+
+void Model::layer_forward(const LayerWeights& L, const Router& router, int64_t cache_layer, const Batch& batch,
+                          KVCache& cache, Workspace& ws) {
+  const int64_t T = int64_t(batch.tokens.size()), D = config_.hidden_size;
+  auto norm_rows = [&](const float* in, const std::vector<float>& w) {
     pool_.parallel_for(T, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t)
-        rmsnorm(&ws.h[size_t(t * D)], w.data(), D, float(c.rms_norm_eps), &ws.xn[size_t(t * D)]);
+        rmsnorm(in + t * D, w.data(), D, float(config_.rms_norm_eps), &ws.xn[size_t(t * D)]);
     });
   };
-  auto add_out = [&] {
-    for (int64_t i = 0; i < T * D; ++i) ws.h[size_t(i)] += ws.out[size_t(i)];
-  };
+  norm_rows(sublayer_input(L.hc_attn, T, ws), L.input_layernorm);
+  attention(L.attn, cache_layer, batch, cache, ws);
+  sublayer_output(L.hc_attn, T, ws);
+  norm_rows(sublayer_input(L.hc_ffn, T, ws), L.post_attention_layernorm);
+  if (L.is_moe) moe(L.moe, router, T, ws);
+  else dense_ffn(L.mlp, ws.xn.data(), T, ws.out.data(), ws);
+  sublayer_output(L.hc_ffn, T, ws);
+}
 
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& L = weights_->layers[size_t(l)];
-    norm_rows(L.input_layernorm);
-    attention(l, batch, cache, ws);
-    add_out();
-    norm_rows(L.post_attention_layernorm);
-    if (L.is_moe) moe(l, T, ws);
-    else dense_ffn(L.mlp, ws.xn.data(), T, ws.out.data(), ws);
-    add_out();
-  }
-  for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
-
-  const int64_t R = int64_t(batch.logit_rows.size());
+void Model::head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
+                 const std::vector<int64_t>& rows, Workspace& ws, float* logits, float* hidden) {
+  const ModelConfig& c = config_;
+  const int64_t R = int64_t(rows.size()), D = c.hidden_size;
   if (R == 0) return;
   std::vector<float> final_norm(static_cast<size_t>(R * D));
-  for (int64_t i = 0; i < R; ++i)
-    rmsnorm(&ws.h[size_t(batch.logit_rows[size_t(i)] * D)], weights_->norm.data(), D, float(c.rms_norm_eps),
-            &final_norm[size_t(i * D)]);
-  matmul(weights_->lm_head, final_norm.data(), R, logits, pool_);
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t t = rows[size_t(i)];
+    float* out = &final_norm[size_t(i * D)];
+    if (hc_head.empty()) {
+      std::memcpy(out, &ws.h[size_t(t * D)], size_t(D) * sizeof(float));
+    } else {
+      const HyperSiteMath m{c.hc_mult, D, float(c.rms_norm_eps), float(c.hc_eps), int(c.hc_sinkhorn_iters)};
+      mhc_head(m, &ws.h[size_t(t * c.hc_mult * D)], hc_head.fn, hc_head.base.data(), hc_head.scale, out);
+    }
+    rmsnorm(out, norm.data(), D, float(c.rms_norm_eps), out);
+  }
+  if (hidden) std::memcpy(hidden, final_norm.data(), final_norm.size() * sizeof(float));
+  if (logits) matmul(lm_head, final_norm.data(), R, logits, pool_);
+}
+
+void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hidden) {
+  const int64_t T = int64_t(batch.tokens.size());
+  if (T == 0) return;
+  check_batch(batch, cache);
+  Workspace& ws = *ws_;
+  ws.resize(config_, T);
+  embed(weights_->embed_tokens, batch, ws);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
+    layer_forward(weights_->layers[size_t(l)], routers_[size_t(l)], l, batch, cache, ws);
+  for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
+  head(weights_->hc_head, weights_->norm, weights_->lm_head, batch.logit_rows, ws, logits, hidden);
+}
+
+void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
+                        float* hidden_out) {
+  if (k < 0 || k >= mtp_modules()) fail("this model has no MTP module ", k, " (it has ", mtp_modules(), ")");
+  const MtpWeights& m = weights_->mtp[size_t(k)];
+  const ModelConfig& c = config_;
+  const int64_t T = int64_t(batch.tokens.size()), D = c.hidden_size, n = std::max<int64_t>(1, c.hc_mult);
+  if (T == 0) return;
+  check_batch(batch, cache);
+  Workspace& ws = *ws_;
+  ws.resize(c, T);
+  embed(m.embed_tokens, batch, ws);  // fills cos/sin; the embedding is re-read below
+  // z = eh_proj([enorm(emb(token)); hnorm(h)])   (embedding half first, as DeepSeek's checkpoints)
+  std::vector<float> cat(static_cast<size_t>(T * 2 * D));
+  for (int64_t t = 0; t < T; ++t) {
+    float* row = &cat[size_t(t * 2 * D)];
+    rmsnorm(&ws.h[size_t(t * n * D)], m.enorm.data(), D, float(c.rms_norm_eps), row);
+    rmsnorm(hidden_in + t * D, m.hnorm.data(), D, float(c.rms_norm_eps), row + D);
+  }
+  matmul(m.eh_proj, cat.data(), T, ws.out.data(), pool_);  // [T, hidden]
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&ws.h[size_t((t * n + i) * D)], &ws.out[size_t(t * D)], size_t(D) * sizeof(float));
+  layer_forward(m.block, mtp_routers_[size_t(k)], 0, batch, cache, ws);
+  for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
+  head(m.hc_head, m.shared_head_norm, m.head, batch.logit_rows, ws, logits, hidden_out);
 }
 
 }  // namespace whale

@@ -38,23 +38,49 @@ class Model {
   std::unique_ptr<KVCache> make_cache(int64_t max_tokens, int64_t block_size = 16) const;
 
   // Runs the batch, appending its tokens to each sequence's cache (which must have room:
-  // see SeqCache::reserve). Writes vocab_size logits per entry of batch.logit_rows.
-  void forward(const Batch& batch, KVCache& cache, float* logits);
+  // see SeqCache::reserve). Writes vocab_size logits per entry of batch.logit_rows, and, if
+  // `hidden` is given, the final hidden state (after the model's norm, the input of the LM
+  // head and of MTP) of those entries: hidden_size values each.
+  void forward(const Batch& batch, KVCache& cache, float* logits, float* hidden = nullptr);
+
+  // Multi-token prediction module k. batch.tokens are the tokens *after* the positions whose
+  // main-model hidden states `hidden_in` [T, hidden] are given; the module's own cache (one
+  // layer: see make_mtp_cache) grows like the main one. Writes logits for batch.logit_rows
+  // and, if given, the module's normed output (the `hidden_in` of a further draft step).
+  void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
+                   float* hidden_out = nullptr);
+  int64_t mtp_modules() const { return int64_t(weights_->mtp.size()); }
+  std::unique_ptr<KVCache> make_mtp_cache(int64_t max_tokens, int64_t block_size = 16) const;
 
  private:
   Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool);
 
   struct Workspace;  // activations, resized per step
-  void attention(int64_t layer, const Batch& batch, KVCache& cache, Workspace& ws);
-  void attention_mha(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);
-  void attention_absorbed(int64_t layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);
+  void check_batch(const Batch& batch, const KVCache& cache) const;
+  void embed(const Weight& table, const Batch& batch, Workspace& ws);
+  // One decoder layer on ws.h (a single stream, or hc_mult streams with mHC).
+  void layer_forward(const LayerWeights& L, const Router& router, int64_t cache_layer, const Batch& batch,
+                     KVCache& cache, Workspace& ws);
+  // Residual plumbing around a sublayer: the input it reads (collapsed streams with mHC) and
+  // how its output ws.out is added back.
+  const float* sublayer_input(const HyperConnectionWeights& site, int64_t T, Workspace& ws);
+  void sublayer_output(const HyperConnectionWeights& site, int64_t T, Workspace& ws);
+  // Final hidden states (hc_head collapse, then `norm`) of the rows, then the LM head.
+  void head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
+            const std::vector<int64_t>& rows, Workspace& ws, float* logits, float* hidden);
+
+  void attention(const AttentionWeights& A, int64_t cache_layer, const Batch& batch, KVCache& cache, Workspace& ws);
+  void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);
+  void attention_absorbed(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache,
+                          Workspace& ws);
   void dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws);
-  void moe(int64_t layer, int64_t n_tok, Workspace& ws);
+  void moe(const MoEWeights& M, const Router& router, int64_t n_tok, Workspace& ws);
 
   ModelConfig config_;
   std::unique_ptr<TensorSet> tensors_;
   std::unique_ptr<ModelWeights> weights_;
-  std::vector<Router> routers_;  // per layer (unused for dense layers)
+  std::vector<Router> routers_;      // per layer (unused for dense layers)
+  std::vector<Router> mtp_routers_;  // per MTP module
   Rope rope_;
   ThreadPool& pool_;
   AttentionForm attention_form_ = AttentionForm::Auto;

@@ -21,15 +21,13 @@ void Model::dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float*
   matmul(w.down_proj, ws.gate.data(), n_tok, out, pool_);  // [n, hidden]
 }
 
-void Model::moe(int64_t layer, int64_t T, Workspace& ws) {
+void Model::moe(const MoEWeights& M, const Router& router, int64_t T, Workspace& ws) {
   const ModelConfig& c = config_;
-  const MoEWeights& M = weights_->layers[size_t(layer)].moe;
   const int64_t D = c.hidden_size, E = c.n_routed_experts, K = c.num_experts_per_tok;
 
   matmul(M.gate, ws.xn.data(), T, ws.router_logits.data(), pool_);  // [T, E]
   for (int64_t t = 0; t < T; ++t)
-    routers_[size_t(layer)].route(&ws.router_logits[size_t(t * E)], &ws.topk_idx[size_t(t * K)],
-                                  &ws.topk_weight[size_t(t * K)]);
+    router.route(&ws.router_logits[size_t(t * E)], &ws.topk_idx[size_t(t * K)], &ws.topk_weight[size_t(t * K)]);
 
   std::vector<std::vector<int64_t>> routed(static_cast<size_t>(E));  // expert -> entries t·K + k
   for (int64_t i = 0; i < T * K; ++i) routed[size_t(ws.topk_idx[size_t(i)])].push_back(i);

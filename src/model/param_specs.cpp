@@ -14,8 +14,18 @@ std::vector<ParamSpec> hf_param_specs(const ModelConfig& c) {
     add(p + ".down_proj.weight", {D, inter}, ParamRole::Linear);
   };
 
-  add("model.embed_tokens.weight", {c.vocab_size, D}, ParamRole::Embedding);
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  const int64_t n = c.hc_mult;
+  auto hyper = [&](const std::string& p) {
+    add(p + "_fn", {(2 + n) * n, n * D}, ParamRole::Hyper);
+    add(p + "_base", {(2 + n) * n}, ParamRole::HyperBase);
+    add(p + "_scale", {3}, ParamRole::HyperScale);
+  };
+  auto hyper_head = [&](const std::string& p) {
+    add(p + "_fn", {n, n * D}, ParamRole::Hyper);
+    add(p + "_base", {n}, ParamRole::HyperBase);
+    add(p + "_scale", {1}, ParamRole::HyperScale);
+  };
+  auto layer = [&](int64_t l) {
     const std::string p = "model.layers." + std::to_string(l);
     add(p + ".input_layernorm.weight", {D}, ParamRole::Norm);
     add(p + ".post_attention_layernorm.weight", {D}, ParamRole::Norm);
@@ -31,17 +41,36 @@ std::vector<ParamSpec> hf_param_specs(const ModelConfig& c) {
     add(a + ".kv_a_layernorm.weight", {c.kv_lora_rank}, ParamRole::Norm);
     add(a + ".kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, ParamRole::Linear);
     add(a + ".o_proj.weight", {D, H * c.v_head_dim}, ParamRole::Linear);
+    if (c.hyper_connections()) {
+      hyper(p + ".hc_attn");
+      hyper(p + ".hc_ffn");
+    }
     if (!c.is_moe_layer(l)) {
       mlp(p + ".mlp", c.intermediate_size);
-      continue;
+      return;
     }
     add(p + ".mlp.gate.weight", {c.n_routed_experts, D}, ParamRole::Router);
     if (c.topk_method == TopkMethod::NoauxTc) add(p + ".mlp.gate.e_score_correction_bias", {c.n_routed_experts}, ParamRole::Bias);
     for (int64_t e = 0; e < c.n_routed_experts; ++e) mlp(p + ".mlp.experts." + std::to_string(e), c.moe_intermediate_size);
     if (c.n_shared_experts > 0) mlp(p + ".mlp.shared_experts", c.moe_intermediate_size * c.n_shared_experts);
-  }
+  };
+
+  add("model.embed_tokens.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) layer(l);
+  if (c.hyper_connections()) hyper_head("model.hc_head");
   add("model.norm.weight", {D}, ParamRole::Norm);
   if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  // MTP modules share the main embedding and LM head (no copies are written).
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
+    const int64_t index = c.num_hidden_layers + k;
+    const std::string p = "model.layers." + std::to_string(index);
+    add(p + ".enorm.weight", {D}, ParamRole::Norm);
+    add(p + ".hnorm.weight", {D}, ParamRole::Norm);
+    add(p + ".eh_proj.weight", {D, 2 * D}, ParamRole::Linear);
+    layer(index);
+    if (c.hyper_connections()) hyper_head(p + ".hc_head");
+    add(p + ".shared_head.norm.weight", {D}, ParamRole::Norm);
+  }
   return out;
 }
 

@@ -16,6 +16,9 @@ enum class ParamRole {
   Router,      // the MoE gate (kept in high precision in FP8 checkpoints)
   Norm,        // RMSNorm weight, initialised to one
   Bias,        // e_score_correction_bias, float32
+  Hyper,       // mHC projection (fn), float32
+  HyperBase,   // mHC bias (base), float32, initialised to zero
+  HyperScale,  // mHC gates (scale), float32, initialised to one
 };
 
 struct ParamSpec {

@@ -64,7 +64,9 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
   std::vector<Planned> plan;
   for (const ParamSpec& s : specs) {
     DType t = o.dtype == DType::F32 ? DType::F32 : DType::BF16;
-    if (s.role == ParamRole::Bias) t = DType::F32;
+    if (s.role == ParamRole::Bias || s.role == ParamRole::Hyper || s.role == ParamRole::HyperBase ||
+        s.role == ParamRole::HyperScale)
+      t = DType::F32;  // mHC parameters and the router bias stay float32, as DeepSeek keeps them
     if (fp8 && s.role == ParamRole::Linear) t = DType::F8_E4M3;
     plan.push_back({{s.name, t, s.shape}, &s});
     if (t == DType::F8_E4M3)
@@ -104,8 +106,8 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
       }
       values.resize(size_t(n));
       const ParamSpec& s = *p.spec;
-      if (s.role == ParamRole::Norm) std::fill(values.begin(), values.end(), 1.0f);
-      else if (s.role == ParamRole::Bias) std::fill(values.begin(), values.end(), 0.0f);
+      if (s.role == ParamRole::Norm || s.role == ParamRole::HyperScale) std::fill(values.begin(), values.end(), 1.0f);
+      else if (s.role == ParamRole::Bias || s.role == ParamRole::HyperBase) std::fill(values.begin(), values.end(), 0.0f);
       else {
         const float stddev = s.name == "model.embed_tokens.weight" ? 1.0f : float(1.0 / std::sqrt(double(s.shape[1])));
         fill_normal(values.data(), n, stddev, o.seed ^ name_hash(s.name), pool);

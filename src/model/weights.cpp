@@ -50,6 +50,69 @@ class Binder {
     return to_f32(t);
   }
 
+  float scalar(const std::string& name) { return vector(name, 1)[0]; }
+
+  HyperConnectionWeights hyper(const std::string& prefix, int64_t n, int64_t hidden) {
+    HyperConnectionWeights h;
+    h.fn = matrix(prefix + "_fn", (2 + n) * n, n * hidden);
+    h.base = vector(prefix + "_base", (2 + n) * n);
+    h.scale = vector(prefix + "_scale", 3);
+    return h;
+  }
+
+  HyperHeadWeights hyper_head(const std::string& prefix, int64_t n, int64_t hidden) {
+    HyperHeadWeights h;
+    h.fn = matrix(prefix + "_fn", n, n * hidden);
+    h.base = vector(prefix + "_base", n);
+    h.scale = scalar(prefix + "_scale");
+    return h;
+  }
+
+  // One decoder layer: MLA, then a dense or MoE feed-forward, with mHC sites if configured.
+  LayerWeights layer(const std::string& p, int64_t index) {
+    const ModelConfig& c = config_;
+    const int64_t D = c.hidden_size, H = c.num_attention_heads;
+    LayerWeights L;
+    L.input_layernorm = vector(p + ".input_layernorm.weight", D);
+    L.post_attention_layernorm = vector(p + ".post_attention_layernorm.weight", D);
+
+    AttentionWeights& A = L.attn;
+    const std::string a = p + ".self_attn";
+    if (c.q_lora_rank > 0) {
+      A.q_a_proj = matrix(a + ".q_a_proj.weight", c.q_lora_rank, D);
+      A.q_a_layernorm = vector(a + ".q_a_layernorm.weight", c.q_lora_rank);
+      A.q_b_proj = matrix(a + ".q_b_proj.weight", H * c.qk_head_dim(), c.q_lora_rank);
+    } else {
+      A.q_proj = matrix(a + ".q_proj.weight", H * c.qk_head_dim(), D);
+    }
+    A.kv_a_proj_with_mqa = matrix(a + ".kv_a_proj_with_mqa.weight", c.kv_lora_rank + c.qk_rope_head_dim, D);
+    A.kv_a_layernorm = vector(a + ".kv_a_layernorm.weight", c.kv_lora_rank);
+    A.kv_b_proj = matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    A.o_proj = matrix(a + ".o_proj.weight", D, H * c.v_head_dim);
+
+    if (c.hyper_connections()) {
+      L.hc_attn = hyper(p + ".hc_attn", c.hc_mult, D);
+      L.hc_ffn = hyper(p + ".hc_ffn", c.hc_mult, D);
+    }
+    L.is_moe = c.is_moe_layer(index);
+    if (!L.is_moe) {
+      L.mlp = mlp(p + ".mlp", D, c.intermediate_size);
+      return L;
+    }
+    MoEWeights& M = L.moe;
+    M.gate = matrix(p + ".mlp.gate.weight", c.n_routed_experts, D);
+    const std::string bias = p + ".mlp.gate.e_score_correction_bias";
+    if (tensors_.find(bias)) M.e_score_correction_bias = vector(bias, c.n_routed_experts);
+    else if (c.topk_method == TopkMethod::NoauxTc)
+      fail(tensors_.root(), ": missing tensor '", bias, "' (required by topk_method noaux_tc)");
+    M.experts.reserve(size_t(c.n_routed_experts));
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      M.experts.push_back(mlp(p + ".mlp.experts." + std::to_string(e), D, c.moe_intermediate_size));
+    if (c.n_shared_experts > 0)
+      M.shared_experts = mlp(p + ".mlp.shared_experts", D, c.moe_intermediate_size * c.n_shared_experts);
+    return L;
+  }
+
   MLPWeights mlp(const std::string& prefix, int64_t hidden, int64_t inter) {
     MLPWeights m;
     m.gate_proj = matrix(prefix + ".gate_proj.weight", inter, hidden);
@@ -101,50 +164,35 @@ class Binder {
 std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const ModelConfig& c) {
   auto w = std::make_unique<ModelWeights>();
   Binder b(tensors, c, *w);
-  const int64_t D = c.hidden_size, H = c.num_attention_heads;
+  const int64_t D = c.hidden_size;
 
   w->embed_tokens = b.matrix("model.embed_tokens.weight", c.vocab_size, D);
-  w->layers.resize(size_t(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l);
-    LayerWeights& L = w->layers[size_t(l)];
-    L.input_layernorm = b.vector(p + ".input_layernorm.weight", D);
-    L.post_attention_layernorm = b.vector(p + ".post_attention_layernorm.weight", D);
-
-    AttentionWeights& A = L.attn;
-    const std::string a = p + ".self_attn";
-    if (c.q_lora_rank > 0) {
-      A.q_a_proj = b.matrix(a + ".q_a_proj.weight", c.q_lora_rank, D);
-      A.q_a_layernorm = b.vector(a + ".q_a_layernorm.weight", c.q_lora_rank);
-      A.q_b_proj = b.matrix(a + ".q_b_proj.weight", H * c.qk_head_dim(), c.q_lora_rank);
-    } else {
-      A.q_proj = b.matrix(a + ".q_proj.weight", H * c.qk_head_dim(), D);
-    }
-    A.kv_a_proj_with_mqa = b.matrix(a + ".kv_a_proj_with_mqa.weight", c.kv_lora_rank + c.qk_rope_head_dim, D);
-    A.kv_a_layernorm = b.vector(a + ".kv_a_layernorm.weight", c.kv_lora_rank);
-    A.kv_b_proj = b.matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    A.o_proj = b.matrix(a + ".o_proj.weight", D, H * c.v_head_dim);
-
-    L.is_moe = c.is_moe_layer(l);
-    if (!L.is_moe) {
-      L.mlp = b.mlp(p + ".mlp", D, c.intermediate_size);
-      continue;
-    }
-    MoEWeights& M = L.moe;
-    M.gate = b.matrix(p + ".mlp.gate.weight", c.n_routed_experts, D);
-    const std::string bias = p + ".mlp.gate.e_score_correction_bias";
-    if (tensors.find(bias)) M.e_score_correction_bias = b.vector(bias, c.n_routed_experts);
-    else if (c.topk_method == TopkMethod::NoauxTc)
-      fail(tensors.root(), ": missing tensor '", bias, "' (required by topk_method noaux_tc)");
-    M.experts.reserve(size_t(c.n_routed_experts));
-    for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      M.experts.push_back(b.mlp(p + ".mlp.experts." + std::to_string(e), D, c.moe_intermediate_size));
-    if (c.n_shared_experts > 0)
-      M.shared_experts = b.mlp(p + ".mlp.shared_experts", D, c.moe_intermediate_size * c.n_shared_experts);
-  }
+  w->layers.reserve(size_t(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) w->layers.push_back(b.layer("model.layers." + std::to_string(l), l));
+  if (c.hyper_connections()) w->hc_head = b.hyper_head("model.hc_head", c.hc_mult, D);
   w->norm = b.vector("model.norm.weight", D);
   if (c.tie_word_embeddings && !tensors.find("lm_head.weight")) w->lm_head = w->embed_tokens;
   else w->lm_head = b.matrix("lm_head.weight", c.vocab_size, D);
+
+  // MTP modules are optional: converted checkpoints often drop them. They are bound when
+  // present; asking for speculative decoding without them is an error at that point.
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
+    const int64_t index = c.num_hidden_layers + k;
+    const std::string p = "model.layers." + std::to_string(index);
+    if (!tensors.find(p + ".eh_proj.weight")) break;
+    MtpWeights m;
+    m.enorm = b.vector(p + ".enorm.weight", D);
+    m.hnorm = b.vector(p + ".hnorm.weight", D);
+    m.eh_proj = b.matrix(p + ".eh_proj.weight", D, 2 * D);
+    m.block = b.layer(p, index);
+    if (c.hyper_connections()) m.hc_head = b.hyper_head(p + ".hc_head", c.hc_mult, D);
+    m.shared_head_norm = b.vector(p + ".shared_head.norm.weight", D);
+    m.embed_tokens = tensors.find(p + ".embed_tokens.weight") ? b.matrix(p + ".embed_tokens.weight", c.vocab_size, D)
+                                                              : w->embed_tokens;
+    m.head = tensors.find(p + ".shared_head.head.weight") ? b.matrix(p + ".shared_head.head.weight", c.vocab_size, D)
+                                                          : w->lm_head;
+    w->mtp.push_back(std::move(m));
+  }
   return w;
 }
 

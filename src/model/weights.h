@@ -36,6 +36,22 @@ struct MoEWeights {
   MLPWeights shared_experts;                    // [n_shared·moe_inter, hidden]; empty if none
 };
 
+// One mHC site (DeepSeek-V4 names: hc_attn_* / hc_ffn_*), n = hc_mult.
+struct HyperConnectionWeights {
+  Weight fn;                    // [(2+n)·n, n·hidden]   pre | post | comb rows
+  std::vector<float> base;      // [(2+n)·n]
+  std::vector<float> scale;     // [3]
+  bool empty() const { return fn.empty(); }
+};
+
+// The final collapse of the n streams (hc_head_*).
+struct HyperHeadWeights {
+  Weight fn;                    // [n, n·hidden]
+  std::vector<float> base;      // [n]
+  float scale = 1.0f;           // hc_head_scale [1]
+  bool empty() const { return fn.empty(); }
+};
+
 struct LayerWeights {
   std::vector<float> input_layernorm;           // [hidden]
   std::vector<float> post_attention_layernorm;  // [hidden]
@@ -43,13 +59,28 @@ struct LayerWeights {
   bool is_moe = false;
   MLPWeights mlp;                               // dense layers
   MoEWeights moe;                               // MoE layers
+  HyperConnectionWeights hc_attn, hc_ffn;       // mHC models only
+};
+
+// A multi-token-prediction module (DeepSeek-V3 layout: layer index num_hidden_layers + k).
+// From the main model's final hidden state h_i and the embedding of token i+1 it predicts
+// token i+2:  z = eh_proj([enorm(emb); hnorm(h)]) -> decoder block -> shared_head.
+struct MtpWeights {
+  std::vector<float> enorm, hnorm;              // [hidden]
+  Weight eh_proj;                               // [hidden, 2·hidden], embedding half first
+  LayerWeights block;
+  HyperHeadWeights hc_head;                     // mHC models only
+  std::vector<float> shared_head_norm;          // [hidden]
+  Weight embed_tokens, head;                    // the module's copies, or the main model's
 };
 
 struct ModelWeights {
   Weight embed_tokens;          // [vocab, hidden]
   std::vector<LayerWeights> layers;
+  HyperHeadWeights hc_head;     // mHC models only
   std::vector<float> norm;      // [hidden]
   Weight lm_head;               // [vocab, hidden] (the embedding when tied)
+  std::vector<MtpWeights> mtp;  // empty when the checkpoint has no MTP modules
   OwnedBuffers owned;           // converted or realigned tensors
   size_t weight_bytes = 0;      // bytes of all bound matrices
 };

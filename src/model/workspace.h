@@ -9,7 +9,9 @@
 namespace whale {
 
 struct Model::Workspace {
-  std::vector<float> h;       // [T, hidden] residual stream
+  std::vector<float> h;       // [T, hidden] residual stream; [T, hc_mult, hidden] with mHC
+  std::vector<float> y;       // [T, hidden] mHC: the collapsed sublayer input
+  std::vector<float> hc_post, hc_comb;  // [T, hc_mult], [T, hc_mult, hc_mult] of the current site
   std::vector<float> xn;      // [T, hidden] normalised input of the current sublayer
   std::vector<float> out;     // [T, hidden] sublayer output
   std::vector<float> cq;      // [T, q_lora_rank]
@@ -24,8 +26,11 @@ struct Model::Workspace {
   std::vector<float> expert_in, expert_out;  // [tokens routed to one expert, hidden]
 
   void resize(const ModelConfig& c, int64_t T) {
-    const int64_t D = c.hidden_size, H = c.num_attention_heads;
-    h.resize(size_t(T * D));
+    const int64_t D = c.hidden_size, H = c.num_attention_heads, n = std::max<int64_t>(1, c.hc_mult);
+    h.resize(size_t(T * n * D));
+    y.resize(size_t(T * D));
+    hc_post.resize(size_t(T * n));
+    hc_comb.resize(size_t(T * n * n));
     xn.resize(size_t(T * D));
     out.resize(size_t(T * D));
     cq.resize(size_t(T * c.q_lora_rank));
