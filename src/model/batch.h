@@ -14,8 +14,15 @@ struct BatchSeq {
   int64_t n_tokens = 0;
 };
 
+// MLA has two equivalent forms. MHA decompresses per-head keys and values from the cached
+// latents (cheap when many queries share them: prefill); absorbed folds kv_b_proj into the
+// query and output so attention runs directly on the 576-wide latents (cheap for decode,
+// and computing each token exactly as a one-token decode step would).
+enum class AttentionForm { Auto, MHA, Absorbed };
+
 struct Batch {
   std::vector<int32_t> tokens;     // [T] all new tokens, sequence after sequence
+  AttentionForm attention = AttentionForm::Auto;  // Auto: MHA for chunks, absorbed for single tokens
   std::vector<BatchSeq> seqs;      // consecutive runs of `tokens`
   std::vector<int64_t> logit_rows; // entries of `tokens` whose next-token logits are wanted
 

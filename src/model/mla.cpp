@@ -48,7 +48,7 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
     for (int64_t i = 0; i < s.n_tokens; ++i)
       std::memcpy(s.cache->slot(cache, layer, s.cache->length + i), &ws.kva[size_t((s.first + i) * kvd)],
                   size_t(kvd) * sizeof(float));
-    AttentionForm form = attention_form_;
+    AttentionForm form = attention_form_ != AttentionForm::Auto ? attention_form_ : batch.attention;
     if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
     if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
     else attention_absorbed(A, layer, s, cache, ws);

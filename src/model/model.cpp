@@ -112,14 +112,10 @@ void Model::layer_forward(const LayerWeights& L, const Router& router, int64_t c
 }
 
 void Model::head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
-                 const std::vector<int64_t>& rows, Workspace& ws, float* logits, float* hidden) {
+                 const Batch& batch, Workspace& ws, float* logits, float* hidden) {
   const ModelConfig& c = config_;
-  const int64_t R = int64_t(rows.size()), D = c.hidden_size;
-  if (R == 0) return;
-  std::vector<float> final_norm(static_cast<size_t>(R * D));
-  for (int64_t i = 0; i < R; ++i) {
-    const int64_t t = rows[size_t(i)];
-    float* out = &final_norm[size_t(i * D)];
+  const int64_t T = int64_t(batch.tokens.size()), D = c.hidden_size;
+  auto final_hidden = [&](int64_t t, float* out) {
     if (hc_head.empty()) {
       std::memcpy(out, &ws.h[size_t(t * D)], size_t(D) * sizeof(float));
     } else {
@@ -127,9 +123,18 @@ void Model::head(const HyperHeadWeights& hc_head, const std::vector<float>& norm
       mhc_head(m, &ws.h[size_t(t * c.hc_mult * D)], hc_head.fn, hc_head.base.data(), hc_head.scale, out);
     }
     rmsnorm(out, norm.data(), D, float(c.rms_norm_eps), out);
+  };
+  if (hidden)
+    for (int64_t t = 0; t < T; ++t) final_hidden(t, hidden + t * D);
+  const int64_t R = int64_t(batch.logit_rows.size());
+  if (!logits || R == 0) return;
+  std::vector<float> rows(static_cast<size_t>(R * D));
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t t = batch.logit_rows[size_t(i)];
+    if (hidden) std::memcpy(&rows[size_t(i * D)], hidden + t * D, size_t(D) * sizeof(float));
+    else final_hidden(t, &rows[size_t(i * D)]);
   }
-  if (hidden) std::memcpy(hidden, final_norm.data(), final_norm.size() * sizeof(float));
-  if (logits) matmul(lm_head, final_norm.data(), R, logits, pool_);
+  matmul(lm_head, rows.data(), R, logits, pool_);
 }
 
 void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hidden) {
@@ -142,7 +147,7 @@ void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hi
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
     layer_forward(weights_->layers[size_t(l)], routers_[size_t(l)], l, batch, cache, ws);
   for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
-  head(weights_->hc_head, weights_->norm, weights_->lm_head, batch.logit_rows, ws, logits, hidden);
+  head(weights_->hc_head, weights_->norm, weights_->lm_head, batch, ws, logits, hidden);
 }
 
 void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
@@ -169,7 +174,7 @@ void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, K
       std::memcpy(&ws.h[size_t((t * n + i) * D)], &ws.out[size_t(t * D)], size_t(D) * sizeof(float));
   layer_forward(m.block, mtp_routers_[size_t(k)], 0, batch, cache, ws);
   for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
-  head(m.hc_head, m.shared_head_norm, m.head, batch.logit_rows, ws, logits, hidden_out);
+  head(m.hc_head, m.shared_head_norm, m.head, batch, ws, logits, hidden_out);
 }
 
 }  // namespace whale

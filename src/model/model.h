@@ -19,11 +19,6 @@
 
 namespace whale {
 
-// MLA has two equivalent forms. MHA decompresses per-head keys and values from the cached
-// latents (cheap when many queries share them: prefill); absorbed folds kv_b_proj into the
-// query and output so attention runs directly on the 576-wide latents (cheap for decode).
-enum class AttentionForm { Auto, MHA, Absorbed };
-
 class Model {
  public:
   static std::unique_ptr<Model> load(const std::string& path, ThreadPool& pool);
@@ -32,21 +27,22 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return *weights_; }
   ThreadPool& pool() const { return pool_; }
-  void set_attention_form(AttentionForm f) { attention_form_ = f; }
+  void set_attention_form(AttentionForm f) { attention_form_ = f; }  // overrides Batch::attention
 
   // A KV cache sized for `max_tokens` tokens in total, in blocks of `block_size`.
   std::unique_ptr<KVCache> make_cache(int64_t max_tokens, int64_t block_size = 16) const;
 
   // Runs the batch, appending its tokens to each sequence's cache (which must have room:
   // see SeqCache::reserve). Writes vocab_size logits per entry of batch.logit_rows, and, if
-  // `hidden` is given, the final hidden state (after the model's norm, the input of the LM
-  // head and of MTP) of those entries: hidden_size values each.
+  // `hidden` is given, the final hidden state (after the model's norm: the input of the LM
+  // head and of MTP) of every token of the batch: [T, hidden_size].
   void forward(const Batch& batch, KVCache& cache, float* logits, float* hidden = nullptr);
 
   // Multi-token prediction module k. batch.tokens are the tokens *after* the positions whose
   // main-model hidden states `hidden_in` [T, hidden] are given; the module's own cache (one
   // layer: see make_mtp_cache) grows like the main one. Writes logits for batch.logit_rows
-  // and, if given, the module's normed output (the `hidden_in` of a further draft step).
+  // and, if given, the module's normed output of every token (the `hidden_in` of a further
+  // draft step): [T, hidden_size].
   void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
                    float* hidden_out = nullptr);
   int64_t mtp_modules() const { return int64_t(weights_->mtp.size()); }
@@ -65,9 +61,10 @@ class Model {
   // how its output ws.out is added back.
   const float* sublayer_input(const HyperConnectionWeights& site, int64_t T, Workspace& ws);
   void sublayer_output(const HyperConnectionWeights& site, int64_t T, Workspace& ws);
-  // Final hidden states (hc_head collapse, then `norm`) of the rows, then the LM head.
+  // Final hidden states (hc_head collapse, then `norm`): of every token into `hidden` if
+  // given; LM-head logits of batch.logit_rows.
   void head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
-            const std::vector<int64_t>& rows, Workspace& ws, float* logits, float* hidden);
+            const Batch& batch, Workspace& ws, float* logits, float* hidden);
 
   void attention(const AttentionWeights& A, int64_t cache_layer, const Batch& batch, KVCache& cache, Workspace& ws);
   void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);

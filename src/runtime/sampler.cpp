@@ -16,39 +16,49 @@ Sampler::Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
-                        std::span<const int32_t> output) {
+const float* Sampler::penalised(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                                std::span<const int32_t> output) {
   const SamplingParams& p = params_;
-  const bool penalised = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  if (penalised || !p.logit_bias.empty()) {
-    work_.assign(logits, logits + vocab);
-    for (const auto& [id, bias] : p.logit_bias)
-      if (id >= 0 && id < vocab) work_[size_t(id)] += bias;
-    if (p.repetition_penalty != 1.0f) {
-      std::vector<bool> seen(static_cast<size_t>(vocab), false);
-      for (auto ids : {prompt, output})
-        for (int32_t id : ids)
-          if (id >= 0 && id < vocab && !seen[size_t(id)]) {
-            seen[size_t(id)] = true;
-            float& l = work_[size_t(id)];
-            l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-          }
-    }
-    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-      std::vector<int32_t> count(static_cast<size_t>(vocab), 0);
-      for (int32_t id : output)
-        if (id >= 0 && id < vocab) ++count[size_t(id)];
-      for (int64_t i = 0; i < vocab; ++i)
-        if (count[size_t(i)]) work_[size_t(i)] -= p.presence_penalty + p.frequency_penalty * float(count[size_t(i)]);
-    }
-    logits = work_.data();
+  const bool penalties = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (!penalties && p.logit_bias.empty()) return logits;
+  work_.assign(logits, logits + vocab);
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < vocab) work_[size_t(id)] += bias;
+  if (p.repetition_penalty != 1.0f) {
+    std::vector<bool> seen(static_cast<size_t>(vocab), false);
+    for (auto ids : {prompt, output})
+      for (int32_t id : ids)
+        if (id >= 0 && id < vocab && !seen[size_t(id)]) {
+          seen[size_t(id)] = true;
+          float& l = work_[size_t(id)];
+          l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+        }
   }
-  if (params_.temperature <= 0.0f) return argmax(logits, vocab);
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    std::vector<int32_t> count(static_cast<size_t>(vocab), 0);
+    for (int32_t id : output)
+      if (id >= 0 && id < vocab) ++count[size_t(id)];
+    for (int64_t i = 0; i < vocab; ++i)
+      if (count[size_t(i)]) work_[size_t(i)] -= p.presence_penalty + p.frequency_penalty * float(count[size_t(i)]);
+  }
+  return work_.data();
+}
 
+void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                            std::span<const int32_t> output, std::vector<float>& probs) {
+  logits = penalised(logits, vocab, prompt, output);
+  probs.assign(static_cast<size_t>(vocab), 0.0f);
+  if (params_.temperature <= 0.0f) {
+    probs[size_t(argmax(logits, vocab))] = 1.0f;
+    return;
+  }
   candidates_.clear();
   for (int64_t i = 0; i < vocab; ++i)
     if (std::isfinite(logits[i])) candidates_.emplace_back(logits[i] / params_.temperature, int32_t(i));
-  if (candidates_.empty()) return argmax(logits, vocab);
+  if (candidates_.empty()) {
+    probs[size_t(argmax(logits, vocab))] = 1.0f;
+    return;
+  }
   auto by_prob = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   std::sort(candidates_.begin(), candidates_.end(), by_prob);
   if (params_.top_k > 0 && size_t(params_.top_k) < candidates_.size()) candidates_.resize(size_t(params_.top_k));
@@ -76,12 +86,29 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int3
   }
   double total = 0;
   for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
+  for (size_t i = 0; i < keep; ++i) probs[size_t(candidates_[i].second)] = float(candidates_[i].first / total);
+}
+
+int32_t Sampler::draw(const std::vector<float>& probs) {
+  double total = 0;
+  int32_t last = -1;
+  for (size_t i = 0; i < probs.size(); ++i)
+    if (probs[i] > 0) total += probs[i], last = int32_t(i);
+  if (last < 0) return 0;
   double u = uniform() * total;
-  for (size_t i = 0; i < keep; ++i) {
-    u -= candidates_[i].first;
-    if (u < 0) return candidates_[i].second;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    if (probs[i] <= 0) continue;
+    u -= probs[i];
+    if (u < 0) return int32_t(i);
   }
-  return candidates_[keep - 1].second;
+  return last;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                        std::span<const int32_t> output) {
+  if (params_.temperature <= 0.0f) return argmax(penalised(logits, vocab, prompt, output), vocab);
+  probabilities(logits, vocab, prompt, output, probs_);
+  return draw(probs_);
 }
 
 }  // namespace whale

@@ -31,13 +31,23 @@ class Sampler {
   // `prompt` and `output` are the tokens so far (for the penalties).
   int32_t sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt = {},
                  std::span<const int32_t> output = {});
+
+  // The distribution sample() draws from, over the whole vocabulary (filtered tokens 0;
+  // greedy: one-hot at the argmax). Speculative sampling compares two of these.
+  void probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                     std::span<const int32_t> output, std::vector<float>& probs);
+  int32_t draw(const std::vector<float>& probs);  // one token from a distribution
+  double uniform();  // [0, 1), 53 random bits; independent of the standard library's distributions
+
   const SamplingParams& params() const { return params_; }
+  bool greedy() const { return params_.temperature <= 0.0f; }
 
  private:
-  double uniform();  // [0, 1), 53 random bits; independent of the standard library's distributions
+  const float* penalised(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+                         std::span<const int32_t> output);
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;
+  std::vector<float> work_, probs_;
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 
