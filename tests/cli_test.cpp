@@ -81,3 +81,36 @@ TEST(Cli, BadInputGivesOneClearLineAndNonZeroExit) {
 
 }  // namespace
 }  // namespace whale
+
+namespace whale {
+namespace {
+
+TEST(Cli, BenchAndSpeculativeGenerate) {
+  auto r = run_whale({"bench", "--model", test::golden_dir("r2"), "-p", "8", "-n", "8", "-r", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["pp"]["median"].get<double>(), 0);
+  EXPECT_GT(j["tg"]["median"].get<double>(), 0);
+  EXPECT_GT(j["read_bandwidth_gbs"].get<double>(), 0);
+  EXPECT_GT(j["roofline_fraction"].get<double>(), 0);
+
+  r = run_whale({"bench", "--model", test::golden_dir("r2"), "-p", "4", "-n", "6", "-r", "1", "--spec", "mtp", "--draft", "3", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["acceptance_at"].size(), 3u);
+  EXPECT_GT(j["speedup"].get<double>(), 0);
+
+  auto plain = run_whale({"generate", "--model", test::golden_dir("r2"), "--tokens", "5,6,7", "--max-tokens", "12"});
+  auto spec = run_whale({"generate", "--model", test::golden_dir("r2"), "--tokens", "5,6,7", "--max-tokens", "12", "--spec", "mtp", "--draft", "3"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  EXPECT_EQ(spec.out, plain.out);  // greedy speculation changes nothing but the speed
+
+  r = run_whale({"generate", "--model", test::golden_dir("v3"), "--tokens", "5", "--max-tokens", "2", "--spec", "mtp"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no MTP module"), std::string::npos) << r.err;
+  r = run_whale({"generate", "--model", test::golden_dir("r2"), "--tokens", "5", "--max-tokens", "2", "--spec", "mtp", "--draft", "12"});
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace whale

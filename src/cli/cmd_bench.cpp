@@ -1,7 +1,10 @@
+// whale bench --model DIR [-p 512] [-n 128] [-t THREADS] [-r REPEATS] [--spec mtp [--draft K]] [--json]
+//   llama-bench-style throughput: load time, prompt processing (pp) and generation (tg)
+//   tokens/s (median and spread), peak RSS, and decode bandwidth against a bandwidth measured
+//   on the spot. With --spec mtp: plain vs MTP-speculative greedy decoding, acceptance per
+//   draft position, and the ceiling where every draft is accepted.
 // whale bench --tokenizer PATH --docs FILE.jsonl [-r REPEATS]
-// Encode throughput of the tokenizer, single thread, over a list of documents (one JSON
-// string per line); prints one JSON object with the median and spread. The model
-// benchmark (prompt processing / generation) lives here too.
+//   Encode throughput of the tokenizer, single thread, over documents (one JSON string per line).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,15 +14,80 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "model/model.h"
+#include "runtime/model_bench.h"
 #include "tokenizer/tokenizer.h"
 
 namespace whale {
 
 namespace {
 struct BenchOptions {
-  std::string tokenizer, docs;
-  int repeats = 5;
+  std::string tokenizer, docs, model, spec;
+  int repeats = 5, threads = 0, draft = 2;
+  int64_t n_prompt = 512, n_gen = 128;
+  bool json = false;
 };
+
+void bench_model_cli(const BenchOptions& o) {
+  ThreadPool pool(o.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = Model::load(o.model, pool);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const ModelConfig& c = model->config();
+  nlohmann::ordered_json j = {{"model", o.model}, {"architecture", c.architecture}, {"threads", pool.size()},
+                              {"weights_bytes", model->weights().weight_bytes}, {"load_seconds", load_s}};
+  if (o.spec.empty()) {
+    BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool);
+    const double roofline = r.bandwidth / r.decode_bytes;
+    j["pp"] = {{"tokens", o.n_prompt}, {"median", r.pp.median}, {"min", r.pp.min}, {"max", r.pp.max}};
+    j["tg"] = {{"tokens", o.n_gen}, {"median", r.tg.median}, {"min", r.tg.min}, {"max", r.tg.max}};
+    j["peak_rss_bytes"] = r.peak_rss_bytes;
+    j["read_bandwidth_gbs"] = r.bandwidth / 1e9;
+    j["decode_bytes_per_token"] = r.decode_bytes;
+    j["roofline_tokens_per_second"] = roofline;
+    j["roofline_fraction"] = r.tg.median / roofline;
+    if (o.json) {
+      std::printf("%s\n", j.dump().c_str());
+      return;
+    }
+    std::printf("model: %s (%s), %.1f MiB of weights, %d threads, loaded in %.3f s\n", o.model.c_str(),
+                c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), load_s);
+    std::printf("| test | tokens/s (median) | min | max |\n|---|---|---|---|\n");
+    if (o.n_prompt > 0) std::printf("| pp%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_prompt, r.pp.median, r.pp.min, r.pp.max);
+    if (o.n_gen > 0) std::printf("| tg%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_gen, r.tg.median, r.tg.min, r.tg.max);
+    std::printf("peak RSS %.1f MiB; read bandwidth %.1f GB/s; decode reads %.1f MiB/token -> roofline %.1f tokens/s; "
+                "tg at %.0f%% of the roofline\n",
+                double(r.peak_rss_bytes) / (1 << 20), r.bandwidth / 1e9, r.decode_bytes / (1 << 20), roofline,
+                100 * r.tg.median / roofline);
+    return;
+  }
+  if (o.spec != "mtp") fail("--spec: only 'mtp' is supported");
+  SpecBenchResult r = bench_speculative(*model, o.n_prompt, o.n_gen, o.draft, o.repeats);
+  j["draft"] = o.draft;
+  j["plain_tokens_per_second"] = r.plain_tps.median;
+  j["spec_tokens_per_second"] = r.spec_tps.median;
+  j["ceiling_tokens_per_second"] = r.ceiling_tps.median;
+  j["speedup"] = r.spec_tps.median / r.plain_tps.median;
+  j["ceiling_speedup"] = r.ceiling_tps.median / r.plain_tps.median;
+  j["acceptance_rate"] = r.acceptance_rate;
+  j["tokens_per_round"] = r.tokens_per_round;
+  j["acceptance_at"] = r.acceptance_at;
+  if (o.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("model: %s, MTP speculative decoding, draft %d, greedy, %lld tokens after a %lld-token prompt, %d threads\n",
+              o.model.c_str(), o.draft, (long long)o.n_gen, (long long)o.n_prompt, pool.size());
+  std::printf("| decoding | tokens/s (median) | min | max | speedup |\n|---|---|---|---|---|\n");
+  std::printf("| plain | %.2f | %.2f | %.2f | 1.00x |\n", r.plain_tps.median, r.plain_tps.min, r.plain_tps.max);
+  std::printf("| mtp | %.2f | %.2f | %.2f | %.2fx |\n", r.spec_tps.median, r.spec_tps.min, r.spec_tps.max,
+              r.spec_tps.median / r.plain_tps.median);
+  std::printf("| all drafts accepted (ceiling) | %.2f | %.2f | %.2f | %.2fx |\n", r.ceiling_tps.median, r.ceiling_tps.min,
+              r.ceiling_tps.max, r.ceiling_tps.median / r.plain_tps.median);
+  std::printf("acceptance %.1f%% (%.2f tokens per verify step); by draft position:", 100 * r.acceptance_rate, r.tokens_per_round);
+  for (size_t i = 0; i < r.acceptance_at.size(); ++i) std::printf(" %zu: %.1f%%", i + 1, 100 * r.acceptance_at[i]);
+  std::printf("\n");
+}
 
 void bench_tokenizer(const BenchOptions& o) {
   auto tok = Tokenizer::load(o.tokenizer);
@@ -60,12 +128,20 @@ void bench_tokenizer(const BenchOptions& o) {
 
 void register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  auto* cmd = app.add_subcommand("bench", "Benchmarks (tokenizer encode throughput)");
+  auto* cmd = app.add_subcommand("bench", "Benchmarks: model throughput (pp/tg, MTP speculation) or tokenizer speed");
+  cmd->add_option("--model", o->model, "Model directory to benchmark");
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for pp (default 512)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for tg (default 128)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--spec", o->spec, "Speculative decoding to compare against plain decoding: mtp");
+  cmd->add_option("--draft", o->draft, "Draft tokens per verify step (default 2)")->check(CLI::Range(1, 8));
+  cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer to benchmark (model directory or tokenizer.json)");
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
-  cmd->add_option("-r,--repeats", o->repeats, "Timed repeats (default 5)")->check(CLI::Range(1, 1000));
+  cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));
   cmd->callback([o] {
-    if (o->tokenizer.empty() || o->docs.empty()) fail("bench: give --tokenizer and --docs");
+    if (!o->model.empty()) return bench_model_cli(*o);
+    if (o->tokenizer.empty() || o->docs.empty()) fail("bench: give --model, or --tokenizer and --docs");
     bench_tokenizer(*o);
   });
 }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace whale {
 
@@ -19,6 +20,8 @@ struct GenerateOptions {
   SamplingParams sampling;
   int threads = 0;
   bool ignore_eos = false;
+  std::string spec;
+  int draft = 2;
 };
 
 void run(const GenerateOptions& o) {
@@ -28,6 +31,21 @@ void run(const GenerateOptions& o) {
   const ModelConfig& c = model->config();
   check_token_range(prompt, c.vocab_size, "--tokens");
 
+  if (!o.spec.empty()) {  // MTP self-speculative decoding: the same tokens as plain decoding (greedy)
+    if (o.spec != "mtp") fail("--spec: only 'mtp' is supported");
+    SpeculativeDecoder spec(*model, o.draft, int64_t(prompt.size()) + o.max_tokens + o.draft + 2);
+    Sampler sampler(o.sampling);
+    std::vector<int32_t> eos;
+    if (!o.ignore_eos)
+      for (int64_t e : c.eos_token_ids) eos.push_back(int32_t(e));
+    const auto out = spec.generate(prompt, o.max_tokens, sampler, eos);
+    std::string s = "[";
+    for (size_t i = 0; i < out.size(); ++i) s += (i ? ", " : "") + std::to_string(out[i]);
+    std::printf("%s]\n", s.c_str());
+    std::fprintf(stderr, "mtp: %lld verify steps, acceptance %.1f%%\n", (long long)spec.stats().rounds,
+                 100 * spec.stats().acceptance_rate());
+    return;
+  }
   const int64_t total = int64_t(prompt.size()) + o.max_tokens;
   auto cache = model->make_cache(total);
   SeqCache seq;
@@ -65,6 +83,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (default 0 = off)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->sampling.seed, "Random seed (default 0)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-sequence token");
+  cmd->add_option("--spec", o->spec, "Speculative decoding with the model's MTP module: mtp");
+  cmd->add_option("--draft", o->draft, "Draft tokens per verify step with --spec mtp (default 2)")->check(CLI::Range(1, 8));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] { run(*o); });
 }
