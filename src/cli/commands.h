@@ -17,5 +17,6 @@ void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_plan(CLI::App& app);
 
 }  // namespace whale

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   whale::register_tokenize(app);
   whale::register_run(app);
   whale::register_bench(app);
+  whale::register_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
