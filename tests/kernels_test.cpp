@@ -2,7 +2,9 @@
 #include <random>
 
 #include "core/dtype.h"
+#include "kernels/gemm_simd.h"
 #include "kernels/matmul.h"
+#include "kernels/reference.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -121,6 +123,30 @@ TEST_P(MatmulTest, MatchesDoubleReferenceAndIsBatchInvariant) {
       mag += std::fabs(m.real[size_t(r * cols + c)] * xr[size_t(r)]);
     }
     EXPECT_NEAR(yt[size_t(c)], ref, 1e-5 * mag + 1e-6) << "c " << c;
+  }
+}
+
+// The SIMD kernels against the plain scalar reference, for column counts around every vector
+// width and for 1..9 tokens (tiles of 4 and their remainders).
+TEST_P(MatmulTest, SimdMatchesScalarReference) {
+  std::mt19937 rng(7);
+  ThreadPool pool(2);
+  std::printf("SIMD target: %s\n", simd_target_name());
+  for (int64_t cols : {1, 3, 15, 16, 17, 31, 64, 65, 127, 128, 129, 257, 1000}) {
+    Matrix m = make_matrix(GetParam(), 37, cols, rng);
+    for (int64_t T : {1, 2, 3, 4, 5, 9}) {
+      std::normal_distribution<float> nd;
+      std::vector<float> x(static_cast<size_t>(T * cols)), y(static_cast<size_t>(T * 37)), ref(y.size());
+      for (auto& v : x) v = nd(rng);
+      matmul(m.w, x.data(), T, y.data(), pool);
+      reference::matmul_rows(m.w, 0, 37, x.data(), cols, T, ref.data(), 37);
+      for (size_t i = 0; i < y.size(); ++i) {
+        double mag = 0;
+        const int64_t t = int64_t(i) / 37, r = int64_t(i) % 37;
+        for (int64_t c = 0; c < cols; ++c) mag += std::fabs(m.real[size_t(r * cols + c)] * x[size_t(t * cols + c)]);
+        ASSERT_NEAR(y[i], ref[i], 1e-5 * mag + 1e-6) << "cols " << cols << " T " << T << " i " << i;
+      }
+    }
   }
 }
 

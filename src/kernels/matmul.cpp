@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/gemm_simd.h"
+#include "kernels/reference.h"
 
 namespace whale {
 
@@ -12,52 +14,6 @@ size_t Weight::bytes() const {
   size_t n = size_t(rows) * row_bytes();
   if (scale) n += sizeof(float) * size_t((rows + block_rows - 1) / block_rows) * size_t(scale_cols);
   return n;
-}
-
-namespace {
-
-// Plain scalar dot products, one per storage type. Each sums in index order in a float
-// accumulator per 8 lanes, then the lanes pairwise: a fixed order the compiler vectorises.
-template <class Load>
-float dot_lanes(int64_t n, const float* x, Load load) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += load(c + l) * x[c + l];
-  for (; c < n; ++c) acc[c % 8] += load(c) * x[c];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-float dot_f32(const float* w, const float* x, int64_t n) {
-  return dot_lanes(n, x, [w](int64_t i) { return w[i]; });
-}
-float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
-  return dot_lanes(n, x, [w](int64_t i) { return bf16_to_f32(w[i]); });
-}
-float dot_f16(const uint16_t* w, const float* x, int64_t n) {
-  return dot_lanes(n, x, [w](int64_t i) { return f16_to_f32(w[i]); });
-}
-float dot_fp8(const Weight& w, int64_t r, const float* x) {
-  const uint8_t* q = w.row(r);
-  const float* s = w.scale + (r / w.block_rows) * w.scale_cols;
-  float sum = 0;
-  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b) {
-    const int64_t n = std::min(w.block_cols, w.cols - c0);
-    sum += s[b] * dot_lanes(n, x + c0, [q, c0](int64_t i) { return fp8_e4m3_to_f32(q[c0 + i]); });
-  }
-  return sum;
-}
-
-}  // namespace
-
-float dot_row(const Weight& w, int64_t r, const float* x) {
-  switch (w.dtype) {
-    case DType::F32: return dot_f32(reinterpret_cast<const float*>(w.row(r)), x, w.cols);
-    case DType::BF16: return dot_bf16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
-    case DType::F16: return dot_f16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
-    case DType::F8_E4M3: return dot_fp8(w, r, x);
-    default: fail("matmul: unsupported weight type ", dtype_name(w.dtype));
-  }
 }
 
 void dequantize_row(const Weight& w, int64_t r, float* out) {
@@ -79,24 +35,47 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
   }
 }
 
+namespace {
+GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
+                   int64_t ldy) {
+  switch (w.dtype) {
+    case DType::F32: case DType::BF16: case DType::F16: case DType::F8_E4M3: break;
+    default: fail("matmul: unsupported weight type ", dtype_name(w.dtype));
+  }
+  GemmArgs a{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, x, ldx, n_tok, y, ldy};
+  if (w.dtype == DType::F8_E4M3) {
+    a.scale = w.scale;
+    a.block_rows = w.block_rows;
+    a.block_cols = w.block_cols;
+    a.scale_cols = w.scale_cols;
+    a.scale_factor = 256.0f;
+  }
+  return a;
+}
+}  // namespace
+
+float dot_row(const Weight& w, int64_t r, const float* x) {
+  float y;
+  gemm_rows_simd(gemm_args(w, r, r + 1, x, w.cols, 1, &y, 1));
+  return y;
+}
+
 void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
                  int64_t ldy, ThreadPool& pool) {
   if (r1 <= r0 || n_tok <= 0) return;
-  pool.parallel_for(r1 - r0, [&](int64_t b, int64_t e) {
-    for (int64_t r = r0 + b; r < r0 + e; ++r)
-      for (int64_t t = 0; t < n_tok; ++t) y[t * ldy + (r - r0)] = dot_row(w, r, x + t * ldx);
-  }, /*grain=*/16);
+  const GemmArgs base = gemm_args(w, r0, r1, x, ldx, n_tok, y, ldy);
+  constexpr int64_t kBlock = 16;  // the kernel's row block: threads take whole blocks
+  pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
+    GemmArgs a = base;
+    a.r0 = r0 + b * kBlock;
+    a.r1 = std::min(r1, r0 + e * kBlock);
+    a.y = y + b * kBlock;
+    gemm_rows_simd(a);
+  });
 }
 
 void matvec_transposed(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
-  std::fill(y, y + w.cols, 0.0f);
-  std::vector<float> row(static_cast<size_t>(w.cols));
-  for (int64_t r = r0; r < r1; ++r) {
-    dequantize_row(w, r, row.data());
-    const float a = x[r - r0];
-    for (int64_t c = 0; c < w.cols; ++c) y[c] += a * row[c];
-  }
+  reference::matvec_transposed(w, r0, r1, x, y);
 }
 
 }  // namespace whale
-

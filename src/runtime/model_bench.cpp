@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/memory_stats.h"
+#include "kernels/gemm_simd.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
 
@@ -59,29 +60,22 @@ double decode_bytes_per_token(const Model& model, int64_t context) {
 }
 
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
-  const size_t n = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
-  pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e) {  // touch every page from the thread that reads it
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i);
+  const size_t n = bytes / sizeof(float);
+  std::unique_ptr<float[]> buf(new float[n]);
+  pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e) {  // touch every page first
+    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = 1.0f;
   }, 1 << 16);
   double best = 0;
   for (int r = 0; r < repeats; ++r) {
-    std::vector<uint64_t> sinks(size_t(pool.size()) * 8, 0);
+    std::vector<float> sinks(size_t(pool.size()) * 16, 0.0f);
     const double t0 = now();
     pool.run([&](int tid) {
       const size_t per = n / size_t(pool.size()), begin = per * size_t(tid), end = tid + 1 == pool.size() ? n : begin + per;
-      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-      for (size_t i = begin; i + 4 <= end; i += 4) {
-        a0 += buf[i];
-        a1 += buf[i + 1];
-        a2 += buf[i + 2];
-        a3 += buf[i + 3];
-      }
-      sinks[size_t(tid) * 8] = a0 + a1 + a2 + a3;
+      sinks[size_t(tid) * 16] = simd_read_sum(buf.get() + begin, end - begin);
     });
     const double dt = now() - t0;
-    volatile uint64_t keep = 0;
-    for (uint64_t s : sinks) keep = keep + s;
+    volatile float keep = 0;
+    for (float s : sinks) keep = keep + s;
     best = std::max(best, double(bytes) / dt);
   }
   return best;
