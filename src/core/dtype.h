@@ -13,7 +13,18 @@ namespace whale {
 enum class DType : uint8_t {
   F32, F16, BF16, F8_E4M3, F8_E5M2, F64, I64, I32, I16, I8, U8, BOOL,
   E8M0,  // unsigned power-of-two exponent (UE8M0 scales)
+  // GGUF block-quantized types (llama.cpp's ggml formats): a row is a whole number of blocks.
+  Q8_0,  // 32 values: f16 scale + 32 int8                        (34 bytes)
+  Q4_K,  // 256 values: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles (144)
+  Q6_K,  // 256 values: 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales, f16 d (210)
 };
+
+// Values per block and bytes per block; 1 and dtype_size() for plain types.
+int64_t dtype_block_elems(DType t);
+int64_t dtype_block_bytes(DType t);
+inline bool is_block_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q6_K; }
+// Bytes of n values (n a multiple of the block size).
+inline size_t dtype_row_bytes(DType t, int64_t n) { return size_t(n / dtype_block_elems(t) * dtype_block_bytes(t)); }
 
 std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string ("BF16", "F8_E4M3", ...); returns false if unknown.

@@ -20,7 +20,7 @@ struct Weight {
   int64_t block_rows = 128, block_cols = 128, scale_cols = 0;
 
   bool empty() const { return data == nullptr; }
-  size_t row_bytes() const { return size_t(cols) * dtype_size(dtype); }
+  size_t row_bytes() const { return dtype_row_bytes(dtype, cols); }
   const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes(); }
   // Bytes a full pass over the matrix reads (weights + scales): the decode roofline's unit.
   size_t bytes() const;
