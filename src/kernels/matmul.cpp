@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 #include "kernels/gemm_simd.h"
+#include "kernels/quant.h"
+#include "kernels/quant_simd.h"
 #include "kernels/reference.h"
 
 namespace whale {
@@ -31,6 +33,9 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
       for (int64_t c = 0; c < w.cols; ++c) out[c] = fp8_e4m3_to_f32(p[c]) * s[c / w.block_cols];
       return;
     }
+    case DType::Q8_0: dequantize_q8_0(reinterpret_cast<const BlockQ8_0*>(p), w.cols, out); return;
+    case DType::Q4_K: dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(p), w.cols, out); return;
+    case DType::Q6_K: dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(p), w.cols, out); return;
     default: fail("dequantize: unsupported weight type ", dtype_name(w.dtype));
   }
 }
@@ -54,8 +59,37 @@ GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int6
 }
 }  // namespace
 
+// Activations of block-quantized products: int8 blocks of 32 per token, widened to int16.
+struct QuantizedActivations {
+  std::vector<int16_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> sum;
+  ActArgs args;
+  QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols) {
+    const int64_t blocks = cols / 32;
+    q.resize(size_t(n_tok * cols));
+    d.resize(size_t(n_tok * blocks));
+    sum.resize(size_t(n_tok * blocks));
+    std::vector<ActQ8> blk(static_cast<size_t>(blocks));
+    for (int64_t t = 0; t < n_tok; ++t) {
+      quantize_act(x + t * ldx, cols, blk.data());
+      for (int64_t b = 0; b < blocks; ++b) {
+        d[size_t(t * blocks + b)] = blk[size_t(b)].d;
+        sum[size_t(t * blocks + b)] = blk[size_t(b)].sum;
+        for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
+      }
+    }
+    args = {q.data(), d.data(), sum.data(), cols, blocks};
+  }
+};
+
 float dot_row(const Weight& w, int64_t r, const float* x) {
   float y;
+  if (is_block_quantized(w.dtype)) {
+    QuantizedActivations a(x, w.cols, 1, w.cols);
+    quant_gemm_rows_simd({w.dtype, w.data, w.row_bytes(), w.cols, r, r + 1, a.args, 1, &y, 1});
+    return y;
+  }
   gemm_rows_simd(gemm_args(w, r, r + 1, x, w.cols, 1, &y, 1));
   return y;
 }
@@ -63,8 +97,20 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
 void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
                  int64_t ldy, ThreadPool& pool) {
   if (r1 <= r0 || n_tok <= 0) return;
+  constexpr int64_t kBlock = 16;  // rows per unit of parallel work
+  if (is_block_quantized(w.dtype)) {
+    const QuantizedActivations act(x, ldx, n_tok, w.cols);
+    const QuantGemmArgs base{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act.args, n_tok, y, ldy};
+    pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
+      QuantGemmArgs a = base;
+      a.r0 = r0 + b * kBlock;
+      a.r1 = std::min(r1, r0 + e * kBlock);
+      a.y = y + b * kBlock;
+      quant_gemm_rows_simd(a);
+    });
+    return;
+  }
   const GemmArgs base = gemm_args(w, r0, r1, x, ldx, n_tok, y, ldy);
-  constexpr int64_t kBlock = 16;  // the kernel's row block: threads take whole blocks
   pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
     GemmArgs a = base;
     a.r0 = r0 + b * kBlock;

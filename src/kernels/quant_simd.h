@@ -1,0 +1,34 @@
+// SIMD kernels for block-quantized weights (Q8_0, Q4_K, Q6_K) times int8 activations.
+// matmul.cpp quantizes the activations (quant.h's ActQ8 blocks, widened to int16 here) and
+// splits rows across threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace whale {
+
+// Activations of n_tok tokens in blocks of 32: value ≈ d · q.
+struct ActArgs {
+  const int16_t* q;    // [n_tok][ld_values] quantized values, widened to int16
+  const float* d;      // [n_tok][ld_blocks] block scales
+  const int32_t* sum;  // [n_tok][ld_blocks] Σ q per block
+  int64_t ld_values, ld_blocks;
+};
+
+struct QuantGemmArgs {
+  DType dtype;
+  const uint8_t* data;
+  size_t row_bytes;
+  int64_t cols;
+  int64_t r0, r1;
+  ActArgs x;
+  int64_t n_tok;
+  float* y;  // y[t · ldy + (r − r0)]
+  int64_t ldy;
+};
+
+void quant_gemm_rows_simd(const QuantGemmArgs& args);
+
+}  // namespace whale

@@ -1,0 +1,113 @@
+// Block-quantized formats: bit layouts against llama.cpp's gguf-py, quantizer accuracy, and the
+// SIMD kernels against the scalar reference.
+#include <random>
+
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+#include "kernels/reference.h"
+#include "test_util.h"
+
+namespace whale {
+namespace {
+
+TEST(Quant, LayoutsMatchGgufPy) {
+  auto j = nlohmann::json::parse(test::read_file(test::golden_dir("quant_blocks.json")));
+  for (const auto& b : j["blocks"]) {
+    auto bytes = b["bytes"].get<std::vector<uint8_t>>();
+    auto expected = b["values"].get<std::vector<float>>();
+    std::vector<float> got(expected.size());
+    const std::string type = b["type"];
+    if (type == "Q8_0") dequantize_q8_0(reinterpret_cast<const BlockQ8_0*>(bytes.data()), 32, got.data());
+    else if (type == "Q4_K") dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(bytes.data()), 256, got.data());
+    else dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(bytes.data()), 256, got.data());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6 * (1 + std::fabs(expected[i]))) << type << " " << i;
+  }
+  for (const auto& q : j["quantize"]) {  // Q8_0 quantization gives gguf-py's bytes
+    auto x = q["x"].get<std::vector<float>>();
+    auto expected = q["bytes"].get<std::vector<uint8_t>>();
+    std::vector<BlockQ8_0> out(x.size() / 32);
+    quantize_q8_0(x.data(), int64_t(x.size()), out.data());
+    EXPECT_EQ(std::vector<uint8_t>(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<uint8_t*>(out.data()) + expected.size()), expected);
+  }
+}
+
+template <class Block>
+double relative_rmse(void (*quantize)(const float*, int64_t, Block*), void (*dequantize)(const Block*, int64_t, float*),
+                     int64_t per_block) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const int64_t n = per_block * 64;
+  std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  std::vector<Block> q(static_cast<size_t>(n / per_block));
+  quantize(x.data(), n, q.data());
+  dequantize(q.data(), n, y.data());
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < n; ++i) err += (x[size_t(i)] - y[size_t(i)]) * (x[size_t(i)] - y[size_t(i)]), ref += x[size_t(i)] * x[size_t(i)];
+  return std::sqrt(err / ref);
+}
+
+TEST(Quant, QuantizersAreAccurate) {
+  EXPECT_LT(relative_rmse(quantize_q8_0, dequantize_q8_0, 32), 0.01);   // 8 bits
+  EXPECT_LT(relative_rmse(quantize_q6_k, dequantize_q6_k, 256), 0.04);  // 6 bits
+  EXPECT_LT(relative_rmse(quantize_q4_k, dequantize_q4_k, 256), 0.12);  // 4 bits
+}
+
+// A matrix of `type` from Gaussian weights, quantized.
+Weight quantized_weight(DType type, int64_t rows, int64_t cols, std::vector<uint8_t>& storage, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  storage.assign(size_t(rows) * dtype_row_bytes(type, cols), 0);
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = nd(rng);
+    uint8_t* dst = storage.data() + size_t(r) * dtype_row_bytes(type, cols);
+    if (type == DType::Q8_0) quantize_q8_0(row.data(), cols, reinterpret_cast<BlockQ8_0*>(dst));
+    else if (type == DType::Q4_K) quantize_q4_k(row.data(), cols, reinterpret_cast<BlockQ4_K*>(dst));
+    else quantize_q6_k(row.data(), cols, reinterpret_cast<BlockQ6_K*>(dst));
+  }
+  Weight w;
+  w.dtype = type;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = storage.data();
+  return w;
+}
+
+class QuantMatmul : public ::testing::TestWithParam<DType> {};
+
+TEST_P(QuantMatmul, SimdMatchesReferenceAndIsBatchInvariant) {
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  for (int64_t cols : {256, 512, 1280}) {
+    std::vector<uint8_t> storage;
+    const int64_t rows = 45;
+    Weight w = quantized_weight(GetParam(), rows, cols, storage, rng);
+    std::normal_distribution<float> nd;
+    for (int64_t T : {1, 3, 4, 7}) {
+      std::vector<float> x(static_cast<size_t>(T * cols)), y(static_cast<size_t>(T * rows)), ref(y.size());
+      for (auto& v : x) v = nd(rng);
+      matmul(w, x.data(), T, y.data(), pool);
+      reference::matmul_rows(w, 0, rows, x.data(), cols, T, ref.data(), rows);
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "cols " << cols << " T " << T;
+      for (int64_t t = 0; t < T; ++t) {  // each token alone: bit-identical
+        std::vector<float> one(static_cast<size_t>(rows));
+        matmul(w, &x[size_t(t * cols)], 1, one.data(), pool);
+        for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(one[size_t(r)], y[size_t(t * rows + r)]);
+      }
+      // And close to the float product of the dequantized weights (activation quantization error only).
+      std::vector<float> deq(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; r += 11) {
+        dequantize_row(w, r, deq.data());
+        double exact = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) exact += double(deq[size_t(c)]) * x[size_t(c)], mag += std::fabs(deq[size_t(c)] * x[size_t(c)]);
+        EXPECT_NEAR(y[size_t(r)], exact, 0.02 * mag) << "row " << r;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_K, DType::Q6_K),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace whale
