@@ -18,5 +18,6 @@ void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_plan(CLI::App& app);
+void register_convert(CLI::App& app);  // convert and quantize
 
 }  // namespace whale

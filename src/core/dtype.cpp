@@ -64,15 +64,6 @@ size_t dtype_size(DType t) {
   return 0;
 }
 
-float f16_to_f32(uint16_t h) {
-  const int sign = h >> 15, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  float mag;
-  if (exp == 0) mag = std::ldexp(float(mant), -24);
-  else if (exp == 31) mag = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-  else mag = std::ldexp(float(mant | 0x400), exp - 25);
-  return sign ? -mag : mag;
-}
-
 uint16_t f32_to_f16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);

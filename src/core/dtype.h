@@ -47,7 +47,16 @@ inline uint16_t f32_to_bf16(float f) {
   return uint16_t(bits >> 16);
 }
 
-float f16_to_f32(uint16_t h);
+// Exact, branch-light (no libm): the hot path of every Q8_0/K-quant block scale.
+// Normal values are rebased by exponent arithmetic; subnormals through a magic bias.
+inline float f16_to_f32(uint16_t h) {
+  auto as_float = [](uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; };
+  auto as_bits = [](float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; };
+  const uint32_t w = uint32_t(h) << 16, sign = w & 0x80000000u, two_w = w + w;
+  const float normalized = as_float((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  const float denormalized = as_float((two_w >> 17) | (126u << 23)) - 0.5f;
+  return as_float(sign | (two_w < (1u << 27) ? as_bits(denormalized) : as_bits(normalized)));
+}
 uint16_t f32_to_f16(float f);
 
 // float8 e4m3fn (no infinities, 0x7f/0xff are NaN, max finite 448), as in DeepSeek-V3 checkpoints.

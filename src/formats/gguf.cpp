@@ -180,6 +180,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   return f;
 }
 
+size_t GgufFile::file_size() const { return map_ ? map_->size() : 0; }
+
 std::unique_ptr<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::string& name) {
   auto f = std::unique_ptr<GgufFile>(new GgufFile());
   f->path_ = name;

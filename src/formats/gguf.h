@@ -50,6 +50,7 @@ class GgufFile {
   const TensorRef* tensor(const std::string& name) const;
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
+  size_t file_size() const;  // bytes of the mapped file (0 for an in-memory image)
 
  private:
   std::string path_;

@@ -153,6 +153,20 @@ std::unique_ptr<TensorSet> TensorSet::open(const std::string& path) {
   return set;
 }
 
+std::unique_ptr<TensorSet> TensorSet::from_refs(const std::string& root, std::vector<TensorRef> refs,
+                                                std::shared_ptr<const void> owner, size_t file_bytes) {
+  auto set = std::make_unique<TensorSet>();
+  set->root_ = root;
+  set->owner_ = std::move(owner);
+  set->owner_bytes_ = file_bytes;
+  for (TensorRef& t : refs) {
+    if (set->tensors_.count(t.name)) fail(root, ": tensor '", t.name, "' appears twice");
+    std::string name = t.name;
+    set->tensors_.emplace(std::move(name), std::move(t));
+  }
+  return set;
+}
+
 void TensorSet::add_file(const std::string& path, const std::vector<std::string>* only) {
   auto map = std::make_unique<MappedFile>(path);
   auto entries = parse_safetensors_image(map->data(), map->size(), path);
@@ -188,13 +202,14 @@ const TensorRef& TensorSet::get(const std::string& name) const {
 }
 
 size_t TensorSet::total_bytes() const {
-  size_t n = 0;
+  size_t n = owner_bytes_;
   for (const auto& m : maps_) n += m->size();
   return n;
 }
 
 std::vector<std::string> TensorSet::files() const {
   std::vector<std::string> out;
+  if (owner_) out.push_back(root_);
   for (const auto& m : maps_) out.push_back(m->path());
   return out;
 }

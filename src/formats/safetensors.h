@@ -34,6 +34,10 @@ std::vector<SafetensorsEntry> parse_safetensors_image(const uint8_t* data, size_
 class TensorSet {
  public:
   static std::unique_ptr<TensorSet> open(const std::string& path);
+  // Tensors that live in some other container (a GGUF file), already renamed; `owner` keeps
+  // their bytes alive and `file_bytes` is what the container occupies.
+  static std::unique_ptr<TensorSet> from_refs(const std::string& root, std::vector<TensorRef> refs,
+                                              std::shared_ptr<const void> owner, size_t file_bytes);
 
   const TensorRef* find(const std::string& name) const;
   const TensorRef& get(const std::string& name) const;  // throws, naming the tensor
@@ -47,6 +51,8 @@ class TensorSet {
   void add_file(const std::string& path, const std::vector<std::string>* only);
   std::map<std::string, TensorRef> tensors_;
   std::vector<std::unique_ptr<MappedFile>> maps_;
+  std::shared_ptr<const void> owner_;
+  size_t owner_bytes_ = 0;
 };
 
 }  // namespace whale

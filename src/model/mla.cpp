@@ -50,6 +50,7 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
                   size_t(kvd) * sizeof(float));
     AttentionForm form = attention_form_ != AttentionForm::Auto ? attention_form_ : batch.attention;
     if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
+    if (A.kv_b_proj.empty()) form = AttentionForm::Absorbed;  // split GGUF layout: no decompression matrix
     if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
     else attention_absorbed(A, layer, s, cache, ws);
   }
@@ -90,32 +91,65 @@ void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchS
 }
 
 // Absorbed form: q_lat = W_UK_hᵀ q_nope scores directly against the cached latents, and the
-// attention-weighted latent is mapped to values afterwards by W_UV_h.
+// attention-weighted latent is mapped to values afterwards by W_UV_h. Every cached latent is
+// read once per step for all heads (positions split across threads for the scores, latent
+// columns for the weighted sum), so decode reads the cache once, not once per head.
 void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
                                Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv;
-  const int64_t p0 = s.cache->length;
+  const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n;
+  const bool split = A.kv_b_proj.empty();  // GGUF layout: k_b_proj / v_b_proj
+
+  std::vector<float> q_lat(static_cast<size_t>(n * H * r));  // [n, H, r]
+  std::vector<float> lat(static_cast<size_t>(n * H * r));    // [n, H, r] attention-weighted latents
+  pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* q = &ws.q[size_t((s.first * H + h) * qk)];
+      if (split) {
+        matmul_rows(A.k_b_proj, h * r, (h + 1) * r, q, H * qk, n, &q_lat[size_t(h * r)], H * r, pool_);
+      } else {
+        for (int64_t i = 0; i < n; ++i)
+          matvec_transposed(A.kv_b_proj, h * kv_row, h * kv_row + nope, q + i * H * qk, &q_lat[size_t((i * H + h) * r)]);
+      }
+    }
+  });
+
+  std::vector<float> scores(static_cast<size_t>(H * S));  // [H, n_ctx] of one token
+  const int64_t grain = 64;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+    const float* ql = &q_lat[size_t(i * H * r)];
+    pool_.parallel_for(n_ctx, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const float* ckv = s.cache->slot(cache, layer, j);
+        for (int64_t h = 0; h < H; ++h) {
+          const float* q_pe = &ws.q[size_t((t * H + h) * qk + nope)];
+          scores[size_t(h * n_ctx + j)] = (dot(ql + h * r, ckv, r) + dot(q_pe, ckv + r, rope)) * rope_.softmax_scale;
+        }
+      }
+    }, grain);
+    for (int64_t h = 0; h < H; ++h) softmax_inplace(&scores[size_t(h * n_ctx)], n_ctx);
+    float* li = &lat[size_t(i * H * r)];
+    std::fill(li, li + H * r, 0.0f);
+    pool_.parallel_for(r / 16, [&](int64_t b0, int64_t b1) {  // bands of 16 latent columns
+      const int64_t c0 = b0 * 16, c1 = b1 * 16;
+      for (int64_t j = 0; j < n_ctx; ++j) {
+        const float* ckv = s.cache->slot(cache, layer, j);
+        for (int64_t h = 0; h < H; ++h) axpy(scores[size_t(h * n_ctx + j)], ckv + c0, li + h * r + c0, c1 - c0);
+      }
+    }, 4);
+    for (int64_t c0 = r / 16 * 16, j = 0; c0 < r && j < n_ctx; ++j)  // a tail when r % 16 != 0
+      for (int64_t h = 0; h < H; ++h)
+        axpy(scores[size_t(h * n_ctx + j)], s.cache->slot(cache, layer, j) + c0, li + h * r + c0, r - c0);
+  }
 
   pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
-    std::vector<float> q_lat(static_cast<size_t>(r)), lat(static_cast<size_t>(r));
-    std::vector<float> scores(static_cast<size_t>(p0 + s.n_tokens));
     for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t i = 0; i < s.n_tokens; ++i) {
-        const int64_t t = s.first + i, n_ctx = p0 + i + 1;
-        const float* q = &ws.q[size_t((t * H + h) * qk)];
-        matvec_transposed(A.kv_b_proj, h * kv_row, h * kv_row + nope, q, q_lat.data());  // [r]
-        for (int64_t j = 0; j < n_ctx; ++j) {
-          const float* ckv = s.cache->slot(cache, layer, j);
-          scores[size_t(j)] = (dot(q_lat.data(), ckv, r) + dot(q + nope, ckv + r, rope)) * rope_.softmax_scale;
-        }
-        softmax_inplace(scores.data(), n_ctx);
-        std::fill(lat.begin(), lat.end(), 0.0f);
-        for (int64_t j = 0; j < n_ctx; ++j) axpy(scores[size_t(j)], s.cache->slot(cache, layer, j), lat.data(), r);
-        float* o = &ws.attn[size_t((t * H + h) * dv)];
-        for (int64_t d = 0; d < dv; ++d) o[d] = dot_row(A.kv_b_proj, h * kv_row + nope + d, lat.data());
-      }
+      float* o = &ws.attn[size_t((s.first * H + h) * dv)];
+      if (split) matmul_rows(A.v_b_proj, h * dv, (h + 1) * dv, &lat[size_t(h * r)], H * r, n, o, H * dv, pool_);
+      else matmul_rows(A.kv_b_proj, h * kv_row + nope, h * kv_row + kv_row, &lat[size_t(h * r)], H * r, n, o, H * dv, pool_);
     }
   });
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "formats/gguf_model.h"
 #include "formats/hf_config.h"
 #include "kernels/matmul.h"
 #include "kernels/mhc.h"
@@ -23,6 +24,12 @@ Model::Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool)
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool) {
+  if (is_gguf_file(path)) {
+    std::shared_ptr<const GgufFile> gguf = GgufFile::open(path);
+    ModelConfig config = gguf_model_config(*gguf);
+    auto tensors = gguf_tensor_set(gguf, config);
+    return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
+  }
   ModelConfig config = load_hf_config(path);
   auto tensors = TensorSet::open(path);
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));

@@ -22,6 +22,11 @@ class Binder {
     w.cols = cols;
     switch (t.dtype) {
       case DType::F32: case DType::F16: case DType::BF16: case DType::F8_E4M3: break;
+      case DType::Q8_0: case DType::Q4_K: case DType::Q6_K:
+        if (cols % dtype_block_elems(t.dtype) != 0)
+          fail(t.file, ": tensor '", name, "' has ", cols, " columns, not a multiple of the ", dtype_name(t.dtype),
+               " block (", dtype_block_elems(t.dtype), ")");
+        break;
       default: fail(t.file, ": tensor '", name, "' has unsupported dtype ", dtype_name(t.dtype));
     }
     w.data = aligned(t);
@@ -87,7 +92,13 @@ class Binder {
     }
     A.kv_a_proj_with_mqa = matrix(a + ".kv_a_proj_with_mqa.weight", c.kv_lora_rank + c.qk_rope_head_dim, D);
     A.kv_a_layernorm = vector(a + ".kv_a_layernorm.weight", c.kv_lora_rank);
-    A.kv_b_proj = matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    if (tensors_.find(a + ".k_b_proj.weight") && !tensors_.find(a + ".kv_b_proj.weight")) {
+      // llama.cpp's split layout: per head W_UKᵀ [kv_lora, nope] and W_UV [v, kv_lora].
+      A.k_b_proj = matrix(a + ".k_b_proj.weight", H * c.kv_lora_rank, c.qk_nope_head_dim);
+      A.v_b_proj = matrix(a + ".v_b_proj.weight", H * c.v_head_dim, c.kv_lora_rank);
+    } else {
+      A.kv_b_proj = matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    }
     A.o_proj = matrix(a + ".o_proj.weight", D, H * c.v_head_dim);
 
     if (c.hyper_connections()) {

@@ -26,6 +26,9 @@ struct AttentionWeights {      // Multi-head Latent Attention
   Weight kv_a_proj_with_mqa;   // [kv_lora_rank + qk_rope_head_dim, hidden]
   std::vector<float> kv_a_layernorm;  // [kv_lora_rank]
   Weight kv_b_proj;            // [H·(qk_nope_head_dim + v_head_dim), kv_lora_rank]
+  // GGUF files split kv_b_proj for the absorbed form (then kv_b_proj is empty):
+  Weight k_b_proj;             // [H·kv_lora_rank, qk_nope_head_dim]  per head W_UKᵀ
+  Weight v_b_proj;             // [H·v_head_dim, kv_lora_rank]        per head W_UV
   Weight o_proj;               // [hidden, H·v_head_dim]
 };
 

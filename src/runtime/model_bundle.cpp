@@ -1,6 +1,7 @@
 #include "runtime/model_bundle.h"
 
 #include "core/error.h"
+#include "formats/gguf_model.h"
 
 namespace whale {
 
@@ -8,12 +9,14 @@ ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const s
   ModelBundle b;
   b.path = path;
   b.model = Model::load(path, pool);
+  std::string template_source = path + "/tokenizer_config.json";
+  if (is_gguf_file(path)) template_source = path + " (tokenizer.chat_template)";
   b.tokenizer = Tokenizer::load(path);
   if (b.tokenizer->vocab_size() > b.model->config().vocab_size)
     fail(path, ": the tokenizer has ids up to ", b.tokenizer->vocab_size() - 1, " but the model's vocab_size is ",
          b.model->config().vocab_size);
   b.chat_format = chat_format == "auto" ? detect_chat_format(b.tokenizer->chat_template(), b.model->config().architecture,
-                                                              path + "/tokenizer_config.json")
+                                                              template_source)
                                         : parse_chat_format(chat_format);
   return b;
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# whale vs llama.cpp on identical deepseek2 GGUF files, side by side, one run, same threads.
+#
+#   bench/gguf_vs_llamacpp.sh LLAMA_BIN_DIR [tiny] [v2lite]
+#
+# LLAMA_BIN_DIR holds llama.cpp's llama-bench, built by you from a snapshot outside this
+# repository. For each shape the script writes a random-weight checkpoint (whale init, with
+# DeepSeek-V3's tokenizer cut to the model's vocabulary), quantizes it with `whale quantize`
+# to Q8_0 and Q4_K_M, and runs `llama-bench` and `whale bench` with -p $P -n $N -r $R -t $T
+# (both warm up first). Prints one Markdown row per file.
+#   WORK  where models go (default /work/bench-models; V2-Lite needs ~60 GB free)
+#   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+llama=${1:?usage: $0 LLAMA_BIN_DIR [tiny] [v2lite]}
+shift
+shapes=${*:-tiny v2lite}
+WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2}
+whale=$here/build/whale
+tok=$here/../shared/tokenizers/deepseek-v3
+mkdir -p "$WORK"
+
+config_of() {
+  case $1 in
+    tiny) echo "$here/bench/configs/deepseek2-tiny-300m.json" ;;
+    v2lite) echo "$here/configs/deepseek-v2-lite.json" ;;
+    *) echo "unknown shape $1" >&2; exit 2 ;;
+  esac
+}
+
+echo "| shape | type | file | whale pp$P | llama.cpp pp$P | ratio | whale tg$N | llama.cpp tg$N | ratio | whale roofline |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for shape in $shapes; do
+  cfg=$(config_of "$shape")
+  bf16=$WORK/$shape-bf16
+  need=0
+  for type in q8_0 q4_k_m; do [ -f "$WORK/$shape-$type.gguf" ] || need=1; done
+  if [ $need = 1 ]; then
+    if [ ! -f "$bf16/config.json" ]; then
+      "$whale" init --config "$cfg" --out "$bf16" >&2
+      vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$cfg")
+      python3 "$here/bench/make_bench_tokenizer.py" "$tok" "$vocab" "$bf16" >&2
+    fi
+    for type in q8_0 q4_k_m; do
+      [ -f "$WORK/$shape-$type.gguf" ] || "$whale" quantize "$bf16" "$WORK/$shape-$type.gguf" --type "$type" >&2
+    done
+  fi
+  [ "${KEEP_BF16:-0}" = 1 ] || rm -rf "$bf16"
+  for type in q8_0 q4_k_m; do
+    f=$WORK/$shape-$type.gguf
+    "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type.json" 2>/dev/null
+    "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type.json" 2>/dev/null
+    python3 - "$WORK/whale-$shape-$type.json" "$WORK/llama-$shape-$type.json" "$shape" "$type" "$f" <<'PY'
+import json, os, sys
+w = json.load(open(sys.argv[1]))
+l = json.load(open(sys.argv[2]))
+lp = next(r["avg_ts"] for r in l if r["n_prompt"] > 0)
+lg = next(r["avg_ts"] for r in l if r["n_gen"] > 0)
+wp, wg = w["pp"]["median"], w["tg"]["median"]
+size = os.path.getsize(sys.argv[5]) / 2**30
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {size:.2f} GiB | {wp:.1f} | {lp:.1f} | {wp/lp:.2f}x | {wg:.1f} | {lg:.1f} | {wg/lg:.2f}x | {100*w['roofline_fraction']:.0f}% |")
+PY
+  done
+done

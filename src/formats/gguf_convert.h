@@ -1,0 +1,28 @@
+// Hugging Face DeepSeek checkpoint -> llama.cpp `deepseek2` GGUF, as llama.cpp's own converter
+// writes it (metadata keys, tensor names, stacked experts, the split attn_k_b/attn_v_b MLA
+// layout, the embedded tokenizer), optionally quantized with llama.cpp's type choices.
+#pragma once
+#include <functional>
+#include <string>
+
+#include "core/thread_pool.h"
+
+namespace whale {
+
+enum class GgufFileType {
+  F32,     // everything f32
+  F16,     // matrices f16
+  BF16,    // matrices bf16
+  Q8_0,    // matrices Q8_0
+  Q4_K_M,  // Q4_K, with Q6_K for the output and every third-ish ffn_down (llama.cpp's mix)
+};
+
+GgufFileType parse_gguf_file_type(const std::string& name);  // "f32", "f16", "bf16", "q8_0", "q4_k_m"
+
+// Reads MODEL_DIR (config.json, safetensors, tokenizer.json) and writes OUT atomically.
+// MTP modules are not written (llama.cpp's converter drops them too). `progress` gets
+// (tensors done, tensors total) after each tensor.
+void convert_to_gguf(const std::string& model_dir, const std::string& out, GgufFileType type, ThreadPool& pool,
+                     const std::function<void(size_t, size_t)>& progress = nullptr);
+
+}  // namespace whale

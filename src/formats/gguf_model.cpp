@@ -1,0 +1,294 @@
+#include "formats/gguf_model.h"
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "core/error.h"
+
+namespace whale {
+
+using json = nlohmann::json;
+
+bool is_gguf_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char magic[4] = {};
+  const bool ok = std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+  std::fclose(f);
+  return ok;
+}
+
+namespace {
+
+constexpr const char* kArch = "deepseek2";
+
+// Metadata access with the file and key in every error.
+struct Meta {
+  const GgufFile& f;
+  std::string key(const std::string& k) const { return std::string(kArch) + "." + k; }
+  const GgufValue* find(const std::string& k) const { return f.find(key(k)); }
+  int64_t integer(const std::string& k) const {
+    const GgufValue& v = f.get(key(k));
+    if (v.type == GgufValue::ARRAY)
+      fail(f.path(), ": metadata '", key(k), "' is a per-layer array; whale needs one value for all layers");
+    return v.as_int();
+  }
+  int64_t integer(const std::string& k, int64_t fallback) const { return find(k) ? integer(k) : fallback; }
+  double number(const std::string& k, double fallback) const {
+    const GgufValue* v = find(k);
+    return v ? v->as_double() : fallback;
+  }
+  bool flag(const std::string& k, bool fallback) const {
+    const GgufValue* v = find(k);
+    if (!v) return fallback;
+    if (v->type != GgufValue::BOOL) fail(f.path(), ": metadata '", key(k), "' is not a bool");
+    return std::get<bool>(v->scalar);
+  }
+};
+
+}  // namespace
+
+ModelConfig gguf_model_config(const GgufFile& f) {
+  const GgufValue& arch = f.get("general.architecture");
+  if (arch.type != GgufValue::STRING) fail(f.path(), ": metadata 'general.architecture' is not a string");
+  if (arch.as_string() != kArch)
+    fail(f.path(), ": architecture '", arch.as_string(), "' is not supported (whale loads '", kArch,
+         "', llama.cpp's name for DeepSeek-V2/V3 models)");
+  Meta m{f};
+  ModelConfig c;
+  c.model_type = "gguf:deepseek2";
+
+  const int64_t blocks = m.integer("block_count");
+  c.num_nextn_predict_layers = m.integer("nextn_predict_layers", 0);
+  c.num_hidden_layers = blocks - c.num_nextn_predict_layers;
+  c.hidden_size = m.integer("embedding_length");
+  c.intermediate_size = m.integer("feed_forward_length");
+  c.max_position_embeddings = m.integer("context_length", 4096);
+  c.rms_norm_eps = m.number("attention.layer_norm_rms_epsilon", 1e-6);
+  c.num_attention_heads = m.integer("attention.head_count");
+  c.q_lora_rank = m.integer("attention.q_lora_rank", 0);
+  c.kv_lora_rank = m.integer("attention.kv_lora_rank");
+  c.qk_rope_head_dim = m.integer("rope.dimension_count");
+  // Files converted since the split k_b/v_b layout carry the per-head MHA sizes in *_mla keys
+  // (key_length/value_length then describe the latent "MQA" view); older ones only the latter.
+  if (m.find("attention.key_length_mla")) {
+    c.qk_nope_head_dim = m.integer("attention.key_length_mla") - c.qk_rope_head_dim;
+    c.v_head_dim = m.integer("attention.value_length_mla");
+  } else {
+    c.qk_nope_head_dim = m.integer("attention.key_length") - c.qk_rope_head_dim;
+    c.v_head_dim = m.integer("attention.value_length");
+  }
+  c.rope_theta = m.number("rope.freq_base", 10000.0);
+
+  if (m.find("expert_count")) {
+    c.n_routed_experts = m.integer("expert_count");
+    c.num_experts_per_tok = m.integer("expert_used_count");
+    c.n_shared_experts = m.integer("expert_shared_count", 0);
+    c.moe_intermediate_size = m.integer("expert_feed_forward_length");
+    c.first_k_dense_replace = m.integer("leading_dense_block_count", 0);
+    c.routed_scaling_factor = m.number("expert_weights_scale", 1.0);
+    c.norm_topk_prob = m.flag("expert_weights_norm", false);
+    // llama_expert_gating_func_type: 1 softmax, 2 sigmoid; absent in V2-era files = softmax.
+    const int64_t gating = m.integer("expert_gating_func", 1);
+    if (gating != 1 && gating != 2)
+      fail(f.path(), ": metadata '", m.key("expert_gating_func"), "' = ", gating, " is not softmax (1) or sigmoid (2)");
+    c.scoring_func = gating == 2 ? ScoringFunc::Sigmoid : ScoringFunc::Softmax;
+    c.n_group = m.integer("expert_group_count", 1);
+    c.topk_group = m.integer("expert_group_used_count", 1);
+    // The routing method is not stored; it follows from what the file holds: V3's correction
+    // bias (exp_probs_b) means noaux_tc, groups without it V2's group-limited greedy.
+    const bool has_bias = f.tensor("blk." + std::to_string(c.first_k_dense_replace) + ".exp_probs_b.bias") != nullptr;
+    c.topk_method = has_bias ? TopkMethod::NoauxTc : c.n_group > 1 ? TopkMethod::GroupLimitedGreedy : TopkMethod::Greedy;
+  }
+
+  if (const GgufValue* t = m.find("rope.scaling.type")) {
+    if (t->as_string() == "yarn") {
+      c.yarn.enabled = true;
+      c.yarn.factor = m.number("rope.scaling.factor", 1.0);
+      c.yarn.original_max_position_embeddings = m.integer("rope.scaling.original_context_length");
+      c.yarn.beta_fast = m.number("rope.scaling.yarn_beta_fast", 32.0);
+      c.yarn.beta_slow = m.number("rope.scaling.yarn_beta_slow", 1.0);
+      // llama.cpp's converter stores 0.1·mscale_all_dim here; DeepSeek's configs have
+      // mscale == mscale_all_dim, which makes the cos/sin factor exactly 1.
+      const double log_mul = m.number("rope.scaling.yarn_log_multiplier", 0.0);
+      c.yarn.mscale_all_dim = log_mul / 0.1;
+      c.yarn.mscale = c.yarn.mscale_all_dim;
+    } else if (t->as_string() != "none") {
+      fail(f.path(), ": rope scaling type '", t->as_string(), "' is not supported (yarn or none)");
+    }
+  }
+
+  const TensorRef* embd = f.tensor("token_embd.weight");
+  if (!embd || embd->shape.size() != 2) fail(f.path(), ": missing or malformed tensor 'token_embd.weight'");
+  c.vocab_size = embd->shape[0];
+  c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
+  c.architecture = c.scoring_func == ScoringFunc::Sigmoid ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM";
+  if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = v->as_int();
+  if (const GgufValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {v->as_int()};
+  c.validate(f.path());
+  return c;
+}
+
+std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, const ModelConfig& c) {
+  static const std::pair<const char*, const char*> kGlobal[] = {
+      {"token_embd.weight", "model.embed_tokens.weight"},
+      {"output_norm.weight", "model.norm.weight"},
+      {"output.weight", "lm_head.weight"},
+  };
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"attn_norm.weight", "input_layernorm.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
+      {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
+      {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
+      {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
+      {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
+      {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
+      {"attn_k_b.weight", "self_attn.k_b_proj.weight"},
+      {"attn_v_b.weight", "self_attn.v_b_proj.weight"},
+      {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"ffn_down.weight", "mlp.down_proj.weight"},
+      {"ffn_gate_inp.weight", "mlp.gate.weight"},
+      {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias"},
+      {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
+      {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
+      {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
+      // MTP modules (blk.{num_hidden_layers + k}.nextn.*)
+      {"nextn.eh_proj.weight", "eh_proj.weight"},
+      {"nextn.enorm.weight", "enorm.weight"},
+      {"nextn.hnorm.weight", "hnorm.weight"},
+      {"nextn.embed_tokens.weight", "embed_tokens.weight"},
+      {"nextn.shared_head_head.weight", "shared_head.head.weight"},
+      {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
+  };
+  static const std::pair<const char*, const char*> kExperts[] = {
+      {"ffn_gate_exps.weight", "gate_proj"}, {"ffn_up_exps.weight", "up_proj"}, {"ffn_down_exps.weight", "down_proj"}};
+
+  static const std::regex kBlock(R"(blk\.(\d+)\.(.+))");
+  std::vector<TensorRef> out;
+  for (const TensorRef& t : f->tensors()) {
+    std::smatch m;
+    bool mapped = false;
+    for (const auto& [from, to] : kGlobal)
+      if (t.name == from) {
+        TensorRef r = t;
+        r.name = to;
+        out.push_back(std::move(r));
+        mapped = true;
+      }
+    if (mapped) continue;
+    if (!std::regex_match(t.name, m, kBlock)) continue;  // unknown extras (e.g. rope_freqs) are ignored
+    const std::string p = "model.layers." + m[1].str() + ".", rest = m[2].str();
+    for (const auto& [from, to] : kLayer)
+      if (rest == from) {
+        TensorRef r = t;
+        r.name = p + to;
+        // Split MLA layout: [H, kv_lora_rank, nope] and [H, v, kv_lora_rank] as stacked 2-D matrices.
+        if ((rest == "attn_k_b.weight" || rest == "attn_v_b.weight") && r.shape.size() == 3)
+          r.shape = {r.shape[0] * r.shape[1], r.shape[2]};
+        out.push_back(std::move(r));
+        mapped = true;
+      }
+    if (mapped) continue;
+    for (const auto& [from, to] : kExperts) {
+      if (rest != from) continue;
+      // Stacked experts [E, out, in]: expert e is rows [e·out, (e+1)·out), a view.
+      if (t.shape.size() != 3 || t.shape[0] != c.n_routed_experts)
+        fail(f->path(), ": tensor '", t.name, "' has shape ", shape_str(t.shape), ", expected [", c.n_routed_experts,
+             ", out, in]");
+      const size_t bytes = t.nbytes / size_t(t.shape[0]);
+      for (int64_t e = 0; e < t.shape[0]; ++e) {
+        TensorRef r = t;
+        r.name = p + "mlp.experts." + std::to_string(e) + "." + to + ".weight";
+        r.shape = {t.shape[1], t.shape[2]};
+        r.data = t.data + size_t(e) * bytes;
+        r.nbytes = bytes;
+        out.push_back(std::move(r));
+      }
+      mapped = true;
+    }
+    if (!mapped && (rest == "ffn_gate_up_exps.weight"))
+      fail(f->path(), ": tensor '", t.name, "' (fused gate/up experts) is not supported; convert with separate gate and up");
+  }
+  return TensorSet::from_refs(f->path(), std::move(out), f, f->file_size());
+}
+
+namespace {
+
+// The DeepSeek-V3 pre-tokenizer, as in its tokenizer.json (llama.cpp's "deepseek-v3").
+const char* kDeepseekV3PreTokenizer = R"({"type": "Sequence", "pretokenizers": [
+ {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated", "invert": false},
+ {"type": "Split", "pattern": {"Regex": "[一-龥぀-ゟ゠-ヿ]+"}, "behavior": "Isolated", "invert": false},
+ {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+ {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})";
+
+const GgufValue& array_of(const GgufFile& f, const std::string& key, GgufValue::Type elem) {
+  const GgufValue& v = f.get(key);
+  if (v.type != GgufValue::ARRAY || (v.elem_type != elem && !v.array.empty()))
+    fail(f.path(), ": metadata '", key, "' is not an array of the expected type");
+  return v;
+}
+
+}  // namespace
+
+TokenizerTexts gguf_tokenizer_texts(const GgufFile& f) {
+  const std::string model = f.get("tokenizer.ggml.model").as_string();
+  if (model != "gpt2") fail(f.path(), ": tokenizer model '", model, "' is not supported (byte-level BPE, 'gpt2')");
+  const GgufValue* pre = f.find("tokenizer.ggml.pre");
+  const std::string pre_name = pre ? pre->as_string() : "";
+  if (pre_name != "deepseek-v3")
+    fail(f.path(), ": pre-tokenizer '", pre_name, "' is not supported (whale reads 'deepseek-v3' from GGUF; ",
+         "load the Hugging Face directory for other tokenizers)");
+  const GgufValue& tokens = array_of(f, "tokenizer.ggml.tokens", GgufValue::STRING);
+  const GgufValue* types = f.find("tokenizer.ggml.token_type");
+  if (types && (types->type != GgufValue::ARRAY || types->array.size() != tokens.array.size()))
+    fail(f.path(), ": 'tokenizer.ggml.token_type' does not have one entry per token");
+  const GgufValue& merges = array_of(f, "tokenizer.ggml.merges", GgufValue::STRING);
+
+  json vocab = json::object(), added = json::array(), merge_list = json::array();
+  for (size_t i = 0; i < tokens.array.size(); ++i) {
+    const std::string& text = tokens.array[i].as_string();
+    // llama_token_type: 1 normal, 3 control, 4 user-defined, 5 unused (padding).
+    const int64_t type = types ? types->array[i].as_int() : 1;
+    if (type == 5) continue;
+    if (type == 3 || type == 4) {
+      added.push_back({{"id", i}, {"content", text}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                       {"normalized", type == 4}, {"special", type == 3}});
+      continue;
+    }
+    vocab[text] = i;
+  }
+  for (const GgufValue& m : merges.array) merge_list.push_back(m.as_string());
+  json tok = {{"version", "1.0"},
+              {"added_tokens", added},
+              {"normalizer", {{"type", "Sequence"}, {"normalizers", json::array()}}},
+              {"pre_tokenizer", json::parse(kDeepseekV3PreTokenizer)},
+              {"post_processor", nullptr},
+              {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+              {"model",
+               {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab},
+                {"merges", merge_list}}}};
+
+  json cfg = json::object();
+  auto token_text = [&](const char* key) -> json {
+    const GgufValue* v = f.find(key);
+    if (!v) return nullptr;
+    const int64_t id = v->as_int();
+    if (id < 0 || size_t(id) >= tokens.array.size()) fail(f.path(), ": metadata '", key, "' = ", id, " is not a token id");
+    return tokens.array[size_t(id)].as_string();
+  };
+  cfg["bos_token"] = token_text("tokenizer.ggml.bos_token_id");
+  cfg["eos_token"] = token_text("tokenizer.ggml.eos_token_id");
+  if (const GgufValue* v = f.find("tokenizer.ggml.add_bos_token"); v && v->type == GgufValue::BOOL)
+    cfg["add_bos_token"] = std::get<bool>(v->scalar);
+  if (const GgufValue* v = f.find("tokenizer.chat_template")) cfg["chat_template"] = v->as_string();
+  return {tok.dump(), cfg.dump()};
+}
+
+}  // namespace whale

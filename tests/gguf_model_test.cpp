@@ -1,0 +1,285 @@
+// deepseek2 GGUF files as models: whale's converter output (split attn_k_b/attn_v_b layout)
+// and the older attn_kv_b layout give the reference logits; quantized files stay within
+// quantization error (KL divergence and top-1 agreement are printed: BENCHMARKS.md quotes
+// them); the embedded tokenizer encodes exactly like the tokenizer.json it came from.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <set>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "formats/gguf_convert.h"
+#include "formats/gguf_model.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace whale {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+// A golden checkpoint plus the tiny tokenizer, in a scratch directory (weights symlinked).
+std::string with_tokenizer(const std::string& golden, const TempDir& tmp) {
+  const std::string dir = tmp / golden;
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::create_symlink(test::golden_dir(golden) + "/" + f, dir + "/" + f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(test::source_path("tests/fixtures/tiny_tokenizer/") + f, dir + "/" + f);
+  return dir;
+}
+
+// Logits of every position of `tokens`: a prefill of the first half, then decode steps.
+std::vector<std::vector<float>> logits_of(Model& m, const std::vector<int32_t>& tokens) {
+  const int64_t n = int64_t(tokens.size()), V = m.config().vocab_size, half = n / 2;
+  auto cache = m.make_cache(n, 4);
+  SeqCache seq;
+  EXPECT_TRUE(seq.reserve(*cache, n));
+  std::vector<float> all(static_cast<size_t>(n * V));
+  Batch b;
+  b.add(&seq, tokens.data(), half, false);
+  m.forward(b, *cache, all.data());
+  for (int64_t i = half; i < n; ++i) {
+    Batch d;
+    d.add(&seq, &tokens[size_t(i)], 1);
+    m.forward(d, *cache, &all[size_t(i * V)]);
+  }
+  std::vector<std::vector<float>> rows;
+  for (int64_t i = 0; i < n; ++i) rows.emplace_back(all.begin() + i * V, all.begin() + (i + 1) * V);
+  return rows;
+}
+
+class GgufModelTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  ThreadPool pool_{2};
+};
+
+TEST_P(GgufModelTest, ConvertedF32FileGivesTheReferenceLogits) {
+  TempDir tmp;
+  const std::string dir = with_tokenizer(GetParam(), tmp), out = tmp / "model.gguf";
+  convert_to_gguf(dir, out, GgufFileType::F32, pool_);
+  ASSERT_TRUE(is_gguf_file(out));
+  auto model = Model::load(out, pool_);
+  auto hf = Model::load(dir, pool_);
+  EXPECT_EQ(model->config().num_hidden_layers, hf->config().num_hidden_layers);
+  EXPECT_EQ(model->config().topk_method, hf->config().topk_method);
+  EXPECT_EQ(model->config().scoring_func, hf->config().scoring_func);
+  EXPECT_EQ(model->config().norm_topk_prob, hf->config().norm_topk_prob);
+  EXPECT_EQ(model->config().tie_word_embeddings, hf->config().tie_word_embeddings);
+  EXPECT_NEAR(model->config().yarn.mscale_all_dim, hf->config().yarn.mscale_all_dim, 1e-6);
+  for (const auto& c : test::load_golden(GetParam())) {
+    auto got = logits_of(*model, c.tokens);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(test::logits_close(got[i], c.logits[i])) << "position " << i;
+  }
+}
+
+// KL(reference || quantized) in nats and whether the argmax agrees, per position.
+struct Agreement {
+  double kl_sum = 0, kl_max = 0;
+  int top1 = 0, positions = 0;
+};
+
+void compare(const std::vector<float>& ref, const std::vector<float>& got, Agreement& a) {
+  auto log_softmax = [](const std::vector<float>& x) {
+    double mx = -INFINITY, s = 0;
+    for (float v : x) mx = std::max(mx, double(v));
+    for (float v : x) s += std::exp(double(v) - mx);
+    std::vector<double> out;
+    for (float v : x) out.push_back(double(v) - mx - std::log(s));
+    return out;
+  };
+  auto lp = log_softmax(ref), lq = log_softmax(got);
+  double kl = 0;
+  for (size_t i = 0; i < lp.size(); ++i) kl += std::exp(lp[i]) * (lp[i] - lq[i]);
+  a.kl_sum += kl;
+  a.kl_max = std::max(a.kl_max, kl);
+  auto argmax = [](const std::vector<float>& x) { return std::max_element(x.begin(), x.end()) - x.begin(); };
+  a.top1 += argmax(ref) == argmax(got);
+  a.positions += 1;
+}
+
+TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
+  TempDir tmp;
+  const std::string dir = with_tokenizer(GetParam(), tmp);
+  for (auto [type, name] : {std::pair{GgufFileType::BF16, "bf16"}, {GgufFileType::Q8_0, "q8_0"},
+                            {GgufFileType::Q4_K_M, "q4_k_m"}}) {
+    const std::string out = tmp / (std::string(name) + ".gguf");
+    convert_to_gguf(dir, out, type, pool_);
+    auto model = Model::load(out, pool_);
+    Agreement a;
+    for (const auto& c : test::load_golden(GetParam())) {
+      auto got = logits_of(*model, c.tokens);
+      for (size_t i = 0; i < got.size(); ++i) compare(c.logits[i], got[i], a);
+    }
+    std::printf("quant-quality %-14s %-7s KL mean %.3g max %.3g  top-1 %d/%d\n", GetParam(), name,
+                a.kl_sum / a.positions, a.kl_max, a.top1, a.positions);
+    // These tiny random models have near-tied top logits (even BF16 flips one of v3_fp8's),
+    // and a quantized router input can flip an expert choice: top-1 is reported, bounded loosely.
+    EXPECT_GE(a.top1 * 10, a.positions * 9) << name;
+    EXPECT_LT(a.kl_sum / a.positions, type == GgufFileType::Q4_K_M ? 0.05 : 0.01) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, GgufModelTest, ::testing::Values("v2_lite", "v3", "v3_fp8"));
+
+// Copies a GGUF file, letting `edit` change metadata and replace tensors.
+struct Rewrite {
+  std::map<std::string, std::optional<GgufValue>> meta;  // nullopt = drop
+  std::set<std::string> drop_tensors;
+  struct Extra {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+  };
+  std::vector<Extra> extra;
+};
+
+void rewrite(const std::string& in, const std::string& out, const Rewrite& r) {
+  auto f = GgufFile::open(in);
+  GgufWriter w;
+  for (const auto& [k, v] : f->metadata()) {
+    auto it = r.meta.find(k);
+    if (it == r.meta.end()) w.set(k, v);
+    else if (it->second) w.set(k, *it->second);
+  }
+  for (const auto& [k, v] : r.meta)
+    if (v && !f->find(k)) w.set(k, *v);
+  std::vector<const TensorRef*> kept;
+  for (const TensorRef& t : f->tensors())
+    if (!r.drop_tensors.count(t.name)) {
+      kept.push_back(&t);
+      w.add_tensor(t.name, t.dtype, t.shape);
+    }
+  for (const auto& e : r.extra) w.add_tensor(e.name, DType::F32, e.shape);
+  w.write(out, [&](size_t i, uint8_t* buf) {
+    if (i < kept.size()) std::memcpy(buf, kept[i]->data, kept[i]->nbytes);
+    else std::memcpy(buf, r.extra[i - kept.size()].data.data(), r.extra[i - kept.size()].data.size() * 4);
+  });
+}
+
+GgufValue u32(uint32_t v) {
+  GgufValue g;
+  g.type = GgufValue::U32;
+  g.scalar = uint64_t(v);
+  return g;
+}
+
+GgufValue str(const std::string& s) {
+  GgufValue g;
+  g.type = GgufValue::STRING;
+  g.scalar = s;
+  return g;
+}
+
+TEST(GgufModel, OlderFilesWithUnsplitKvBLoad) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  const std::string dir = with_tokenizer("v3", tmp), split = tmp / "split.gguf", old = tmp / "old.gguf";
+  convert_to_gguf(dir, split, GgufFileType::F32, pool);
+  auto hf = TensorSet::open(dir);
+  const ModelConfig c = Model::load(dir, pool)->config();
+  Rewrite r;
+  r.meta["deepseek2.attention.key_length_mla"] = std::nullopt;
+  r.meta["deepseek2.attention.value_length_mla"] = std::nullopt;
+  r.meta["deepseek2.attention.key_length"] = u32(uint32_t(c.qk_head_dim()));
+  r.meta["deepseek2.attention.value_length"] = u32(uint32_t(c.v_head_dim));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    r.drop_tensors.insert(p + "attn_k_b.weight");
+    r.drop_tensors.insert(p + "attn_v_b.weight");
+    const TensorRef& kvb = hf->get("model.layers." + std::to_string(l) + ".self_attn.kv_b_proj.weight");
+    std::vector<float> data(size_t(kvb.numel()));
+    for (size_t i = 0; i < data.size(); ++i) data[i] = load_as_f32(kvb.dtype, kvb.data, i);
+    r.extra.push_back({p + "attn_kv_b.weight", kvb.shape, data});
+  }
+  rewrite(split, old, r);
+  auto model = Model::load(old, pool);
+  EXPECT_FALSE(model->weights().layers[0].attn.kv_b_proj.empty());
+  for (const auto& cs : test::load_golden("v3")) {
+    auto got = logits_of(*model, cs.tokens);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(test::logits_close(got[i], cs.logits[i])) << "position " << i;
+  }
+}
+
+TEST(GgufModel, EmbeddedTokenizerEncodesLikeTokenizerJson) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  const std::string dir = with_tokenizer("v3", tmp), out = tmp / "m.gguf";
+  convert_to_gguf(dir, out, GgufFileType::Q8_0, pool);
+  auto a = Tokenizer::load(dir), b = Tokenizer::load(out);
+  for (const char* text : {"The quick brown fox 12345 + 678", "def add(a, b):\n\treturn a+b\r\n", "深度求索 テスト 한국어 🐳",
+                           "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n</think>ok<｜end▁of▁sentence｜>",
+                           "  spaces\u00a0and\u200bzero width  "}) {
+    EXPECT_EQ(a->encode(text), b->encode(text)) << text;
+    EXPECT_EQ(b->decode(b->encode(text)), text);
+  }
+  EXPECT_EQ(a->bos_id(), b->bos_id());
+  EXPECT_EQ(a->eos_id(), b->eos_id());
+  EXPECT_EQ(a->chat_template(), b->chat_template());
+  EXPECT_EQ(b->add_bos_default(), true);
+}
+
+TEST(GgufModel, BadFilesAreClearErrors) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  const std::string dir = with_tokenizer("v3", tmp), good = tmp / "good.gguf";
+  convert_to_gguf(dir, good, GgufFileType::Q8_0, pool);
+  auto expect_error = [&](const std::string& path, const std::string& needle) {
+    try {
+      Model::load(path, pool);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  Rewrite arch;
+  arch.meta["general.architecture"] = str("llama");
+  rewrite(good, tmp / "llama.gguf", arch);
+  expect_error(tmp / "llama.gguf", "architecture 'llama' is not supported");
+
+  Rewrite missing;
+  missing.drop_tensors.insert("blk.1.attn_output.weight");
+  rewrite(good, tmp / "missing.gguf", missing);
+  expect_error(tmp / "missing.gguf", "model.layers.1.self_attn.o_proj.weight");
+
+  Rewrite heads;
+  heads.meta["deepseek2.attention.head_count"] = u32(3);
+  rewrite(good, tmp / "heads.gguf", heads);
+  expect_error(tmp / "heads.gguf", "heads.gguf");
+
+  Rewrite pre;
+  pre.meta["tokenizer.ggml.pre"] = str("qwen2");
+  rewrite(good, tmp / "pre.gguf", pre);
+  try {
+    Tokenizer::load(tmp / "pre.gguf");
+    ADD_FAILURE() << "unsupported pre-tokenizer accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("qwen2"), std::string::npos) << e.what();
+  }
+
+  // A truncated file names itself.
+  const std::string data = test::read_file(good);
+  test::write_file(tmp / "short.gguf", data.substr(0, data.size() / 2));
+  expect_error(tmp / "short.gguf", "short.gguf");
+}
+
+TEST(GgufModel, ConvertRefusesWhatGgufCannotHold) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  try {
+    convert_to_gguf(test::golden_dir("v3"), tmp / "x.gguf", GgufFileType::F32, pool);  // no tokenizer.json
+    ADD_FAILURE() << "converted without a tokenizer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(tmp / "x.gguf"));
+  EXPECT_FALSE(fs::exists(tmp / "x.gguf.tmp"));
+}
+
+}  // namespace
+}  // namespace whale
