@@ -9,13 +9,14 @@
 # to Q8_0 and Q4_K_M, and runs `llama-bench` and `whale bench` with -p $P -n $N -r $R -t $T
 # (both warm up first). Prints one Markdown row per file.
 #   WORK  where models go (default /work/bench-models; V2-Lite needs ~60 GB free)
+#   TYPES  which files (default "q8_0 q4_k_m")
 #   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 llama=${1:?usage: $0 LLAMA_BIN_DIR [tiny] [v2lite]}
 shift
 shapes=${*:-tiny v2lite}
-WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2}
+WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2} TYPES=${TYPES:-"q8_0 q4_k_m"}
 whale=$here/build/whale
 tok=$here/../shared/tokenizers/deepseek-v3
 mkdir -p "$WORK"
@@ -34,19 +35,19 @@ for shape in $shapes; do
   cfg=$(config_of "$shape")
   bf16=$WORK/$shape-bf16
   need=0
-  for type in q8_0 q4_k_m; do [ -f "$WORK/$shape-$type.gguf" ] || need=1; done
+  for type in $TYPES; do [ -f "$WORK/$shape-$type.gguf" ] || need=1; done
   if [ $need = 1 ]; then
     if [ ! -f "$bf16/config.json" ]; then
       "$whale" init --config "$cfg" --out "$bf16" >&2
       vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$cfg")
       python3 "$here/bench/make_bench_tokenizer.py" "$tok" "$vocab" "$bf16" >&2
     fi
-    for type in q8_0 q4_k_m; do
+    for type in $TYPES; do
       [ -f "$WORK/$shape-$type.gguf" ] || "$whale" quantize "$bf16" "$WORK/$shape-$type.gguf" --type "$type" >&2
     done
   fi
   [ "${KEEP_BF16:-0}" = 1 ] || rm -rf "$bf16"
-  for type in q8_0 q4_k_m; do
+  for type in $TYPES; do
     f=$WORK/$shape-$type.gguf
     "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type.json" 2>/dev/null
     "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type.json" 2>/dev/null

@@ -198,7 +198,7 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
     for (const auto& [from, to] : kExperts) {
       if (rest != from) continue;
       // Stacked experts [E, out, in]: expert e is rows [e·out, (e+1)·out), a view.
-      if (t.shape.size() != 3 || t.shape[0] != c.n_routed_experts)
+      if (t.shape.size() != 3 || t.shape[0] != c.n_routed_experts || t.shape[0] <= 0)
         fail(f->path(), ": tensor '", t.name, "' has shape ", shape_str(t.shape), ", expected [", c.n_routed_experts,
              ", out, in]");
       const size_t bytes = t.nbytes / size_t(t.shape[0]);
@@ -288,7 +288,11 @@ TokenizerTexts gguf_tokenizer_texts(const GgufFile& f) {
   if (const GgufValue* v = f.find("tokenizer.ggml.add_bos_token"); v && v->type == GgufValue::BOOL)
     cfg["add_bos_token"] = std::get<bool>(v->scalar);
   if (const GgufValue* v = f.find("tokenizer.chat_template")) cfg["chat_template"] = v->as_string();
-  return {tok.dump(), cfg.dump()};
+  try {
+    return {tok.dump(), cfg.dump()};
+  } catch (const json::exception&) {
+    fail(f.path(), ": the tokenizer metadata (tokens, merges or chat template) is not valid UTF-8");
+  }
 }
 
 }  // namespace whale
