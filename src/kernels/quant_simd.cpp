@@ -38,6 +38,7 @@ constexpr size_t kMaxVecs = 32 / 8;  // vectors per block of 32 int16 values at 
 // values already include their (integer) sub-block scales.
 struct Decoded {
   V16 v[kMaxVecs];
+  float min = 0.0f;  // Q4_K: dmin · m of the sub-block (its offset term is min · x.d · Σx.q)
 };
 
 HWY_INLINE float h2f(uint16_t h) { return f16_to_f32(h); }
@@ -62,7 +63,7 @@ struct RowQ8_0 {
     for (size_t k = 0; k < 32 / N; ++k) out.v[k] = hn::PromoteTo(d16, hn::LoadU(d8, b[j].q + k * N));
     return h2f(b[j].d);
   }
-  static constexpr float min_term(int64_t, const ActArgs&, int64_t) { return 0.0f; }
+  static constexpr bool kHasMin = false;
 };
 
 // ---- Q4_K: sub-block j % 8 of super-block j / 8: nibbles times the 6-bit scale (folded into
@@ -84,15 +85,10 @@ struct RowQ4_K {
       const V16 nib = (sub & 1) ? hn::ShiftRight<4>(bytes) : hn::And(bytes, hn::Set(d16, 0xf));
       out.v[k] = hn::Mul(nib, scale);
     }
+    out.min = h2f(blk.dmin) * float(m);
     return h2f(blk.d);
   }
-  // The min part of sub-block j for one token: dmin · m · (x.d · Σq).
-  HWY_INLINE float min_term(int64_t j, const ActArgs& x, int64_t t) const {
-    const BlockQ4_K& blk = b[j / 8];
-    uint8_t sc, m;
-    q4_k_scale_min(blk.scales, int(j % 8), &sc, &m);
-    return h2f(blk.dmin) * float(m) * x.d[t * x.ld_blocks + j] * float(x.sum[t * x.ld_blocks + j]);
-  }
+  static constexpr bool kHasMin = true;
 };
 
 // ---- Q6_K: positions 32·(j%8) .. +32 of super-block j / 8; (6-bit value − 32) times the int8
@@ -122,7 +118,7 @@ struct RowQ6_K {
     }
     return h2f(blk.d);
   }
-  static constexpr float min_term(int64_t, const ActArgs&, int64_t) { return 0.0f; }
+  static constexpr bool kHasMin = false;
 };
 
 template <int T, class Row>
@@ -143,7 +139,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
       const int64_t tok = t + j;
       const V32 isum = dot32(w, a.x.q + tok * a.x.ld_values + b * 32);
       acc[j] = hn::MulAdd(hn::ConvertTo(df, isum), hn::Set(df, wd * a.x.d[tok * a.x.ld_blocks + b]), acc[j]);
-      mins[j] += row.min_term(b, a.x, tok);
+      if constexpr (Row::kHasMin) mins[j] += w.min * a.x.d[tok * a.x.ld_blocks + b] * float(a.x.sum[tok * a.x.ld_blocks + b]);
     }
   }
   for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = hn::GetLane(hn::SumOfLanes(df, acc[j])) - mins[j];
