@@ -189,9 +189,9 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
     w.set_u32(A + "expert_group_used_count", uint32_t(c.topk_group));
     w.set_f32(A + "expert_weights_scale", float(c.routed_scaling_factor));
     if (c.norm_topk_prob) w.set_bool(A + "expert_weights_norm", true);
+    // The routing method itself is not stored: readers infer noaux_tc from exp_probs_b and
+    // group-limited greedy from expert_group_count > 1 without it.
     w.set_u32(A + "expert_gating_func", c.scoring_func == ScoringFunc::Sigmoid ? 2 : 1);
-    if (c.topk_method == TopkMethod::GroupLimitedGreedy && c.n_group > 1)
-      ;  // implied by expert_group_count without exp_probs_b
   }
   w.set_u32(A + "expert_shared_count", uint32_t(c.n_shared_experts));
   w.set_u32(A + "rope.dimension_count", uint32_t(c.qk_rope_head_dim));
