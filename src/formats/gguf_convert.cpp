@@ -45,6 +45,8 @@ struct Source {
   std::vector<int64_t> shape;
   int64_t rows, cols;  // the 2-D view rows are produced in (vectors: 1 row)
   std::function<void(int64_t, float*)> row;
+  // For tensors whose rows are not rows of a source (a transpose): all rows × cols at once.
+  std::function<void(float*)> whole;
   DType dtype = DType::F32;
 };
 
@@ -68,8 +70,7 @@ DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64
     case GgufFileType::Q8_0: return fallback(DType::Q8_0, cols);
     case GgufFileType::Q4_K_M: break;
   }
-  if (name == "output.weight" || (tied && name == "token_embd.weight"))
-    return cols % 256 == 0 ? DType::Q6_K : fallback(DType::Q8_0, cols);
+  if (name == "output.weight" || (tied && name == "token_embd.weight")) return fallback(DType::Q6_K, cols);
   if (name.find("ffn_down") != std::string::npos && use_more_bits(layer, n_ffn_down)) return fallback(DType::Q6_K, cols);
   return fallback(DType::Q4_K, cols);
 }
@@ -245,14 +246,15 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
     vec(p + "attn_kv_a_norm.weight", a.kv_a_layernorm);
     // kv_b_proj [H·(nope+dv), R] split per head into k_b [H, R, nope] (transposed) and v_b [H, dv, R].
     const Weight* kvb = &a.kv_b_proj;
-    src.push_back({p + "attn_k_b.weight", {H, R, nope}, H * R, nope, [kvb, R, nope, kv_row](int64_t row, float* o) {
-                     const int64_t h = row / R, col = row % R;
-                     std::vector<float> tmp(size_t(kvb->cols));
-                     for (int64_t j = 0; j < nope; ++j) {
-                       dequantize_row(*kvb, h * kv_row + j, tmp.data());
-                       o[j] = tmp[size_t(col)];
-                     }
-                   }});
+    src.push_back({p + "attn_k_b.weight", {H, R, nope}, H * R, nope, nullptr});
+    src.back().whole = [kvb, H, R, nope, kv_row](float* all) {  // one pass over kv_b, transposed per head
+      std::vector<float> row(size_t(kvb->cols));
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t j = 0; j < nope; ++j) {
+          dequantize_row(*kvb, h * kv_row + j, row.data());
+          for (int64_t col = 0; col < R; ++col) all[size_t((h * R + col) * nope + j)] = row[size_t(col)];
+        }
+    };
     src.push_back({p + "attn_v_b.weight", {H, dv, R}, H * dv, R, [kvb, dv, nope, kv_row](int64_t row, float* o) {
                      dequantize_row(*kvb, row / dv * kv_row + nope + row % dv, o);
                    }});
@@ -292,11 +294,17 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
   w.write(out, [&](size_t i, uint8_t* buf) {
     const Source& s = src[i];
     const size_t row_bytes = dtype_row_bytes(s.dtype, s.cols);
+    std::vector<float> all;
+    if (s.whole) {
+      all.resize(size_t(s.rows * s.cols));
+      s.whole(all.data());
+    }
     pool.parallel_for(s.rows, [&](int64_t r0, int64_t r1) {
       std::vector<float> row(size_t(s.cols));
       for (int64_t r = r0; r < r1; ++r) {
-        s.row(r, row.data());
-        encode_row(s.dtype, row.data(), s.cols, buf + size_t(r) * row_bytes);
+        const float* x = all.empty() ? row.data() : &all[size_t(r * s.cols)];
+        if (all.empty()) s.row(r, row.data());
+        encode_row(s.dtype, x, s.cols, buf + size_t(r) * row_bytes);
       }
     }, 16);
     if (progress) progress(++done, src.size());

@@ -98,26 +98,23 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
                  int64_t ldy, ThreadPool& pool) {
   if (r1 <= r0 || n_tok <= 0) return;
   constexpr int64_t kBlock = 16;  // rows per unit of parallel work
-  if (is_block_quantized(w.dtype)) {
-    const QuantizedActivations act(x, ldx, n_tok, w.cols);
-    const QuantGemmArgs base{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act.args, n_tok, y, ldy};
+  // Hands out bands of kBlock rows: each gets a copy of `base` narrowed to its rows.
+  auto in_bands = [&](const auto& base, auto kernel) {
     pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
-      QuantGemmArgs a = base;
+      auto a = base;
       a.r0 = r0 + b * kBlock;
       a.r1 = std::min(r1, r0 + e * kBlock);
       a.y = y + b * kBlock;
-      quant_gemm_rows_simd(a);
+      kernel(a);
     });
+  };
+  if (is_block_quantized(w.dtype)) {
+    const QuantizedActivations act(x, ldx, n_tok, w.cols);
+    in_bands(QuantGemmArgs{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act.args, n_tok, y, ldy},
+             quant_gemm_rows_simd);
     return;
   }
-  const GemmArgs base = gemm_args(w, r0, r1, x, ldx, n_tok, y, ldy);
-  pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
-    GemmArgs a = base;
-    a.r0 = r0 + b * kBlock;
-    a.r1 = std::min(r1, r0 + e * kBlock);
-    a.y = y + b * kBlock;
-    gemm_rows_simd(a);
-  });
+  in_bands(gemm_args(w, r0, r1, x, ldx, n_tok, y, ldy), gemm_rows_simd);
 }
 
 void matvec_transposed(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
