@@ -1,0 +1,458 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "core/error.h"
+#include "runtime/json_constraint.h"
+
+namespace whale {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+std::vector<double> latency_buckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60};
+}
+}  // namespace
+
+void Histogram::observe(double v) {
+  size_t i = 0;
+  while (i < bounds.size() && v > bounds[i]) ++i;
+  ++counts[i];
+  sum += v;
+  ++n;
+}
+
+EngineMetrics::EngineMetrics() : ttft(latency_buckets()), itl(latency_buckets()), e2e(latency_buckets()) {}
+
+bool RequestHandle::wait(RequestOutput& out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (drained_) return false;
+  cv_.wait_for(lock, timeout, [&] { return pending_.finished || !pending_.events.empty() || !pending_.logprobs.empty(); });
+  out = std::move(pending_);
+  pending_ = RequestOutput{};
+  if (out.finished) drained_ = true;
+  return true;
+}
+
+struct Engine::Sequence {
+  Sequence(EngineRequest r, const Tokenizer& tok)
+      : req(std::move(r)),
+        handle(std::make_shared<RequestHandle>()),
+        sampler(req.options.sampling),
+        parser(req.options.starts_in_reasoning, req.options.tool_syntax),
+        decoder(tok),
+        stop(req.options.stop) {
+    if (req.json) json.emplace();
+  }
+  EngineRequest req;
+  std::shared_ptr<RequestHandle> handle;
+  SeqCache cache;
+  int64_t prefilled = 0;  // prompt tokens whose latents are in the cache
+  int64_t reserved = 0;   // blocks this sequence may use in all (its worst case)
+  int64_t max_new = 0;
+  std::vector<int32_t> output;
+  Sampler sampler;
+  OutputParser parser;
+  StreamDecoder decoder;
+  StopMatcher stop;
+  std::optional<JsonConstraint> json;
+  std::deque<int32_t> forced;
+  bool prefix_forced = false;
+  bool last_forced = false;  // the token just chosen was forced, not sampled
+  bool stop_hit = false;     // a stop string ended the output
+  float lse = 0;             // log-sum-exp of this step's logits (logprobs)
+  std::vector<std::pair<int32_t, float>> top;
+  int32_t next = -1;  // token to feed at the next step (decoding)
+  GenerationStats stats;
+  Clock::time_point submitted = Clock::now(), admitted, first_token, last_token;
+  RequestOutput out;  // produced this step, not yet handed over
+
+  bool decoding() const { return prefilled == int64_t(req.prompt.size()); }
+};
+
+Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineConfig config)
+    : model_(model), tokenizer_(tokenizer), config_(config) {
+  auto& c = config_;
+  if (c.parallel < 1 || c.parallel > 1024) fail("parallel must be in 1..1024 (got ", c.parallel, ")");
+  if (c.ctx < 2) fail("ctx must be at least 2 tokens (got ", c.ctx, ")");
+  if (c.block_size < 1 || c.prefill_chunk < 1) fail("block_size and prefill_chunk must be positive");
+  if (c.kv_tokens == 0) c.kv_tokens = c.parallel * c.ctx;
+  if (c.kv_tokens < c.ctx) fail("the KV cache (", c.kv_tokens, " tokens) must hold at least one full context (", c.ctx, ")");
+  c.step_tokens = std::max(c.step_tokens, c.parallel + 1);
+  const int64_t blocks = (c.kv_tokens + c.block_size - 1) / c.block_size;
+  cache_ = model_.make_cache(blocks * c.block_size, c.block_size);
+  if (c.prefix_cache) prefix_ = std::make_unique<PrefixCache>(*cache_);
+
+  for (int64_t e : model_.config().eos_token_ids) eos_ids_.push_back(int32_t(e));
+  if (tokenizer_.eos_id() >= 0) eos_ids_.push_back(tokenizer_.eos_id());
+  think_close_ = tokenizer_.encode("</think>");
+  for (int32_t id = 0; id < int32_t(model_.config().vocab_size); ++id)
+    if (!tokenizer_.is_valid_id(id)) no_text_ids_.push_back(id);
+  metrics_.kv_blocks_total = metrics_.kv_blocks_free = cache_->n_blocks();
+  metrics_.block_size = c.block_size;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  for (auto& s : running_) finish(*s, "cancelled");
+  for (auto& s : waiting_) finish(*s, "cancelled");
+  for (auto& s : submitted_) finish(*s, "cancelled");
+  running_.clear();  // sequences release their blocks before the prefix cache and pool go
+  prefix_.reset();
+}
+
+std::shared_ptr<RequestHandle> Engine::submit(EngineRequest r) {
+  const int64_t n = int64_t(r.prompt.size()), vocab = model_.config().vocab_size;
+  if (n == 0) fail("empty prompt");
+  if (n >= config_.ctx)
+    fail("the prompt is ", n, " tokens but the context holds ", config_.ctx, " (prompt plus at least one generated token)");
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= vocab) fail("prompt token id ", t, " is out of range (vocab_size ", vocab, ")");
+  if (r.options.max_tokens < 1) fail("max_tokens must be at least 1");
+  if (r.top_logprobs > 20) fail("top_logprobs must be at most 20");
+  auto s = std::make_unique<Sequence>(std::move(r), tokenizer_);
+  s->max_new = std::min(s->req.options.max_tokens, config_.ctx - n);
+  auto handle = s->handle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) fail("the engine is shutting down");
+    submitted_.push_back(std::move(s));
+    ++metrics_.waiting;
+  }
+  cv_.notify_all();
+  return handle;
+}
+
+RequestOutput Engine::run(EngineRequest request) {
+  auto h = submit(std::move(request));
+  RequestOutput all, part;
+  while (h->wait(part, std::chrono::milliseconds(1000))) {
+    all.events.insert(all.events.end(), part.events.begin(), part.events.end());
+    all.logprobs.insert(all.logprobs.end(), part.logprobs.begin(), part.logprobs.end());
+    if (part.finished) {
+      all.finished = true;
+      all.stats = part.stats;
+      all.result = part.result;
+      all.tokens = part.tokens;
+      all.error = part.error;
+      all.ttft_seconds = part.ttft_seconds;
+    }
+  }
+  return all;
+}
+
+EngineMetrics Engine::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return metrics_;
+}
+
+int64_t Engine::outstanding_blocks() const {
+  int64_t n = 0;
+  for (const auto& s : running_) n += s->reserved - int64_t(s->cache.blocks.size());
+  return n;
+}
+
+int32_t Engine::allocate_block() {
+  if (cache_->free_blocks() == 0 && prefix_) prefix_->evict(1);
+  const int32_t b = cache_->allocate();
+  WHALE_CHECK(b >= 0, "KV cache exhausted despite admission control");
+  return b;
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !submitted_.empty() || !running_.empty() || !waiting_.empty(); });
+      if (stop_) return;
+      while (!submitted_.empty()) {
+        waiting_.push_back(std::move(submitted_.front()));
+        submitted_.pop_front();
+      }
+    }
+    admit();
+    bool worked = false;
+    try {
+      worked = step();
+    } catch (const std::exception& e) {  // a failed step ends the sequences in it, not the server
+      for (auto& s : running_) finish(*s, "error", e.what());
+      running_.clear();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      metrics_.running = int64_t(running_.size());
+      metrics_.waiting = int64_t(waiting_.size() + submitted_.size());
+      metrics_.kv_blocks_free = cache_->free_blocks() + (prefix_ ? prefix_->evictable() : 0);
+      metrics_.prefix_cache_blocks = prefix_ ? prefix_->size() : 0;
+    }
+    if (!worked && running_.empty()) {  // nothing could run: wait for a change
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(20), [&] { return stop_ || !submitted_.empty(); });
+    }
+  }
+}
+
+void Engine::admit() {
+  const int64_t bs = config_.block_size;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->handle->cancelled()) {
+      finish(**it, "cancelled");
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!waiting_.empty() && int64_t(running_.size()) < config_.parallel) {
+    Sequence& s = *waiting_.front();
+    const int64_t n = int64_t(s.req.prompt.size());
+    const int64_t total = (n + s.max_new + bs - 1) / bs;  // blocks for the worst case
+    // Reuse whole cached blocks, but never the one holding the last prompt token: it is
+    // recomputed for its logits.
+    std::vector<int32_t> matched;
+    if (prefix_) matched = prefix_->match(s.req.prompt, (n - 1) / bs);
+    const int64_t available = cache_->free_blocks() + (prefix_ ? prefix_->evictable() : 0) - outstanding_blocks();
+    if (total - int64_t(matched.size()) > available) {  // head of the queue waits for memory
+      for (int32_t b : matched) cache_->release(b);
+      break;
+    }
+    s.cache.blocks = matched;
+    s.cache.length = s.prefilled = int64_t(matched.size()) * bs;
+    s.stats.prompt_tokens = n;
+    s.stats.cached_tokens = s.prefilled;
+    s.reserved = total;
+    s.admitted = Clock::now();
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+}
+
+bool Engine::step() {
+  for (auto& s : running_)
+    if (s->handle->cancelled()) finish(*s, "cancelled");
+  std::erase_if(running_, [](const auto& s) { return s->out.finished; });
+  if (running_.empty()) return false;
+
+  const int64_t bs = config_.block_size;
+  auto ensure = [&](Sequence& s, int64_t more) {
+    const int64_t need = (s.cache.length + more + bs - 1) / bs;
+    while (int64_t(s.cache.blocks.size()) < need) s.cache.blocks.push_back(allocate_block());
+  };
+  Batch batch;
+  std::vector<Sequence*> rows;         // sequence of each logits row
+  std::vector<bool> prefill_done;      // whether that row ends the prompt
+  for (auto& s : running_) {
+    if (!s->decoding()) continue;
+    ensure(*s, 1);
+    batch.add(&s->cache, &s->next, 1);
+    rows.push_back(s.get());
+    prefill_done.push_back(false);
+  }
+  int64_t budget = config_.step_tokens - int64_t(rows.size());
+  for (auto& s : running_) {
+    if (s->decoding() || budget <= 0) continue;
+    const int64_t n = std::min({config_.prefill_chunk, int64_t(s->req.prompt.size()) - s->prefilled, budget});
+    ensure(*s, n);
+    const bool last = s->prefilled + n == int64_t(s->req.prompt.size());
+    const int32_t* toks = s->req.prompt.data() + s->prefilled;
+    if (last) {
+      batch.add(&s->cache, toks, n);
+      rows.push_back(s.get());
+      prefill_done.push_back(true);
+    } else {  // a middle chunk: no logits needed
+      batch.seqs.push_back({&s->cache, int64_t(batch.tokens.size()), n});
+      batch.tokens.insert(batch.tokens.end(), toks, toks + n);
+    }
+    s->prefilled += n;
+    budget -= n;
+  }
+
+  const int64_t V = model_.config().vocab_size;
+  logits_.resize(rows.size() * size_t(V));
+  const auto t0 = Clock::now();
+  model_.forward(batch, *cache_, logits_.data());
+  const auto t1 = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.steps_total;
+    metrics_.step_tokens_total += batch.tokens.size();
+    const int64_t prefill_tokens = int64_t(batch.tokens.size()) - int64_t(rows.size() - std::count(prefill_done.begin(), prefill_done.end(), true));
+    (prefill_tokens > 0 ? metrics_.prefill_seconds_total : metrics_.decode_seconds_total) += seconds(t0, t1);
+  }
+
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Sequence& s = *rows[i];
+    const float* logits = &logits_[i * size_t(V)];
+    if (prefill_done[i]) {
+      s.stats.prefill_seconds = seconds(s.admitted, t1);
+      if (prefix_) prefix_->insert(s.req.prompt, s.cache.blocks, int64_t(s.req.prompt.size()) / bs);
+    }
+    if (s.req.top_logprobs >= 0) logprobs(s, logits);
+    std::vector<float> raw;  // choose() masks the row in place; logprobs need the original
+    if (s.req.top_logprobs >= 0) raw.assign(logits, logits + V);
+    const int32_t token = choose(s, const_cast<float*>(logits));
+    accept(s, token, raw.empty() ? logits : raw.data());
+  }
+  for (auto& s : running_) {
+    if (s->out.events.empty() && s->out.logprobs.empty() && !s->out.finished) continue;
+    std::lock_guard<std::mutex> lock(s->handle->mu_);
+    auto& p = s->handle->pending_;
+    p.events.insert(p.events.end(), s->out.events.begin(), s->out.events.end());
+    p.logprobs.insert(p.logprobs.end(), s->out.logprobs.begin(), s->out.logprobs.end());
+    s->out.events.clear();
+    s->out.logprobs.clear();
+    s->handle->cv_.notify_all();
+  }
+  std::erase_if(running_, [](const auto& s) { return s->out.finished; });
+  return true;
+}
+
+int32_t Engine::choose(Sequence& s, const float* logits_in) {
+  if (!s.prefix_forced && !s.req.content_prefix.empty() && !s.parser.in_reasoning() && s.forced.empty()) {
+    s.prefix_forced = true;
+    s.forced.assign(s.req.content_prefix.begin(), s.req.content_prefix.end());
+  }
+  s.last_forced = !s.forced.empty();
+  if (!s.forced.empty()) {
+    const int32_t t = s.forced.front();
+    s.forced.pop_front();
+    return t;
+  }
+  const int64_t V = model_.config().vocab_size;
+  float* logits = const_cast<float*>(logits_in);  // this step's row: ours to modify
+  for (int32_t id : no_text_ids_) logits[size_t(id)] = -INFINITY;
+  auto is_eos = [&](int32_t t) { return std::find(eos_ids_.begin(), eos_ids_.end(), t) != eos_ids_.end(); };
+  if (!s.json || s.parser.in_reasoning()) return s.sampler.sample(logits, V, s.req.prompt, s.output);
+
+  // JSON mode: draw, and mask and redraw what the grammar refuses; after a few refusals
+  // mask every refused token at once.
+  auto valid = [&](int32_t t) {
+    if (is_eos(t)) return s.json->complete();
+    return !tokenizer_.is_special(t) && s.json->accepts(tokenizer_.token_bytes(t));
+  };
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const int32_t t = s.sampler.sample(logits, V, s.req.prompt, s.output);
+    if (logits[size_t(t)] == -INFINITY) break;
+    if (valid(t)) return t;
+    logits[size_t(t)] = -INFINITY;
+  }
+  for (int32_t t = 0; t < int32_t(V); ++t)
+    if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
+  const int32_t t = s.sampler.sample(logits, V, s.req.prompt, s.output);
+  return logits[size_t(t)] == -INFINITY ? (eos_ids_.empty() ? t : eos_ids_.front()) : t;
+}
+
+bool Engine::accept(Sequence& s, int32_t token, const float* logits) {
+  if (std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end() && !s.last_forced) {
+    finish(s, "stop");
+    return false;
+  }
+  const auto now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (s.stats.generated_tokens == 0) metrics_.ttft.observe(seconds(s.submitted, now));
+    else metrics_.itl.observe(seconds(s.last_token, now));
+  }
+  if (s.stats.generated_tokens == 0) s.first_token = now;
+  s.last_token = now;
+  if (s.req.top_logprobs >= 0) {
+    TokenLogprob lp{token, logits[size_t(token)] - s.lse, {}};
+    lp.top = std::move(s.top);
+    s.out.logprobs.push_back(std::move(lp));
+  }
+  const bool reasoning = s.parser.in_reasoning();
+  if (s.json && !reasoning && !s.last_forced) s.json->push(tokenizer_.token_bytes(token));
+  s.output.push_back(token);
+  ++s.stats.generated_tokens;
+  if (reasoning) ++s.stats.reasoning_tokens;
+  bool stopped = false;
+  for (auto& e : s.parser.push(s.stop.push(s.decoder.push(token), &stopped))) s.out.events.push_back(std::move(e));
+  if (stopped) {
+    s.stop_hit = true;
+    finish(s, "stop");
+    return false;
+  }
+  const int64_t budget = s.req.options.thinking_budget;
+  if (s.parser.in_reasoning() && budget >= 0 && s.stats.reasoning_tokens >= budget && s.forced.empty())
+    s.forced.assign(think_close_.begin(), think_close_.end());
+  if (s.stats.generated_tokens >= s.max_new) {
+    finish(s, "length");
+    return false;
+  }
+  s.next = token;
+  return true;
+}
+
+// Log-probabilities of the model's distribution (before penalties, masks and temperature),
+// as OpenAI reports them: the normaliser and the most likely tokens.
+void Engine::logprobs(Sequence& s, const float* logits) {
+  const int64_t V = model_.config().vocab_size;
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[i] - mx));
+  s.lse = mx + float(std::log(sum));
+  s.top.clear();
+  const int64_t k = std::min<int64_t>(s.req.top_logprobs, V);
+  if (k <= 0) return;
+  std::vector<std::pair<float, int32_t>> best;
+  best.reserve(size_t(k) + 1);
+  for (int64_t i = 0; i < V; ++i) {
+    if (int64_t(best.size()) == k && logits[i] <= best.back().first) continue;
+    best.emplace_back(logits[i], int32_t(i));
+    std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    if (int64_t(best.size()) > k) best.pop_back();
+  }
+  for (const auto& [l, id] : best) s.top.emplace_back(id, l - s.lse);
+}
+
+void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {
+  if (s.out.finished) return;
+  if (!s.stop_hit) {  // release text held back for UTF-8 or a possible stop string
+    bool stopped = false;
+    std::string tail = s.stop.push(s.decoder.flush(), &stopped);
+    if (!stopped) tail += s.stop.flush();
+    for (auto& e : s.parser.push(tail)) s.out.events.push_back(std::move(e));
+  }
+  for (const auto& e : s.parser.finish()) s.out.events.push_back(e);
+  const auto now = Clock::now();
+  s.stats.finish_reason = reason;
+  if (s.stats.generated_tokens > 0) s.stats.decode_seconds = seconds(s.first_token, now);
+  s.out.finished = true;
+  s.out.stats = s.stats;
+  s.out.result = s.parser.result();
+  s.out.error = error;
+  s.out.ttft_seconds = s.stats.generated_tokens > 0 ? seconds(s.submitted, s.first_token) : 0;
+  s.cache.clear(*cache_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.requests_total;
+    metrics_.prompt_tokens_total += uint64_t(s.stats.prompt_tokens);
+    metrics_.cached_tokens_total += uint64_t(s.stats.cached_tokens);
+    metrics_.generated_tokens_total += uint64_t(s.stats.generated_tokens);
+    metrics_.e2e.observe(seconds(s.submitted, now));
+  }
+  std::lock_guard<std::mutex> lock(s.handle->mu_);
+  auto& p = s.handle->pending_;
+  p.events.insert(p.events.end(), s.out.events.begin(), s.out.events.end());
+  p.logprobs.insert(p.logprobs.end(), s.out.logprobs.begin(), s.out.logprobs.end());
+  p.finished = true;
+  p.stats = s.out.stats;
+  p.result = s.out.result;
+  p.tokens = s.output;
+  p.error = error;
+  p.ttft_seconds = s.out.ttft_seconds;
+  s.out.events.clear();
+  s.out.logprobs.clear();
+  s.handle->cv_.notify_all();
+}
+
+}  // namespace whale

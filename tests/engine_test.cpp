@@ -1,0 +1,244 @@
+// The serving engine: continuous batching gives every request exactly what it gets alone,
+// prefix-cache hits equal misses, memory admission queues instead of failing, cancellation
+// frees the request's blocks, JSON mode and logprobs.
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/error.h"
+#include "formats/hf_config.h"
+#include "model/random_checkpoint.h"
+#include "runtime/engine.h"
+#include "runtime/json_constraint.h"
+#include "test_util.h"
+
+namespace whale {
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    pool_ = new ThreadPool(2);
+    auto cfg = nlohmann::json::parse(test::read_file(test::golden_dir("v3") + "/config.json"));
+    cfg["vocab_size"] = 129280;
+    const std::string text = cfg.dump();
+    write_random_checkpoint(text, parse_hf_config(text, "cfg"), dir_->path(), {}, *pool_);
+    tok_ = Tokenizer::load(test::deepseek_v3_tokenizer()).release();
+    model_ = Model::load(dir_->path(), *pool_).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete tok_;
+    delete pool_;
+    delete dir_;
+  }
+  static EngineRequest request(const std::string& user, int64_t max_tokens) {
+    EngineRequest r;
+    r.prompt = tok_->encode("<｜User｜>" + user + "<｜Assistant｜>", true);
+    r.options.max_tokens = max_tokens;
+    return r;
+  }
+  static std::vector<std::string> prompts(int n) {
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i)
+      out.push_back("Question " + std::to_string(i) + ": " + std::string(size_t(i * 7 % 23), 'x') + " what is " +
+                    std::to_string(i * 37) + " plus " + std::to_string(i + 5) + "?");
+    return out;
+  }
+  // Metrics are refreshed after each engine step; a finished request may be seen first.
+  static void wait_until_idle(const Engine& e) {
+    for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  static test::TempDir* dir_;
+  static ThreadPool* pool_;
+  static Tokenizer* tok_;
+  static Model* model_;
+};
+test::TempDir* EngineTest::dir_;
+ThreadPool* EngineTest::pool_;
+Tokenizer* EngineTest::tok_;
+Model* EngineTest::model_;
+
+TEST_F(EngineTest, SixteenConcurrentRequestsEachGetWhatTheyGetAlone) {
+  const auto ps = prompts(16);
+  std::vector<RequestOutput> alone;
+  {
+    EngineConfig c;
+    c.parallel = 1;
+    c.ctx = 256;
+    c.prefix_cache = false;
+    Engine e(*model_, *tok_, c);
+    for (const auto& p : ps) alone.push_back(e.run(request(p, 10)));
+  }
+  EngineConfig c;
+  c.parallel = 16;
+  c.ctx = 256;
+  c.step_tokens = 40;     // prompts arrive in chunks interleaved with other requests' decoding
+  c.prefill_chunk = 13;
+  c.block_size = 8;
+  Engine e(*model_, *tok_, c);
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (const auto& p : ps) hs.push_back(e.submit(request(p, 10)));
+  for (size_t i = 0; i < hs.size(); ++i) {
+    RequestOutput all, part;
+    while (hs[i]->wait(part))
+      if (part.finished) all = part;
+    ASSERT_TRUE(all.finished);
+    EXPECT_EQ(all.tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(all.result, alone[i].result) << "request " << i;
+    EXPECT_EQ(all.stats.finish_reason, alone[i].stats.finish_reason);
+  }
+  const auto m = e.metrics();
+  EXPECT_EQ(m.requests_total, 16u);
+  EXPECT_GE(m.steps_total, 10u);
+  EXPECT_LT(m.steps_total, 16u * 12u);  // requests decoded together, not one after another
+}
+
+TEST_F(EngineTest, PrefixCacheHitReturnsExactlyWhatAMissReturns) {
+  EngineConfig c;
+  c.parallel = 2;
+  c.ctx = 256;
+  c.block_size = 8;
+  c.prefill_chunk = 16;
+  const std::string shared = "You are a careful assistant. Answer briefly and show the steps. ";
+  Engine e(*model_, *tok_, c);
+  auto miss = e.run(request(shared + "What is 12 times 13?", 12));
+  EXPECT_EQ(miss.stats.cached_tokens, 0);
+  auto hit = e.run(request(shared + "What is 12 times 13?", 12));
+  const int64_t n = int64_t(request(shared + "What is 12 times 13?", 1).prompt.size());
+  EXPECT_EQ(hit.stats.cached_tokens, (n - 1) / 8 * 8);
+  EXPECT_GT(hit.stats.cached_tokens, 0);
+  EXPECT_EQ(hit.tokens, miss.tokens);
+
+  // A different question after the shared system text hits the shared blocks only.
+  auto other = e.run(request(shared + "Name three prime numbers.", 12));
+  EXPECT_GT(other.stats.cached_tokens, 0);
+  EXPECT_LT(other.stats.cached_tokens, hit.stats.cached_tokens + 1);
+  EngineConfig cold = c;
+  cold.prefix_cache = false;
+  Engine e2(*model_, *tok_, cold);
+  EXPECT_EQ(e2.run(request(shared + "Name three prime numbers.", 12)).tokens, other.tokens);
+  EXPECT_GT(e.metrics().cached_tokens_total, 0u);
+}
+
+TEST_F(EngineTest, RequestsQueueWhenTheCacheIsFullAndAllFinish) {
+  EngineConfig c;
+  c.parallel = 4;
+  c.ctx = 64;
+  c.kv_tokens = 64;  // room for one worst-case request at a time
+  c.block_size = 8;
+  Engine e(*model_, *tok_, c);
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (const auto& p : prompts(6)) hs.push_back(e.submit(request(p, 30)));
+  for (auto& h : hs) {
+    RequestOutput part, last;
+    while (h->wait(part))
+      if (part.finished) last = part;
+    EXPECT_TRUE(last.error.empty()) << last.error;
+    EXPECT_EQ(last.stats.generated_tokens + 0, last.tokens.size());
+  }
+  wait_until_idle(e);
+  const auto m = e.metrics();
+  EXPECT_EQ(m.requests_total, 6u);
+  EXPECT_EQ(m.kv_blocks_free, m.kv_blocks_total);  // everything freed or evictable
+}
+
+TEST_F(EngineTest, CancelStopsARequestAndFreesItsBlocks) {
+  EngineConfig c;
+  c.parallel = 2;
+  c.ctx = 512;
+  c.prefix_cache = false;
+  Engine e(*model_, *tok_, c);
+  auto h = e.submit(request("Tell me a long story.", 400));
+  RequestOutput part;
+  ASSERT_TRUE(h->wait(part, std::chrono::milliseconds(5000)));
+  h->cancel();
+  RequestOutput last;
+  while (h->wait(part))
+    if (part.finished) last = part;
+  EXPECT_EQ(last.stats.finish_reason, "cancelled");
+  EXPECT_LT(last.stats.generated_tokens, 400);
+  wait_until_idle(e);
+  EXPECT_EQ(e.metrics().kv_blocks_free, e.metrics().kv_blocks_total);
+}
+
+TEST_F(EngineTest, RejectsRequestsThatCanNeverRun) {
+  EngineConfig c;
+  c.ctx = 16;
+  Engine e(*model_, *tok_, c);
+  EXPECT_THROW(e.submit(EngineRequest{}), Error);
+  EXPECT_THROW(e.submit(request(std::string(200, 'a'), 4)), Error);
+  auto r = request("hi", 4);
+  r.prompt.push_back(1 << 30);
+  EXPECT_THROW(e.submit(r), Error);
+  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.parallel = 0}), Error);
+}
+
+TEST_F(EngineTest, LogprobsDescribeTheModelDistribution) {
+  EngineConfig c;
+  c.ctx = 128;
+  Engine e(*model_, *tok_, c);
+  auto r = request("Count to five.", 6);
+  r.top_logprobs = 3;
+  auto out = e.run(r);
+  ASSERT_EQ(out.logprobs.size(), out.tokens.size());
+  for (size_t i = 0; i < out.logprobs.size(); ++i) {
+    const auto& lp = out.logprobs[i];
+    EXPECT_EQ(lp.id, out.tokens[i]);
+    ASSERT_EQ(lp.top.size(), 3u);
+    EXPECT_LE(lp.logprob, 0.0f);
+    EXPECT_GE(lp.top[0].second, lp.top[1].second);
+    EXPECT_GE(lp.top[1].second, lp.top[2].second);
+    EXPECT_FLOAT_EQ(lp.top[0].second, lp.logprob);  // greedy picks the most likely token
+  }
+}
+
+TEST_F(EngineTest, JsonModeWritesOnlyValidJson) {
+  EngineConfig c;
+  c.ctx = 256;
+  Engine e(*model_, *tok_, c);
+  for (float temperature : {0.0f, 1.0f}) {
+    auto r = request("Reply with a JSON object.", 60);
+    r.json = true;
+    r.options.sampling.temperature = temperature;
+    r.options.sampling.seed = 7;
+    auto out = e.run(r);
+    const std::string text = out.result.content;
+    ASSERT_FALSE(text.empty());
+    EXPECT_EQ(text[0], '{');
+    JsonConstraint g;  // every prefix the model wrote is a prefix of valid JSON
+    EXPECT_TRUE(g.accepts(text)) << text;
+    if (out.stats.finish_reason == "stop") {
+      EXPECT_TRUE(nlohmann::json::accept(text)) << text;
+    }
+  }
+}
+
+TEST(JsonConstraint, AcceptsJsonObjectsAndNothingElse) {
+  for (const char* ok : {"{}", "{\"a\": 1}", "{\"a\":[1,2.5,-3e+2,true,false,null,\"x\\u00e9\\n\"],\"b\":{\"c\":{}}}",
+                         "{ \"k\" : [ ] } ", "{\"s\":\"caf\xc3\xa9\"}"}) {
+    JsonConstraint g;
+    EXPECT_TRUE(g.accepts(ok)) << ok;
+    g.push(ok);
+    EXPECT_TRUE(g.complete()) << ok;
+  }
+  for (const char* bad : {"[1]", "1", " {}", "\"a\"", "{a:1}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":1,}", "{\"a\":tru}x",
+                          "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}", "{}}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":[1 2]}"}) {
+    JsonConstraint g;
+    EXPECT_FALSE(g.accepts(bad)) << bad;
+  }
+  JsonConstraint g;
+  g.push("{\"a\": 12");
+  EXPECT_FALSE(g.complete());
+  EXPECT_TRUE(g.accepts("3}"));
+  EXPECT_TRUE(g.accepts("}"));
+  EXPECT_FALSE(g.accepts("x"));
+  g.push("}");
+  EXPECT_TRUE(g.complete());
+  EXPECT_TRUE(g.accepts("\n"));
+  EXPECT_FALSE(g.accepts("\n\n\n"));  // no endless whitespace after the object
+}
+
+}  // namespace
+}  // namespace whale
