@@ -19,5 +19,6 @@ void register_run(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_plan(CLI::App& app);
 void register_convert(CLI::App& app);  // convert and quantize
+void register_serve(CLI::App& app);
 
 }  // namespace whale

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   whale::register_bench(app);
   whale::register_plan(app);
   whale::register_convert(app);
+  whale::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -63,6 +63,7 @@ struct Engine::Sequence {
   bool prefix_forced = false;
   bool last_forced = false;  // the token just chosen was forced, not sampled
   bool stop_hit = false;     // a stop string ended the output
+  std::string raw_text;      // the output when it is not parsed
   float lse = 0;             // log-sum-exp of this step's logits (logprobs)
   std::vector<std::pair<int32_t, float>> top;
   int32_t next = -1;  // token to feed at the next step (decoding)
@@ -374,7 +375,7 @@ bool Engine::accept(Sequence& s, int32_t token, const float* logits) {
   ++s.stats.generated_tokens;
   if (reasoning) ++s.stats.reasoning_tokens;
   bool stopped = false;
-  for (auto& e : s.parser.push(s.stop.push(s.decoder.push(token), &stopped))) s.out.events.push_back(std::move(e));
+  emit(s, s.stop.push(s.decoder.push(token), &stopped));
   if (stopped) {
     s.stop_hit = true;
     finish(s, "stop");
@@ -414,21 +415,32 @@ void Engine::logprobs(Sequence& s, const float* logits) {
   for (const auto& [l, id] : best) s.top.emplace_back(id, l - s.lse);
 }
 
+void Engine::emit(Sequence& s, const std::string& text) {
+  if (!s.req.parse) {
+    if (text.empty()) return;
+    s.raw_text += text;
+    s.out.events.push_back({ParseEvent::Content, text});
+    return;
+  }
+  for (auto& e : s.parser.push(text)) s.out.events.push_back(std::move(e));
+}
+
 void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {
   if (s.out.finished) return;
   if (!s.stop_hit) {  // release text held back for UTF-8 or a possible stop string
     bool stopped = false;
     std::string tail = s.stop.push(s.decoder.flush(), &stopped);
     if (!stopped) tail += s.stop.flush();
-    for (auto& e : s.parser.push(tail)) s.out.events.push_back(std::move(e));
+    emit(s, tail);
   }
-  for (const auto& e : s.parser.finish()) s.out.events.push_back(e);
+  if (s.req.parse)
+    for (const auto& e : s.parser.finish()) s.out.events.push_back(e);
   const auto now = Clock::now();
   s.stats.finish_reason = reason;
   if (s.stats.generated_tokens > 0) s.stats.decode_seconds = seconds(s.first_token, now);
   s.out.finished = true;
   s.out.stats = s.stats;
-  s.out.result = s.parser.result();
+  s.out.result = s.req.parse ? s.parser.result() : ParsedOutput{{}, s.raw_text, {}};
   s.out.error = error;
   s.out.ttft_seconds = s.stats.generated_tokens > 0 ? seconds(s.submitted, s.first_token) : 0;
   s.cache.clear(*cache_);

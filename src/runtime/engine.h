@@ -54,6 +54,7 @@ struct EngineRequest {
   int32_t top_logprobs = -1;             // -1: no logprobs; 0..20: the sampled token's and this many alternatives
   std::vector<int32_t> content_prefix;   // forced as soon as the answer starts (tool_choice "required")
   bool json = false;                     // constrain the answer to one JSON object (response_format)
+  bool parse = true;                     // false: plain text (completions), no reasoning/tool-call split
 };
 
 // Counters and histograms for /metrics; read with Engine::metrics().
@@ -131,6 +132,7 @@ class Engine {
   int32_t choose(Sequence& s, const float* logits);
   bool accept(Sequence& s, int32_t token, const float* logits);  // false when the sequence ended
   void logprobs(Sequence& s, const float* logits);
+  void emit(Sequence& s, const std::string& text);  // output text -> events
   int32_t allocate_block();
   int64_t outstanding_blocks() const;  // reserved but not yet allocated, over running sequences
 

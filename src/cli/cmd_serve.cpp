@@ -1,0 +1,66 @@
+// whale serve MODEL : the OpenAI- and Ollama-compatible HTTP server.
+#include <signal.h>
+
+#include <memory>
+#include <thread>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "server/server.h"
+
+namespace whale {
+
+void register_serve(CLI::App& app) {
+  auto o = std::make_shared<ServerOptions>();
+  auto* cmd = app.add_subcommand("serve", "Serve a model over OpenAI- and Ollama-compatible HTTP APIs");
+  cmd->add_option("model", o->model, "Model directory or .gguf file")->required();
+  cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");
+  cmd->add_option("--port", o->port, "Port (default 8080; 0 picks a free one)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--parallel", o->engine.parallel, "Requests decoded together (default 4)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--ctx", o->engine.ctx, "Longest sequence, prompt plus output, in tokens (default 4096)")
+      ->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  cmd->add_option("--kv-tokens", o->engine.kv_tokens, "KV-cache pool in tokens (default parallel x ctx)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per request per step (default 512)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Turn the prefix cache off");
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or env WHALE_API_KEY)")
+      ->envname("WHALE_API_KEY");
+  cmd->add_option("--alias", o->alias, "Model name clients use (default: the file or directory name)");
+  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2")
+      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2"}));
+  cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
+  cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
+  cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] {
+    // SIGINT/SIGTERM stop the server from a thread that waits for them (blocked everywhere
+    // else, so no handler runs inside the HTTP or engine threads).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
+    Server server(*o);
+    std::thread waiter([&server, set] {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGUSR1) return;  // woken to exit
+      std::fprintf(stderr, "whale: shutting down\n");
+      server.stop();
+    });
+    int rc = 0;
+    try {
+      rc = server.run();
+    } catch (...) {
+      pthread_kill(waiter.native_handle(), SIGTERM);
+      waiter.join();
+      throw;
+    }
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+    if (rc != 0) std::exit(rc);
+  });
+}
+
+}  // namespace whale

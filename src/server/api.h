@@ -1,0 +1,112 @@
+// The HTTP API layer, independent of the HTTP library: OpenAI-compatible (/v1/...) and
+// Ollama-compatible (/api/...) requests are parsed into engine requests, and engine output
+// is written back in each protocol's shape (JSON, SSE for OpenAI streams, NDJSON for
+// Ollama streams). server.cpp binds this to sockets; fuzz_server drives the parsers.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "tokenizer/chat_format.h"
+
+namespace whale {
+
+using ojson = nlohmann::ordered_json;
+
+// A request the client got wrong (or a state the server is in): an HTTP status and an
+// OpenAI-style error body {"error": {"message", "type", "param", "code"}}.
+struct ApiError : std::runtime_error {
+  int status;
+  std::string type, param, code;
+  ApiError(int status, std::string message, std::string param = "", std::string type = "", std::string code = "");
+  ojson body() const;
+};
+
+// The model a server exposes.
+struct ServedModel {
+  std::string id;    // the name clients use ("model": ...)
+  std::string path;  // where it was loaded from
+  ChatFormat format = ChatFormat::V3;
+  const Tokenizer* tokenizer = nullptr;
+  const ModelConfig* config = nullptr;
+  Engine* engine = nullptr;  // null in parser-only uses (fuzzing)
+  int64_t ctx = 4096;
+  double load_seconds = 0;
+  int64_t created = 0;   // unix time the model was loaded
+  uint64_t file_bytes = 0;
+  bool mirror_reasoning = false;  // also send reasoning_content as `reasoning`
+};
+
+// A parsed generation request: n engine requests (n > 1 for OpenAI's `n`) and what the
+// response writer needs to know.
+struct Job {
+  std::vector<EngineRequest> requests;
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;
+  bool thinking = false;
+  bool raw = false;  // completion-style text: no reasoning / tool-call parsing
+};
+
+// Reply to one HTTP request: a body, or a stream whose chunks are written through `write`
+// (which returns false once the client has gone).
+struct Reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::function<void(const std::function<bool(std::string_view)>& write)> stream;
+};
+
+// ---- request parsing (throws ApiError) ----
+Job parse_openai_chat(const ojson& body, const ServedModel& m);
+Job parse_openai_completion(const ojson& body, const ServedModel& m);
+Job parse_ollama_chat(const ojson& body, const ServedModel& m);
+Job parse_ollama_generate(const ojson& body, const ServedModel& m);
+ojson parse_json_body(std::string_view body);  // 400 for malformed JSON or a non-object
+
+// ---- endpoints ----
+Reply openai_chat(const ojson& body, const ServedModel& m);
+Reply openai_completion(const ojson& body, const ServedModel& m);
+Reply openai_models(const ServedModel& m);
+Reply ollama_chat(const ojson& body, const ServedModel& m);
+Reply ollama_generate(const ojson& body, const ServedModel& m);
+Reply ollama_tags(const ServedModel& m);
+Reply ollama_show(const ojson& body, const ServedModel& m);
+Reply ollama_ps(const ServedModel& m);
+std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model);
+
+// ---- shared pieces (api_common.cpp) ----
+namespace api {
+void check_model(const ojson& body, const ServedModel& m, bool required);
+// Typed field access: absent or null gives `fallback`; a wrong type is a 400 naming it.
+bool get_bool(const ojson& o, const char* key, bool fallback, const std::string& where = "");
+double get_number(const ojson& o, const char* key, double fallback, double lo, double hi, const std::string& where = "");
+int64_t get_int(const ojson& o, const char* key, int64_t fallback, int64_t lo, int64_t hi, const std::string& where = "");
+std::string get_string(const ojson& o, const char* key, const std::string& fallback, const std::string& where = "");
+std::vector<std::string> get_stop(const ojson& o, const char* key, const std::string& where = "");
+// Tool definitions: validated (OpenAI shape), 400 on a bad schema.
+void validate_tools(const ojson& tools);
+// Renders the conversation (with tools and the thinking mode) into prompt tokens and the
+// parser settings of the request.
+EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking);
+// Forces the answer to start with a tool call (to `name` if not empty).
+std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name);
+std::string random_id(const std::string& prefix);
+int64_t unix_time();
+std::string rfc3339_now();
+// Runs a job and waits for all its requests; `on_output(i, out)` sees each piece as it
+// comes; returns false if `alive()` turned false (the requests are then cancelled).
+bool drive(Job& job, const ServedModel& m, const std::function<bool(size_t, const RequestOutput&)>& on_output,
+           const std::function<bool()>& alive = {});
+// Text of a token for logprobs (invalid UTF-8 replaced) and its raw bytes.
+std::string token_text(const Tokenizer& tok, int32_t id);
+ojson token_bytes_json(const Tokenizer& tok, int32_t id);
+ojson timings(const GenerationStats& s);
+}  // namespace api
+
+}  // namespace whale

@@ -1,0 +1,249 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "runtime/model_bundle.h"
+
+namespace whale {
+
+namespace fs = std::filesystem;
+
+struct Server::Impl {
+  ServerOptions o;
+  httplib::Server http;
+  std::unique_ptr<ThreadPool> pool;
+  ModelBundle bundle;
+  std::unique_ptr<Engine> engine;
+  ServedModel served;
+  std::atomic<bool> ready{false};
+
+  // Sends a Reply: a plain body, or a chunked stream written as the engine produces it.
+  static void send(Reply r, httplib::Response& res) {
+    res.status = r.status;
+    if (!r.stream) {
+      res.set_content(r.body, r.content_type.c_str());
+      return;
+    }
+    if (r.content_type == "text/event-stream") res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(r.content_type.c_str(), [stream = std::move(r.stream)](size_t, httplib::DataSink& sink) {
+      bool ok = true;
+      stream([&](std::string_view s) { return ok = ok && sink.write(s.data(), s.size()); });
+      if (ok) sink.done();
+      return ok;
+    });
+  }
+
+  static void error(httplib::Response& res, const ApiError& e) {
+    res.status = e.status;
+    res.set_content(e.body().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+  }
+
+  // Wraps an endpoint: 503 until the model is loaded, ApiError -> its status and body.
+  template <typename F>
+  httplib::Server::Handler endpoint(F f) {
+    return [this, f](const httplib::Request& req, httplib::Response& res) {
+      try {
+        if (!ready.load()) throw ApiError(503, "Loading model");
+        send(f(req), res);
+      } catch (const ApiError& e) {
+        error(res, e);
+      } catch (const Error& e) {
+        error(res, ApiError(400, e.what()));
+      } catch (const std::exception& e) {
+        error(res, ApiError(500, std::string("internal error: ") + e.what()));
+      }
+    };
+  }
+
+  void routes() {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (o.api_key.empty() || req.path == "/health" || req.path == "/v1/health" || req.path == "/")
+        return httplib::Server::HandlerResponse::Unhandled;
+      const std::string auth = req.get_header_value("Authorization");
+      const std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : req.get_header_value("x-api-key");
+      if (key == o.api_key) return httplib::Server::HandlerResponse::Unhandled;
+      error(res, ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "", "", "invalid_api_key"));
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404) error(res, ApiError(404, "no endpoint " + req.method + " " + req.path));
+      else if (res.status == 413) error(res, ApiError(413, "the request body is too large"));
+      else if (res.status >= 400) error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
+    });
+    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      error(res, ApiError(500, "internal error: " + what));
+    });
+    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      std::fprintf(stderr, "whale: %s %s -> %d\n", req.method.c_str(), req.path.c_str(), res.status);
+    });
+
+    auto health = [this](const httplib::Request&, httplib::Response& res) {
+      if (ready.load()) res.set_content(R"({"status":"ok"})", "application/json");
+      else error(res, ApiError(503, "Loading model"));
+    };
+    http.Get("/health", health);
+    http.Get("/v1/health", health);
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("whale is running (OpenAI- and Ollama-compatible API)", "text/plain");
+    });
+    http.Get("/metrics", endpoint([this](const httplib::Request&) {
+      Reply r;
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = prometheus_metrics(engine->metrics(), served);
+      return r;
+    }));
+    auto body = [](const httplib::Request& req) { return parse_json_body(req.body); };
+    for (const char* p : {"/v1/chat/completions", "/chat/completions"})
+      http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_chat(body(req), served); }));
+    for (const char* p : {"/v1/completions", "/completions"})
+      http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_completion(body(req), served); }));
+    http.Get("/v1/models", endpoint([this](const httplib::Request&) { return openai_models(served); }));
+    http.Get(R"(/v1/models/(.+))", endpoint([this](const httplib::Request& req) {
+      if (req.matches[1] != served.id) throw ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "", "model_not_found");
+      Reply r = openai_models(served);
+      r.body = ojson::parse(r.body)["data"][0].dump();
+      return r;
+    }));
+    http.Post("/api/chat", endpoint([this, body](const httplib::Request& req) { return ollama_chat(body(req), served); }));
+    http.Post("/api/generate", endpoint([this, body](const httplib::Request& req) { return ollama_generate(body(req), served); }));
+    http.Post("/api/show", endpoint([this, body](const httplib::Request& req) { return ollama_show(body(req), served); }));
+    http.Get("/api/tags", endpoint([this](const httplib::Request&) { return ollama_tags(served); }));
+    http.Get("/api/ps", endpoint([this](const httplib::Request&) { return ollama_ps(served); }));
+    http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"version":"0.1.0"})", "application/json");
+    });
+  }
+
+  void load() {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool = std::make_unique<ThreadPool>(o.threads);
+    bundle = ModelBundle::load(o.model, *pool, o.chat_format);
+    engine = std::make_unique<Engine>(*bundle.model, *bundle.tokenizer, o.engine);
+    std::string id = o.alias;
+    if (id.empty()) {
+      fs::path p = fs::path(o.model);
+      if (!p.has_filename()) p = p.parent_path();
+      id = p.filename().string();
+      if (id.size() > 5 && id.substr(id.size() - 5) == ".gguf") id.resize(id.size() - 5);
+    }
+    served.id = id;
+    served.path = o.model;
+    served.format = bundle.chat_format;
+    served.tokenizer = bundle.tokenizer.get();
+    served.config = &bundle.model->config();
+    served.engine = engine.get();
+    served.ctx = engine->config().ctx;
+    served.created = api::unix_time();
+    served.mirror_reasoning = o.mirror_reasoning;
+    std::error_code ec;
+    if (fs::is_directory(o.model, ec)) {
+      for (const auto& e : fs::directory_iterator(o.model, ec))
+        if (e.is_regular_file(ec)) served.file_bytes += e.file_size(ec);
+    } else {
+      served.file_bytes = fs::file_size(o.model, ec);
+    }
+    served.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>()) {
+  impl_->o = std::move(o);
+  const int n = std::max(8, impl_->o.http_threads);
+  impl_->http.new_task_queue = [n] { return new httplib::ThreadPool(size_t(n)); };
+  impl_->http.set_payload_max_length(impl_->o.max_body_bytes);
+  impl_->http.set_read_timeout(30, 0);
+  impl_->http.set_write_timeout(30, 0);
+  impl_->routes();
+}
+
+Server::~Server() {
+  stop();
+  impl_->engine.reset();
+}
+
+void Server::stop() { impl_->http.stop(); }
+
+int Server::run() {
+  auto& im = *impl_;
+  int port = im.o.port;
+  if (port == 0) port = im.http.bind_to_any_port(im.o.host);
+  else if (!im.http.bind_to_port(im.o.host, port)) port = -1;
+  if (port < 0) fail("cannot listen on ", im.o.host, ":", im.o.port, " (address in use or not available)");
+  bound_port_.store(port);
+  std::thread listener([&] { im.http.listen_after_bind(); });
+  std::fprintf(stderr, "whale: listening on http://%s:%d, loading %s\n", im.o.host.c_str(), port, im.o.model.c_str());
+  try {
+    im.load();
+  } catch (...) {
+    im.http.stop();
+    listener.join();
+    throw;
+  }
+  im.ready.store(true);
+  std::fprintf(stderr, "whale: serving '%s' (%s chat format, ctx %lld, parallel %lld) in %.1f s\n", im.served.id.c_str(),
+               chat_format_name(im.served.format), (long long)im.served.ctx, (long long)im.engine->config().parallel,
+               im.served.load_seconds);
+  listener.join();
+  return 0;
+}
+
+// Prometheus text format; names follow vLLM's (`vllm:` -> `whale:`).
+std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model) {
+  std::string out;
+  const std::string label = "{model_name=\"" + model.id + "\"}";
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", value);
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + label + " " + buf + "\n";
+  };
+  auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    uint64_t cum = 0;
+    char buf[160];
+    for (size_t i = 0; i <= h.bounds.size(); ++i) {
+      cum += h.counts[i];
+      if (i < h.bounds.size()) std::snprintf(buf, sizeof buf, "%s_bucket{model_name=\"%s\",le=\"%g\"} %llu\n", name, model.id.c_str(), h.bounds[i], (unsigned long long)cum);
+      else std::snprintf(buf, sizeof buf, "%s_bucket{model_name=\"%s\",le=\"+Inf\"} %llu\n", name, model.id.c_str(), (unsigned long long)cum);
+      out += buf;
+    }
+    std::snprintf(buf, sizeof buf, "%s_sum%s %.17g\n%s_count%s %llu\n", name, label.c_str(), h.sum, name, label.c_str(), (unsigned long long)h.n);
+    out += buf;
+  };
+  metric("whale:num_requests_running", "gauge", "Requests decoding or prefilling.", double(m.running));
+  metric("whale:num_requests_waiting", "gauge", "Requests queued for memory or a free slot.", double(m.waiting));
+  metric("whale:request_success_total", "counter", "Requests finished.", double(m.requests_total));
+  metric("whale:prompt_tokens_total", "counter", "Prompt tokens of finished requests.", double(m.prompt_tokens_total));
+  metric("whale:generation_tokens_total", "counter", "Generated tokens of finished requests.", double(m.generated_tokens_total));
+  metric("whale:prefix_cache_hit_tokens_total", "counter", "Prompt tokens served from the prefix cache.", double(m.cached_tokens_total));
+  metric("whale:kv_blocks_total", "gauge", "KV-cache blocks in the pool.", double(m.kv_blocks_total));
+  metric("whale:kv_blocks_free", "gauge", "KV-cache blocks free or evictable.", double(m.kv_blocks_free));
+  metric("whale:kv_blocks_used", "gauge", "KV-cache blocks held by running requests.", double(m.kv_blocks_total - m.kv_blocks_free));
+  metric("whale:kv_cache_usage_perc", "gauge", "Fraction of KV-cache blocks in use.",
+         m.kv_blocks_total ? double(m.kv_blocks_total - m.kv_blocks_free) / double(m.kv_blocks_total) : 0.0);
+  metric("whale:prefix_cache_blocks", "gauge", "Blocks indexed by the prefix cache.", double(m.prefix_cache_blocks));
+  metric("whale:kv_block_size_tokens", "gauge", "Tokens per KV-cache block.", double(m.block_size));
+  metric("whale:engine_steps_total", "counter", "Batched forward steps.", double(m.steps_total));
+  metric("whale:engine_step_tokens_total", "counter", "Tokens processed by forward steps.", double(m.step_tokens_total));
+  metric("whale:prefill_seconds_total", "counter", "Time in steps that prefilled prompt tokens.", m.prefill_seconds_total);
+  metric("whale:decode_seconds_total", "counter", "Time in decode-only steps.", m.decode_seconds_total);
+  histogram("whale:time_to_first_token_seconds", "Time from arrival to the first generated token.", m.ttft);
+  histogram("whale:inter_token_latency_seconds", "Time between consecutive tokens of a request.", m.itl);
+  histogram("whale:e2e_request_latency_seconds", "Time from arrival to the end of a request.", m.e2e);
+  return out;
+}
+
+}  // namespace whale

@@ -1,0 +1,44 @@
+// `whale serve`: the HTTP server around one Engine. The socket is bound before the model
+// loads, so /health answers 503 while loading and 200 once ready; every other endpoint
+// answers 503 until then.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "runtime/engine.h"
+#include "server/api.h"
+
+namespace whale {
+
+struct ServerOptions {
+  std::string model;             // path to load
+  std::string alias;             // model id clients use; default: the path's last component
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;           // empty: no authentication
+  std::string chat_format = "auto";
+  EngineConfig engine;
+  int threads = 0;               // compute threads; 0: all cores
+  int http_threads = 128;        // connections served at once
+  size_t max_body_bytes = 8 << 20;
+  bool mirror_reasoning = false;
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions o);
+  ~Server();
+  // Binds, loads the model, serves until stop(). Returns the process exit code; throws
+  // Error when the address cannot be bound or the model cannot be loaded.
+  int run();
+  void stop();
+  int port() const { return bound_port_.load(); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<int> bound_port_{0};
+};
+
+}  // namespace whale
