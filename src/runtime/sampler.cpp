@@ -59,30 +59,45 @@ void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const 
     probs[size_t(argmax(logits, vocab))] = 1.0f;
     return;
   }
+  // Most likely first, lowest id on ties. Only as much of the vocabulary is ordered as the
+  // filters need (a full sort of ~130K logits per token would cost more than the forward
+  // step of a small model).
   auto by_prob = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  std::sort(candidates_.begin(), candidates_.end(), by_prob);
-  if (params_.top_k > 0 && size_t(params_.top_k) < candidates_.size()) candidates_.resize(size_t(params_.top_k));
+  if (params_.top_k > 0 && size_t(params_.top_k) < candidates_.size()) {
+    std::nth_element(candidates_.begin(), candidates_.begin() + params_.top_k - 1, candidates_.end(), by_prob);
+    candidates_.resize(size_t(params_.top_k));
+    std::sort(candidates_.begin(), candidates_.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  }
 
-  // softmax over the survivors (sorted, so the first is the maximum)
-  const float mx = candidates_[0].first;
+  // softmax over the survivors, summed in id order
+  float mx = -INFINITY;
+  for (const auto& c : candidates_) mx = std::max(mx, c.first);
   double sum = 0;
   for (auto& c : candidates_) sum += (c.first = std::exp(c.first - mx));
   for (auto& c : candidates_) c.first = float(c.first / sum);
 
   size_t keep = candidates_.size();
-  if (params_.min_p > 0) {
-    const float floor = params_.min_p * candidates_[0].first;
-    keep = 1;
-    while (keep < candidates_.size() && candidates_[keep].first >= floor) ++keep;
+  if (params_.min_p > 0) {  // survivors at or above min_p · p(most likely), moved to the front
+    const float floor = params_.min_p * float(1.0 / sum);  // the most likely token has exp(0) / sum
+    keep = size_t(std::partition(candidates_.begin(), candidates_.end(), [&](const auto& c) { return c.first >= floor; }) -
+                  candidates_.begin());
   }
-  if (params_.top_p < 1.0f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < keep) {
-      cum += candidates_[n++].first;
-      if (cum >= params_.top_p) break;
+  if (params_.top_p < 1.0f) {  // order a growing prefix until it covers top_p
+    size_t sorted = std::min<size_t>(64, keep);
+    for (;;) {
+      std::partial_sort(candidates_.begin(), candidates_.begin() + long(sorted), candidates_.begin() + long(keep), by_prob);
+      double cum = 0;
+      size_t n = 0;
+      while (n < sorted) {
+        cum += candidates_[n++].first;
+        if (cum >= params_.top_p) break;
+      }
+      if (cum >= params_.top_p || sorted == keep) {
+        keep = std::max<size_t>(1, n);
+        break;
+      }
+      sorted = std::min(keep, sorted * 8);
     }
-    keep = std::max<size_t>(1, n);
   }
   double total = 0;
   for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;

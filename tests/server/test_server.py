@@ -1,0 +1,425 @@
+"""`whale serve` driven by real clients: the official `openai` package and curl.
+
+Usage: python3 tests/server/test_server.py WHALE_BINARY   (ctest runs it)
+"""
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import openai
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from whale_server import WhaleServer, make_chat_model  # noqa: E402
+
+WHALE = None
+MODEL = None
+NAME = "tiny-chat"
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def client(server, key="none"):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def post(url, body, headers=None):
+    """(status, parsed JSON or text) for a raw POST."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", *args], check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def collect_stream(stream):
+    """reasoning, content, tool calls (id, name, arguments) and finish reason of a streamed chat."""
+    reasoning, content, calls, finish, usage = "", "", {}, None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            d = ch.delta
+            reasoning += getattr(d, "reasoning_content", None) or ""
+            content += d.content or ""
+            for tc in d.tool_calls or []:
+                c = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                if tc.id:
+                    c["id"] = tc.id
+                if tc.function and tc.function.name:
+                    c["name"] += tc.function.name
+                if tc.function and tc.function.arguments:
+                    c["arguments"] += tc.function.arguments
+            if ch.finish_reason:
+                finish = ch.finish_reason
+    return reasoning, content, [calls[i] for i in sorted(calls)], finish, usage
+
+
+class OpenAIClient(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.v3 = WhaleServer(WHALE, MODEL, "--parallel", "4", "--ctx", "512").__enter__()
+        cls.r1 = WhaleServer(WHALE, MODEL, "--chat-format", "r1", "--ctx", "512", "--alias", "tiny-r1").__enter__()
+        cls.v31 = WhaleServer(WHALE, MODEL, "--chat-format", "v3.1", "--ctx", "512", "--reasoning-mirror").__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in (cls.v3, cls.r1, cls.v31):
+            s.__exit__(None, None, None)
+
+    def test_chat_non_stream_and_stream_agree(self):
+        c = client(self.v3)
+        msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]
+        r = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=12, temperature=0)
+        self.assertEqual(r.object, "chat.completion")
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assertEqual(r.usage.completion_tokens, 12)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + 12)
+        s = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=12, temperature=0, stream=True,
+                                      stream_options={"include_usage": True})
+        reasoning, content, calls, finish, usage = collect_stream(s)
+        self.assertEqual(content, r.choices[0].message.content)
+        self.assertEqual(finish, "length")
+        self.assertEqual(usage.completion_tokens, 12)
+
+    def test_model_name_is_checked_and_listed(self):
+        c = client(self.r1)
+        self.assertEqual([m.id for m in c.models.list()], ["tiny-r1"])
+        c.chat.completions.create(model="tiny-r1", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+        with self.assertRaises(openai.NotFoundError):
+            c.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+
+    def test_reasoning_content_with_thinking_budget(self):
+        # R1 always thinks; the budget forces </think> after 6 reasoning tokens, then the answer.
+        c = client(self.r1)
+        kw = dict(model="tiny-r1", messages=[{"role": "user", "content": "Think about 7*8."}], max_tokens=16,
+                  temperature=0, extra_body={"thinking": {"type": "enabled", "budget_tokens": 6}})
+        r = c.chat.completions.create(**kw)
+        m = r.choices[0].message
+        self.assertTrue(m.reasoning_content)
+        self.assertTrue(m.content)
+        self.assertGreaterEqual(r.usage.completion_tokens_details.reasoning_tokens, 6)
+        reasoning, content, _, _, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
+        self.assertEqual(reasoning, m.reasoning_content)
+        self.assertEqual(content, m.content)
+
+    def test_v31_thinking_toggles(self):
+        c = client(self.v31)
+        base = dict(model=NAME, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0)
+        off = c.chat.completions.create(**base)
+        self.assertFalse(getattr(off.choices[0].message, "reasoning_content", None))
+        self.assertTrue(off.choices[0].message.content)
+        for extra in ({"chat_template_kwargs": {"thinking": True}}, {"thinking": {"type": "enabled"}},
+                      {"reasoning_effort": "high"}):
+            on = c.chat.completions.create(extra_body=extra, **base)
+            msg = on.choices[0].message
+            self.assertTrue(msg.reasoning_content, extra)
+            self.assertEqual(msg.reasoning, msg.reasoning_content)  # --reasoning-mirror
+            self.assertEqual(on.usage.completion_tokens_details.reasoning_tokens, 8)
+        again_off = c.chat.completions.create(extra_body={"thinking": {"type": "disabled"}}, **base)
+        self.assertEqual(again_off.choices[0].message.content, off.choices[0].message.content)
+
+    def test_interleaved_thinking_history_is_accepted(self):
+        c = client(self.v31)
+        msgs = [{"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": None, "reasoning_content": "I should call the tool.",
+                 "tool_calls": [{"id": "call_1", "type": "function",
+                                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C, sunny"}]
+        r = c.chat.completions.create(model=NAME, messages=msgs, tools=TOOLS, max_tokens=4, temperature=0)
+        self.assertEqual(r.usage.completion_tokens, 4)
+
+    def test_forced_tool_call_streams_like_non_stream(self):
+        for server in (self.v31, self.v3):
+            c = client(server)
+            kw = dict(model=NAME, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
+                      tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=12, temperature=0)
+            r = c.chat.completions.create(**kw)
+            calls = r.choices[0].message.tool_calls
+            self.assertEqual(len(calls), 1)
+            self.assertEqual(calls[0].function.name, "get_weather")
+            self.assertIsInstance(calls[0].function.arguments, str)
+            self.assertTrue(calls[0].id.startswith("call_"))
+            _, content, scalls, finish, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
+            self.assertEqual([(x["name"], x["arguments"]) for x in scalls],
+                             [(t.function.name, t.function.arguments) for t in calls])
+            self.assertEqual(content, r.choices[0].message.content or "")
+            self.assertEqual(finish, r.choices[0].finish_reason)
+
+    def test_logprobs(self):
+        r = client(self.v3).chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}],
+                                                    max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
+        lp = r.choices[0].logprobs.content
+        self.assertEqual(len(lp), 5)
+        for t in lp:
+            self.assertEqual(len(t.top_logprobs), 3)
+            self.assertAlmostEqual(t.logprob, t.top_logprobs[0].logprob, places=5)  # greedy = most likely
+            self.assertEqual(bytes(t.bytes).decode("utf-8", "replace"), t.token)
+
+    def test_json_object_mode(self):
+        r = client(self.v3).chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": "JSON please"}], max_tokens=40, temperature=0.8, seed=3,
+            response_format={"type": "json_object"})
+        text = r.choices[0].message.content
+        self.assertTrue(text.startswith("{"), text)
+        if r.choices[0].finish_reason == "stop":
+            json.loads(text)
+
+    def test_n_seed_and_stop(self):
+        c = client(self.v3)
+        msgs = [{"role": "user", "content": "Tell me something."}]
+        r = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=8, temperature=1.0, seed=42, n=3)
+        self.assertEqual([ch.index for ch in r.choices], [0, 1, 2])
+        again = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=8, temperature=1.0, seed=42, n=3)
+        self.assertEqual([ch.message.content for ch in r.choices], [ch.message.content for ch in again.choices])
+        full = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=8, temperature=0).choices[0].message.content
+        stop = full[len(full) // 2:][:2]
+        cut = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=8, temperature=0, stop=[stop])
+        self.assertEqual(cut.choices[0].finish_reason, "stop")
+        self.assertEqual(cut.choices[0].message.content, full[:full.index(stop)])
+
+    def test_prefix_cache_reports_cached_tokens_and_same_answer(self):
+        c = client(self.v3)
+        msgs = [{"role": "system", "content": "You are a helpful assistant. " * 8}, {"role": "user", "content": "Hi"}]
+        a = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=6, temperature=0)
+        b = c.chat.completions.create(model=NAME, messages=msgs, max_tokens=6, temperature=0)
+        self.assertGreater(b.usage.prompt_tokens_details.cached_tokens, 0)
+        self.assertEqual(b.usage.model_extra["prompt_cache_hit_tokens"], b.usage.prompt_tokens_details.cached_tokens)
+        self.assertEqual(a.choices[0].message.content, b.choices[0].message.content)
+
+    def test_completions(self):
+        c = client(self.v3)
+        r = c.completions.create(model=NAME, prompt="Once upon a time", max_tokens=6, temperature=0, logprobs=2)
+        self.assertEqual(r.object, "text_completion")
+        self.assertEqual(len(r.choices[0].logprobs.tokens), 6)
+        text = "".join(ch.choices[0].text for ch in c.completions.create(
+            model=NAME, prompt="Once upon a time", max_tokens=6, temperature=0, stream=True) if ch.choices)
+        self.assertEqual(text, r.choices[0].text)
+
+    def test_sixteen_concurrent_requests_equal_alone(self):
+        c = client(self.v3)
+        prompts = [f"Question {i}: what is {i * 13} plus {i}?" for i in range(16)]
+        kw = dict(model=NAME, max_tokens=10, temperature=0)
+        alone = [c.chat.completions.create(messages=[{"role": "user", "content": p}], **kw).choices[0].message.content
+                 for p in prompts]
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            together = list(ex.map(lambda p: c.chat.completions.create(
+                messages=[{"role": "user", "content": p}], **kw).choices[0].message.content, prompts))
+        self.assertEqual(together, alone)
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = WhaleServer(WHALE, MODEL, "--ctx", "128", "--max-body", "65536").__enter__()
+        cls.chat = cls.s.url + "/v1/chat/completions"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.__exit__(None, None, None)
+
+    def expect_error(self, body, status, param=None, code=None):
+        got, text = post(self.chat, body)
+        self.assertEqual(got, status, text)
+        err = json.loads(text)["error"]
+        self.assertTrue(err["message"])
+        if param:
+            self.assertEqual(err["param"], param)
+        if code:
+            self.assertEqual(err["code"], code)
+
+    def test_malformed_and_mistyped_requests(self):
+        self.expect_error(b"{not json", 400)
+        self.expect_error(b"[1, 2]", 400)
+        self.expect_error(b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', 400)  # invalid UTF-8
+        self.expect_error({"messages": "hello"}, 400, "messages")
+        self.expect_error({"messages": []}, 400, "messages")
+        self.expect_error({"messages": [{"role": "wizard", "content": "x"}]}, 400)
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 400, "temperature")
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "max_tokens": -5}, 400, "max_tokens")
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "n": 1000}, 400, "n")
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "stream")
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "model": "nope"}, 404, "model")
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, 400)
+        self.expect_error({"messages": [{"role": "user", "content": "x"}],
+                           "tools": [{"type": "function", "function": {"name": "bad name!"}}]}, 400)
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "tools": TOOLS,
+                           "tool_choice": {"type": "function", "function": {"name": "other"}}}, 400, "tool_choice")
+        self.expect_error({"messages": [{"role": "user", "content": "word " * 300}]}, 400, code="context_length_exceeded")
+        self.assertEqual(post(self.s.url + "/v1/nothing", {})[0], 404)
+
+    def test_oversized_body_and_header_flood(self):
+        status, _ = post(self.chat, {"messages": [{"role": "user", "content": "x" * 100000}]})
+        self.assertEqual(status, 413)
+        with socket.create_connection(("127.0.0.1", int(self.s.url.rsplit(":", 1)[1])), timeout=30) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Flood: " + b"a" * 100000 + b"\r\n\r\n")
+            try:
+                reply = sock.recv(1000)
+            except ConnectionResetError:
+                reply = b""
+            self.assertFalse(reply.startswith(b"HTTP/1.1 200"), reply)
+        self.assertEqual(urllib.request.urlopen(self.s.url + "/health").status, 200)  # still serving
+
+    def test_ollama_errors(self):
+        status, text = post(self.s.url + "/api/chat", {"model": "nope", "messages": []})
+        self.assertEqual(status, 404)
+        status, text = post(self.s.url + "/api/chat", {"model": os.path.basename(MODEL),
+                                                      "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]})
+        self.assertEqual(status, 400)
+        status, text = post(self.s.url + "/api/generate", {"model": os.path.basename(MODEL), "prompt": "x",
+                                                          "options": {"temperature": "warm"}})
+        self.assertEqual(status, 400)
+        self.assertIn("options.temperature", text)
+
+
+class ApiKey(unittest.TestCase):
+    def test_key_is_enforced(self):
+        with WhaleServer(WHALE, MODEL, "--api-key", "sekrit") as s:
+            with self.assertRaises(openai.AuthenticationError):
+                client(s, "wrong").models.list()
+            self.assertEqual([m.id for m in client(s, "sekrit").models.list()], [os.path.basename(MODEL)])
+            self.assertEqual(urllib.request.urlopen(s.url + "/health").status, 200)  # health needs no key
+            self.assertEqual(post(s.url + "/api/chat", {})[0], 401)
+
+
+class Ollama(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = WhaleServer(WHALE, MODEL, "--chat-format", "v3.1", "--ctx", "512").__enter__()
+        cls.name = os.path.basename(MODEL)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.__exit__(None, None, None)
+
+    def test_chat_stream_and_non_stream_with_curl(self):
+        body = {"model": self.name, "messages": [{"role": "user", "content": "Hello"}], "think": True,
+                "options": {"temperature": 0, "num_predict": 8}}
+        lines = [json.loads(l) for l in curl(self.s.url + "/api/chat", "-d", json.dumps(body)).splitlines() if l.strip()]
+        self.assertTrue(all(not l["done"] for l in lines[:-1]))
+        last = lines[-1]
+        self.assertTrue(last["done"])
+        self.assertEqual(last["done_reason"], "length")
+        self.assertEqual(last["eval_count"], 8)
+        for k in ("total_duration", "prompt_eval_duration", "eval_duration"):
+            self.assertIsInstance(last[k], int)
+        thinking = "".join(l["message"].get("thinking", "") for l in lines)
+        content = "".join(l["message"]["content"] for l in lines)
+        one = json.loads(curl(self.s.url + "/api/chat", "-d", json.dumps({**body, "stream": False})))
+        self.assertEqual(one["message"].get("thinking", ""), thinking)
+        self.assertEqual(one["message"]["content"], content)
+        self.assertTrue(thinking)
+
+    def test_generate_and_management_endpoints(self):
+        r = json.loads(curl(self.s.url + "/api/generate", "-d", json.dumps(
+            {"model": self.name, "prompt": "Why is the sky blue?", "stream": False, "options": {"num_predict": 5}})))
+        self.assertTrue(r["done"])
+        self.assertEqual(r["eval_count"], 5)
+        self.assertIsInstance(r["response"], str)
+        load = json.loads(curl(self.s.url + "/api/generate", "-d", json.dumps({"model": self.name})))
+        self.assertEqual(load["done_reason"], "load")
+        raw = json.loads(curl(self.s.url + "/api/generate", "-d", json.dumps(
+            {"model": self.name, "prompt": "<think>", "raw": True, "stream": False, "options": {"num_predict": 3}})))
+        self.assertEqual(raw["eval_count"], 3)
+        tags = json.loads(curl(self.s.url + "/api/tags"))
+        self.assertEqual(tags["models"][0]["name"], self.name)
+        show = json.loads(curl(self.s.url + "/api/show", "-d", json.dumps({"model": self.name})))
+        self.assertIn("thinking", show["capabilities"])
+        self.assertEqual(show["model_info"]["general.architecture"], "deepseek2")
+        self.assertEqual(json.loads(curl(self.s.url + "/api/ps"))["models"][0]["name"], self.name)
+        self.assertIn("version", json.loads(curl(self.s.url + "/api/version")))
+
+    def test_json_format(self):
+        r = json.loads(curl(self.s.url + "/api/chat", "-d", json.dumps(
+            {"model": self.name, "messages": [{"role": "user", "content": "JSON"}], "format": "json", "stream": False,
+             "options": {"num_predict": 30, "seed": 5}})))
+        self.assertTrue(r["message"]["content"].startswith("{"))
+
+
+class Operations(unittest.TestCase):
+    def test_health_metrics_and_disconnect_cancels(self):
+        with WhaleServer(WHALE, MODEL, "--ctx", "4096", "--parallel", "2") as s:
+            m0 = s.metrics()
+            self.assertIn('whale:num_requests_running{model_name="%s"}' % os.path.basename(MODEL), m0)
+            # A client that leaves mid-stream: the request is cancelled and its blocks freed.
+            req = urllib.request.Request(s.url + "/v1/chat/completions", data=json.dumps(
+                {"messages": [{"role": "user", "content": "Tell a long story"}], "max_tokens": 3000,
+                 "stream": True}).encode(), headers={"Content-Type": "application/json"})
+            resp = urllib.request.urlopen(req, timeout=30)
+            resp.readline()
+            resp.close()
+            deadline = time.time() + 20
+            while time.time() < deadline and s.metric("whale:num_requests_running") > 0:
+                time.sleep(0.1)
+            self.assertEqual(s.metric("whale:num_requests_running"), 0)
+            self.assertLess(s.metric("whale:generation_tokens_total"), 3000)
+            self.assertEqual(s.metric("whale:kv_blocks_free"), s.metric("whale:kv_blocks_total"))
+            client(s).chat.completions.create(model=NAME, messages=[{"role": "user", "content": "x"}], max_tokens=3)
+            m = s.metrics()
+            name = os.path.basename(MODEL)
+            self.assertGreaterEqual(m['whale:request_success_total{model_name="%s"}' % name], 2)
+            self.assertGreater(m['whale:time_to_first_token_seconds_count{model_name="%s"}' % name], 0)
+            self.assertGreater(m['whale:inter_token_latency_seconds_count{model_name="%s"}' % name], 0)
+
+    def test_health_is_503_while_loading_then_200(self):
+        # The socket is bound before the model loads (~0.3 s for the tokenizer and weights):
+        # the first poll, right after the "listening" line, lands inside the load.
+        with WhaleServer(WHALE, MODEL, wait_ready=False) as s:
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(s.url + "/health")
+            self.assertEqual(e.exception.code, 503)
+            self.assertEqual(json.loads(e.exception.read())["error"]["message"], "Loading model")
+            s.wait_healthy()
+            self.assertEqual(urllib.request.urlopen(s.url + "/health").status, 200)
+
+    def test_a_model_that_cannot_load_is_a_clear_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc = subprocess.Popen([WHALE, "serve", d, "--port", "0"], stderr=subprocess.PIPE, text=True)
+            out = proc.communicate(timeout=30)[1]
+            self.assertEqual(proc.returncode, 1)
+            self.assertIn("whale: error:", out)
+            self.assertIn(d, out)
+
+    def test_load_64_concurrent_streams(self):
+        with WhaleServer(WHALE, MODEL, "--parallel", "16", "--ctx", "256") as s:
+            c = client(s)
+
+            def one(i):
+                stream = c.chat.completions.create(model=NAME, messages=[{"role": "user", "content": f"Story {i}"}],
+                                                   max_tokens=24, temperature=0.7, seed=i, stream=True,
+                                                   stream_options={"include_usage": True})
+                return collect_stream(stream)[4].completion_tokens
+
+            rss = []
+            for _ in range(3):
+                t0 = time.time()
+                with concurrent.futures.ThreadPoolExecutor(64) as ex:
+                    tokens = sum(ex.map(one, range(64)))
+                dt = time.time() - t0
+                rss.append(s.rss_kib())
+                print(f"load: 64 streams, {tokens} tokens in {dt:.2f} s = {tokens / dt:.0f} tok/s, RSS {rss[-1] // 1024} MiB",
+                      file=sys.stderr)
+                self.assertEqual(tokens, 64 * 24)
+            self.assertLess(rss[2], rss[0] * 1.2 + 16 * 1024)  # stable memory across rounds
+
+
+if __name__ == "__main__":
+    WHALE = os.path.abspath(sys.argv.pop(1))
+    with tempfile.TemporaryDirectory() as tmp:
+        MODEL = make_chat_model(WHALE, os.path.join(tmp, "tiny-chat"))
+        unittest.main(verbosity=2)
