@@ -42,10 +42,18 @@ struct ServedModel {
   bool mirror_reasoning = false;  // also send reasoning_content as `reasoning`
 };
 
+// The engine requests of a job once submitted; any still running when the last copy goes
+// away (the response was abandoned) are cancelled.
+struct Submitted {
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  ~Submitted();
+};
+
 // A parsed generation request: n engine requests (n > 1 for OpenAI's `n`) and what the
 // response writer needs to know.
 struct Job {
   std::vector<EngineRequest> requests;
+  std::shared_ptr<Submitted> submitted;  // set by api::start
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;
@@ -99,9 +107,13 @@ std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& n
 std::string random_id(const std::string& prefix);
 int64_t unix_time();
 std::string rfc3339_now();
-// Runs a job and waits for all its requests; `on_output(i, out)` sees each piece as it
-// comes; returns false if `alive()` turned false (the requests are then cancelled).
-bool drive(Job& job, const ServedModel& m, const std::function<bool(size_t, const RequestOutput&)>& on_output,
+// Submits a job's requests to the engine: 503 without a model, 400 for a request the engine
+// refuses. Done before a response starts, so errors still get their status code.
+void start(Job& job, const ServedModel& m);
+// Waits for all of a started job's requests; `on_output(i, out)` sees each piece as it
+// comes. Returns false if `on_output` or `alive()` returned false (the requests are then
+// cancelled).
+bool drive(Job& job, const std::function<bool(size_t, const RequestOutput&)>& on_output,
            const std::function<bool()>& alive = {});
 // Text of a token for logprobs (invalid UTF-8 replaced) and its raw bytes.
 std::string token_text(const Tokenizer& tok, int32_t id);

@@ -4,7 +4,8 @@
 #include <chrono>
 #include <ctime>
 #include <random>
-#include <regex>
+#include <algorithm>
+#include <cctype>
 
 #include "core/error.h"
 #include "server/api.h"
@@ -34,6 +35,10 @@ ojson parse_json_body(std::string_view body) {
   if (j.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return j;
+}
+
+Submitted::~Submitted() {
+  for (auto& h : handles) h->cancel();  // a no-op for finished requests
 }
 
 namespace api {
@@ -118,7 +123,11 @@ std::vector<std::string> get_stop(const ojson& o, const char* key, const std::st
 
 void validate_tools(const ojson& tools) {
   if (!tools.is_array()) throw ApiError(400, "'tools' must be an array", "tools");
-  static const std::regex name_re("^[A-Za-z0-9_.:-]{1,64}$");
+  auto good_name = [](const std::string& n) {
+    return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == ':';
+    });
+  };
   for (size_t i = 0; i < tools.size(); ++i) {
     const ojson& t = tools[i];
     const std::string w = "tools[" + std::to_string(i) + "]";
@@ -127,7 +136,7 @@ void validate_tools(const ojson& tools) {
     const ojson* f = find(t, "function");
     if (!f || !f->is_object()) throw ApiError(400, w + ".function must be an object", w + ".function");
     const ojson* name = find(*f, "name");
-    if (!name || !name->is_string() || !std::regex_match(name->get<std::string>(), name_re))
+    if (!name || !name->is_string() || !good_name(name->get<std::string>()))
       throw ApiError(400, w + ".function.name must be 1-64 letters, digits, '_', '-', '.' or ':'", w + ".function.name");
     if (const ojson* d = find(*f, "description"); d && !d->is_string())
       throw ApiError(400, w + ".function.description must be a string", w + ".function.description");
@@ -242,16 +251,21 @@ std::string rfc3339_now() {
   return out;
 }
 
-bool drive(Job& job, const ServedModel& m, const std::function<bool(size_t, const RequestOutput&)>& on_output,
-           const std::function<bool()>& alive) {
+void start(Job& job, const ServedModel& m) {
   if (!m.engine) throw ApiError(503, "the model is not loaded");
-  std::vector<std::shared_ptr<RequestHandle>> handles;
+  job.submitted = std::make_shared<Submitted>();
   try {
-    for (auto& r : job.requests) handles.push_back(m.engine->submit(std::move(r)));
+    for (auto& r : job.requests) job.submitted->handles.push_back(m.engine->submit(std::move(r)));
   } catch (const Error& e) {
-    for (auto& h : handles) h->cancel();
+    job.submitted.reset();  // cancels what was submitted
     throw ApiError(400, e.what());
   }
+  job.requests.clear();
+}
+
+bool drive(Job& job, const std::function<bool(size_t, const RequestOutput&)>& on_output,
+           const std::function<bool()>& alive) {
+  auto& handles = job.submitted->handles;
   auto cancel_all = [&] {
     for (auto& h : handles) h->cancel();
     RequestOutput out;

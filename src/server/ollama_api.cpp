@@ -76,6 +76,7 @@ ojson tool_calls_ollama(const std::vector<ParsedToolCall>& calls) {
 
 // The stream / reply shared by /api/chat ("message") and /api/generate ("response").
 Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
+  start(job, m);
   Reply reply;
   reply.content_type = job.stream ? "application/x-ndjson" : "application/json";
   reply.stream = [job, &m, chat](const std::function<bool(std::string_view)>& write) mutable {
@@ -99,7 +100,7 @@ Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
       last_write = std::chrono::steady_clock::now();
       return write(job.stream ? "\n" : " ");  // blank NDJSON lines / leading JSON whitespace
     };
-    const bool ok = drive(job, m, [&](size_t, const RequestOutput& out) {
+    const bool ok = drive(job, [&](size_t, const RequestOutput& out) {
       if (job.stream) {
         last_write = std::chrono::steady_clock::now();
         for (const auto& e : out.events) {

@@ -247,9 +247,10 @@ Job parse_openai_completion(const ojson& b, const ServedModel& m) {
 
 Reply openai_chat(const ojson& body, const ServedModel& m) {
   Job job = parse_openai_chat(body, m);
+  start(job, m);
   const std::string id = random_id("chatcmpl-");
   const int64_t created = unix_time();
-  const size_t n = job.requests.size();
+  const size_t n = job.submitted->handles.size();
   Reply reply;
   if (!job.stream) {
     reply.stream = [job, id, created, n, &m](const std::function<bool(std::string_view)>& write) mutable {
@@ -262,7 +263,7 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
         last_write = std::chrono::steady_clock::now();
         return write(" ");
       };
-      const bool ok = drive(job, m, [&](size_t i, const RequestOutput& out) {
+      const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
         lps[i].insert(lps[i].end(), out.logprobs.begin(), out.logprobs.end());
         if (out.finished) finals[i] = out;
         return true;
@@ -312,7 +313,7 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
       last_write = std::chrono::steady_clock::now();
       return write(": ping\n\n");
     };
-    const bool ok = drive(job, m, [&](size_t i, const RequestOutput& out) {
+    const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
       last_write = std::chrono::steady_clock::now();
       ojson lp = job.logprobs && !out.logprobs.empty() ? chat_logprobs(*m.tokenizer, out.logprobs) : ojson(nullptr);
       bool lp_sent = lp.is_null();
@@ -363,9 +364,10 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
 
 Reply openai_completion(const ojson& body, const ServedModel& m) {
   Job job = parse_openai_completion(body, m);
+  start(job, m);
   const std::string id = random_id("cmpl-");
   const int64_t created = unix_time();
-  const size_t n = job.requests.size();
+  const size_t n = job.submitted->handles.size();
   auto logprobs_json = [&m](const std::vector<TokenLogprob>& lps, size_t offset) {
     ojson tokens = ojson::array(), lp = ojson::array(), top = ojson::array(), off = ojson::array();
     for (const auto& x : lps) {
@@ -397,7 +399,7 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
       last_write = std::chrono::steady_clock::now();
       return write(job.stream ? ": ping\n\n" : " ");
     };
-    const bool ok = drive(job, m, [&](size_t i, const RequestOutput& out) {
+    const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
       std::string delta;
       for (const auto& e : out.events) delta += e.text;
       if (job.stream) {
