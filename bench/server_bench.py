@@ -2,7 +2,7 @@
 concurrent streams, and time to first token for a ~4K-token prompt without and with a
 prefix-cache hit. Standard library only.
 
-  python3 bench/server_bench.py WHALE MODEL [--tokens 64] [--prompt 4096] [-- extra serve args]
+  python3 bench/server_bench.py WHALE MODEL [--tokens 64] [--prompt 4096] [--serve "extra serve args"]
 
 Each stream asks for exactly --tokens tokens (EOS suppressed with logit_bias so every
 stream does the same work). Prints a markdown table; medians over --repeats runs.
@@ -72,10 +72,10 @@ def main():
     ap.add_argument("--prompt", type=int, default=4096, help="approximate prompt tokens for the TTFT test")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--eos", default="1", help="comma-separated EOS ids to suppress")
-    ap.add_argument("serve_args", nargs="*")
+    ap.add_argument("--serve", default="", help="extra `whale serve` arguments, space-separated")
     a = ap.parse_args()
     eos = [int(x) for x in a.eos.split(",") if x]
-    args = ["--parallel", "16", "--ctx", str(a.prompt + 1024), "--kv-tokens", str(16 * 1024 + a.prompt + 1024), *a.serve_args]
+    args = ["--parallel", "16", "--ctx", str(a.prompt + 1024), "--kv-tokens", str(16 * 1024 + a.prompt + 1024), *a.serve.split()]
     with WhaleServer(a.whale, a.model, *args) as s:
         port = int(s.url.rsplit(":", 1)[1])
         stream_chat(port, [{"role": "user", "content": "warm up"}], 8, 0, eos)  # page the weights in
