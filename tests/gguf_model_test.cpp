@@ -78,6 +78,42 @@ TEST_P(GgufModelTest, ConvertedF32FileGivesTheReferenceLogits) {
   }
 }
 
+// Split-layout files run prompt chunks in the absorbed form as matrix products: every
+// position of a whole-prompt prefill matches the reference, and a token's logits do not
+// depend on where chunks were cut (a prefix-cache hit computes what a miss computed).
+TEST_P(GgufModelTest, PromptChunksOfSplitLayoutMatchTheReferenceWhateverTheChunking) {
+  TempDir tmp;
+  const std::string dir = with_tokenizer(GetParam(), tmp), out = tmp / "model.gguf";
+  convert_to_gguf(dir, out, GgufFileType::F32, pool_);
+  auto model = Model::load(out, pool_);
+  const int64_t V = model->config().vocab_size;
+  for (const auto& c : test::load_golden(GetParam())) {
+    const int64_t n = int64_t(c.tokens.size());
+    auto run = [&](std::vector<int64_t> cuts) {  // chunks [cuts[i], cuts[i+1]); logits of every position
+      auto cache = model->make_cache(n, 4);
+      SeqCache seq;
+      EXPECT_TRUE(seq.reserve(*cache, n));
+      std::vector<float> all(static_cast<size_t>(n * V));
+      cuts.push_back(n);
+      for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+        Batch b;
+        b.add(&seq, &c.tokens[size_t(cuts[k])], cuts[k + 1] - cuts[k], false);
+        b.seqs.back().form = AttentionForm::MHA;
+        model->forward(b, *cache, &all[size_t(cuts[k] * V)]);
+      }
+      return all;
+    };
+    const auto whole = run({0});
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_TRUE(test::logits_close(std::vector<float>(whole.begin() + i * V, whole.begin() + (i + 1) * V), c.logits[size_t(i)]))
+          << "position " << i;
+    for (std::vector<int64_t> cuts : {std::vector<int64_t>{0, 1}, {0, n / 2}, {0, 3, n - 1}}) {
+      const auto split = run(cuts);
+      EXPECT_EQ(split, whole) << "cut at " << cuts[1];
+    }
+  }
+}
+
 // KL(reference || quantized) in nats and whether the argmax agrees, per position.
 struct Agreement {
   double kl_sum = 0, kl_max = 0;

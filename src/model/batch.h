@@ -8,17 +8,21 @@
 
 namespace whale {
 
-struct BatchSeq {
-  SeqCache* cache;    // the sequence's block table; its length grows by n_tokens
-  int64_t first = 0;  // index of its first token in Batch::tokens
-  int64_t n_tokens = 0;
-};
-
 // MLA has two equivalent forms. MHA decompresses per-head keys and values from the cached
 // latents (cheap when many queries share them: prefill); absorbed folds kv_b_proj into the
 // query and output so attention runs directly on the 576-wide latents (cheap for decode,
 // and computing each token exactly as a one-token decode step would).
-enum class AttentionForm { Auto, MHA, Absorbed };
+enum class AttentionForm { Auto = 0, MHA, Absorbed };
+
+struct BatchSeq {
+  SeqCache* cache;    // the sequence's block table; its length grows by n_tokens
+  int64_t first = 0;  // index of its first token in Batch::tokens
+  int64_t n_tokens = 0;
+  // Auto: the batch's choice. The serving engine sets MHA for prompt chunks of any length
+  // and Absorbed for generated tokens, so a token's computation never depends on how the
+  // prompt was chunked (prefix-cache hits then equal misses bit for bit).
+  AttentionForm form = AttentionForm::Auto;
+};
 
 struct Batch {
   std::vector<int32_t> tokens;     // [T] all new tokens, sequence after sequence

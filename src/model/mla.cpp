@@ -48,10 +48,14 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
     for (int64_t i = 0; i < s.n_tokens; ++i)
       std::memcpy(s.cache->slot(cache, layer, s.cache->length + i), &ws.kva[size_t((s.first + i) * kvd)],
                   size_t(kvd) * sizeof(float));
-    AttentionForm form = attention_form_ != AttentionForm::Auto ? attention_form_ : batch.attention;
+    AttentionForm form = attention_form_ != AttentionForm::Auto ? attention_form_
+                         : s.form != AttentionForm::Auto ? s.form
+                                                         : batch.attention;
     if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
-    if (A.kv_b_proj.empty()) form = AttentionForm::Absorbed;  // split GGUF layout: no decompression matrix
-    if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
+    // Split GGUF layout: no decompression matrix, so prompt chunks take the absorbed form,
+    // computed for the whole chunk at once.
+    if (form == AttentionForm::MHA && A.kv_b_proj.empty()) attention_absorbed_chunk(A, layer, s, cache, ws);
+    else if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
     else attention_absorbed(A, layer, s, cache, ws);
   }
   matmul(A.o_proj, ws.attn.data(), T, ws.out.data(), pool_);                    // [T, hidden]
@@ -152,6 +156,68 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
       else matmul_rows(A.kv_b_proj, h * kv_row + nope, h * kv_row + kv_row, &lat[size_t(h * r)], H * r, n, o, H * dv, pool_);
     }
   });
+}
+
+// Absorbed form for a chunk of prompt tokens of a split-layout (k_b_proj / v_b_proj) model.
+// The same math as attention_absorbed, but all n·H query rows of a tile are scored against
+// the chunk's context with one matrix product, and the attention-weighted latents come from
+// a second one (against the latents transposed), instead of a pass over the cache per token.
+// Each query row's result depends only on its own inputs and the cache, never on how the
+// prompt was split into chunks: the context is zero-padded to a multiple of 64 positions,
+// which leaves every sum unchanged (padding adds exact zeros), so a prefix-cache hit
+// recomputes exactly what a miss computed.
+void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+                                     Workspace& ws) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = r + rope;
+  const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n, S_pad = (S + 63) / 64 * 64;
+
+  std::vector<float> ctx(static_cast<size_t>(S_pad * kvd), 0.0f);  // [S_pad, r + rope] the context's latents
+  std::vector<float> ctx_t(static_cast<size_t>(r * S_pad), 0.0f);  // [r, S_pad] their c_kv part, transposed
+  pool_.parallel_for(S, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const float* src = s.cache->slot(cache, layer, j);
+      std::memcpy(&ctx[size_t(j * kvd)], src, size_t(kvd) * sizeof(float));
+      for (int64_t k = 0; k < r; ++k) ctx_t[size_t(k * S_pad + j)] = src[k];
+    }
+  }, 64);
+  const Weight ctx_w{DType::F32, S_pad, kvd, reinterpret_cast<const uint8_t*>(ctx.data())};
+  const Weight ctx_t_w{DType::F32, r, S_pad, reinterpret_cast<const uint8_t*>(ctx_t.data())};
+
+  // Query tiles bound the score matrix ([tile·H, S_pad]) to about 32 MiB.
+  const int64_t tile = std::clamp<int64_t>((int64_t(8) << 20) / (H * S_pad), 1, n);
+  std::vector<float> qcat, scores, lat;
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    const int64_t m = std::min(tile, n - i0), rows = m * H;
+    qcat.assign(size_t(rows * kvd), 0.0f);  // [m, H, r + rope]: W_UK_hᵀ q_nope_h ‖ q_pe_h
+    pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) {
+        const float* q = &ws.q[size_t(((s.first + i0) * H + h) * qk)];
+        matmul_rows(A.k_b_proj, h * r, (h + 1) * r, q, H * qk, m, &qcat[size_t(h * kvd)], H * kvd, pool_);
+        for (int64_t i = 0; i < m; ++i)
+          std::memcpy(&qcat[size_t((i * H + h) * kvd + r)], q + i * H * qk + nope, size_t(rope) * sizeof(float));
+      }
+    });
+    scores.resize(size_t(rows * S_pad));  // [m·H, S_pad]
+    matmul_rows(ctx_w, 0, S_pad, qcat.data(), kvd, rows, scores.data(), S_pad, pool_);
+    pool_.parallel_for(rows, [&](int64_t a, int64_t b) {
+      for (int64_t row = a; row < b; ++row) {
+        const int64_t n_ctx = p0 + i0 + row / H + 1;
+        float* sc = &scores[size_t(row * S_pad)];
+        for (int64_t j = 0; j < n_ctx; ++j) sc[j] *= rope_.softmax_scale;
+        softmax_inplace(sc, n_ctx);
+        std::fill(sc + n_ctx, sc + S_pad, 0.0f);
+      }
+    }, 16);
+    lat.resize(size_t(rows * r));  // [m, H, r] attention-weighted latents
+    matmul_rows(ctx_t_w, 0, r, scores.data(), S_pad, rows, lat.data(), r, pool_);
+    pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h)
+        matmul_rows(A.v_b_proj, h * dv, (h + 1) * dv, &lat[size_t(h * r)], H * r, m,
+                    &ws.attn[size_t(((s.first + i0) * H + h) * dv)], H * dv, pool_);
+    });
+  }
 }
 
 }  // namespace whale

@@ -70,6 +70,8 @@ class Model {
   void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);
   void attention_absorbed(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache,
                           Workspace& ws);
+  void attention_absorbed_chunk(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache,
+                                Workspace& ws);
   void dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws);
   void moe(const MoEWeights& M, const Router& router, int64_t n_tok, Workspace& ws);
 

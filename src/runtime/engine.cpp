@@ -254,6 +254,7 @@ bool Engine::step() {
     if (!s->decoding()) continue;
     ensure(*s, 1);
     batch.add(&s->cache, &s->next, 1);
+    batch.seqs.back().form = AttentionForm::Absorbed;
     rows.push_back(s.get());
     prefill_done.push_back(false);
   }
@@ -272,6 +273,7 @@ bool Engine::step() {
       batch.seqs.push_back({&s->cache, int64_t(batch.tokens.size()), n});
       batch.tokens.insert(batch.tokens.end(), toks, toks + n);
     }
+    batch.seqs.back().form = AttentionForm::MHA;  // prompt tokens: the same form whatever the chunking
     s->prefilled += n;
     budget -= n;
   }
