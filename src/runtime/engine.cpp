@@ -293,17 +293,23 @@ bool Engine::step() {
 
   for (size_t i = 0; i < rows.size(); ++i) {
     Sequence& s = *rows[i];
-    const float* logits = &logits_[i * size_t(V)];
-    if (prefill_done[i]) {
-      s.stats.prefill_seconds = seconds(s.admitted, t1);
-      if (prefix_) prefix_->insert(s.req.prompt, s.cache.blocks, int64_t(s.req.prompt.size()) / bs);
-    }
-    if (s.req.top_logprobs >= 0) logprobs(s, logits);
-    std::vector<float> raw;  // choose() masks the row in place; logprobs need the original
-    if (s.req.top_logprobs >= 0) raw.assign(logits, logits + V);
-    const int32_t token = choose(s, const_cast<float*>(logits));
-    accept(s, token, raw.empty() ? logits : raw.data());
+    if (!prefill_done[i]) continue;
+    s.stats.prefill_seconds = seconds(s.admitted, t1);
+    if (prefix_) prefix_->insert(s.req.prompt, s.cache.blocks, int64_t(s.req.prompt.size()) / bs);
   }
+  // Sampling touches only each sequence's own state: rows in parallel (over a ~100K
+  // vocabulary it costs about as much as a small model's forward step). choose() masks its
+  // row in place but never the token it picks, so logits[token] stays the model's logit.
+  std::vector<int32_t> chosen(rows.size());
+  model_.pool().parallel_for(int64_t(rows.size()), [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      Sequence& s = *rows[size_t(i)];
+      float* logits = &logits_[size_t(i) * size_t(V)];
+      if (s.req.top_logprobs >= 0) logprobs(s, logits);
+      chosen[size_t(i)] = choose(s, logits);
+    }
+  });
+  for (size_t i = 0; i < rows.size(); ++i) accept(*rows[i], chosen[i], &logits_[i * size_t(V)]);
   for (auto& s : running_) {
     if (s->out.events.empty() && s->out.logprobs.empty() && !s->out.finished) continue;
     std::lock_guard<std::mutex> lock(s->handle->mu_);
@@ -318,7 +324,7 @@ bool Engine::step() {
   return true;
 }
 
-int32_t Engine::choose(Sequence& s, const float* logits_in) {
+int32_t Engine::choose(Sequence& s, float* logits) {
   if (!s.prefix_forced && !s.req.content_prefix.empty() && !s.parser.in_reasoning() && s.forced.empty()) {
     s.prefix_forced = true;
     s.forced.assign(s.req.content_prefix.begin(), s.req.content_prefix.end());
@@ -330,7 +336,6 @@ int32_t Engine::choose(Sequence& s, const float* logits_in) {
     return t;
   }
   const int64_t V = model_.config().vocab_size;
-  float* logits = const_cast<float*>(logits_in);  // this step's row: ours to modify
   for (int32_t id : no_text_ids_) logits[size_t(id)] = -INFINITY;
   auto is_eos = [&](int32_t t) { return std::find(eos_ids_.begin(), eos_ids_.end(), t) != eos_ids_.end(); };
   if (!s.json || s.parser.in_reasoning()) return s.sampler.sample(logits, V, s.req.prompt, s.output);

@@ -129,7 +129,7 @@ class Engine {
   void admit();
   bool step();  // false when there was nothing to do
   void finish(Sequence& s, const std::string& reason, const std::string& error = "");
-  int32_t choose(Sequence& s, const float* logits);
+  int32_t choose(Sequence& s, float* logits);  // masks the row in place (never the chosen token)
   bool accept(Sequence& s, int32_t token, const float* logits);  // false when the sequence ended
   void logprobs(Sequence& s, const float* logits);
   void emit(Sequence& s, const std::string& text);  // output text -> events
