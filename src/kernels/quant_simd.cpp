@@ -32,7 +32,9 @@ using VF = hn::Vec<DF>;
 using DU8 = hn::Rebind<uint8_t, D16>;
 using DI8 = hn::Rebind<int8_t, D16>;
 
-constexpr size_t kMaxVecs = 32 / 8;  // vectors per block of 32 int16 values at the narrowest target (8 lanes)
+// Vectors per block of 32 int16 values: every SIMD target has at least 8 lanes; the scalar
+// fallback target has one.
+constexpr size_t kMaxVecs = HWY_TARGET == HWY_SCALAR ? 32 : 32 / 8;
 
 // Decodes block j (32 values) of a row into int16 vectors wq[0 .. 32/N16); `scaled` says the
 // values already include their (integer) sub-block scales.
