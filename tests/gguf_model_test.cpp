@@ -14,6 +14,7 @@
 #include "formats/gguf_model.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
+#include "chunked_prefill.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -89,20 +90,7 @@ TEST_P(GgufModelTest, PromptChunksOfSplitLayoutMatchTheReferenceWhateverTheChunk
   const int64_t V = model->config().vocab_size;
   for (const auto& c : test::load_golden(GetParam())) {
     const int64_t n = int64_t(c.tokens.size());
-    auto run = [&](std::vector<int64_t> cuts) {  // chunks [cuts[i], cuts[i+1]); logits of every position
-      auto cache = model->make_cache(n, 4);
-      SeqCache seq;
-      EXPECT_TRUE(seq.reserve(*cache, n));
-      std::vector<float> all(static_cast<size_t>(n * V));
-      cuts.push_back(n);
-      for (size_t k = 0; k + 1 < cuts.size(); ++k) {
-        Batch b;
-        b.add(&seq, &c.tokens[size_t(cuts[k])], cuts[k + 1] - cuts[k], false);
-        b.seqs.back().form = AttentionForm::MHA;
-        model->forward(b, *cache, &all[size_t(cuts[k] * V)]);
-      }
-      return all;
-    };
+    auto run = [&](std::vector<int64_t> cuts) { return test::prefill_in_chunks(*model, c.tokens, cuts); };
     const auto whole = run({0});
     for (int64_t i = 0; i < n; ++i)
       EXPECT_TRUE(test::logits_close(std::vector<float>(whole.begin() + i * V, whole.begin() + (i + 1) * V), c.logits[size_t(i)]))

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "model/model.h"
+#include "chunked_prefill.h"
 #include "test_util.h"
 
 namespace whale {
@@ -114,23 +115,9 @@ TEST_P(GoldenTest, BatchedSequencesAreIndependentAndBitExact) {
 // Prompt chunks (MHA form) give every token the same logits however the prompt is cut: the
 // serving engine relies on it for prefix-cache hits that equal misses.
 TEST_P(GoldenTest, PromptChunkingDoesNotChangeResults) {
-  const int64_t V = model_->config().vocab_size;
   for (const auto& c : load_golden(GetParam())) {
     const int64_t n = int64_t(c.tokens.size());
-    auto run = [&](std::vector<int64_t> cuts) {
-      auto cache = model_->make_cache(n, 4);
-      SeqCache seq;
-      EXPECT_TRUE(seq.reserve(*cache, n));
-      std::vector<float> all(static_cast<size_t>(n * V));
-      cuts.push_back(n);
-      for (size_t k = 0; k + 1 < cuts.size(); ++k) {
-        Batch b;
-        b.add(&seq, &c.tokens[size_t(cuts[k])], cuts[k + 1] - cuts[k], false);
-        b.seqs.back().form = AttentionForm::MHA;
-        model_->forward(b, *cache, &all[size_t(cuts[k] * V)]);
-      }
-      return all;
-    };
+    auto run = [&](std::vector<int64_t> cuts) { return test::prefill_in_chunks(*model_, c.tokens, cuts); };
     const auto whole = run({0});
     for (std::vector<int64_t> cuts : {std::vector<int64_t>{0, 1}, {0, n / 2}, {0, 2, n - 1}})
       EXPECT_EQ(run(cuts), whole) << "cut at " << cuts[1];

@@ -107,6 +107,23 @@ std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& n
 std::string random_id(const std::string& prefix);
 int64_t unix_time();
 std::string rfc3339_now();
+// 400 context_length_exceeded when a prompt of n tokens leaves no room to generate.
+void check_context(const ServedModel& m, size_t n, const std::string& param);
+// The `alive` callback of drive(): while the model is silent (a long prefill) it writes
+// `filler` (an SSE comment, an empty NDJSON line, or JSON's leading whitespace) every two
+// seconds, which keeps proxies patient and shows when the client has gone.
+class Heartbeat {
+ public:
+  Heartbeat(const std::function<bool(std::string_view)>& write, std::string filler)
+      : write_(write), filler_(std::move(filler)) {}
+  bool operator()();
+  void wrote() { last_ = std::chrono::steady_clock::now(); }  // real output went out
+
+ private:
+  const std::function<bool(std::string_view)>& write_;
+  std::string filler_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
 // Submits a job's requests to the engine: 503 without a model, 400 for a request the engine
 // refuses. Done before a response starts, so errors still get their status code.
 void start(Job& job, const ServedModel& m);

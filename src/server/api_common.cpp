@@ -209,12 +209,22 @@ EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messag
   r.prompt = m.tokenizer->encode(text);
   r.options.starts_in_reasoning = prompt_opens_reasoning(m.format, o);
   r.options.tool_syntax = tool_call_syntax(m.format);
-  if (int64_t(r.prompt.size()) >= m.ctx)
-    throw ApiError(400,
-                   "this model's maximum context length is " + std::to_string(m.ctx) + " tokens, but the messages are " +
-                       std::to_string(r.prompt.size()) + " tokens",
-                   "messages", "", "context_length_exceeded");
+  check_context(m, r.prompt.size(), "messages");
   return r;
+}
+
+void check_context(const ServedModel& m, size_t n, const std::string& param) {
+  if (int64_t(n) < m.ctx) return;
+  throw ApiError(400,
+                 "this model's maximum context length is " + std::to_string(m.ctx) + " tokens (prompt and output), but '" +
+                     param + "' alone is " + std::to_string(n) + " tokens",
+                 param, "", "context_length_exceeded");
+}
+
+bool Heartbeat::operator()() {
+  if (std::chrono::steady_clock::now() - last_ < std::chrono::seconds(2)) return true;
+  wrote();
+  return write_(filler_);
 }
 
 std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name) {

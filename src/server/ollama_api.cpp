@@ -94,15 +94,10 @@ Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
     };
     auto line = [](const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace) + "\n"; };
     RequestOutput final_out;
-    auto last_write = std::chrono::steady_clock::now();
-    auto alive = [&] {
-      if (std::chrono::steady_clock::now() - last_write < std::chrono::seconds(2)) return true;
-      last_write = std::chrono::steady_clock::now();
-      return write(job.stream ? "\n" : " ");  // blank NDJSON lines / leading JSON whitespace
-    };
+    Heartbeat alive(write, job.stream ? "\n" : " ");  // a blank NDJSON line / leading JSON whitespace
     const bool ok = drive(job, [&](size_t, const RequestOutput& out) {
       if (job.stream) {
-        last_write = std::chrono::steady_clock::now();
+        alive.wrote();
         for (const auto& e : out.events) {
           if (e.kind == ParseEvent::Content) {
             ojson j = piece(e.text, "");
@@ -117,7 +112,7 @@ Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
       }
       if (out.finished) final_out = out;
       return true;
-    }, alive);
+    }, std::ref(alive));
     if (!ok) return;
     const auto& r = final_out.result;
     const auto& st = final_out.stats;
@@ -216,9 +211,7 @@ Job parse_ollama_generate(const ojson& b, const ServedModel& m) {
     r.parse = false;
     job.raw = true;
     if (r.prompt.empty()) throw ApiError(400, "'prompt' is empty", "prompt");
-    if (int64_t(r.prompt.size()) >= m.ctx)
-      throw ApiError(400, "the prompt is " + std::to_string(r.prompt.size()) + " tokens; the context holds " + std::to_string(m.ctx),
-                     "prompt", "", "context_length_exceeded");
+    check_context(m, r.prompt.size(), "prompt");
   } else {
     std::vector<ChatMessage> messages;
     if (const std::string sys = get_string(b, "system", ""); !sys.empty()) {

@@ -227,9 +227,7 @@ Job parse_openai_completion(const ojson& b, const ServedModel& m) {
     throw ApiError(400, "'prompt' must be a string, an array of one string, or an array of token ids", "prompt");
   }
   if (r.prompt.empty()) throw ApiError(400, "'prompt' is empty", "prompt");
-  if (int64_t(r.prompt.size()) >= m.ctx)
-    throw ApiError(400, "this model's maximum context length is " + std::to_string(m.ctx) + " tokens, but the prompt is " +
-                            std::to_string(r.prompt.size()) + " tokens", "prompt", "", "context_length_exceeded");
+  check_context(m, r.prompt.size(), "prompt");
   Job job;
   job.raw = true;
   job.stream = get_bool(b, "stream", false);
@@ -256,18 +254,12 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
     reply.stream = [job, id, created, n, &m](const std::function<bool(std::string_view)>& write) mutable {
       std::vector<RequestOutput> finals(n);
       std::vector<std::vector<TokenLogprob>> lps(n);
-      auto last_write = std::chrono::steady_clock::now();
-      // Leading whitespace is valid JSON: it lets a long generation notice a client that left.
-      auto alive = [&] {
-        if (std::chrono::steady_clock::now() - last_write < std::chrono::seconds(2)) return true;
-        last_write = std::chrono::steady_clock::now();
-        return write(" ");
-      };
+      Heartbeat alive(write, " ");  // leading whitespace is valid JSON
       const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
         lps[i].insert(lps[i].end(), out.logprobs.begin(), out.logprobs.end());
         if (out.finished) finals[i] = out;
         return true;
-      }, alive);
+      }, std::ref(alive));
       if (!ok) return;
       ojson choices = ojson::array();
       std::vector<GenerationStats> stats;
@@ -307,14 +299,9 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
       if (!write(sse(chunk(i, {{"role", "assistant"}, {"content", ""}}, nullptr)))) return;
     std::vector<GenerationStats> stats(n);
     std::vector<std::vector<std::string>> call_ids(n);
-    auto last_write = std::chrono::steady_clock::now();
-    auto alive = [&] {  // an SSE comment while the model is silent (long prefill): keeps proxies and us informed
-      if (std::chrono::steady_clock::now() - last_write < std::chrono::seconds(2)) return true;
-      last_write = std::chrono::steady_clock::now();
-      return write(": ping\n\n");
-    };
+    Heartbeat alive(write, ": ping\n\n");  // an SSE comment
     const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
-      last_write = std::chrono::steady_clock::now();
+      alive.wrote();
       ojson lp = job.logprobs && !out.logprobs.empty() ? chat_logprobs(*m.tokenizer, out.logprobs) : ojson(nullptr);
       bool lp_sent = lp.is_null();
       for (const auto& e : out.events) {
@@ -349,7 +336,7 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
         return write(sse(last));
       }
       return true;
-    }, alive);
+    }, std::ref(alive));
     if (!ok) return;
     if (job.include_usage) {
       ojson u = {{"id", id},      {"object", "chat.completion.chunk"}, {"created", created},
@@ -393,17 +380,12 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
       if (!usage.is_null()) c["usage"] = usage;
       return c;
     };
-    auto last_write = std::chrono::steady_clock::now();
-    auto alive = [&] {
-      if (std::chrono::steady_clock::now() - last_write < std::chrono::seconds(2)) return true;
-      last_write = std::chrono::steady_clock::now();
-      return write(job.stream ? ": ping\n\n" : " ");
-    };
+    Heartbeat alive(write, job.stream ? ": ping\n\n" : " ");
     const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
       std::string delta;
       for (const auto& e : out.events) delta += e.text;
       if (job.stream) {
-        last_write = std::chrono::steady_clock::now();
+        alive.wrote();
         ojson c = {{"text", delta}, {"index", i},
                    {"logprobs", job.logprobs ? logprobs_json(out.logprobs, text[i].size()) : ojson(nullptr)},
                    {"finish_reason", out.finished ? ojson(out.stats.finish_reason == "cancelled" ? "stop" : out.stats.finish_reason) : ojson(nullptr)}};
@@ -413,7 +395,7 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
       lps[i].insert(lps[i].end(), out.logprobs.begin(), out.logprobs.end());
       if (out.finished) finals[i] = out;
       return true;
-    }, alive);
+    }, std::ref(alive));
     if (!ok) return;
     std::vector<GenerationStats> stats;
     for (auto& f : finals) stats.push_back(f.stats);
