@@ -14,6 +14,8 @@ namespace whale {
 
 namespace fs = std::filesystem;
 
+constexpr size_t kMaxHeaders = 128;
+
 struct Server::Impl {
   ServerOptions o;
   httplib::Server http;
@@ -63,6 +65,12 @@ struct Server::Impl {
 
   void routes() {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // httplib bounds each header line (8 KiB) but not their number.
+      if (req.headers.size() > kMaxHeaders) {
+        error(res, ApiError(431, "too many request headers (" + std::to_string(req.headers.size()) + "; at most " +
+                                     std::to_string(kMaxHeaders) + ")"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (o.api_key.empty() || req.path == "/health" || req.path == "/v1/health" || req.path == "/")
         return httplib::Server::HandlerResponse::Unhandled;
       const std::string auth = req.get_header_value("Authorization");

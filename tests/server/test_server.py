@@ -273,6 +273,10 @@ class BadInput(unittest.TestCase):
             except ConnectionResetError:
                 reply = b""
             self.assertFalse(reply.startswith(b"HTTP/1.1 200"), reply)
+        with socket.create_connection(("127.0.0.1", int(self.s.url.rsplit(":", 1)[1])), timeout=30) as sock:
+            many = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+            self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 431"))
         self.assertEqual(urllib.request.urlopen(self.s.url + "/health").status, 200)  # still serving
 
     def test_ollama_errors(self):
