@@ -97,8 +97,9 @@ double get_number(const ojson& o, const char* key, double fallback, double lo, d
 int64_t get_int(const ojson& o, const char* key, int64_t fallback, int64_t lo, int64_t hi, const std::string& where = "");
 std::string get_string(const ojson& o, const char* key, const std::string& fallback, const std::string& where = "");
 std::vector<std::string> get_stop(const ojson& o, const char* key, const std::string& where = "");
-// Tool definitions: validated (OpenAI shape), 400 on a bad schema.
-void validate_tools(const ojson& tools);
+// The request's `tools` (an empty array when absent), validated in the OpenAI shape: 400 on
+// a bad schema.
+ojson get_tools(const ojson& body);
 // Renders the conversation (with tools and the thinking mode) into prompt tokens and the
 // parser settings of the request.
 EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking);
@@ -107,7 +108,8 @@ std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& n
 std::string random_id(const std::string& prefix);
 int64_t unix_time();
 std::string rfc3339_now();
-// 400 context_length_exceeded when a prompt of n tokens leaves no room to generate.
+// 400 for an empty prompt, and context_length_exceeded when a prompt of n tokens leaves no
+// room to generate.
 void check_context(const ServedModel& m, size_t n, const std::string& param);
 // The `alive` callback of drive(): while the model is silent (a long prefill) it writes
 // `filler` (an SSE comment, an empty NDJSON line, or JSON's leading whitespace) every two

@@ -121,7 +121,10 @@ std::vector<std::string> get_stop(const ojson& o, const char* key, const std::st
   return out;
 }
 
-void validate_tools(const ojson& tools) {
+ojson get_tools(const ojson& body) {
+  const ojson* found = find(body, "tools");
+  if (!found) return ojson::array();
+  const ojson& tools = *found;
   if (!tools.is_array()) throw ApiError(400, "'tools' must be an array", "tools");
   auto good_name = [](const std::string& n) {
     return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
@@ -132,7 +135,7 @@ void validate_tools(const ojson& tools) {
     const ojson& t = tools[i];
     const std::string w = "tools[" + std::to_string(i) + "]";
     if (!t.is_object()) throw ApiError(400, w + " must be an object", w);
-    if (t.value("type", "function") != "function") throw ApiError(400, w + ".type must be \"function\"", w + ".type");
+    if (t.contains("type") && t["type"] != "function") throw ApiError(400, w + ".type must be \"function\"", w + ".type");
     const ojson* f = find(t, "function");
     if (!f || !f->is_object()) throw ApiError(400, w + ".function must be an object", w + ".function");
     const ojson* name = find(*f, "name");
@@ -146,6 +149,7 @@ void validate_tools(const ojson& tools) {
         throw ApiError(400, w + ".function.parameters.type must be a string", w + ".function.parameters.type");
     }
   }
+  return tools;
 }
 
 namespace {
@@ -214,6 +218,7 @@ EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messag
 }
 
 void check_context(const ServedModel& m, size_t n, const std::string& param) {
+  if (n == 0) throw ApiError(400, "'" + param + "' is empty", param);
   if (int64_t(n) < m.ctx) return;
   throw ApiError(400,
                  "this model's maximum context length is " + std::to_string(m.ctx) + " tokens (prompt and output), but '" +

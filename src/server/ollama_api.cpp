@@ -181,11 +181,7 @@ Job parse_ollama_chat(const ojson& b, const ServedModel& m) {
       throw ApiError(400, e.what(), w);
     }
   }
-  ojson tools = ojson::array();
-  if (auto t = b.find("tools"); t != b.end() && !t->is_null()) {
-    validate_tools(*t);
-    tools = *t;
-  }
+  ojson tools = get_tools(b);
   Job job;
   job.thinking = parse_think(b, m.format);
   job.stream = get_bool(b, "stream", true);
@@ -210,7 +206,6 @@ Job parse_ollama_generate(const ojson& b, const ServedModel& m) {
     r.prompt = m.tokenizer->encode(prompt);
     r.parse = false;
     job.raw = true;
-    if (r.prompt.empty()) throw ApiError(400, "'prompt' is empty", "prompt");
     check_context(m, r.prompt.size(), "prompt");
   } else {
     std::vector<ChatMessage> messages;

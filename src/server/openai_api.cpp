@@ -144,11 +144,7 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
       throw ApiError(400, e.what(), "messages[" + std::to_string(i) + "]");
     }
   }
-  ojson tools = ojson::array();
-  if (auto t = b.find("tools"); t != b.end() && !t->is_null()) {
-    validate_tools(*t);
-    tools = *t;
-  }
+  ojson tools = get_tools(b);
   // tool_choice: "none" hides the tools, "auto" lets the model choose, "required" or a named
   // function forces the answer to open with a call.
   std::string forced_tool;
@@ -226,7 +222,6 @@ Job parse_openai_completion(const ojson& b, const ServedModel& m) {
   } else {
     throw ApiError(400, "'prompt' must be a string, an array of one string, or an array of token ids", "prompt");
   }
-  if (r.prompt.empty()) throw ApiError(400, "'prompt' is empty", "prompt");
   check_context(m, r.prompt.size(), "prompt");
   Job job;
   job.raw = true;

@@ -316,7 +316,7 @@ ChatMessage ChatMessage::from_json(const ojson& j, const std::string& where) {
     } else if (c->is_array()) {  // content parts: the text parts, joined
       std::string t;
       for (const auto& part : *c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || part.find("type") == part.end() || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
           fail(where, ".content: only text content parts are supported");
         t += part["text"].get<std::string>();
       }

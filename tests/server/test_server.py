@@ -256,6 +256,8 @@ class BadInput(unittest.TestCase):
         self.expect_error({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "stream")
         self.expect_error({"messages": [{"role": "user", "content": "x"}], "model": "nope"}, 404, "model")
         self.expect_error({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, 400)
+        self.expect_error({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": 5, "function": {}}]}, 400)
+        self.expect_error({"messages": [{"role": "user", "content": [{"type": 5, "text": "x"}]}]}, 400)
         self.expect_error({"messages": [{"role": "user", "content": "x"}],
                            "tools": [{"type": "function", "function": {"name": "bad name!"}}]}, 400)
         self.expect_error({"messages": [{"role": "user", "content": "x"}], "tools": TOOLS,
