@@ -363,16 +363,27 @@ class Operations(unittest.TestCase):
             m0 = s.metrics()
             self.assertIn('whale:num_requests_running{model_name="%s"}' % os.path.basename(MODEL), m0)
             # A client that leaves mid-stream: the request is cancelled and its blocks freed.
-            req = urllib.request.Request(s.url + "/v1/chat/completions", data=json.dumps(
-                {"messages": [{"role": "user", "content": "Tell a long story"}], "max_tokens": 3000,
-                 "stream": True}).encode(), headers={"Content-Type": "application/json"})
-            resp = urllib.request.urlopen(req, timeout=30)
-            resp.readline()
-            resp.close()
+            # A raw socket, closed explicitly: a client library may keep its socket open after
+            # the response object is closed, and then the server only sees a full buffer.
+            body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story"}], "max_tokens": 3000,
+                               "stream": True}).encode()
+            sock = socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1])), timeout=30)
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            got = b""
+            while got.count(b"data: ") < 3:  # the role chunk, then generated text: the request is running
+                more = sock.recv(4096)
+                self.assertTrue(more, got)
+                got += more
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
             deadline = time.time() + 20
-            while time.time() < deadline and s.metric("whale:num_requests_running") > 0:
+            while time.time() < deadline and (s.metric("whale:num_requests_running") > 0 or
+                                              s.metric("whale:num_requests_waiting") > 0):
                 time.sleep(0.1)
-            self.assertEqual(s.metric("whale:num_requests_running"), 0)
+            self.assertEqual(s.metric("whale:num_requests_running"), 0,
+                             "metrics: %s\nlog tail: %s" % ({k: v for k, v in s.metrics().items() if "bucket" not in k},
+                                                            "".join(s.log[-5:])))
             self.assertLess(s.metric("whale:generation_tokens_total"), 3000)
             self.assertEqual(s.metric("whale:kv_blocks_free"), s.metric("whale:kv_blocks_total"))
             client(s).chat.completions.create(model=NAME, messages=[{"role": "user", "content": "x"}], max_tokens=3)
