@@ -28,3 +28,8 @@ if [[ "${1:-}" == "--test" ]] && ! python3 -c "import openai" 2>/dev/null; then
   echo "deps: installing the openai Python package"
   python3 -m pip install --quiet openai 2>/dev/null || python3 -m pip install --quiet --break-system-packages openai
 fi
+# Trained tokenizers are checked against HF `tokenizers` (PyPI).
+if [[ "${1:-}" == "--test" ]] && ! python3 -c "import tokenizers" 2>/dev/null; then
+  echo "deps: installing the tokenizers Python package"
+  python3 -m pip install --quiet tokenizers 2>/dev/null || python3 -m pip install --quiet --break-system-packages tokenizers
+fi

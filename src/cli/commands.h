@@ -20,5 +20,6 @@ void register_bench(CLI::App& app);
 void register_plan(CLI::App& app);
 void register_convert(CLI::App& app);  // convert and quantize
 void register_serve(CLI::App& app);
+void register_train(CLI::App& app);  // train, data gen, tokenizer train, eval
 
 }  // namespace whale

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   whale::register_plan(app);
   whale::register_convert(app);
   whale::register_serve(app);
+  whale::register_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,237 @@
+// whale train            train a model (pretraining on text, SFT on chat examples)
+// whale data gen         write verifiable reasoning tasks as JSONL
+// whale tokenizer train  learn a byte-level BPE tokenizer from text
+// whale eval             held-out accuracy per task, thinking on or off
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "runtime/model_bundle.h"
+#include "tokenizer/bpe_trainer.h"
+#include "train/evaluate.h"
+#include "train/tasks.h"
+#include "train/trainer.h"
+
+namespace whale {
+namespace {
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+std::vector<train::Task> parse_tasks(const std::string& list) {
+  std::vector<train::Task> tasks;
+  if (list == "all") return train::all_tasks();
+  std::stringstream ss(list);
+  std::string t;
+  while (std::getline(ss, t, ','))
+    if (!t.empty()) tasks.push_back(train::parse_task(t));
+  if (tasks.empty()) fail("--tasks: name at least one task");
+  return tasks;
+}
+
+// --- whale data gen --------------------------------------------------------------
+struct DataOptions {
+  std::string tasks = "all", split = "train", format = "chat", out;
+  int64_t count = 1000;
+  uint64_t seed = 1;
+  double thinking = 1.0;  // fraction of chat examples with thinking on
+};
+
+void run_data_gen(const DataOptions& o) {
+  const auto tasks = parse_tasks(o.tasks);
+  if (o.split != "train" && o.split != "test") fail("--split: train or test");
+  if (o.format != "chat" && o.format != "text") fail("--format: chat or text");
+  const train::Split split = o.split == "test" ? train::Split::Test : train::Split::Train;
+  std::ofstream f;
+  if (!o.out.empty()) {
+    f.open(o.out, std::ios::binary | std::ios::trunc);
+    if (!f) fail(o.out, ": cannot write");
+  }
+  std::ostream& out = o.out.empty() ? std::cout : f;
+  std::mt19937_64 coin(o.seed ^ 0x7468696e6bull);
+  for (int64_t i = 0; i < o.count; ++i) {
+    // Tasks interleave so any prefix of the file is balanced.
+    const train::Task task = tasks[size_t(i) % tasks.size()];
+    const train::Problem p = train::make_problem(task, split, o.seed, i / int64_t(tasks.size()));
+    json j;
+    if (o.format == "text") {
+      j["text"] = p.question + "\n" + p.trace + "\nAnswer: " + p.answer;
+    } else {
+      const bool thinking = std::uniform_real_distribution<double>(0, 1)(coin) < o.thinking;
+      j["messages"] = json::array({{{"role", "user"}, {"content", p.question}},
+                                   {{"role", "assistant"}, {"reasoning_content", p.trace}, {"content", p.answer}}});
+      j["thinking"] = thinking;
+    }
+    j["task"] = train::task_name(task);
+    j["answer"] = p.answer;
+    if (task == train::Task::Countdown) {
+      j["numbers"] = p.numbers;
+      j["target"] = p.target;
+    }
+    out << j.dump() << "\n";
+  }
+  if (!out) fail(o.out.empty() ? "stdout" : o.out, ": write failed");
+}
+
+// --- whale tokenizer train ---------------------------------------------------------
+struct TokTrainOptions {
+  std::vector<std::string> inputs;
+  std::string out;
+  BpeTrainOptions bpe;
+};
+
+void run_tokenizer_train(const TokTrainOptions& o) {
+  std::vector<std::string> texts;
+  for (const std::string& path : o.inputs) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, ": cannot open");
+    const bool jsonl = path.size() > 6 && path.substr(path.size() - 6) == ".jsonl";
+    std::string line;
+    if (!jsonl) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      texts.push_back(ss.str());
+      continue;
+    }
+    int64_t n = 0, skipped = 0;
+    while (std::getline(in, line)) {  // the text of a dataset line: "text", or every message's strings
+      ++n;
+      auto j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        skipped += !line.empty();
+        continue;
+      }
+      if (j.contains("text") && j["text"].is_string()) texts.push_back(j["text"]);
+      if (j.contains("messages") && j["messages"].is_array())
+        for (const auto& m : j["messages"])
+          for (const char* k : {"content", "reasoning_content"})
+            if (m.is_object() && m.contains(k) && m[k].is_string()) texts.push_back(m[k]);
+    }
+    if (skipped) std::fprintf(stderr, "%s: %lld malformed lines skipped\n", path.c_str(), (long long)skipped);
+  }
+  const TrainedTokenizer t = train_bpe(texts, o.bpe);
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) fail(o.out, ": cannot create: ", ec.message());
+  for (auto [name, text] : {std::pair{"tokenizer.json", &t.tokenizer_json}, {"tokenizer_config.json", &t.config_json}}) {
+    std::ofstream f(fs::path(o.out) / name, std::ios::binary | std::ios::trunc);
+    f << *text;
+    if (!f) fail((fs::path(o.out) / name).string(), ": write failed");
+  }
+  std::printf("wrote %s: %d ids (%zu specials, 256 bytes, %d merges)\n", o.out.c_str(), t.vocab_size,
+              deepseek_special_tokens().size(), t.merges);
+}
+
+// --- whale eval --------------------------------------------------------------------
+struct EvalCliOptions {
+  std::string model, tasks = "all", thinking = "both";
+  train::EvalOptions eval;
+  int threads = 0;
+  bool json_out = false;
+};
+
+void run_eval(const EvalCliOptions& o) {
+  ThreadPool pool(o.threads);
+  ModelBundle b = ModelBundle::load(o.model, pool, "v3.1");
+  train::EvalOptions e = o.eval;
+  e.tasks = parse_tasks(o.tasks);
+  std::vector<bool> modes;
+  if (o.thinking == "both") modes = {true, false};
+  else if (o.thinking == "on") modes = {true};
+  else if (o.thinking == "off") modes = {false};
+  else fail("--thinking: on, off or both");
+  json all = json::array();
+  if (!o.json_out) std::printf("%-16s %-9s %9s %8s %12s\n", "task", "thinking", "accuracy", "n", "tokens/ans");
+  for (bool thinking : modes) {
+    e.thinking = thinking;
+    for (const auto& a : train::evaluate(*b.model, *b.tokenizer, e)) {
+      if (o.json_out)
+        all.push_back({{"task", train::task_name(a.task)}, {"thinking", thinking}, {"accuracy", a.accuracy()},
+                       {"correct", a.correct}, {"total", a.total}, {"mean_tokens", a.mean_tokens}});
+      else
+        std::printf("%-16s %-9s %8.1f%% %8lld %12.1f\n", train::task_name(a.task), thinking ? "on" : "off",
+                    100 * a.accuracy(), (long long)a.total, a.mean_tokens);
+    }
+  }
+  if (o.json_out) std::printf("%s\n", all.dump().c_str());
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto o = std::make_shared<train::TrainOptions>();
+  auto* cmd = app.add_subcommand("train", "Train a model: pretraining on {\"text\"} lines, SFT on {\"messages\"} lines");
+  cmd->add_option("--config", o->config, "config.json of a new model (random init)");
+  cmd->add_option("--init", o->init, "Start from this model directory's weights instead");
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer directory (default: the --init model's)");
+  cmd->add_option("--data", o->data, "JSONL dataset file(s)")->required();
+  cmd->add_option("--out", o->out, "Run directory: model/ checkpoint, metrics.jsonl; an existing one resumes")->required();
+  cmd->add_option("--steps", o->steps, "Optimizer steps (default 1000)");
+  cmd->add_option("--stop-at", o->stop_at, "End this invocation at this step (checkpointed; run again to go on)");
+  cmd->add_option("--batch", o->batch, "Sequences per micro-batch (default 16)");
+  cmd->add_option("--accum", o->accum, "Micro-batches per step (default 1)");
+  cmd->add_option("--seq-len", o->seq_len, "Longest example in tokens; longer ones are cut (default 512)");
+  cmd->add_option("--lr", o->lr, "Peak learning rate (default 1e-3)");
+  cmd->add_option("--min-lr", o->min_lr, "Learning rate at the end of the cosine (default 1e-4)");
+  cmd->add_option("--warmup", o->warmup, "Linear warmup steps (default 50)");
+  cmd->add_option("--clip", o->clip, "Gradient norm clip, 0 = off (default 1)");
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay on matrices (default 0.1)");
+  cmd->add_option("--mtp-lambda", o->loss.mtp_lambda, "MTP loss weight λ (default 0.3)");
+  cmd->add_option("--balance-alpha", o->loss.balance_alpha, "Sequence-wise balance loss weight α (default 1e-4)");
+  cmd->add_option("--bias-gamma", o->bias_gamma, "Router correction-bias update speed γ (default 1e-3)");
+  cmd->add_option("--save-every", o->save_every, "Checkpoint interval in steps (default 100)");
+  cmd->add_option("--log-every", o->log_every, "Metrics interval in steps (default 10)");
+  cmd->add_option("--seed", o->seed, "Seed for init and data order (default 1)");
+  cmd->add_flag("--bf16", o->bf16_final, "Write the final model in bf16 (half the size)");
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o] {
+    const auto r = train::run_training(*o);
+    if (!o->quiet) std::fprintf(stderr, "trained to step %lld, loss %.4f\n", (long long)r.steps_done, r.last_loss);
+  });
+
+  auto d = std::make_shared<DataOptions>();
+  auto* data = app.add_subcommand("data", "Training data");
+  data->require_subcommand(1);
+  auto* gen = data->add_subcommand("gen", "Write reasoning tasks with step-by-step traces as JSONL");
+  gen->add_option("--tasks", d->tasks, "all, or a list of addition,multiplication,countdown,algebra");
+  gen->add_option("--split", d->split, "train (default) or test (held out)");
+  gen->add_option("--format", d->format, "chat (default: {\"messages\"}, SFT) or text (pretraining)");
+  gen->add_option("--count", d->count, "Examples (default 1000)")->check(CLI::NonNegativeNumber);
+  gen->add_option("--seed", d->seed, "Seed (default 1)");
+  gen->add_option("--thinking", d->thinking, "Fraction of chat examples with thinking on (default 1)")->check(CLI::Range(0.0, 1.0));
+  gen->add_option("-o,--out", d->out, "Output file (default stdout)");
+  gen->callback([d] { run_data_gen(*d); });
+
+  auto t = std::make_shared<TokTrainOptions>();
+  auto* tokc = app.add_subcommand("tokenizer", "Tokenizers");
+  tokc->require_subcommand(1);
+  auto* tt = tokc->add_subcommand("train", "Learn a byte-level BPE (HF tokenizer.json with DeepSeek's special tokens)");
+  tt->add_option("inputs", t->inputs, "Text files, or JSONL datasets (their text and message fields)")->required();
+  tt->add_option("-o,--out", t->out, "Output directory")->required();
+  tt->add_option("--vocab-size", t->bpe.vocab_size, "Total ids (default 1024)");
+  tt->add_option("--min-frequency", t->bpe.min_frequency, "Least count of a merged pair (default 2)");
+  tt->add_flag("!--group-digits", t->bpe.split_digits, "Keep DeepSeek's groups of up to 3 digits (default: one digit per token)");
+  tt->callback([t] { run_tokenizer_train(*t); });
+
+  auto e = std::make_shared<EvalCliOptions>();
+  auto* ev = app.add_subcommand("eval", "Held-out accuracy on the reasoning tasks");
+  ev->add_option("--model", e->model, "Model directory")->required();
+  ev->add_option("--tasks", e->tasks, "all, or a list of tasks");
+  ev->add_option("--thinking", e->thinking, "on, off or both (default)");
+  ev->add_option("-n,--count", e->eval.per_task, "Problems per task (default 100)")->check(CLI::PositiveNumber);
+  ev->add_option("--seed", e->eval.seed, "Which test problems (default 1234)");
+  ev->add_option("--max-tokens", e->eval.max_tokens, "Longest answer (default 256)")->check(CLI::PositiveNumber);
+  ev->add_option("--parallel", e->eval.parallel, "Sequences decoded at once (default 16)")->check(CLI::PositiveNumber);
+  ev->add_flag("--json", e->json_out, "Print JSON");
+  ev->add_option("-t,--threads", e->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  ev->callback([e] { run_eval(*e); });
+}
+
+}  // namespace whale

@@ -1,0 +1,212 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "formats/hf_config.h"
+#include "train/dataset.h"
+#include "train/optimizer.h"
+
+namespace whale::train {
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(p.string(), ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr char kOptMagic[8] = {'W', 'H', 'A', 'D', 'A', 'M', 'W', '1'};
+
+std::string optimizer_bytes(AdamW& opt) {
+  std::string s(kOptMagic, 8);
+  const int64_t n = int64_t(opt.m().size()), t = opt.steps();
+  s.append(reinterpret_cast<const char*>(&n), 8);
+  s.append(reinterpret_cast<const char*>(&t), 8);
+  s.append(reinterpret_cast<const char*>(opt.m().data()), opt.m().size() * 4);
+  s.append(reinterpret_cast<const char*>(opt.v().data()), opt.v().size() * 4);
+  return s;
+}
+
+void load_optimizer(AdamW& opt, const fs::path& p) {
+  const std::string s = read_file(p);
+  const size_t n = opt.m().size();
+  int64_t stored = -1, t = 0;
+  if (s.size() >= 24) {
+    std::memcpy(&stored, s.data() + 8, 8);
+    std::memcpy(&t, s.data() + 16, 8);
+  }
+  if (s.size() < 24 || std::memcmp(s.data(), kOptMagic, 8) != 0 || stored != int64_t(n) || s.size() != 24 + 8 * n)
+    fail(p.string(), ": not the optimizer state of this model (", s.size(), " bytes)");
+  std::memcpy(opt.m().data(), s.data() + 24, 4 * n);
+  std::memcpy(opt.v().data(), s.data() + 24 + 4 * n, 4 * n);
+  opt.set_steps(t);
+}
+
+// The checkpoint to resume from: model/, or model.old when a save was cut off between its
+// two renames.
+fs::path checkpoint_dir(const fs::path& run) {
+  for (const char* name : {"model", "model.old"}) {
+    const fs::path p = run / name;
+    if (fs::exists(p / "train_state.json") && fs::exists(p / "model.safetensors")) return p;
+  }
+  return {};
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainOptions& o) {
+  if (o.out.empty()) fail("train: --out (the run directory) is required");
+  if (o.data.empty()) fail("train: --data is required");
+  if (o.steps < 1 || o.batch < 1 || o.accum < 1 || o.save_every < 1 || o.log_every < 1)
+    fail("train: steps, batch, accum, save-every and log-every must be at least 1");
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("train: --lr must be a positive number");
+  const fs::path run(o.out), ckpt = run / "model";
+  std::error_code ec;
+  fs::create_directories(run, ec);
+  if (ec) fail(run.string(), ": cannot create the run directory: ", ec.message());
+
+  // Model config and starting weights: a checkpoint in the run directory wins (resume).
+  const fs::path resume = checkpoint_dir(run);
+  fs::path cfg_path, tok_dir;
+  if (!resume.empty()) {
+    cfg_path = resume / "config.json";
+    tok_dir = resume;
+  } else if (!o.init.empty()) {
+    cfg_path = fs::path(o.init) / "config.json";
+    tok_dir = o.tokenizer.empty() ? fs::path(o.init) : fs::path(o.tokenizer);
+  } else {
+    if (o.config.empty()) fail("train: give --config (a fresh model) or --init (a model directory)");
+    cfg_path = o.config;
+    if (o.tokenizer.empty()) fail("train: --tokenizer is required for a fresh model");
+    tok_dir = o.tokenizer;
+  }
+  const std::string config_json = read_file(cfg_path);
+  const ModelConfig cfg = parse_hf_config(config_json, cfg_path.string());
+  auto tok = Tokenizer::load(tok_dir.string());
+  if (tok->vocab_size() > cfg.vocab_size)
+    fail(cfg_path.string(), ": vocab_size ", cfg.vocab_size, " is smaller than the tokenizer's ", tok->vocab_size(),
+         " ids (", tok->source(), ")");
+  std::map<std::string, std::string> tok_files;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    if (fs::exists(tok_dir / f)) tok_files[f] = read_file(tok_dir / f);
+
+  Dataset data(o.data, *tok, o.seq_len);
+  const DatasetStats& ds = data.stats();
+  if (!o.quiet) {
+    std::fprintf(stderr, "data: %lld examples, %lld tokens (%lld lines, %lld malformed skipped, %lld truncated to %lld)\n",
+                 (long long)ds.examples, (long long)ds.tokens, (long long)ds.lines, (long long)ds.skipped,
+                 (long long)ds.truncated, (long long)o.seq_len);
+    for (const std::string& e : ds.errors) std::fprintf(stderr, "data: skipped %s\n", e.c_str());
+  }
+
+  ThreadPool pool(o.threads);
+  TrainModel m(cfg, pool);
+  AdamW opt(m, AdamWConfig{o.beta1, o.beta2, o.adam_eps, o.weight_decay});
+  int64_t step = 0;
+  if (!resume.empty()) {
+    m.load_weights(resume.string());
+    const json st = json::parse(read_file(resume / "train_state.json"), nullptr, false);
+    if (st.is_discarded() || !st.contains("step") || !st["step"].is_number_integer())
+      fail((resume / "train_state.json").string(), ": malformed training state");
+    step = st["step"].get<int64_t>();
+    load_optimizer(opt, resume / "optimizer.bin");
+    if (!o.quiet) std::fprintf(stderr, "resuming %s at step %lld\n", resume.string().c_str(), (long long)step);
+  } else if (!o.init.empty()) {
+    m.load_weights(o.init);
+  } else {
+    m.init_random(o.seed);
+  }
+  const LrSchedule sched{o.lr, o.min_lr, o.warmup, o.steps};
+
+  auto save = [&](int64_t at, bool final_save) {
+    json st = {{"step", at}, {"seed", o.seed}, {"steps", o.steps}, {"batch", o.batch}, {"accum", o.accum},
+               {"lr", o.lr}, {"data", o.data}};
+    auto files = tok_files;
+    files["train_state.json"] = st.dump(1) + "\n";
+    const bool bf16 = final_save && o.bf16_final;
+    if (!bf16) files["optimizer.bin"] = optimizer_bytes(opt);
+    save_model(m, config_json, ckpt.string(), bf16, files);
+    fs::remove_all(run / "model.old", ec);
+  };
+
+  std::ofstream metrics(run / "metrics.jsonl", std::ios::app);
+  if (!metrics) fail((run / "metrics.jsonl").string(), ": cannot write");
+  const bool tty = isatty(2);
+  TrainResult res;
+  double tokens_window = 0, loss_window = 0;
+  int64_t window_steps = 0;
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t last_saved = step;
+  const int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  for (; step < end; ++step) {
+    m.zero_grads();
+    LossValue lv;
+    double tokens = 0;
+    for (int64_t a = 0; a < o.accum; ++a) {
+      const TrainBatch b = data.batch(o.seed, step * o.accum + a, o.batch);
+      const LossValue v = cross_entropy_step(m, b, o.loss, 1.0f / float(o.accum));
+      lv.total += v.total / double(o.accum);
+      lv.main += v.main / double(o.accum);
+      lv.mtp += v.mtp / double(o.accum);
+      lv.balance += v.balance / double(o.accum);
+      tokens += double(b.B * b.T);
+    }
+    const double gnorm = clip_grad_norm(m.grads(), o.clip);
+    if (!std::isfinite(lv.total) || !std::isfinite(gnorm))
+      fail("train: the loss diverged at step ", step + 1, " (loss ", lv.total, ", gradient norm ", gnorm,
+           "); the last good checkpoint (step ", last_saved, ") is in ", ckpt.string(),
+           "; try a lower --lr or a longer --warmup");
+    const float lr = sched.at(step);
+    opt.step(m, lr, pool);
+    const double maxvio = m.update_router_bias(o.bias_gamma);
+    tokens_window += tokens;
+    loss_window += lv.main;
+    ++window_steps;
+    const bool last = step + 1 == end;
+    if ((step + 1) % o.log_every == 0 || last) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double tps = tokens_window / std::max(secs, 1e-9);
+      json line = {{"step", step + 1}, {"loss", lv.total}, {"main", lv.main}, {"mtp", lv.mtp},
+                   {"balance", lv.balance}, {"grad_norm", gnorm}, {"lr", lr}, {"maxvio", maxvio},
+                   {"tokens_per_s", tps}, {"mean_loss", loss_window / double(window_steps)}};
+      metrics << line.dump() << "\n" << std::flush;
+      if (!o.quiet) {
+        const int width = 24, filled = int(width * double(step + 1) / double(o.steps));
+        std::fprintf(stderr, "%s[%s%s] step %lld/%lld  loss %.4f (mtp %.4f)  lr %.2e  |g| %.3f  maxvio %.2f  %.0f tok/s%s",
+                     tty ? "\r" : "", std::string(size_t(filled), '#').c_str(),
+                     std::string(size_t(width - filled), '.').c_str(), (long long)(step + 1), (long long)o.steps,
+                     lv.main, lv.mtp, lr, gnorm, maxvio, tps, tty ? "   " : "\n");
+      }
+      res.tokens_per_s = tps;
+      tokens_window = loss_window = 0;
+      window_steps = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    res.last_loss = lv.main;
+    if ((step + 1) % o.save_every == 0 && !last) {
+      save(step + 1, false);
+      last_saved = step + 1;
+    }
+  }
+  save(step, step == o.steps);
+  if (!o.quiet && tty) std::fprintf(stderr, "\n");
+  res.steps_done = step;
+  return res;
+}
+
+}  // namespace whale::train
