@@ -268,6 +268,27 @@ TEST_F(TrainCli, ResumedRunIsBitIdenticalAndServable) {
   EXPECT_NE(r.out.find("\"total\":2"), std::string::npos) << r.out;
 }
 
+TEST_F(TrainCli, GrpoRunsFromACheckpointAndResumes) {
+  auto r = train(dir_ / "a", {"--steps", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> args = {"grpo", "--init", dir_ / "a/model", "--out", dir_ / "g", "--steps", "2",
+                                   "--prompts", "2", "--group", "3", "--max-tokens", "6", "--kl-beta", "0.01",
+                                   "--save-every", "1", "-t", "2", "-q"};
+  r = test::run_whale(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string m = test::read_file(dir_ / "g/metrics.jsonl");
+  EXPECT_EQ(std::count(m.begin(), m.end(), '\n'), 2) << m;
+  EXPECT_NE(m.find("\"reward\""), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "g/reference/model.safetensors"));
+  args[6] = "3";  // --steps 3: resumes at step 2
+  r = test::run_whale(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(test::read_file(dir_ / "g/model/train_state.json").find("\"step\": 3"), std::string::npos);
+  r = test::run_whale({"grpo", "--init", dir_ / "a/model", "--out", dir_ / "h", "--group", "1"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--group"), std::string::npos) << r.err;
+}
+
 TEST_F(TrainCli, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
   auto r = train(dir_ / "c", {"--lr", "1e12", "--clip", "0", "--save-every", "1"});
   EXPECT_NE(r.exit_code, 0);
@@ -284,6 +305,106 @@ TEST_F(TrainCli, BadArgumentsAreClearErrors) {
                        test::deepseek_v3_tokenizer(), "--data", dir_ / "d.jsonl", "--out", dir_ / "e"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("vocab_size"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace whale::train
+
+#include "train/grpo.h"
+
+namespace whale::train {
+namespace {
+
+TEST(Grpo, AdvantagesAndZeroVarianceFilter) {
+  std::vector<bool> keep;
+  // Group 1: rewards 1,0,0,1 (mean 0.5); group 2: all 1 (no signal).
+  auto adv = group_advantages({1, 0, 0, 1, 1, 1, 1, 1}, 4, false, keep);
+  EXPECT_EQ(keep, (std::vector<bool>{true, false}));
+  EXPECT_FLOAT_EQ(adv[0], 0.5f);
+  EXPECT_FLOAT_EQ(adv[1], -0.5f);
+  EXPECT_FLOAT_EQ(adv[4], 0.0f);
+  // std normalisation: unbiased std of {1,0,0,1} = sqrt(1/3)
+  adv = group_advantages({1, 0, 0, 1, 1, 1, 1, 1}, 4, true, keep);
+  EXPECT_NEAR(adv[0], 0.5 / (std::sqrt(1.0 / 3.0) + 1e-4), 1e-5);
+  EXPECT_THROW(group_advantages({1, 0, 1}, 2, false, keep), Error);
+}
+
+// Two rows: row 0 has 2 sampled tokens, row 1 has 1 (T = 3, position 0 is the prompt).
+struct LossCase {
+  std::vector<float> mask = {0, 1, 1, 0, 1, 0};
+  std::vector<float> adv = {1.0f, -2.0f};
+};
+
+TEST(Grpo, TokenMeanOnPolicyGradientIsMinusAdvantageOverTokens) {
+  LossCase c;
+  std::vector<float> logp = {0, -1, -2, 0, -0.5f, 0}, d;
+  GrpoLossOptions o;
+  const auto st = grpo_loss(logp, logp, nullptr, c.mask, c.adv, 2, 3, o, d);
+  // ρ = 1: L = -(1 + 1 - 2) / 3 = 0; dL/dlogp = -A / 3
+  EXPECT_NEAR(st.loss, 0.0, 1e-7);
+  EXPECT_NEAR(d[1], -1.0 / 3, 1e-7);
+  EXPECT_NEAR(d[2], -1.0 / 3, 1e-7);
+  EXPECT_NEAR(d[4], 2.0 / 3, 1e-7);
+  EXPECT_EQ(d[0], 0.0f);
+  EXPECT_EQ(st.tokens, 3);
+}
+
+TEST(Grpo, SequenceMeanAndConstantAggregation) {
+  LossCase c;
+  std::vector<float> logp = {0, -1, -2, 0, -0.5f, 0}, d;
+  GrpoLossOptions o;
+  o.agg = LossAgg::SeqMeanTokenMean;  // weights 1/(B·|o_b|): row 0 → 1/4, row 1 → 1/2
+  auto st = grpo_loss(logp, logp, nullptr, c.mask, c.adv, 2, 3, o, d);
+  EXPECT_NEAR(d[1], -0.25, 1e-7);
+  EXPECT_NEAR(d[4], 1.0, 1e-7);
+  EXPECT_NEAR(st.loss, -(0.25 * 2 * 1.0 + 0.5 * -2.0), 1e-7);
+  o.agg = LossAgg::TokenSumConst;  // 1/(B·C) with C = 10
+  o.token_sum_const = 10;
+  st = grpo_loss(logp, logp, nullptr, c.mask, c.adv, 2, 3, o, d);
+  EXPECT_NEAR(d[1], -1.0 / 20, 1e-7);
+  EXPECT_NEAR(d[4], 2.0 / 20, 1e-7);
+}
+
+TEST(Grpo, ClippingStopsTheGradientOutsideTheTrustRegion) {
+  LossCase c;
+  std::vector<float> old = {0, -1, -1, 0, -1, 0}, d;
+  // Row 0 (A = 1): token 1 has ρ = e^0.5 > 1.28 → clipped (no gradient);
+  // token 2 has ρ = e^-0.5 < 0.8 → min picks ρ·A (gradient -ρA).
+  // Row 1 (A = -2): ρ = e^0.1 within [0.8, 1.28] → gradient -ρA.
+  std::vector<float> logp = {0, -0.5f, -1.5f, 0, -0.9f, 0};
+  GrpoLossOptions o;
+  const auto st = grpo_loss(logp, old, nullptr, c.mask, c.adv, 2, 3, o, d);
+  EXPECT_EQ(d[1], 0.0f);
+  EXPECT_NEAR(d[2], -std::exp(-0.5) / 3, 1e-6);
+  EXPECT_NEAR(d[4], 2 * std::exp(0.1) / 3, 1e-6);
+  EXPECT_NEAR(st.clip_frac, 1.0 / 3, 1e-7);
+  const double expect = -(1.28 * 1 + std::exp(-0.5) * 1 + std::exp(0.1) * -2) / 3;
+  EXPECT_NEAR(st.loss, expect, 1e-6);
+  // Clip-higher: with ε_high = 1 the first token is inside the region again.
+  o.eps_high = 1.0f;
+  grpo_loss(logp, old, nullptr, c.mask, c.adv, 2, 3, o, d);
+  EXPECT_NEAR(d[1], -std::exp(0.5) / 3, 1e-6);
+}
+
+TEST(Grpo, K3KlAndItsGradientMatchFiniteDifferences) {
+  LossCase c;
+  c.adv = {0.0f, 0.0f};  // isolate the KL term
+  std::vector<float> logp = {0, -1, -2, 0, -0.5f, 0}, ref = {0, -1.2f, -1.7f, 0, -0.5f, 0}, d, d2;
+  GrpoLossOptions o;
+  o.kl_beta = 0.5f;
+  const auto st = grpo_loss(logp, logp, &ref, c.mask, c.adv, 2, 3, o, d);
+  auto k3 = [](double x) { return std::exp(x) - x - 1; };
+  EXPECT_NEAR(st.kl, (k3(-0.2) + k3(0.3) + k3(0.0)) / 3, 1e-6);
+  EXPECT_NEAR(st.loss, 0.5 * (k3(-0.2) + k3(0.3)) / 3, 1e-6);
+  for (size_t i : {1u, 2u, 4u}) {
+    auto plus = logp, minus = logp;
+    plus[i] += 1e-3f;
+    minus[i] -= 1e-3f;
+    const double fd = (grpo_loss(plus, plus, &ref, c.mask, c.adv, 2, 3, o, d2).loss -
+                       grpo_loss(minus, minus, &ref, c.mask, c.adv, 2, 3, o, d2).loss) / 2e-3;
+    EXPECT_NEAR(d[i], fd, 1e-4) << i;
+  }
+  EXPECT_THROW(grpo_loss(logp, logp, nullptr, c.mask, c.adv, 2, 3, o, d), Error);  // β without a reference
 }
 
 }  // namespace

@@ -102,25 +102,43 @@ Dataset::Dataset(const std::vector<std::string>& paths, const Tokenizer& tok, in
   if (examples_.empty()) fail("the dataset has no usable examples (", stats_.skipped, " malformed lines skipped)");
 }
 
-TrainBatch Dataset::batch(uint64_t seed, int64_t step, int64_t B) const {
+// Epoch e's plan: a shuffle of all examples, sorted by length within windows of 32 batches
+// (so a batch pads little), cut into batches, the batches shuffled again. The N % B examples
+// left over sit out that epoch (different ones each epoch).
+const std::vector<size_t>& Dataset::epoch_plan(uint64_t seed, int64_t epoch, int64_t B) const {
+  if (plan_epoch_ == epoch && plan_seed_ == seed && plan_B_ == B) return plan_;
   const size_t N = examples_.size();
+  std::vector<size_t> order(N);
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::mt19937_64 g(seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch));
+  auto shuffle = [&](std::vector<size_t>& v) {
+    for (size_t k = v.size(); k > 1; --k) std::swap(v[k - 1], v[size_t(g() % k)]);
+  };
+  shuffle(order);
+  const size_t nb = std::max<size_t>(1, N / size_t(B)), window = size_t(B) * 32;
+  while (order.size() < nb * size_t(B)) order.push_back(order[order.size() % N]);  // N < B: repeat
+  order.resize(nb * size_t(B));
+  for (size_t w = 0; w < order.size(); w += window) {
+    auto first = order.begin() + long(w), last = order.begin() + long(std::min(order.size(), w + window));
+    std::stable_sort(first, last, [&](size_t a, size_t b) { return examples_[a].tokens.size() < examples_[b].tokens.size(); });
+  }
+  std::vector<size_t> batches(nb);
+  std::iota(batches.begin(), batches.end(), size_t(0));
+  shuffle(batches);
+  plan_.clear();
+  for (size_t bi : batches) plan_.insert(plan_.end(), order.begin() + long(bi * size_t(B)), order.begin() + long((bi + 1) * size_t(B)));
+  plan_epoch_ = epoch;
+  plan_seed_ = seed;
+  plan_B_ = B;
+  return plan_;
+}
+
+TrainBatch Dataset::batch(uint64_t seed, int64_t step, int64_t B) const {
+  const int64_t nb = std::max<int64_t>(1, int64_t(examples_.size()) / B);
+  const std::vector<size_t>& plan = epoch_plan(seed, step / nb, B);
   TrainBatch b;
   b.B = B;
-  std::vector<size_t> rows;
-  std::vector<size_t> order;
-  int64_t epoch = -1;
-  for (int64_t i = 0; i < B; ++i) {
-    const uint64_t pos = uint64_t(step) * uint64_t(B) + uint64_t(i);
-    const int64_t e = int64_t(pos / N);
-    if (e != epoch) {  // the permutation of epoch e
-      epoch = e;
-      order.resize(N);
-      std::iota(order.begin(), order.end(), size_t(0));
-      std::mt19937_64 g(seed * 0x9e3779b97f4a7c15ull + uint64_t(e));
-      for (size_t k = N; k > 1; --k) std::swap(order[k - 1], order[size_t(g() % k)]);
-    }
-    rows.push_back(order[pos % N]);
-  }
+  std::vector<size_t> rows(plan.begin() + (step % nb) * B, plan.begin() + (step % nb + 1) * B);
   for (size_t r : rows) b.T = std::max<int64_t>(b.T, int64_t(examples_[r].tokens.size()));
   b.tokens.assign(size_t(B * b.T), pad_id_);
   b.weight.assign(size_t(B * b.T), 0.0f);

@@ -43,11 +43,17 @@ class Dataset {
   const Example& example(size_t i) const { return examples_[i]; }
 
   // The batch of global step `step`: B examples in an order that depends only on (seed, step),
-  // each epoch a fresh shuffle; rows right-padded (weight 0) to the longest example.
+  // each epoch a fresh shuffle with examples of similar length batched together; rows
+  // right-padded (weight 0) to the longest example. Not thread-safe (caches the epoch plan).
   TrainBatch batch(uint64_t seed, int64_t step, int64_t B) const;
 
  private:
+  const std::vector<size_t>& epoch_plan(uint64_t seed, int64_t epoch, int64_t B) const;
+
   std::vector<Example> examples_;
+  mutable std::vector<size_t> plan_;
+  mutable int64_t plan_epoch_ = -1, plan_B_ = 0;
+  mutable uint64_t plan_seed_ = 0;
   DatasetStats stats_;
   int32_t pad_id_ = 0;
 };

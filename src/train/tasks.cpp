@@ -67,16 +67,29 @@ Problem addition(Rng& r) {
 
 Problem multiplication(Rng& r) {
   int64_t a = r.digits(static_cast<int>(r.uniform(2, 3))), b = r.digits(static_cast<int>(r.uniform(1, 2)));
+  if (b < 2) b += 2;  // no trivial products by 0 or 1
   Problem p{Task::Multiplication, "What is " + str(a) + " * " + str(b) + "?", "", "", {}, 0};
-  // Partial products by the digits of b, then their sum.
-  std::string sb = str(b);
+  // Partial products by the digits of b, each worked digit by digit right to left
+  // ("7 * 5 = 35, write 5, carry 3"), shifted by the digit's place, then their sum.
+  std::string sb = str(b), sa = str(a);
   std::vector<int64_t> parts;
   int64_t place = 1;
   for (size_t i = 0; i < sb.size(); ++i, place *= 10) {
-    int64_t d = (sb[sb.size() - 1 - i] - '0') * place;
+    const int d = sb[sb.size() - 1 - i] - '0';
     if (d == 0) continue;
-    p.trace += str(a) + " * " + str(d) + " = " + str(a * d) + "\n";
-    parts.push_back(a * d);
+    int carry = 0;
+    for (size_t k = 0; k < sa.size(); ++k) {
+      const int da = sa[sa.size() - 1 - k] - '0', v = da * d + carry;
+      p.trace += str(da) + " * " + str(d) + (carry ? " + " + str(carry) : "") + " = " + str(v);
+      if (k + 1 == sa.size()) {
+        p.trace += ", write " + str(v) + "\n";
+      } else {
+        carry = v / 10;
+        p.trace += ", write " + str(v % 10) + (carry ? ", carry " + str(carry) : "") + "\n";
+      }
+    }
+    p.trace += str(a) + " * " + str(d * place) + " = " + str(a * d * place) + "\n";
+    parts.push_back(a * d * place);
   }
   if (parts.size() > 1) {
     std::string sum;

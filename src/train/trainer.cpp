@@ -22,15 +22,22 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-std::string read_file(const fs::path& p) {
+std::string read_file(const fs::path& p) { return read_text_file(p.string()); }
+
+}  // namespace
+
+std::string read_text_file(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
-  if (!in) fail(p.string(), ": cannot read");
+  if (!in) fail(p, ": cannot read");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
+namespace {
 constexpr char kOptMagic[8] = {'W', 'H', 'A', 'D', 'A', 'M', 'W', '1'};
+
+}  // namespace
 
 std::string optimizer_bytes(AdamW& opt) {
   std::string s(kOptMagic, 8);
@@ -42,7 +49,7 @@ std::string optimizer_bytes(AdamW& opt) {
   return s;
 }
 
-void load_optimizer(AdamW& opt, const fs::path& p) {
+void load_optimizer(AdamW& opt, const std::string& p) {
   const std::string s = read_file(p);
   const size_t n = opt.m().size();
   int64_t stored = -1, t = 0;
@@ -51,7 +58,7 @@ void load_optimizer(AdamW& opt, const fs::path& p) {
     std::memcpy(&t, s.data() + 16, 8);
   }
   if (s.size() < 24 || std::memcmp(s.data(), kOptMagic, 8) != 0 || stored != int64_t(n) || s.size() != 24 + 8 * n)
-    fail(p.string(), ": not the optimizer state of this model (", s.size(), " bytes)");
+    fail(p, ": not the optimizer state of this model (", s.size(), " bytes)");
   std::memcpy(opt.m().data(), s.data() + 24, 4 * n);
   std::memcpy(opt.v().data(), s.data() + 24 + 4 * n, 4 * n);
   opt.set_steps(t);
@@ -59,15 +66,13 @@ void load_optimizer(AdamW& opt, const fs::path& p) {
 
 // The checkpoint to resume from: model/, or model.old when a save was cut off between its
 // two renames.
-fs::path checkpoint_dir(const fs::path& run) {
+std::string checkpoint_dir(const std::string& run) {
   for (const char* name : {"model", "model.old"}) {
-    const fs::path p = run / name;
-    if (fs::exists(p / "train_state.json") && fs::exists(p / "model.safetensors")) return p;
+    const fs::path p = fs::path(run) / name;
+    if (fs::exists(p / "train_state.json") && fs::exists(p / "model.safetensors")) return p.string();
   }
   return {};
 }
-
-}  // namespace
 
 TrainResult run_training(const TrainOptions& o) {
   if (o.out.empty()) fail("train: --out (the run directory) is required");
@@ -81,7 +86,7 @@ TrainResult run_training(const TrainOptions& o) {
   if (ec) fail(run.string(), ": cannot create the run directory: ", ec.message());
 
   // Model config and starting weights: a checkpoint in the run directory wins (resume).
-  const fs::path resume = checkpoint_dir(run);
+  const fs::path resume = checkpoint_dir(run.string());
   fs::path cfg_path, tok_dir;
   if (!resume.empty()) {
     cfg_path = resume / "config.json";
@@ -124,7 +129,7 @@ TrainResult run_training(const TrainOptions& o) {
     if (st.is_discarded() || !st.contains("step") || !st["step"].is_number_integer())
       fail((resume / "train_state.json").string(), ": malformed training state");
     step = st["step"].get<int64_t>();
-    load_optimizer(opt, resume / "optimizer.bin");
+    load_optimizer(opt, (resume / "optimizer.bin").string());
     if (!o.quiet) std::fprintf(stderr, "resuming %s at step %lld\n", resume.string().c_str(), (long long)step);
   } else if (!o.init.empty()) {
     m.load_weights(o.init);

@@ -43,4 +43,11 @@ struct TrainResult {
 
 TrainResult run_training(const TrainOptions& o);
 
+// Checkpoint helpers shared with GRPO (train/grpo.h).
+class AdamW;
+std::string optimizer_bytes(AdamW& opt);                        // AdamW moments and step
+void load_optimizer(AdamW& opt, const std::string& path);       // checks it fits the model
+std::string checkpoint_dir(const std::string& run);             // RUN/model, RUN/model.old, or ""
+std::string read_text_file(const std::string& path);
+
 }  // namespace whale::train

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reproduces whale's embedded default model (models/whale-r2-tiny) from scratch on a CPU:
+#   1. data: verifiable reasoning tasks with step-by-step traces (whale data gen)
+#   2. tokenizer: byte-level BPE learned from that text (whale tokenizer train)
+#   3. pretraining on the traces as plain text
+#   4. SFT in the DeepSeek V3.1 chat format, half the examples thinking on, half off
+#   5. held-out evaluation, thinking on and off
+# Usage: recipes/whale-r2-tiny/recipe.sh [WORK_DIR]   (WHALE=path/to/whale, THREADS=n)
+# Every stage resumes where it stopped when run again (kill -9 loses at most one save interval).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+whale="${WHALE:-$root/build/whale}"
+work="${1:-$root/build/recipe-whale-r2-tiny}"
+threads="${THREADS:-0}"
+mkdir -p "$work"
+cd "$work"
+
+[[ -f pretrain.jsonl ]] || "$whale" data gen --format text --count 40000 --seed 1 -o pretrain.jsonl
+[[ -f sft.jsonl ]] || "$whale" data gen --format chat --count 20000 --seed 2 --thinking 0.5 -o sft.jsonl
+[[ -f tokenizer/tokenizer.json ]] || "$whale" tokenizer train pretrain.jsonl sft.jsonl -o tokenizer --vocab-size 512
+
+"$whale" train --config "$here/config.json" --tokenizer tokenizer --data pretrain.jsonl --out pretrain \
+  --steps "${PRETRAIN_STEPS:-1500}" --batch 16 --seq-len 256 --lr 3e-3 --min-lr 3e-4 --warmup 100 \
+  --save-every 100 --log-every 10 --seed 1 -t "$threads"
+"$whale" train --init pretrain/model --data sft.jsonl --out sft \
+  --steps "${SFT_STEPS:-600}" --batch 16 --seq-len 256 --lr 1e-3 --min-lr 1e-4 --warmup 30 \
+  --save-every 100 --log-every 10 --seed 2 -t "$threads"
+"$whale" eval --model sft/model -n 100 -t "$threads" | tee eval-sft.txt
