@@ -204,3 +204,80 @@ TEST(Dtype, F16ToF32IsExactForEveryEncoding) {
 }
 }  // namespace
 }  // namespace whale
+
+#include "kernels/sgemm.h"
+
+namespace whale {
+namespace {
+
+TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
+  ThreadPool pool(2);
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t M : {1, 5, 6, 7, 13, 40})
+    for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100})
+      for (int64_t K : {1, 2, 31, 96})
+        for (bool acc : {false, true}) {
+          const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;  // padded rows: only the matrix is touched
+          std::vector<float> A(size_t(M * lda)), B(size_t(K * ldb)), C(size_t(M * ldc)), R;
+          for (float& v : A) v = u(g);
+          for (float& v : B) v = u(g);
+          for (float& v : C) v = u(g);
+          R = C;
+          sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, acc}, pool);
+          sgemm_reference(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, R.data(), ldc, acc});
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < ldc; ++n) {
+              const size_t i = size_t(m * ldc + n);
+              if (n >= N) ASSERT_EQ(C[i], R[i]) << "padding written at " << m << "," << n;
+              else ASSERT_NEAR(C[i], R[i], 1e-5f * float(K + 1)) << M << "x" << N << "x" << K << " at " << m << "," << n;
+            }
+        }
+}
+
+TEST(Sgemm, ResultsDoNotDependOnTheThreadCount) {
+  ThreadPool one(1), two(2);
+  const int64_t M = 50, N = 70, K = 40;
+  std::vector<float> A(size_t(M * K)), B(size_t(K * N)), C1(size_t(M * N)), C2(size_t(M * N));
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(std::sin(double(i)));
+  for (size_t i = 0; i < B.size(); ++i) B[i] = float(std::cos(double(i)));
+  sgemm(SgemmArgs{M, N, K, A.data(), K, B.data(), N, C1.data(), N, false}, one);
+  sgemm(SgemmArgs{M, N, K, A.data(), K, B.data(), N, C2.data(), N, false}, two);
+  EXPECT_EQ(C1, C2);
+}
+
+}  // namespace
+}  // namespace whale
+
+#include "train/grad_ops.h"
+
+namespace whale {
+namespace {
+
+TEST(TrainAttention, GemmVersionMatchesTheScalarReference) {
+  std::mt19937 g(9);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t T : {1, 7, 33})
+    for (auto [dk, dv] : {std::pair<int64_t, int64_t>{48, 32}, {5, 3}}) {
+      const int64_t ldq = dk + 4, ldk = dk + 2, ldv = dv + 6, ldo = dv + 1;  // strided rows, as heads are
+      std::vector<float> q(size_t(T * ldq)), k(size_t(T * ldk)), v(size_t(T * ldv)), d_o(size_t(T * ldo));
+      for (auto* vec : {&q, &k, &v, &d_o})
+        for (float& x : *vec) x = u(g);
+      std::vector<float> P1(size_t(T * T)), P2(P1), o1(size_t(T * ldo), 7.0f), o2(o1);
+      train::attention_forward(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, 0.3f, P1.data(), o1.data(), ldo);
+      train::attention_forward_reference(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, 0.3f, P2.data(), o2.data(), ldo);
+      for (size_t i = 0; i < P1.size(); ++i) ASSERT_NEAR(P1[i], P2[i], 1e-5f);
+      for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5f) << i;
+      std::vector<float> dq1(q.size(), 0.5f), dk1(k.size(), 0.5f), dv1(v.size(), 0.5f), dq2(dq1), dk2(dk1), dv2(dv1);
+      train::attention_backward(q.data(), ldq, k.data(), ldk, v.data(), ldv, P1.data(), d_o.data(), ldo, T, dk, dv, 0.3f,
+                                dq1.data(), dk1.data(), dv1.data());
+      train::attention_backward_reference(q.data(), ldq, k.data(), ldk, v.data(), ldv, P2.data(), d_o.data(), ldo, T, dk,
+                                          dv, 0.3f, dq2.data(), dk2.data(), dv2.data());
+      for (size_t i = 0; i < dq1.size(); ++i) ASSERT_NEAR(dq1[i], dq2[i], 1e-4f) << "dq " << i;
+      for (size_t i = 0; i < dk1.size(); ++i) ASSERT_NEAR(dk1[i], dk2[i], 1e-4f) << "dk " << i;
+      for (size_t i = 0; i < dv1.size(); ++i) ASSERT_NEAR(dv1[i], dv2[i], 1e-4f) << "dv " << i;
+    }
+}
+
+}  // namespace
+}  // namespace whale

@@ -91,7 +91,7 @@ const char* kHelp =
 class ChatApp {
  public:
   explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
-    bundle_ = ModelBundle::load(o_.model, pool_, o_.chat_format);
+    bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format);
     session_ = std::make_unique<ChatSession>(*bundle_.model, *bundle_.tokenizer, o_.ctx);
     const ChatFormat f = bundle_.chat_format;
     thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
@@ -340,7 +340,7 @@ void register_run(CLI::App& app) {
   o->sampling.temperature = 0.6f;  // DeepSeek's recommendation for its reasoning models
   o->sampling.top_p = 0.95f;
   auto* cmd = app.add_subcommand("run", "Chat with a model in the terminal (or answer one PROMPT and exit)");
-  cmd->add_option("model", o->model, "Model directory")->required();
+  cmd->add_option("model", o->model, "Model directory (default: the embedded whale-r2-tiny; \"default\" names it)");
   cmd->add_option("prompt", o->prompt, "Answer this prompt and exit");
   cmd->add_flag("--think", o->think, "Start with thinking mode on");
   cmd->add_flag("--no-think", o->no_think, "Start with thinking mode off");

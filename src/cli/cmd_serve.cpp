@@ -13,7 +13,7 @@ namespace whale {
 void register_serve(CLI::App& app) {
   auto o = std::make_shared<ServerOptions>();
   auto* cmd = app.add_subcommand("serve", "Serve a model over OpenAI- and Ollama-compatible HTTP APIs");
-  cmd->add_option("model", o->model, "Model directory or .gguf file")->required();
+  cmd->add_option("model", o->model, "Model directory or .gguf file (default: the embedded whale-r2-tiny)");
   cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", o->port, "Port (default 8080; 0 picks a free one)")->check(CLI::Range(0, 65535));
   cmd->add_option("--parallel", o->engine.parallel, "Requests decoded together (default 4)")->check(CLI::Range(1, 1024));
@@ -41,6 +41,7 @@ void register_serve(CLI::App& app) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
+    o->model = resolve_model(o->model);
     Server server(*o);
     std::thread waiter([&server, set] {
       int sig = 0;

@@ -10,6 +10,9 @@
 
 namespace whale {
 
+// A model argument: a path, or empty/"default" for the embedded default model.
+std::string resolve_model(const std::string& name);
+
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_init(CLI::App& app);

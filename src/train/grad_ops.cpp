@@ -4,20 +4,11 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/matmul.h"
+#include "kernels/sgemm.h"
 
 namespace whale::train {
 
 namespace {
-
-Weight f32_weight(const float* data, int64_t rows, int64_t cols) {
-  Weight w;
-  w.dtype = DType::F32;
-  w.rows = rows;
-  w.cols = cols;
-  w.data = reinterpret_cast<const uint8_t*>(data);
-  return w;
-}
 
 // out [cols, rows] = in [rows, cols]ᵀ
 void transpose(const float* in, int64_t rows, int64_t cols, float* out, ThreadPool& pool) {
@@ -27,34 +18,25 @@ void transpose(const float* in, int64_t rows, int64_t cols, float* out, ThreadPo
   }, 16);
 }
 
-void add_into(float* dst, const float* src, int64_t n, ThreadPool& pool) {
-  pool.parallel_for(n, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) dst[i] += src[i];
-  }, 4096);
-}
-
 }  // namespace
 
 void linear_forward(const float* W, int64_t out, int64_t in, const float* x, int64_t N, float* y, ThreadPool& pool) {
   if (N == 0) return;
-  matmul(f32_weight(W, out, in), x, N, y, pool);
+  // y [N, out] = x [N, in] · Wᵀ [in, out]
+  std::vector<float> wt(static_cast<size_t>(out * in));
+  transpose(W, out, in, wt.data(), pool);
+  sgemm(SgemmArgs{N, out, in, x, in, wt.data(), out, y, out, false}, pool);
 }
 
 void linear_backward(const float* W, int64_t out, int64_t in, const float* x, const float* dy, int64_t N, float* dx,
                      float* dW, ThreadPool& pool) {
   if (N == 0) return;
-  if (dx) {  // dx [N, in] += dy · W = dy · (Wᵀ)ᵀ: the GEMM against the transposed weight
-    std::vector<float> wt(static_cast<size_t>(out * in)), tmp(static_cast<size_t>(N * in));
-    transpose(W, out, in, wt.data(), pool);
-    matmul(f32_weight(wt.data(), in, out), dy, N, tmp.data(), pool);
-    add_into(dx, tmp.data(), N * in, pool);
-  }
-  // dW [out, in] += dyᵀ · x: rows of xᵀ [in, N] against the rows of dyᵀ [out, N]
-  std::vector<float> xt(static_cast<size_t>(in * N)), dyt(static_cast<size_t>(out * N)), tmp(static_cast<size_t>(out * in));
-  transpose(x, N, in, xt.data(), pool);
+  // dx [N, in] += dy [N, out] · W [out, in]
+  if (dx) sgemm(SgemmArgs{N, in, out, dy, out, W, in, dx, in, true}, pool);
+  // dW [out, in] += dyᵀ [out, N] · x [N, in]
+  std::vector<float> dyt(static_cast<size_t>(out * N));
   transpose(dy, N, out, dyt.data(), pool);
-  matmul(f32_weight(xt.data(), in, N), dyt.data(), out, tmp.data(), pool);
-  add_into(dW, tmp.data(), out * in, pool);
+  sgemm(SgemmArgs{out, in, N, dyt.data(), N, x, in, dW, in, true}, pool);
 }
 
 void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t n, float eps, float* y, float* inv_rms) {
@@ -112,7 +94,7 @@ void swiglu_backward(const float* g, const float* u, const float* dh, int64_t n,
   }
 }
 
-void attention_forward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+void attention_forward_reference(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                        int64_t T, int64_t dk, int64_t dv, float scale, float* P, float* o, int64_t ldo) {
   for (int64_t i = 0; i < T; ++i) {
     float* p = P + i * T;
@@ -138,7 +120,7 @@ void attention_forward(const float* q, int64_t ldq, const float* k, int64_t ldk,
   }
 }
 
-void attention_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+void attention_backward_reference(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                         const float* P, const float* d_o, int64_t ldo, int64_t T, int64_t dk, int64_t dv, float scale,
                         float* dq, float* dkk, float* dvv) {
   std::vector<float> dp(static_cast<size_t>(T));
@@ -162,6 +144,56 @@ void attention_backward(const float* q, int64_t ldq, const float* k, int64_t ldk
       }
     }
   }
+}
+
+// The same computations through the GEMM kernel (one thread: callers run heads in parallel).
+// Scores are computed for the whole T×T square and the upper triangle zeroed after the
+// softmax, which costs twice the FLOPs of the triangle but runs at GEMM speed.
+void attention_forward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                       int64_t T, int64_t dk, int64_t dv, float scale, float* P, float* o, int64_t ldo) {
+  std::vector<float> kt(static_cast<size_t>(dk * T));  // Kᵀ [dk, T]
+  for (int64_t j = 0; j < T; ++j)
+    for (int64_t d = 0; d < dk; ++d) kt[size_t(d * T + j)] = k[j * ldk + d];
+  sgemm_rows_simd(SgemmArgs{T, T, dk, q, ldq, kt.data(), T, P, T, false}, 0, T);  // S = Q·Kᵀ
+  for (int64_t i = 0; i < T; ++i) {
+    float* p = P + i * T;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j <= i; ++j) mx = std::fmax(mx, p[j] *= scale);
+    double sum = 0;
+    for (int64_t j = 0; j <= i; ++j) {
+      p[j] = std::exp(p[j] - mx);
+      sum += p[j];
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+    for (int64_t j = i + 1; j < T; ++j) p[j] = 0.0f;
+  }
+  sgemm_rows_simd(SgemmArgs{T, dv, T, P, T, v, ldv, o, ldo, false}, 0, T);  // O = P·V
+}
+
+void attention_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                        const float* P, const float* d_o, int64_t ldo, int64_t T, int64_t dk, int64_t dv, float scale,
+                        float* dq, float* dkk, float* dvv) {
+  std::vector<float> t1(static_cast<size_t>(std::max(dv, int64_t(1)) * T)), dS(static_cast<size_t>(T * T)),
+      tT(static_cast<size_t>(T * T));
+  for (int64_t j = 0; j < T; ++j)  // Vᵀ [dv, T]
+    for (int64_t d = 0; d < dv; ++d) t1[size_t(d * T + j)] = v[j * ldv + d];
+  sgemm_rows_simd(SgemmArgs{T, T, dv, d_o, ldo, t1.data(), T, dS.data(), T, false}, 0, T);  // dP = dO·Vᵀ
+  for (int64_t i = 0; i < T; ++i)  // Pᵀ
+    for (int64_t j = 0; j < T; ++j) tT[size_t(j * T + i)] = P[i * T + j];
+  sgemm_rows_simd(SgemmArgs{T, dv, T, tT.data(), T, d_o, ldo, dvv, ldv, true}, 0, T);  // dV += Pᵀ·dO
+  for (int64_t i = 0; i < T; ++i) {  // dS_ij = P_ij (dP_ij - Σ_k P_ik dP_ik) · scale
+    const float* p = P + i * T;
+    float* ds = dS.data() + i * T;
+    double row = 0;
+    for (int64_t j = 0; j <= i; ++j) row += double(p[j]) * double(ds[j]);
+    for (int64_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - float(row)) * scale;
+    for (int64_t j = i + 1; j < T; ++j) ds[j] = 0.0f;
+  }
+  sgemm_rows_simd(SgemmArgs{T, dk, T, dS.data(), T, k, ldk, dq, ldq, true}, 0, T);  // dQ += dS·K
+  for (int64_t i = 0; i < T; ++i)  // dSᵀ
+    for (int64_t j = 0; j < T; ++j) tT[size_t(j * T + i)] = dS[size_t(i * T + j)];
+  sgemm_rows_simd(SgemmArgs{T, dk, T, tT.data(), T, q, ldq, dkk, ldk, true}, 0, T);  // dK += dSᵀ·Q
 }
 
 void log_softmax_target(float* logits, const int32_t* target, int64_t R, int64_t V, float* logp, ThreadPool& pool) {

@@ -39,6 +39,13 @@ void attention_forward(const float* q, int64_t ldq, const float* k, int64_t ldk,
 void attention_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                         const float* P, const float* d_o, int64_t ldo, int64_t T, int64_t dk, int64_t dv, float scale,
                         float* dq, float* dkk, float* dvv);
+// Plain scalar versions (the definition the GEMM-based ones are tested against).
+void attention_forward_reference(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                       int64_t T, int64_t dk, int64_t dv, float scale, float* P, float* o, int64_t ldo);
+// dq, dk, dv (same strides as q, k, v) += from do; P as saved by the forward pass.
+void attention_backward_reference(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                        const float* P, const float* d_o, int64_t ldo, int64_t T, int64_t dk, int64_t dv, float scale,
+                        float* dq, float* dkk, float* dvv);
 
 // Log-probability of each row's target: logp[r] = logits[r][target[r]] - logsumexp(logits[r]).
 // logits [R, V] is overwritten with softmax(logits) for the backward pass.

@@ -1,0 +1,36 @@
+// The embedded default model (models/whale-r2-tiny, trained by recipes/whale-r2-tiny): the
+// model `whale run` and `whale serve` use when none is named, or when it is named "default".
+// Looked up beside the binary (../models, ./models: a build tree or an install prefix), then
+// in the source tree the binary was built from; WHALE_DEFAULT_MODEL overrides.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace whale {
+namespace fs = std::filesystem;
+
+std::string resolve_model(const std::string& name) {
+  if (!name.empty() && name != "default") return name;
+  if (const char* env = std::getenv("WHALE_DEFAULT_MODEL"); env && *env) return env;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "../models/whale-r2-tiny");
+    candidates.push_back(exe.parent_path() / "models/whale-r2-tiny");
+    candidates.push_back(exe.parent_path() / "../share/whale/models/whale-r2-tiny");
+  }
+#ifdef WHALE_SOURCE_DIR
+  candidates.push_back(fs::path(WHALE_SOURCE_DIR) / "models/whale-r2-tiny");
+#endif
+  for (const fs::path& p : candidates)
+    if (fs::exists(p / "config.json", ec)) return fs::weakly_canonical(p, ec).string();
+  fail("no model named and the default model (models/whale-r2-tiny) was not found beside the binary; "
+       "name a model directory or set WHALE_DEFAULT_MODEL");
+}
+
+}  // namespace whale

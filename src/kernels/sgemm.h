@@ -1,0 +1,31 @@
+// Dense float32 matrix product for training: C[M, N] (+)= A[M, K] · B[K, N], row-major with
+// leading dimensions. The SIMD kernel (sgemm_simd.cpp) keeps a register tile of 6 rows × 2
+// vectors of C and streams K: per k it broadcasts six A values and loads two B vectors, so each
+// FMA needs a third of a load (the dot-product kernels of gemm_simd.cpp need more than one).
+// Every C element sums its K products in order k = 0, 1, ..., so results do not depend on the
+// thread count or on the tile an element falls in. sgemm_reference is the plain definition.
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace whale {
+
+struct SgemmArgs {
+  int64_t M, N, K;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+  bool accumulate;  // C += A·B instead of C = A·B
+};
+
+void sgemm(const SgemmArgs& a, ThreadPool& pool);
+void sgemm_reference(const SgemmArgs& a);
+
+// Rows [m0, m1) of the product (the per-thread piece).
+void sgemm_rows_simd(const SgemmArgs& a, int64_t m0, int64_t m1);
+
+}  // namespace whale

@@ -1,0 +1,133 @@
+// The float32 GEMM tile kernel, compiled per instruction set by Highway (see sgemm.h).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/sgemm_simd.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+
+#include "kernels/sgemm.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace whale {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// C[m0..m0+MR, n0..n0+2·lanes) with MR ≤ 6 rows; full vectors only.
+template <int MR>
+HWY_INLINE void tile2(const SgemmArgs& a, int64_t m0, int64_t n0) {
+  const DF d;
+  const size_t L = hn::Lanes(d);
+  VF c0[MR], c1[MR];
+  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = hn::Zero(d);
+  const float* arow[MR];
+  for (int r = 0; r < MR; ++r) arow[r] = a.A + (m0 + r) * a.lda;
+  const float* b = a.B + n0;
+  for (int64_t k = 0; k < a.K; ++k, b += a.ldb) {
+    const VF b0 = hn::LoadU(d, b), b1 = hn::LoadU(d, b + L);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const VF av = hn::Set(d, arow[r][k]);
+      c0[r] = hn::MulAdd(av, b0, c0[r]);
+      c1[r] = hn::MulAdd(av, b1, c1[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    float* c = a.C + (m0 + r) * a.ldc + n0;
+    if (a.accumulate) {
+      c0[r] = hn::Add(c0[r], hn::LoadU(d, c));
+      c1[r] = hn::Add(c1[r], hn::LoadU(d, c + L));
+    }
+    hn::StoreU(c0[r], d, c);
+    hn::StoreU(c1[r], d, c + L);
+  }
+}
+
+// One vector wide (possibly partial: `cols` ≤ lanes; a partial row of B goes through a
+// zero-padded buffer so nothing past the matrix is read or written).
+template <int MR>
+HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
+  const DF d;
+  const size_t L = hn::Lanes(d);
+  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
+  VF c0[MR];
+  for (int r = 0; r < MR; ++r) c0[r] = hn::Zero(d);
+  const float* arow[MR];
+  for (int r = 0; r < MR; ++r) arow[r] = a.A + (m0 + r) * a.lda;
+  const float* b = a.B + n0;
+  for (int64_t k = 0; k < a.K; ++k, b += a.ldb) {
+    VF b0;
+    if (cols == L) {
+      b0 = hn::LoadU(d, b);
+    } else {
+      for (size_t i = 0; i < cols; ++i) buf[i] = b[i];
+      b0 = hn::Load(d, buf);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) c0[r] = hn::MulAdd(hn::Set(d, arow[r][k]), b0, c0[r]);
+  }
+  for (int r = 0; r < MR; ++r) {
+    float* c = a.C + (m0 + r) * a.ldc + n0;
+    hn::Store(c0[r], d, buf);
+    for (size_t i = 0; i < cols; ++i) c[i] = a.accumulate ? c[i] + buf[i] : buf[i];
+  }
+}
+
+template <int MR>
+HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  int64_t n = 0;
+  for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR>(a, m0, n);
+  for (; n < a.N; n += L) tile1<MR>(a, m0, n, size_t(std::min(L, a.N - n)));
+}
+
+void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
+  int64_t m = m0;
+  for (; m + 6 <= m1; m += 6) row_block<6>(a, m);
+  switch (m1 - m) {
+    case 5: row_block<5>(a, m); break;
+    case 4: row_block<4>(a, m); break;
+    case 3: row_block<3>(a, m); break;
+    case 2: row_block<2>(a, m); break;
+    case 1: row_block<1>(a, m); break;
+    default: break;
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace whale
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace whale {
+HWY_EXPORT(SgemmRows);
+
+void sgemm_rows_simd(const SgemmArgs& a, int64_t m0, int64_t m1) { HWY_DYNAMIC_DISPATCH(SgemmRows)(a, m0, m1); }
+
+void sgemm(const SgemmArgs& a, ThreadPool& pool) {
+  if (a.M <= 0 || a.N <= 0) return;
+  if (a.K <= 0) {  // an empty sum
+    if (!a.accumulate)
+      for (int64_t m = 0; m < a.M; ++m) std::fill(a.C + m * a.ldc, a.C + m * a.ldc + a.N, 0.0f);
+    return;
+  }
+  // Blocks of 6 rows (whole register tiles) shared out to the threads.
+  const int64_t blocks = (a.M + 5) / 6;
+  pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) { sgemm_rows_simd(a, b0 * 6, std::min(a.M, b1 * 6)); });
+}
+
+void sgemm_reference(const SgemmArgs& a) {
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t n = 0; n < a.N; ++n) {
+      float s = 0;
+      for (int64_t k = 0; k < a.K; ++k) s += a.A[m * a.lda + k] * a.B[k * a.ldb + n];
+      a.C[m * a.ldc + n] = a.accumulate ? a.C[m * a.ldc + n] + s : s;
+    }
+}
+
+}  // namespace whale
+#endif  // HWY_ONCE
