@@ -217,20 +217,21 @@ TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
   for (int64_t M : {1, 5, 6, 7, 13, 40})
     for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100})
       for (int64_t K : {1, 2, 31, 96})
-        for (bool acc : {false, true}) {
-          const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;  // padded rows: only the matrix is touched
-          std::vector<float> A(size_t(M * lda)), B(size_t(K * ldb)), C(size_t(M * ldc)), R;
+        for (int mode = 0; mode < 4; ++mode) {
+          const bool acc = mode & 1, ta = mode & 2;
+          const int64_t lda = ta ? M + 3 : K + 3, ldb = N + 5, ldc = N + 2;  // padded rows: only the matrix is touched
+          std::vector<float> A(size_t((ta ? K : M) * lda)), B(size_t(K * ldb)), C(size_t(M * ldc)), R;
           for (float& v : A) v = u(g);
           for (float& v : B) v = u(g);
           for (float& v : C) v = u(g);
           R = C;
-          sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, acc}, pool);
-          sgemm_reference(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, R.data(), ldc, acc});
+          sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, acc, ta}, pool);
+          sgemm_reference(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, R.data(), ldc, acc, ta});
           for (int64_t m = 0; m < M; ++m)
             for (int64_t n = 0; n < ldc; ++n) {
               const size_t i = size_t(m * ldc + n);
               if (n >= N) ASSERT_EQ(C[i], R[i]) << "padding written at " << m << "," << n;
-              else ASSERT_NEAR(C[i], R[i], 1e-5f * float(K + 1)) << M << "x" << N << "x" << K << " at " << m << "," << n;
+              else ASSERT_NEAR(C[i], R[i], 1e-5f * float(K + 1)) << M << "x" << N << "x" << K << " mode " << mode << " at " << m << "," << n;
             }
         }
 }

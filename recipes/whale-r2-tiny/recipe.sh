@@ -21,9 +21,9 @@ cd "$work"
 [[ -f tokenizer/tokenizer.json ]] || "$whale" tokenizer train pretrain.jsonl sft.jsonl -o tokenizer --vocab-size 512
 
 "$whale" train --config "$here/config.json" --tokenizer tokenizer --data pretrain.jsonl --out pretrain \
-  --steps "${PRETRAIN_STEPS:-1500}" --batch 16 --seq-len 256 --lr 3e-3 --min-lr 3e-4 --warmup 100 \
+  --steps "${PRETRAIN_STEPS:-1500}" --batch 16 --seq-len 512 --lr 3e-3 --min-lr 3e-4 --warmup 100 \
   --save-every 100 --log-every 10 --seed 1 -t "$threads"
 "$whale" train --init pretrain/model --data sft.jsonl --out sft \
-  --steps "${SFT_STEPS:-600}" --batch 16 --seq-len 256 --lr 1e-3 --min-lr 1e-4 --warmup 30 \
+  --steps "${SFT_STEPS:-600}" --batch 16 --seq-len 512 --lr 1e-3 --min-lr 1e-4 --warmup 30 \
   --save-every 100 --log-every 10 --seed 2 -t "$threads"
-"$whale" eval --model sft/model -n 100 -t "$threads" | tee eval-sft.txt
+"$whale" eval --model sft/model -n 100 --max-tokens 512 -t "$threads" | tee eval-sft.txt

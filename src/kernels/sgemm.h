@@ -1,5 +1,5 @@
 // Dense float32 matrix product for training: C[M, N] (+)= A[M, K] · B[K, N], row-major with
-// leading dimensions. The SIMD kernel (sgemm_simd.cpp) keeps a register tile of 6 rows × 2
+// leading dimensions (A optionally stored transposed, for weight gradients Xᵀ·dY). The SIMD kernel (sgemm_simd.cpp) keeps a register tile of 6 rows × 2
 // vectors of C and streams K: per k it broadcasts six A values and loads two B vectors, so each
 // FMA needs a third of a load (the dot-product kernels of gemm_simd.cpp need more than one).
 // Every C element sums its K products in order k = 0, 1, ..., so results do not depend on the
@@ -19,7 +19,8 @@ struct SgemmArgs {
   int64_t ldb;
   float* C;
   int64_t ldc;
-  bool accumulate;  // C += A·B instead of C = A·B
+  bool accumulate;        // C += A·B instead of C = A·B
+  bool trans_a = false;   // A is stored transposed: element (m, k) at A[k·lda + m] (C = Aᵀ·B)
 };
 
 void sgemm(const SgemmArgs& a, ThreadPool& pool);

@@ -17,20 +17,26 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 // C[m0..m0+MR, n0..n0+2·lanes) with MR ≤ 6 rows; full vectors only.
-template <int MR>
+// A(m, k): a row-major element, or one of a transposed A (six consecutive values per k).
+template <bool TA>
+HWY_INLINE float a_at(const SgemmArgs& a, const float* const* arow, int r, int64_t k) {
+  return TA ? a.A[k * a.lda + (arow[r] - a.A)] : arow[r][k];
+}
+
+template <int MR, bool TA>
 HWY_INLINE void tile2(const SgemmArgs& a, int64_t m0, int64_t n0) {
   const DF d;
   const size_t L = hn::Lanes(d);
   VF c0[MR], c1[MR];
   for (int r = 0; r < MR; ++r) c0[r] = c1[r] = hn::Zero(d);
-  const float* arow[MR];
-  for (int r = 0; r < MR; ++r) arow[r] = a.A + (m0 + r) * a.lda;
+  const float* arow[MR];  // TA: arow[r] - A is the row index m0 + r
+  for (int r = 0; r < MR; ++r) arow[r] = TA ? a.A + (m0 + r) : a.A + (m0 + r) * a.lda;
   const float* b = a.B + n0;
   for (int64_t k = 0; k < a.K; ++k, b += a.ldb) {
     const VF b0 = hn::LoadU(d, b), b1 = hn::LoadU(d, b + L);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
-      const VF av = hn::Set(d, arow[r][k]);
+      const VF av = hn::Set(d, a_at<TA>(a, arow, r, k));
       c0[r] = hn::MulAdd(av, b0, c0[r]);
       c1[r] = hn::MulAdd(av, b1, c1[r]);
     }
@@ -48,15 +54,15 @@ HWY_INLINE void tile2(const SgemmArgs& a, int64_t m0, int64_t n0) {
 
 // One vector wide (possibly partial: `cols` ≤ lanes; a partial row of B goes through a
 // zero-padded buffer so nothing past the matrix is read or written).
-template <int MR>
+template <int MR, bool TA>
 HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
   const DF d;
   const size_t L = hn::Lanes(d);
   HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
   VF c0[MR];
   for (int r = 0; r < MR; ++r) c0[r] = hn::Zero(d);
-  const float* arow[MR];
-  for (int r = 0; r < MR; ++r) arow[r] = a.A + (m0 + r) * a.lda;
+  const float* arow[MR];  // TA: arow[r] - A is the row index m0 + r
+  for (int r = 0; r < MR; ++r) arow[r] = TA ? a.A + (m0 + r) : a.A + (m0 + r) * a.lda;
   const float* b = a.B + n0;
   for (int64_t k = 0; k < a.K; ++k, b += a.ldb) {
     VF b0;
@@ -67,7 +73,7 @@ HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
       b0 = hn::Load(d, buf);
     }
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) c0[r] = hn::MulAdd(hn::Set(d, arow[r][k]), b0, c0[r]);
+    for (int r = 0; r < MR; ++r) c0[r] = hn::MulAdd(hn::Set(d, a_at<TA>(a, arow, r, k)), b0, c0[r]);
   }
   for (int r = 0; r < MR; ++r) {
     float* c = a.C + (m0 + r) * a.ldc + n0;
@@ -81,8 +87,13 @@ HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
   int64_t n = 0;
-  for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR>(a, m0, n);
-  for (; n < a.N; n += L) tile1<MR>(a, m0, n, size_t(std::min(L, a.N - n)));
+  if (a.trans_a) {
+    for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR, true>(a, m0, n);
+    for (; n < a.N; n += L) tile1<MR, true>(a, m0, n, size_t(std::min(L, a.N - n)));
+  } else {
+    for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR, false>(a, m0, n);
+    for (; n < a.N; n += L) tile1<MR, false>(a, m0, n, size_t(std::min(L, a.N - n)));
+  }
 }
 
 void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
@@ -115,16 +126,28 @@ void sgemm(const SgemmArgs& a, ThreadPool& pool) {
       for (int64_t m = 0; m < a.M; ++m) std::fill(a.C + m * a.ldc, a.C + m * a.ldc + a.N, 0.0f);
     return;
   }
-  // Blocks of 6 rows (whole register tiles) shared out to the threads.
+  // Blocks of 6 rows (whole register tiles) shared out to the threads; with few rows (weight
+  // gradients of small outputs) column blocks of 32 instead. Either way each element is one
+  // tile's sum over k in order.
   const int64_t blocks = (a.M + 5) / 6;
-  pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) { sgemm_rows_simd(a, b0 * 6, std::min(a.M, b1 * 6)); });
+  if (blocks >= 4 * int64_t(pool.size()) || a.N <= 32) {
+    pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) { sgemm_rows_simd(a, b0 * 6, std::min(a.M, b1 * 6)); });
+    return;
+  }
+  pool.parallel_for((a.N + 31) / 32, [&](int64_t c0, int64_t c1) {
+    SgemmArgs part = a;
+    part.B = a.B + c0 * 32;
+    part.C = a.C + c0 * 32;
+    part.N = std::min(a.N, c1 * 32) - c0 * 32;
+    sgemm_rows_simd(part, 0, a.M);
+  });
 }
 
 void sgemm_reference(const SgemmArgs& a) {
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t n = 0; n < a.N; ++n) {
       float s = 0;
-      for (int64_t k = 0; k < a.K; ++k) s += a.A[m * a.lda + k] * a.B[k * a.ldb + n];
+      for (int64_t k = 0; k < a.K; ++k) s += (a.trans_a ? a.A[k * a.lda + m] : a.A[m * a.lda + k]) * a.B[k * a.ldb + n];
       a.C[m * a.ldc + n] = a.accumulate ? a.C[m * a.ldc + n] + s : s;
     }
 }

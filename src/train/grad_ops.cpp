@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "kernels/sgemm.h"
 
 namespace whale::train {
@@ -22,6 +23,15 @@ void transpose(const float* in, int64_t rows, int64_t cols, float* out, ThreadPo
 
 void linear_forward(const float* W, int64_t out, int64_t in, const float* x, int64_t N, float* y, ThreadPool& pool) {
   if (N == 0) return;
+  if (out < 16) {  // a few outputs (mHC mixing weights): row dot products suit them better
+    Weight w;
+    w.dtype = DType::F32;
+    w.rows = out;
+    w.cols = in;
+    w.data = reinterpret_cast<const uint8_t*>(W);
+    matmul(w, x, N, y, pool);
+    return;
+  }
   // y [N, out] = x [N, in] · Wᵀ [in, out]
   std::vector<float> wt(static_cast<size_t>(out * in));
   transpose(W, out, in, wt.data(), pool);
@@ -33,36 +43,47 @@ void linear_backward(const float* W, int64_t out, int64_t in, const float* x, co
   if (N == 0) return;
   // dx [N, in] += dy [N, out] · W [out, in]
   if (dx) sgemm(SgemmArgs{N, in, out, dy, out, W, in, dx, in, true}, pool);
-  // dW [out, in] += dyᵀ [out, N] · x [N, in]
-  std::vector<float> dyt(static_cast<size_t>(out * N));
-  transpose(dy, N, out, dyt.data(), pool);
-  sgemm(SgemmArgs{out, in, N, dyt.data(), N, x, in, dW, in, true}, pool);
+  // dW [out, in] += dyᵀ [out, N] · x [N, in]  (dy read transposed in place)
+  sgemm(SgemmArgs{out, in, N, dy, out, x, in, dW, in, true, true}, pool);
 }
 
-void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t n, float eps, float* y, float* inv_rms) {
-  for (int64_t r = 0; r < N; ++r) {
-    const float* xr = x + r * n;
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * double(xr[i]);
-    const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
-    inv_rms[r] = inv;
-    for (int64_t i = 0; i < n; ++i) y[r * n + i] = (w ? w[i] : 1.0f) * (xr[i] * inv);
-  }
+// Rows in parallel; the weight gradient by columns (each dw[i] sums its rows in order), so
+// results do not depend on the thread count.
+void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t n, float eps, float* y, float* inv_rms,
+                     ThreadPool& pool) {
+  pool.parallel_for(N, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * n;
+      double ss = 0;
+      for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * double(xr[i]);
+      const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+      inv_rms[r] = inv;
+      for (int64_t i = 0; i < n; ++i) y[r * n + i] = (w ? w[i] : 1.0f) * (xr[i] * inv);
+    }
+  }, 16);
 }
 
 void rmsnorm_backward(const float* x, const float* w, const float* inv_rms, const float* dy, int64_t N, int64_t n,
-                      float* dx, float* dw) {
+                      float* dx, float* dw, ThreadPool& pool) {
   // y_i = w_i x_i s, s = (mean(x²) + eps)^(-1/2):  dx_i = s·w_i·dy_i - x_i s³/n · Σ_j w_j dy_j x_j
-  for (int64_t r = 0; r < N; ++r) {
-    const float *xr = x + r * n, *dyr = dy + r * n;
-    const float s = inv_rms[r];
-    double acc = 0;
-    for (int64_t i = 0; i < n; ++i) acc += double((w ? w[i] : 1.0f) * dyr[i]) * double(xr[i]);
-    const float c = float(acc) * s * s * s / float(n);
-    for (int64_t i = 0; i < n; ++i) dx[r * n + i] += s * (w ? w[i] : 1.0f) * dyr[i] - xr[i] * c;
-    if (dw)
-      for (int64_t i = 0; i < n; ++i) dw[i] += dyr[i] * xr[i] * s;
-  }
+  pool.parallel_for(N, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float *xr = x + r * n, *dyr = dy + r * n;
+      const float s = inv_rms[r];
+      double acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += double((w ? w[i] : 1.0f) * dyr[i]) * double(xr[i]);
+      const float c = float(acc) * s * s * s / float(n);
+      for (int64_t i = 0; i < n; ++i) dx[r * n + i] += s * (w ? w[i] : 1.0f) * dyr[i] - xr[i] * c;
+    }
+  }, 16);
+  if (dw)
+    pool.parallel_for(n, [&](int64_t i0, int64_t i1) {
+      for (int64_t r = 0; r < N; ++r) {
+        const float *xr = x + r * n, *dyr = dy + r * n;
+        const float s = inv_rms[r];
+        for (int64_t i = i0; i < i1; ++i) dw[i] += dyr[i] * xr[i] * s;
+      }
+    }, 16);
 }
 
 void rope_forward(float* x, const float* cos, const float* sin, int64_t n_pairs) {

@@ -17,10 +17,12 @@ void linear_backward(const float* W, int64_t out, int64_t in, const float* x, co
                      float* dW, ThreadPool& pool);
 
 // y [N, n] = w ⊙ x / rms(x) per row; inv_rms [N] saved for the backward pass (w null: no weight).
-void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t n, float eps, float* y, float* inv_rms);
+void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t n, float eps, float* y, float* inv_rms,
+                     ThreadPool& pool);
 // dx [N, n] += ∂/∂x,  dw [n] += Σ_rows dy ⊙ x·inv   (dw null when w is null)
 void rmsnorm_backward(const float* x, const float* w, const float* inv_rms, const float* dy, int64_t N, int64_t n,
-                      float* dx, float* dw);
+                      float* dx, float* dw,
+                      ThreadPool& pool);
 
 // Interleaved-pair rotation (DeepSeek's RoPE layout) and its transpose, in place.
 void rope_forward(float* x, const float* cos, const float* sin, int64_t n_pairs);

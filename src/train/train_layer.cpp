@@ -41,7 +41,7 @@ void site_in(const Ctx& k, const HyperP& H, const Vec& x, int64_t N, SiteActs& s
   const int64_t rows = d.rows();
   s.xn.resize(static_cast<size_t>(N * n * D));
   s.inv.resize(static_cast<size_t>(N));
-  rmsnorm_forward(x.data(), nullptr, N, n * D, float(k.c.rms_norm_eps), s.xn.data(), s.inv.data());
+  rmsnorm_forward(x.data(), nullptr, N, n * D, float(k.c.rms_norm_eps), s.xn.data(), s.inv.data(), k.pool);
   s.mix.resize(static_cast<size_t>(N * rows));
   linear_forward(H.fn.w, rows, n * D, s.xn.data(), N, s.mix.data(), k.pool);
   s.pre.resize(static_cast<size_t>(N * n));
@@ -152,7 +152,7 @@ void site_in_backward(const Ctx& k, const HyperP& H, const Vec& x, const SiteAct
   Vec dmix(static_cast<size_t>(N * rows)), dxn(static_cast<size_t>(N * n * D), 0.0f);
   hc_reduce_grads(d, s.mix.data(), da.data(), H.scale.w, N, dmix.data(), H.base.g, H.scale.g);
   linear_backward(H.fn.w, rows, n * D, s.xn.data(), dmix.data(), N, dxn.data(), H.fn.g, k.pool);
-  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx.data(), nullptr);
+  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx.data(), nullptr, k.pool);
 }
 
 // --- SwiGLU MLP -------------------------------------------------------------------------
@@ -371,7 +371,7 @@ void mla_forward(const Ctx& k, const LayerP& L, int64_t B, int64_t S, LayerActs&
     a.cqn.resize(static_cast<size_t>(N * ql));
     a.cq_inv.resize(static_cast<size_t>(N));
     linear_forward(L.q_a.w, ql, D, a.ln1.data(), N, a.cq.data(), k.pool);
-    rmsnorm_forward(a.cq.data(), L.q_a_ln.w, N, ql, eps, a.cqn.data(), a.cq_inv.data());
+    rmsnorm_forward(a.cq.data(), L.q_a_ln.w, N, ql, eps, a.cqn.data(), a.cq_inv.data(), k.pool);
     linear_forward(L.q_b.w, H * qk, ql, a.cqn.data(), N, a.q.data(), k.pool);
   } else {
     linear_forward(L.q_proj.w, H * qk, D, a.ln1.data(), N, a.q.data(), k.pool);
@@ -390,7 +390,7 @@ void mla_forward(const Ctx& k, const LayerP& L, int64_t B, int64_t S, LayerActs&
     for (int64_t h = 0; h < H; ++h)
       rope_forward(&a.q[size_t((t * H + h) * qk + nope)], &rt.cos[size_t(p * P)], &rt.sin[size_t(p * P)], P);
   }
-  rmsnorm_forward(a.c_raw.data(), L.kv_a_ln.w, N, r, eps, a.c.data(), a.c_inv.data());
+  rmsnorm_forward(a.c_raw.data(), L.kv_a_ln.w, N, r, eps, a.c.data(), a.c_inv.data(), k.pool);
   a.kv.resize(static_cast<size_t>(N * H * kvrow));
   linear_forward(L.kv_b.w, H * kvrow, r, a.c.data(), N, a.kv.data(), k.pool);
 
@@ -451,14 +451,14 @@ void mla_backward(const Ctx& k, const LayerP& L, int64_t B, int64_t S, const Lay
   }
   Vec dc(static_cast<size_t>(N * r), 0.0f), dc_raw(static_cast<size_t>(N * r), 0.0f);
   linear_backward(L.kv_b.w, H * kvrow, r, a.c.data(), dkv.data(), N, dc.data(), L.kv_b.g, k.pool);
-  rmsnorm_backward(a.c_raw.data(), L.kv_a_ln.w, a.c_inv.data(), dc.data(), N, r, dc_raw.data(), L.kv_a_ln.g);
+  rmsnorm_backward(a.c_raw.data(), L.kv_a_ln.w, a.c_inv.data(), dc.data(), N, r, dc_raw.data(), L.kv_a_ln.g, k.pool);
   for (int64_t t = 0; t < N; ++t) std::memcpy(&dkva[size_t(t * (r + rope))], &dc_raw[size_t(t * r)], size_t(r) * 4);
   linear_backward(L.kv_a.w, r + rope, D, a.ln1.data(), dkva.data(), N, dln1.data(), L.kv_a.g, k.pool);
   if (c.q_lora_rank > 0) {
     const int64_t ql = c.q_lora_rank;
     Vec dcqn(static_cast<size_t>(N * ql), 0.0f), dcq(static_cast<size_t>(N * ql), 0.0f);
     linear_backward(L.q_b.w, H * qk, ql, a.cqn.data(), dq.data(), N, dcqn.data(), L.q_b.g, k.pool);
-    rmsnorm_backward(a.cq.data(), L.q_a_ln.w, a.cq_inv.data(), dcqn.data(), N, ql, dcq.data(), L.q_a_ln.g);
+    rmsnorm_backward(a.cq.data(), L.q_a_ln.w, a.cq_inv.data(), dcqn.data(), N, ql, dcq.data(), L.q_a_ln.g, k.pool);
     linear_backward(L.q_a.w, ql, D, a.ln1.data(), dcq.data(), N, dln1.data(), L.q_a.g, k.pool);
   } else {
     linear_backward(L.q_proj.w, H * qk, D, a.ln1.data(), dq.data(), N, dln1.data(), L.q_proj.g, k.pool);
@@ -480,7 +480,7 @@ void TrainModel::layer_forward(const LayerP& L, int64_t B, int64_t S, const floa
   site_in(k, L.hc_attn, a.x_in, N, a.site_a, a.y1);
   a.ln1.resize(static_cast<size_t>(N * D));
   a.inv1.resize(static_cast<size_t>(N));
-  rmsnorm_forward(a.y1.data(), L.input_ln.w, N, D, eps, a.ln1.data(), a.inv1.data());
+  rmsnorm_forward(a.y1.data(), L.input_ln.w, N, D, eps, a.ln1.data(), a.inv1.data(), pool_);
   mla_forward(k, L, B, S, a);
   a.x_mid.resize(static_cast<size_t>(N * nD));
   site_out(k, L.hc_attn, a.x_in, a.site_a, a.out_a, N, a.x_mid.data());
@@ -488,7 +488,7 @@ void TrainModel::layer_forward(const LayerP& L, int64_t B, int64_t S, const floa
   site_in(k, L.hc_ffn, a.x_mid, N, a.site_f, a.y2);
   a.ln2.resize(static_cast<size_t>(N * D));
   a.inv2.resize(static_cast<size_t>(N));
-  rmsnorm_forward(a.y2.data(), L.post_ln.w, N, D, eps, a.ln2.data(), a.inv2.data());
+  rmsnorm_forward(a.y2.data(), L.post_ln.w, N, D, eps, a.ln2.data(), a.inv2.data(), pool_);
   if (L.is_moe) {
     moe_forward(k, L, a.ln2.data(), N, a, load);
   } else {
@@ -510,7 +510,7 @@ void TrainModel::layer_backward(const LayerP& L, int64_t B, int64_t S, LayerActs
   Vec dln(static_cast<size_t>(N * D), 0.0f), dy(static_cast<size_t>(N * D), 0.0f);
   if (L.is_moe) moe_backward(k, L, a.ln2.data(), B, S, a, df, balance_weight, dln.data());
   else mlp_backward(k, L.mlp, a.ln2.data(), N, a.dense, df.data(), dln.data());
-  rmsnorm_backward(a.y2.data(), L.post_ln.w, a.inv2.data(), dln.data(), N, D, dy.data(), L.post_ln.g);
+  rmsnorm_backward(a.y2.data(), L.post_ln.w, a.inv2.data(), dln.data(), N, D, dy.data(), L.post_ln.g, pool_);
   site_in_backward(k, L.hc_ffn, a.x_mid, a.site_f, dy, dpost, dcomb, N, dx_mid);
 
   // Attention half
@@ -519,7 +519,7 @@ void TrainModel::layer_backward(const LayerP& L, int64_t B, int64_t S, LayerActs
   zeros(dln, size_t(N * D));
   zeros(dy, size_t(N * D));
   mla_backward(k, L, B, S, a, df, dln);
-  rmsnorm_backward(a.y1.data(), L.input_ln.w, a.inv1.data(), dln.data(), N, D, dy.data(), L.input_ln.g);
+  rmsnorm_backward(a.y1.data(), L.input_ln.w, a.inv1.data(), dln.data(), N, D, dy.data(), L.input_ln.g, pool_);
   site_in_backward(k, L.hc_attn, a.x_in, a.site_a, dy, dpost, dcomb, N, dx);
   std::memcpy(dx_in, dx.data(), size_t(N * nD) * 4);
 }

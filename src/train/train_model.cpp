@@ -255,7 +255,7 @@ void head_forward(const HeadCtx& h, const Vec& x, int64_t N, HeadActs& a, Vec& l
     SiteActs& s = a.site;
     s.xn.resize(static_cast<size_t>(N * n * D));
     s.inv.resize(static_cast<size_t>(N));
-    rmsnorm_forward(x.data(), nullptr, N, n * D, float(c.rms_norm_eps), s.xn.data(), s.inv.data());
+    rmsnorm_forward(x.data(), nullptr, N, n * D, float(c.rms_norm_eps), s.xn.data(), s.inv.data(), h.pool);
     s.mix.resize(static_cast<size_t>(N * n));
     linear_forward(h.hc.fn.w, n, n * D, s.xn.data(), N, s.mix.data(), h.pool);
     s.pre.resize(static_cast<size_t>(N * n));
@@ -268,7 +268,7 @@ void head_forward(const HeadCtx& h, const Vec& x, int64_t N, HeadActs& a, Vec& l
   }
   a.hidden.resize(static_cast<size_t>(N * D));
   a.inv.resize(static_cast<size_t>(N));
-  rmsnorm_forward(a.hfin.data(), h.norm.w, N, D, float(c.rms_norm_eps), a.hidden.data(), a.inv.data());
+  rmsnorm_forward(a.hfin.data(), h.norm.w, N, D, float(c.rms_norm_eps), a.hidden.data(), a.inv.data(), h.pool);
   const int64_t R = int64_t(a.rows.size()), V = h.lm_head.out;
   Vec rows(static_cast<size_t>(R * D));
   for (int64_t r = 0; r < R; ++r) std::memcpy(&rows[size_t(r * D)], &a.hidden[size_t(a.rows[size_t(r)] * D)], size_t(D) * 4);
@@ -292,7 +292,7 @@ void head_backward(const HeadCtx& h, const Vec& x, int64_t N, const HeadActs& a,
   for (int64_t r = 0; r < R; ++r)
     for (int64_t e = 0; e < D; ++e) dhidden[size_t(a.rows[size_t(r)] * D + e)] += drows[size_t(r * D + e)];
   Vec dhfin(static_cast<size_t>(N * D), 0.0f);
-  rmsnorm_backward(a.hfin.data(), h.norm.w, a.inv.data(), dhidden.data(), N, D, dhfin.data(), h.norm.g);
+  rmsnorm_backward(a.hfin.data(), h.norm.w, a.inv.data(), dhidden.data(), N, D, dhfin.data(), h.norm.g, h.pool);
   dx.assign(static_cast<size_t>(N * n * D), 0.0f);
   if (h.hc.empty()) {
     std::memcpy(dx.data(), dhfin.data(), size_t(N * D) * 4);
@@ -316,7 +316,7 @@ void head_backward(const HeadCtx& h, const Vec& x, int64_t N, const HeadActs& a,
   Vec dmix(static_cast<size_t>(N * n)), dxn(static_cast<size_t>(N * n * D), 0.0f);
   hc_reduce_grads(d, s.mix.data(), da.data(), h.hc.scale.w, N, dmix.data(), h.hc.base.g, h.hc.scale.g);
   linear_backward(h.hc.fn.w, n, n * D, s.xn.data(), dmix.data(), N, dxn.data(), h.hc.fn.g, h.pool);
-  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx.data(), nullptr);
+  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx.data(), nullptr, h.pool);
 }
 
 }  // namespace
@@ -381,8 +381,8 @@ void TrainModel::forward(const TrainBatch& batch, Vec& logp, std::vector<Vec>& m
     ma.e_inv.resize(static_cast<size_t>(M));
     ma.hn.resize(static_cast<size_t>(M * D));
     ma.h_inv.resize(static_cast<size_t>(M));
-    rmsnorm_forward(ma.e.data(), m.enorm.w, M, D, float(c.rms_norm_eps), ma.en.data(), ma.e_inv.data());
-    rmsnorm_forward(h.data(), m.hnorm.w, M, D, float(c.rms_norm_eps), ma.hn.data(), ma.h_inv.data());
+    rmsnorm_forward(ma.e.data(), m.enorm.w, M, D, float(c.rms_norm_eps), ma.en.data(), ma.e_inv.data(), pool_);
+    rmsnorm_forward(h.data(), m.hnorm.w, M, D, float(c.rms_norm_eps), ma.hn.data(), ma.h_inv.data(), pool_);
     ma.cat.resize(static_cast<size_t>(M * 2 * D));
     for (int64_t t = 0; t < M; ++t) {
       std::memcpy(&ma.cat[size_t(t * 2 * D)], &ma.en[size_t(t * D)], size_t(D) * 4);
@@ -453,14 +453,14 @@ void TrainModel::backward(const Vec& dlogp, const std::vector<Vec>& dmtp, float 
       std::memcpy(&den[size_t(t * D)], &dcat[size_t(t * 2 * D)], size_t(D) * 4);
       std::memcpy(&dhn[size_t(t * D)], &dcat[size_t(t * 2 * D + D)], size_t(D) * 4);
     }
-    rmsnorm_backward(ma.e.data(), m.enorm.w, ma.e_inv.data(), den.data(), M, D, de.data(), m.enorm.g);
+    rmsnorm_backward(ma.e.data(), m.enorm.w, ma.e_inv.data(), den.data(), M, D, de.data(), m.enorm.g, pool_);
     const Vec& prev_hidden = k == 0 ? sv.main.head.hidden : sv.mtp[k - 1].stack.head.hidden;
     const int64_t prev_S = k == 0 ? S : sv.mtp[k - 1].S;
     Vec h(static_cast<size_t>(M * D));
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < Sk; ++t)
         std::memcpy(&h[size_t((b * Sk + t) * D)], &prev_hidden[size_t((b * prev_S + t) * D)], size_t(D) * 4);
-    rmsnorm_backward(h.data(), m.hnorm.w, ma.h_inv.data(), dhn.data(), M, D, dh.data(), m.hnorm.g);
+    rmsnorm_backward(h.data(), m.hnorm.w, ma.h_inv.data(), dhn.data(), M, D, dh.data(), m.hnorm.g, pool_);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < Sk; ++t) {
         const int32_t tok = sv.batch.tokens[size_t(b * S + t + 1 + int64_t(k))];
