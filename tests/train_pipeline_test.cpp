@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
@@ -261,6 +262,13 @@ TEST_F(TrainCli, ResumedRunIsBitIdenticalAndServable) {
   // The metrics log has one line per step and the loss went down.
   const std::string m = test::read_file(dir_ / "a/metrics.jsonl");
   EXPECT_EQ(std::count(m.begin(), m.end(), '\n'), 6);
+  // The curves render as a self-contained HTML report.
+  r = test::run_whale({"report", dir_ / "a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string html = test::read_file(dir_ / "a/report.html");
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find(">loss<"), std::string::npos);
+  EXPECT_NE(test::run_whale({"report", dir_ / "nothing"}).exit_code, 0);
   // The checkpoint is a model directory the engine runs.
   r = test::run_whale({"eval", "--model", dir_ / "a/model", "-n", "2", "--max-tokens", "8", "--tasks", "addition",
                        "--json", "-t", "2"});
@@ -405,6 +413,28 @@ TEST(Grpo, K3KlAndItsGradientMatchFiniteDifferences) {
     EXPECT_NEAR(d[i], fd, 1e-4) << i;
   }
   EXPECT_THROW(grpo_loss(logp, logp, nullptr, c.mask, c.adv, 2, 3, o, d), Error);  // β without a reference
+}
+
+}  // namespace
+}  // namespace whale::train
+
+namespace whale::train {
+namespace {
+
+// The embedded default model (models/whale-r2-tiny) is what `whale run` uses when no model is named.
+TEST(DefaultModel, RunAnswersWithoutAModelArgumentAndThinkingChangesTheReply) {
+  const std::string dir = test::source_path("models/whale-r2-tiny");
+  ASSERT_TRUE(std::filesystem::exists(dir + "/config.json")) << "the default model is committed in models/";
+  EXPECT_LE(std::filesystem::file_size(dir + "/model.safetensors"), 50u << 20);
+  auto on = test::run_whale({"run", "default", "What is 25 + 17?", "--think", "--temperature", "0", "--json", "-t", "2"});
+  ASSERT_EQ(on.exit_code, 0) << on.err;
+  auto off = test::run_whale({"run", "default", "What is 25 + 17?", "--no-think", "--temperature", "0", "--json", "-t", "2"});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  const auto j_on = nlohmann::json::parse(on.out), j_off = nlohmann::json::parse(off.out);
+  EXPECT_FALSE(j_on["reasoning_content"].get<std::string>().empty()) << on.out;  // it thought
+  EXPECT_TRUE(!j_off.contains("reasoning_content") || j_off["reasoning_content"].is_null() ||
+              j_off["reasoning_content"].get<std::string>().empty()) << off.out;
+  EXPECT_FALSE(j_off["content"].get<std::string>().empty());
 }
 
 }  // namespace
