@@ -30,17 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-std::vector<train::Task> parse_tasks(const std::string& list) {
-  std::vector<train::Task> tasks;
-  if (list == "all") return train::all_tasks();
-  std::stringstream ss(list);
-  std::string t;
-  while (std::getline(ss, t, ','))
-    if (!t.empty()) tasks.push_back(train::parse_task(t));
-  if (tasks.empty()) fail("--tasks: name at least one task");
-  return tasks;
-}
-
 // --- whale data gen --------------------------------------------------------------
 struct DataOptions {
   std::string tasks = "all", split = "train", format = "chat", out;
@@ -50,7 +39,7 @@ struct DataOptions {
 };
 
 void run_data_gen(const DataOptions& o) {
-  const auto tasks = parse_tasks(o.tasks);
+  const auto tasks = train::parse_task_list(o.tasks);
   if (o.split != "train" && o.split != "test") fail("--split: train or test");
   if (o.format != "chat" && o.format != "text") fail("--format: chat or text");
   const train::Split split = o.split == "test" ? train::Split::Test : train::Split::Train;
@@ -146,7 +135,7 @@ void run_eval(const EvalCliOptions& o) {
   ThreadPool pool(o.threads);
   ModelBundle b = ModelBundle::load(o.model, pool, "v3.1");
   train::EvalOptions e = o.eval;
-  e.tasks = parse_tasks(o.tasks);
+  e.tasks = train::parse_task_list(o.tasks);
   std::vector<bool> modes;
   if (o.thinking == "both") modes = {true, false};
   else if (o.thinking == "on") modes = {true};

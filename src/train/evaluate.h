@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 #include "train/tasks.h"
 
@@ -27,6 +28,10 @@ struct EvalOptions {
   int64_t max_tokens = 256;
   int64_t parallel = 16;
 };
+
+// Blocks until the engine finished the request; returns its final output (the parsed
+// reply, every generated token, the stats or the error).
+RequestOutput wait_finished(RequestHandle& handle);
 
 std::vector<TaskAccuracy> evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o);
 

@@ -16,6 +16,7 @@
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
+#include "train/evaluate.h"
 #include "train/optimizer.h"
 #include "train/tasks.h"
 
@@ -112,20 +113,6 @@ GrpoLossStats grpo_loss(const std::vector<float>& logp, const std::vector<float>
 
 namespace {
 
-std::vector<Task> tasks_of(const std::string& list) {
-  if (list == "all") return all_tasks();
-  std::vector<Task> t;
-  size_t s = 0;
-  while (s <= list.size()) {
-    size_t e = list.find(',', s);
-    if (e == std::string::npos) e = list.size();
-    if (e > s) t.push_back(parse_task(list.substr(s, e - s)));
-    s = e + 1;
-  }
-  if (t.empty()) fail("--tasks: name at least one task");
-  return t;
-}
-
 struct Rollout {
   Problem problem;
   bool thinking = false;
@@ -141,7 +128,7 @@ void run_grpo(const GrpoOptions& o) {
   if (o.group < 2) fail("grpo: --group must be at least 2 (advantages compare samples of one prompt)");
   if (o.prompts < 1 || o.steps < 1 || o.max_tokens < 1 || o.ppo_epochs < 1 || o.save_every < 1)
     fail("grpo: prompts, steps, max-tokens, epochs and save-every must be at least 1");
-  const std::vector<Task> tasks = tasks_of(o.tasks);
+  const std::vector<Task> tasks = parse_task_list(o.tasks);
   const fs::path run(o.out), ckpt = run / "model";
   std::error_code ec;
   fs::create_directories(run, ec);
@@ -225,11 +212,7 @@ void run_grpo(const GrpoOptions& o) {
         }
       }
       for (size_t i = 0; i < handles.size(); ++i) {
-        RequestOutput part, result;
-        while (handles[i]->wait(part)) {
-          if (part.finished) result = std::move(part);
-          part = RequestOutput();
-        }
+        const RequestOutput result = wait_finished(*handles[i]);
         if (!result.error.empty()) fail("grpo: sampling failed: ", result.error);
         Rollout& r = rollouts[i];
         r.completion = result.tokens;

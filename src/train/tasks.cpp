@@ -274,6 +274,20 @@ Task parse_task(const std::string& name) {
   throw Error("unknown task \"" + name + "\" (addition, multiplication, countdown, algebra)");
 }
 
+std::vector<Task> parse_task_list(const std::string& list) {
+  if (list == "all") return all_tasks();
+  std::vector<Task> tasks;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    if (end > start) tasks.push_back(parse_task(list.substr(start, end - start)));
+    start = end + 1;
+  }
+  if (tasks.empty()) fail("--tasks: name at least one task");
+  return tasks;
+}
+
 std::vector<Task> all_tasks() { return {Task::Addition, Task::Multiplication, Task::Countdown, Task::Algebra}; }
 
 Problem make_problem(Task task, Split split, uint64_t seed, int64_t index) {

@@ -27,6 +27,8 @@ enum class Split { Train, Test };
 const char* task_name(Task t);
 Task parse_task(const std::string& name);  // "addition", "multiplication", "countdown", "algebra"
 std::vector<Task> all_tasks();
+// "all", or a comma-separated list of task names; throws for an unknown or empty list.
+std::vector<Task> parse_task_list(const std::string& list);
 
 // The index-th problem of the split (indices count problems of that split only).
 Problem make_problem(Task task, Split split, uint64_t seed, int64_t index);

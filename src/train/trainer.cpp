@@ -20,12 +20,6 @@ namespace whale::train {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-namespace {
-
-std::string read_file(const fs::path& p) { return read_text_file(p.string()); }
-
-}  // namespace
-
 std::string read_text_file(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) fail(p, ": cannot read");
@@ -50,7 +44,7 @@ std::string optimizer_bytes(AdamW& opt) {
 }
 
 void load_optimizer(AdamW& opt, const std::string& p) {
-  const std::string s = read_file(p);
+  const std::string s = read_text_file(p);
   const size_t n = opt.m().size();
   int64_t stored = -1, t = 0;
   if (s.size() >= 24) {
@@ -100,7 +94,7 @@ TrainResult run_training(const TrainOptions& o) {
     if (o.tokenizer.empty()) fail("train: --tokenizer is required for a fresh model");
     tok_dir = o.tokenizer;
   }
-  const std::string config_json = read_file(cfg_path);
+  const std::string config_json = read_text_file(cfg_path.string());
   const ModelConfig cfg = parse_hf_config(config_json, cfg_path.string());
   auto tok = Tokenizer::load(tok_dir.string());
   if (tok->vocab_size() > cfg.vocab_size)
@@ -108,7 +102,7 @@ TrainResult run_training(const TrainOptions& o) {
          " ids (", tok->source(), ")");
   std::map<std::string, std::string> tok_files;
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (fs::exists(tok_dir / f)) tok_files[f] = read_file(tok_dir / f);
+    if (fs::exists(tok_dir / f)) tok_files[f] = read_text_file((tok_dir / f).string());
 
   Dataset data(o.data, *tok, o.seq_len);
   const DatasetStats& ds = data.stats();
@@ -125,7 +119,7 @@ TrainResult run_training(const TrainOptions& o) {
   int64_t step = 0;
   if (!resume.empty()) {
     m.load_weights(resume.string());
-    const json st = json::parse(read_file(resume / "train_state.json"), nullptr, false);
+    const json st = json::parse(read_text_file((resume / "train_state.json").string()), nullptr, false);
     if (st.is_discarded() || !st.contains("step") || !st["step"].is_number_integer())
       fail((resume / "train_state.json").string(), ": malformed training state");
     step = st["step"].get<int64_t>();
