@@ -10,6 +10,8 @@
 #include "runtime/engine.h"
 #include "runtime/json_constraint.h"
 #include "test_util.h"
+#include "train/dataset.h"
+#include "train/tasks.h"
 
 namespace whale {
 namespace {
@@ -212,6 +214,158 @@ TEST_F(EngineTest, JsonModeWritesOnlyValidJson) {
     if (out.stats.finish_reason == "stop") {
       EXPECT_TRUE(nlohmann::json::accept(text)) << text;
     }
+  }
+}
+
+// MTP speculation in the engine, on the trained default model (its MTP module drafts well
+// enough that every path runs: accepted drafts, refused ones, the catch-up after each).
+class EngineSpeculation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pool_ = new ThreadPool(2);
+    const std::string dir = test::source_path("models/whale-r2-tiny");
+    tok_ = Tokenizer::load(dir).release();
+    model_ = Model::load(dir, *pool_).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete tok_;
+    delete pool_;
+  }
+  static std::vector<EngineRequest> requests(int n, double temperature) {
+    std::vector<EngineRequest> out;
+    const auto tasks = train::all_tasks();
+    for (int i = 0; i < n; ++i) {
+      const auto p = train::make_problem(tasks[size_t(i) % tasks.size()], train::Split::Test, 7, i);
+      EngineRequest r;
+      r.prompt = tok_->encode(train::chat_prompt(p.question, i % 3 != 2));
+      r.options.max_tokens = 48 + 8 * i;
+      r.options.sampling.temperature = temperature;
+      r.options.sampling.seed = uint64_t(100 + i);
+      r.top_logprobs = i % 2 ? 2 : -1;
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+  // Runs the requests concurrently; returns each one's output.
+  static std::vector<RequestOutput> run_all(Engine& e, const std::vector<EngineRequest>& rs) {
+    std::vector<std::shared_ptr<RequestHandle>> hs;
+    for (const auto& r : rs) hs.push_back(e.submit(r));
+    std::vector<RequestOutput> outs;
+    for (auto& h : hs) {
+      RequestOutput all, part;
+      while (h->wait(part)) {
+        all.logprobs.insert(all.logprobs.end(), part.logprobs.begin(), part.logprobs.end());
+        if (part.finished) {
+          all.tokens = part.tokens;
+          all.result = part.result;
+          all.stats = part.stats;
+          all.finished = true;
+        }
+      }
+      outs.push_back(std::move(all));
+    }
+    return outs;
+  }
+  // A request's output arrives before the engine has finished the step (and its counters).
+  static EngineMetrics idle_metrics(const Engine& e) {
+    for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return e.metrics();
+  }
+  static ThreadPool* pool_;
+  static Tokenizer* tok_;
+  static Model* model_;
+};
+ThreadPool* EngineSpeculation::pool_;
+Tokenizer* EngineSpeculation::tok_;
+Model* EngineSpeculation::model_;
+
+TEST_F(EngineSpeculation, OutputEqualsPlainDecodingGreedyAndSeededSampling) {
+  for (double temperature : {0.0, 0.9}) {
+    const auto rs = requests(7, temperature);
+    EngineConfig plain;
+    plain.parallel = 1;
+    plain.ctx = 512;
+    plain.prefix_cache = false;
+    Engine p(*model_, *tok_, plain);
+    const auto want = run_all(p, rs);
+    for (int64_t draft : {1, 3}) {
+      EngineConfig c;
+      c.parallel = 4;
+      c.ctx = 512;
+      c.block_size = 8;
+      c.prefill_chunk = 13;  // prompts in chunks, interleaved with drafting sequences
+      c.step_tokens = 24;
+      c.draft = draft;
+      Engine e(*model_, *tok_, c);
+      const auto got = run_all(e, rs);
+      for (size_t i = 0; i < rs.size(); ++i) {
+        SCOPED_TRACE("temperature " + std::to_string(temperature) + ", draft " + std::to_string(draft) + ", request " +
+                     std::to_string(i));
+        ASSERT_TRUE(got[i].finished);
+        EXPECT_EQ(got[i].tokens, want[i].tokens);
+        EXPECT_EQ(got[i].result, want[i].result);
+        EXPECT_EQ(got[i].stats.finish_reason, want[i].stats.finish_reason);
+        ASSERT_EQ(got[i].logprobs.size(), want[i].logprobs.size());
+        for (size_t j = 0; j < got[i].logprobs.size(); ++j) {
+          EXPECT_EQ(got[i].logprobs[j].logprob, want[i].logprobs[j].logprob);
+          EXPECT_EQ(got[i].logprobs[j].top, want[i].logprobs[j].top);
+        }
+      }
+      const auto m = idle_metrics(e);
+      ASSERT_EQ(m.spec_accepted_at.size(), size_t(draft));
+      EXPECT_GT(m.spec_accepted_tokens_total, 0u);
+      EXPECT_LT(m.spec_accepted_tokens_total, m.spec_draft_tokens_total);
+      uint64_t by_position = 0;
+      for (size_t j = 0; j < m.spec_accepted_at.size(); ++j) {
+        by_position += m.spec_accepted_at[j];
+        if (j > 0) {
+          EXPECT_LE(m.spec_accepted_at[j], m.spec_accepted_at[j - 1]);  // position j needs j-1
+        }
+      }
+      EXPECT_EQ(by_position, m.spec_accepted_tokens_total);
+      EXPECT_LE(m.spec_draft_tokens_total, m.spec_rounds_total * uint64_t(draft));
+      if (temperature == 0.0) {
+        EXPECT_LT(m.steps_total, idle_metrics(p).steps_total);  // fewer steps than one token each
+      }
+      EXPECT_EQ(m.kv_blocks_free, m.kv_blocks_total);  // every block back (the prefix cache's are evictable)
+    }
+  }
+}
+
+TEST_F(EngineSpeculation, PrefixCacheHitsKeepTheOutputAndTheDrafts) {
+  EngineConfig c;
+  c.parallel = 2;
+  c.ctx = 512;
+  c.block_size = 8;
+  c.draft = 2;
+  Engine e(*model_, *tok_, c);
+  auto r = requests(1, 0.0)[0];
+  r.options.max_tokens = 64;
+  const auto miss = e.run(r);
+  const auto m1 = idle_metrics(e);
+  const auto hit = e.run(r);
+  const auto m2 = idle_metrics(e);
+  EXPECT_GT(hit.stats.cached_tokens, 0);
+  EXPECT_EQ(hit.tokens, miss.tokens);
+  // The MTP latents came from the cached blocks: the drafts, hence the counts, are the same.
+  EXPECT_EQ(m2.spec_accepted_tokens_total - m1.spec_accepted_tokens_total, m1.spec_accepted_tokens_total);
+  EXPECT_EQ(m2.spec_draft_tokens_total - m1.spec_draft_tokens_total, m1.spec_draft_tokens_total);
+}
+
+TEST_F(EngineSpeculation, RejectsDraftsItCannotMake) {
+  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.draft = 9}), Error);
+  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.draft = -1}), Error);
+}
+
+TEST_F(EngineTest, SpeculationNeedsAnMtpModule) {
+  if (model_->mtp_modules() > 0) GTEST_SKIP() << "the test model has an MTP module";
+  try {
+    Engine e(*model_, *tok_, EngineConfig{.draft = 2});
+    FAIL() << "expected an error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("no MTP module"), std::string::npos) << err.what();
   }
 }
 

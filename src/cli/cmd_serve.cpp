@@ -24,6 +24,12 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per request per step (default 512)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Turn the prefix cache off");
+  auto spec = std::make_shared<std::string>();
+  auto draft = std::make_shared<int64_t>(2);
+  cmd->add_option("--spec", *spec, "Speculative decoding with the model's MTP module: mtp (same output, fewer steps)")
+      ->check(CLI::IsMember({"mtp"}));
+  cmd->add_option("--draft", *draft, "Draft tokens per sequence and step with --spec mtp (default 2)")
+      ->check(CLI::Range(1, 8));
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or env WHALE_API_KEY)")
       ->envname("WHALE_API_KEY");
   cmd->add_option("--alias", o->alias, "Model name clients use (default: the file or directory name)");
@@ -32,7 +38,8 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->callback([o] {
+  cmd->callback([o, spec, draft] {
+    o->engine.draft = spec->empty() ? 0 : *draft;
     // SIGINT/SIGTERM stop the server from a thread that waits for them (blocked everywhere
     // else, so no handler runs inside the HTTP or engine threads).
     sigset_t set;

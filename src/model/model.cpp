@@ -35,9 +35,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool) {
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
 }
 
-std::unique_ptr<KVCache> Model::make_cache(int64_t max_tokens, int64_t block_size) const {
+std::unique_ptr<KVCache> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {
   const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
-  return std::make_unique<KVCache>(config_.num_hidden_layers, config_.kv_cache_dim(), block_size, blocks);
+  return std::make_unique<KVCache>(config_.num_hidden_layers + (with_mtp ? 1 : 0), config_.kv_cache_dim(), block_size,
+                                   blocks);
 }
 
 std::unique_ptr<KVCache> Model::make_mtp_cache(int64_t max_tokens, int64_t block_size) const {
@@ -158,7 +159,7 @@ void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hi
 }
 
 void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
-                        float* hidden_out) {
+                        float* hidden_out, int64_t cache_layer) {
   if (k < 0 || k >= mtp_modules()) fail("this model has no MTP module ", k, " (it has ", mtp_modules(), ")");
   const MtpWeights& m = weights_->mtp[size_t(k)];
   const ModelConfig& c = config_;
@@ -179,7 +180,8 @@ void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, K
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(&ws.h[size_t((t * n + i) * D)], &ws.out[size_t(t * D)], size_t(D) * sizeof(float));
-  layer_forward(m.block, mtp_routers_[size_t(k)], 0, batch, cache, ws);
+  WHALE_CHECK(cache_layer >= 0 && cache_layer < cache.n_layers(), "mtp_forward: no cache layer ", cache_layer);
+  layer_forward(m.block, mtp_routers_[size_t(k)], cache_layer, batch, cache, ws);
   for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
   head(m.hc_head, m.shared_head_norm, m.head, batch, ws, logits, hidden_out);
 }

@@ -29,8 +29,11 @@ class Model {
   ThreadPool& pool() const { return pool_; }
   void set_attention_form(AttentionForm f) { attention_form_ = f; }  // overrides Batch::attention
 
-  // A KV cache sized for `max_tokens` tokens in total, in blocks of `block_size`.
-  std::unique_ptr<KVCache> make_cache(int64_t max_tokens, int64_t block_size = 16) const;
+  // A KV cache sized for `max_tokens` tokens in total, in blocks of `block_size`. With
+  // `with_mtp`, each block also holds the MTP module's latents in one extra layer
+  // (mtp_cache_layer()), so a sequence's block table serves both (serving with speculation).
+  std::unique_ptr<KVCache> make_cache(int64_t max_tokens, int64_t block_size = 16, bool with_mtp = false) const;
+  int64_t mtp_cache_layer() const { return config_.num_hidden_layers; }
 
   // Runs the batch, appending its tokens to each sequence's cache (which must have room:
   // see SeqCache::reserve). Writes vocab_size logits per entry of batch.logit_rows, and, if
@@ -42,9 +45,10 @@ class Model {
   // main-model hidden states `hidden_in` [T, hidden] are given; the module's own cache (one
   // layer: see make_mtp_cache) grows like the main one. Writes logits for batch.logit_rows
   // and, if given, the module's normed output of every token (the `hidden_in` of a further
-  // draft step): [T, hidden_size].
+  // draft step): [T, hidden_size]. cache_layer: where the module's latents live, 0 in its own
+  // cache (make_mtp_cache), mtp_cache_layer() in a shared one (make_cache with_mtp).
   void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
-                   float* hidden_out = nullptr);
+                   float* hidden_out = nullptr, int64_t cache_layer = 0);
   int64_t mtp_modules() const { return int64_t(weights_->mtp.size()); }
   std::unique_ptr<KVCache> make_mtp_cache(int64_t max_tokens, int64_t block_size = 16) const;
 

@@ -67,11 +67,22 @@ struct Engine::Sequence {
   float lse = 0;             // log-sum-exp of this step's logits (logprobs)
   std::vector<std::pair<int32_t, float>> top;
   int32_t next = -1;  // token to feed at the next step (decoding)
+  // MTP speculation: `mtp` views the blocks of `cache` with the module's own length (the
+  // positions it has read, equal to cache.length between steps); its output at the last of
+  // them (draft_logits [V], draft_hidden [D]) drafts the next step's tokens.
+  SeqCache mtp;
+  std::vector<float> draft_logits, draft_hidden;
+  std::vector<int32_t> drafts;  // this step's proposals
+  int64_t want = 0;             // how many this step drafts
   GenerationStats stats;
   Clock::time_point submitted = Clock::now(), admitted, first_token, last_token;
   RequestOutput out;  // produced this step, not yet handed over
 
   bool decoding() const { return prefilled == int64_t(req.prompt.size()); }
+  int32_t token_at(int64_t pos) const {  // the sequence's token at a position (prompt, then output)
+    const int64_t n = int64_t(req.prompt.size());
+    return pos < n ? req.prompt[size_t(pos)] : output[size_t(pos - n)];
+  }
 };
 
 Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineConfig config)
@@ -82,9 +93,13 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineConfig config)
   if (c.block_size < 1 || c.prefill_chunk < 1) fail("block_size and prefill_chunk must be positive");
   if (c.kv_tokens == 0) c.kv_tokens = c.parallel * c.ctx;
   if (c.kv_tokens < c.ctx) fail("the KV cache (", c.kv_tokens, " tokens) must hold at least one full context (", c.ctx, ")");
-  c.step_tokens = std::max(c.step_tokens, c.parallel + 1);
+  if (c.draft < 0 || c.draft > 8) fail("draft must be in 0..8 tokens per step (got ", c.draft, ")");
+  if (c.draft > 0 && model_.mtp_modules() == 0)
+    fail("this model has no MTP module (model.layers.", model_.config().num_hidden_layers,
+         ".eh_proj.weight is missing); speculative decoding with --spec mtp needs one");
+  c.step_tokens = std::max(c.step_tokens, c.parallel * (c.draft + 1) + 1);  // decoding never starves prompts
   const int64_t blocks = (c.kv_tokens + c.block_size - 1) / c.block_size;
-  cache_ = model_.make_cache(blocks * c.block_size, c.block_size);
+  cache_ = model_.make_cache(blocks * c.block_size, c.block_size, /*with_mtp=*/c.draft > 0);
   if (c.prefix_cache) prefix_ = std::make_unique<PrefixCache>(*cache_);
 
   for (int64_t e : model_.config().eos_token_ids) eos_ids_.push_back(int32_t(e));
@@ -94,6 +109,7 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineConfig config)
     if (!tokenizer_.is_valid_id(id)) no_text_ids_.push_back(id);
   metrics_.kv_blocks_total = metrics_.kv_blocks_free = cache_->n_blocks();
   metrics_.block_size = c.block_size;
+  metrics_.spec_accepted_at.assign(size_t(c.draft), 0);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -220,6 +236,13 @@ void Engine::admit() {
     // recomputed for its logits.
     std::vector<int32_t> matched;
     if (prefix_) matched = prefix_->match(s.req.prompt, (n - 1) / bs);
+    // With speculation the last matched block is recomputed as well: the MTP latent of a
+    // block's last position was computed with the token after it, which only the next block
+    // (not matched) holds, so it may belong to another continuation.
+    if (config_.draft > 0 && !matched.empty()) {
+      cache_->release(matched.back());
+      matched.pop_back();
+    }
     const int64_t available = cache_->free_blocks() + (prefix_ ? prefix_->evictable() : 0) - outstanding_blocks();
     if (total - int64_t(matched.size()) > available) {  // head of the queue waits for memory
       for (int32_t b : matched) cache_->release(b);
@@ -227,6 +250,7 @@ void Engine::admit() {
     }
     s.cache.blocks = matched;
     s.cache.length = s.prefilled = int64_t(matched.size()) * bs;
+    s.mtp.length = s.cache.length;
     s.stats.prompt_tokens = n;
     s.stats.cached_tokens = s.prefilled;
     s.reserved = total;
@@ -243,22 +267,34 @@ bool Engine::step() {
   if (running_.empty()) return false;
 
   const int64_t bs = config_.block_size;
-  auto ensure = [&](Sequence& s, int64_t more) {
-    const int64_t need = (s.cache.length + more + bs - 1) / bs;
-    while (int64_t(s.cache.blocks.size()) < need) s.cache.blocks.push_back(allocate_block());
+  const bool spec = config_.draft > 0;
+  if (spec) propose();
+
+  // One entry per sequence with logits rows: decoding ones first (the next token, then its
+  // drafts: one row each), then prompt chunks that end their prompt (one row).
+  struct Entry {
+    Sequence* s;
+    int64_t first_row, n_rows;
+    bool prefill_done;
   };
   Batch batch;
-  std::vector<Sequence*> rows;         // sequence of each logits row
-  std::vector<bool> prefill_done;      // whether that row ends the prompt
+  std::vector<Entry> entries;
+  std::vector<Sequence*> owners;  // the sequence of each batch.seqs entry
+  int64_t n_rows = 0, decode_tokens = 0;
   for (auto& s : running_) {
     if (!s->decoding()) continue;
-    ensure(*s, 1);
-    batch.add(&s->cache, &s->next, 1);
+    std::vector<int32_t> toks = {s->next};
+    toks.insert(toks.end(), s->drafts.begin(), s->drafts.end());
+    const int64_t n = int64_t(toks.size());
+    ensure(*s, n);
+    batch.add(&s->cache, toks.data(), n, /*logits_for_last_only=*/false);
     batch.seqs.back().form = AttentionForm::Absorbed;
-    rows.push_back(s.get());
-    prefill_done.push_back(false);
+    owners.push_back(s.get());
+    entries.push_back({s.get(), n_rows, n, false});
+    n_rows += n;
+    decode_tokens += n;
   }
-  int64_t budget = config_.step_tokens - int64_t(rows.size());
+  int64_t budget = config_.step_tokens - decode_tokens;
   for (auto& s : running_) {
     if (s->decoding() || budget <= 0) continue;
     const int64_t n = std::min({config_.prefill_chunk, int64_t(s->req.prompt.size()) - s->prefilled, budget});
@@ -267,49 +303,73 @@ bool Engine::step() {
     const int32_t* toks = s->req.prompt.data() + s->prefilled;
     if (last) {
       batch.add(&s->cache, toks, n);
-      rows.push_back(s.get());
-      prefill_done.push_back(true);
+      entries.push_back({s.get(), n_rows, 1, true});
+      ++n_rows;
     } else {  // a middle chunk: no logits needed
       batch.seqs.push_back({&s->cache, int64_t(batch.tokens.size()), n});
       batch.tokens.insert(batch.tokens.end(), toks, toks + n);
     }
     batch.seqs.back().form = AttentionForm::MHA;  // prompt tokens: the same form whatever the chunking
+    owners.push_back(s.get());
     s->prefilled += n;
     budget -= n;
   }
 
   const int64_t V = model_.config().vocab_size;
-  logits_.resize(rows.size() * size_t(V));
+  logits_.resize(size_t(n_rows * V));
+  if (spec) hidden_.resize(batch.tokens.size() * size_t(model_.config().hidden_size));
   const auto t0 = Clock::now();
-  model_.forward(batch, *cache_, logits_.data());
+  model_.forward(batch, *cache_, logits_.data(), spec ? hidden_.data() : nullptr);
   const auto t1 = Clock::now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++metrics_.steps_total;
     metrics_.step_tokens_total += batch.tokens.size();
-    const int64_t prefill_tokens = int64_t(batch.tokens.size()) - int64_t(rows.size() - std::count(prefill_done.begin(), prefill_done.end(), true));
+    const int64_t prefill_tokens = int64_t(batch.tokens.size()) - decode_tokens;
     (prefill_tokens > 0 ? metrics_.prefill_seconds_total : metrics_.decode_seconds_total) += seconds(t0, t1);
   }
 
-  for (size_t i = 0; i < rows.size(); ++i) {
-    Sequence& s = *rows[i];
-    if (!prefill_done[i]) continue;
+  for (const Entry& e : entries) {
+    Sequence& s = *e.s;
+    if (!e.prefill_done) continue;
     s.stats.prefill_seconds = seconds(s.admitted, t1);
     if (prefix_) prefix_->insert(s.req.prompt, s.cache.blocks, int64_t(s.req.prompt.size()) / bs);
   }
-  // Sampling touches only each sequence's own state: rows in parallel (over a ~100K
+  // Sampling touches only each sequence's own state: first rows in parallel (over a ~100K
   // vocabulary it costs about as much as a small model's forward step). choose() masks its
   // row in place but never the token it picks, so logits[token] stays the model's logit.
-  std::vector<int32_t> chosen(rows.size());
-  model_.pool().parallel_for(int64_t(rows.size()), [&](int64_t a, int64_t b) {
+  auto row = [&](int64_t r) { return &logits_[size_t(r * V)]; };
+  std::vector<int32_t> chosen(entries.size());
+  model_.pool().parallel_for(int64_t(entries.size()), [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; ++i) {
-      Sequence& s = *rows[size_t(i)];
-      float* logits = &logits_[size_t(i) * size_t(V)];
+      Sequence& s = *entries[size_t(i)].s;
+      float* logits = row(entries[size_t(i)].first_row);
       if (s.req.top_logprobs >= 0) logprobs(s, logits);
       chosen[size_t(i)] = choose(s, logits);
     }
   });
-  for (size_t i = 0; i < rows.size(); ++i) accept(*rows[i], chosen[i], &logits_[i * size_t(V)]);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    Sequence& s = *e.s;
+    bool alive = accept(s, chosen[i], row(e.first_row));
+    // Row j+1 was computed after draft j: it counts while the chosen tokens equal the drafts.
+    int64_t a = 0;
+    for (; a < e.n_rows - 1 && alive && s.output.back() == s.drafts[size_t(a)]; ++a) {
+      float* logits = row(e.first_row + a + 1);
+      if (s.req.top_logprobs >= 0) logprobs(s, logits);
+      alive = accept(s, choose(s, logits), logits);
+    }
+    if (e.n_rows == 1) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++metrics_.spec_rounds_total;
+      metrics_.spec_draft_tokens_total += uint64_t(e.n_rows - 1);
+      metrics_.spec_accepted_tokens_total += uint64_t(a);
+      for (int64_t j = 0; j < a; ++j) ++metrics_.spec_accepted_at[size_t(j)];
+    }
+    if (alive) s.cache.truncate(*cache_, s.cache.length - (e.n_rows - 1 - a));  // drop the refused drafts' latents
+  }
+  if (spec) mtp_catch_up(batch, owners, hidden_);
   for (auto& s : running_) {
     if (s->out.events.empty() && s->out.logprobs.empty() && !s->out.finished) continue;
     std::lock_guard<std::mutex> lock(s->handle->mu_);
@@ -322,6 +382,89 @@ bool Engine::step() {
   }
   std::erase_if(running_, [](const auto& s) { return s->out.finished; });
   return true;
+}
+
+void Engine::ensure(Sequence& s, int64_t more) {
+  const int64_t bs = config_.block_size, need = (s.cache.length + more + bs - 1) / bs;
+  while (int64_t(s.cache.blocks.size()) < need) s.cache.blocks.push_back(allocate_block());
+}
+
+// Greedy drafts from the MTP module: the first from its output at the last position read, each
+// further one by running the module on the previous draft with its own output state (the
+// main model's state for that position is not known yet).
+void Engine::propose() {
+  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  std::vector<Sequence*> drafting;
+  for (auto& s : running_) {
+    s->drafts.clear();
+    if (!s->decoding() || s->draft_logits.empty()) continue;
+    s->want = std::min(config_.draft, s->max_new - s->stats.generated_tokens - 1);  // never past max_tokens
+    if (s->want <= 0) continue;
+    ensure(*s, s->want + 1);
+    s->mtp.blocks = s->cache.blocks;
+    s->drafts.push_back(argmax(s->draft_logits.data(), V));
+    drafting.push_back(s.get());
+  }
+  std::vector<float> hidden_in, logits, hidden_out;
+  for (;;) {
+    Batch b;
+    std::vector<Sequence*> in;
+    hidden_in.clear();
+    for (Sequence* s : drafting) {
+      if (int64_t(s->drafts.size()) >= s->want) continue;
+      b.add(&s->mtp, &s->drafts.back(), 1);
+      hidden_in.insert(hidden_in.end(), s->draft_hidden.begin(), s->draft_hidden.end());
+      in.push_back(s);
+    }
+    if (in.empty()) break;
+    logits.resize(in.size() * size_t(V));
+    hidden_out.resize(in.size() * size_t(D));
+    model_.mtp_forward(0, b, hidden_in.data(), *cache_, logits.data(), hidden_out.data(), model_.mtp_cache_layer());
+    for (size_t i = 0; i < in.size(); ++i) {
+      in[i]->draft_hidden.assign(&hidden_out[i * size_t(D)], &hidden_out[(i + 1) * size_t(D)]);
+      in[i]->drafts.push_back(argmax(&logits[i * size_t(V)], V));
+    }
+  }
+  for (Sequence* s : drafting) s->mtp.length = s->cache.length;  // drafted positions are redone from exact states
+}
+
+// The MTP module reads position p as (the main model's hidden state at p, the token at p+1):
+// after a step every new position's next token is known (prompt, or the token just chosen).
+void Engine::mtp_catch_up(const Batch& batch, const std::vector<Sequence*>& owners, const std::vector<float>& hidden) {
+  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  Batch b;
+  std::vector<Sequence*> in;
+  std::vector<float> hidden_in;
+  std::vector<int32_t> toks;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    Sequence& s = *owners[i];
+    const int64_t p0 = s.mtp.length, n = s.cache.length - p0;
+    if (s.out.finished || n <= 0) continue;
+    toks.resize(size_t(n));
+    for (int64_t k = 0; k < n; ++k) toks[size_t(k)] = s.token_at(p0 + k + 1);
+    s.mtp.blocks = s.cache.blocks;
+    const float* h = &hidden[size_t(batch.seqs[i].first * D)];
+    hidden_in.insert(hidden_in.end(), h, h + n * D);
+    if (s.decoding()) {
+      b.add(&s.mtp, toks.data(), n);  // logits of the last position: the next drafts
+    } else {
+      b.seqs.push_back({&s.mtp, int64_t(b.tokens.size()), n});
+      b.tokens.insert(b.tokens.end(), toks.begin(), toks.end());
+    }
+    in.push_back(&s);
+  }
+  if (b.tokens.empty()) return;
+  std::vector<float> logits(b.logit_rows.size() * size_t(V)), hidden_out(b.tokens.size() * size_t(D));
+  model_.mtp_forward(0, b, hidden_in.data(), *cache_, logits.data(), hidden_out.data(), model_.mtp_cache_layer());
+  size_t r = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    Sequence& s = *in[i];
+    if (!s.decoding()) continue;
+    const BatchSeq& q = b.seqs[i];
+    s.draft_logits.assign(&logits[r * size_t(V)], &logits[(r + 1) * size_t(V)]);
+    s.draft_hidden.assign(&hidden_out[size_t((q.first + q.n_tokens - 1) * D)], &hidden_out[size_t((q.first + q.n_tokens) * D)]);
+    ++r;
+  }
 }
 
 int32_t Engine::choose(Sequence& s, float* logits) {

@@ -12,6 +12,14 @@
 // Results do not depend on what else runs: each token's computation in a batch is
 // independent of the other sequences, and a prefix-cache hit reuses exactly the latents a
 // miss would compute (tested bit for bit).
+//
+// MTP speculation (EngineConfig::draft = k > 0, models with an MTP module): each decoding
+// sequence feeds [its next token, k drafts of the MTP module] to the step and keeps the
+// tokens it would have produced anyway. Every row is chosen exactly as plain decoding
+// chooses (the same sampler, penalties, constraints, in order), and the next row counts only
+// while the chosen token equals the draft the row was computed with, so the output equals
+// plain decoding's token for token, seeded sampling included. The module's latents live in
+// an extra layer of the same cache blocks, so prefix-cache blocks carry them too.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -40,6 +48,7 @@ struct EngineConfig {
   int64_t prefill_chunk = 512; // prompt tokens of one sequence per step
   int64_t step_tokens = 512;   // tokens per step (decode tokens count first)
   bool prefix_cache = true;
+  int64_t draft = 0;           // MTP draft tokens per sequence and step (0: no speculation; 1..8)
 };
 
 struct TokenLogprob {
@@ -74,6 +83,9 @@ struct EngineMetrics {
   double prefill_seconds_total = 0, decode_seconds_total = 0;
   int64_t kv_blocks_total = 0, kv_blocks_free = 0, prefix_cache_blocks = 0, block_size = 0;
   Histogram ttft, itl, e2e;
+  // MTP speculation: verify rounds, tokens drafted and accepted, accepted by draft position.
+  uint64_t spec_rounds_total = 0, spec_draft_tokens_total = 0, spec_accepted_tokens_total = 0;
+  std::vector<uint64_t> spec_accepted_at;  // [draft]
   EngineMetrics();
 };
 
@@ -134,6 +146,11 @@ class Engine {
   void logprobs(Sequence& s, const float* logits);
   void emit(Sequence& s, const std::string& text);  // output text -> events
   int32_t allocate_block();
+  void ensure(Sequence& s, int64_t more);  // blocks for `more` tokens after the cached ones
+  void propose();  // MTP drafts for every decoding sequence (speculation)
+  // Runs the MTP module over the positions a step added (its inputs: the main model's
+  // hidden states `hidden` [T, D] of `batch` and the tokens that follow each position).
+  void mtp_catch_up(const Batch& batch, const std::vector<Sequence*>& owners, const std::vector<float>& hidden);
   int64_t outstanding_blocks() const;  // reserved but not yet allocated, over running sequences
 
   Model& model_;
@@ -152,7 +169,7 @@ class Engine {
   // Engine-thread state.
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
-  std::vector<float> logits_;
+  std::vector<float> logits_, hidden_;
   std::thread thread_;
 };
 

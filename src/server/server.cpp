@@ -248,6 +248,19 @@ std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model)
   metric("whale:engine_step_tokens_total", "counter", "Tokens processed by forward steps.", double(m.step_tokens_total));
   metric("whale:prefill_seconds_total", "counter", "Time in steps that prefilled prompt tokens.", m.prefill_seconds_total);
   metric("whale:decode_seconds_total", "counter", "Time in decode-only steps.", m.decode_seconds_total);
+  metric("whale:spec_decode_num_drafts_total", "counter", "MTP verify rounds (a sequence's step with drafts).",
+         double(m.spec_rounds_total));
+  metric("whale:spec_decode_num_draft_tokens_total", "counter", "Tokens drafted by the MTP module.",
+         double(m.spec_draft_tokens_total));
+  metric("whale:spec_decode_num_accepted_tokens_total", "counter", "Drafted tokens accepted.",
+         double(m.spec_accepted_tokens_total));
+  if (!m.spec_accepted_at.empty()) {
+    const char* name = "whale:spec_decode_num_accepted_tokens_per_pos";
+    out += std::string("# HELP ") + name + " Drafted tokens accepted, by draft position.\n# TYPE " + name + " counter\n";
+    for (size_t i = 0; i < m.spec_accepted_at.size(); ++i)
+      out += std::string(name) + "{model_name=\"" + model.id + "\",position=\"" + std::to_string(i) + "\"} " +
+             std::to_string(m.spec_accepted_at[i]) + "\n";
+  }
   histogram("whale:time_to_first_token_seconds", "Time from arrival to the first generated token.", m.ttft);
   histogram("whale:inter_token_latency_seconds", "Time between consecutive tokens of a request.", m.itl);
   histogram("whale:e2e_request_latency_seconds", "Time from arrival to the end of a request.", m.e2e);

@@ -393,6 +393,36 @@ class Operations(unittest.TestCase):
             self.assertGreater(m['whale:time_to_first_token_seconds_count{model_name="%s"}' % name], 0)
             self.assertGreater(m['whale:inter_token_latency_seconds_count{model_name="%s"}' % name], 0)
 
+    def test_mtp_speculation_gives_the_same_answers_and_reports_acceptance(self):
+        # The embedded default model has an MTP module; with --spec mtp the answers are the
+        # plain ones (greedy and seeded sampling) and /metrics counts drafts and acceptances.
+        default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "whale-r2-tiny")
+        asks = [dict(messages=[{"role": "user", "content": "What is 348 + 275?"}], max_tokens=60, temperature=0,
+                     extra_body={"chat_template_kwargs": {"thinking": True}}),
+                dict(messages=[{"role": "user", "content": "What is 27 * 14?"}], max_tokens=60, temperature=0.8, seed=3)]
+        answers = {}
+        for args in ((), ("--spec", "mtp", "--draft", "3")):
+            with WhaleServer(WHALE, default, "--parallel", "2", "--ctx", "1024", *args) as s:
+                c = client(s)
+                answers[args] = [c.chat.completions.create(model="whale-r2-tiny", **a).choices[0].message for a in asks]
+                text = curl(s.url + "/metrics")
+                m = s.metrics()
+                if args:
+                    for pos in range(3):
+                        self.assertIn('whale:spec_decode_num_accepted_tokens_per_pos{model_name="whale-r2-tiny",'
+                                      'position="%d"}' % pos, text)
+                    drafted = m['whale:spec_decode_num_draft_tokens_total{model_name="whale-r2-tiny"}']
+                    accepted = m['whale:spec_decode_num_accepted_tokens_total{model_name="whale-r2-tiny"}']
+                    self.assertGreater(drafted, 0)
+                    self.assertGreater(accepted, 0)
+                    self.assertLessEqual(accepted, drafted)
+                else:
+                    self.assertNotIn("accepted_tokens_per_pos", text)
+        for plain, spec in zip(answers[()], answers[("--spec", "mtp", "--draft", "3")]):
+            self.assertEqual(plain.content, spec.content)
+            self.assertEqual(getattr(plain, "reasoning_content", None), getattr(spec, "reasoning_content", None))
+        self.assertTrue(answers[()][0].reasoning_content)
+
     def test_health_is_503_while_loading_then_200(self):
         # The socket is bound before the model loads (~0.3 s for the tokenizer and weights):
         # the first poll, right after the "listening" line, lands inside the load.
