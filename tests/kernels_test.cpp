@@ -216,7 +216,7 @@ TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
   std::uniform_real_distribution<float> u(-1, 1);
   for (int64_t M : {1, 5, 6, 7, 13, 40})
     for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100})
-      for (int64_t K : {1, 2, 31, 96})
+      for (int64_t K : {1, 2, 31, 96, 300, 520})  // past 256: K blocks, sums resumed from C
         for (int mode = 0; mode < 4; ++mode) {
           const bool acc = mode & 1, ta = mode & 2;
           const int64_t lda = ta ? M + 3 : K + 3, ldb = N + 5, ldc = N + 2;  // padded rows: only the matrix is touched
@@ -238,13 +238,17 @@ TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
 
 TEST(Sgemm, ResultsDoNotDependOnTheThreadCount) {
   ThreadPool one(1), two(2);
-  const int64_t M = 50, N = 70, K = 40;
-  std::vector<float> A(size_t(M * K)), B(size_t(K * N)), C1(size_t(M * N)), C2(size_t(M * N));
-  for (size_t i = 0; i < A.size(); ++i) A[i] = float(std::sin(double(i)));
-  for (size_t i = 0; i < B.size(); ++i) B[i] = float(std::cos(double(i)));
-  sgemm(SgemmArgs{M, N, K, A.data(), K, B.data(), N, C1.data(), N, false}, one);
-  sgemm(SgemmArgs{M, N, K, A.data(), K, B.data(), N, C2.data(), N, false}, two);
-  EXPECT_EQ(C1, C2);
+  for (int64_t K : {40, 700})
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool acc = mode & 1, ta = mode & 2;
+      const int64_t M = 50, N = 70, lda = ta ? M : K;
+      std::vector<float> A(size_t(M * K)), B(size_t(K * N)), C1(size_t(M * N), 0.5f), C2 = C1;
+      for (size_t i = 0; i < A.size(); ++i) A[i] = float(std::sin(double(i)));
+      for (size_t i = 0; i < B.size(); ++i) B[i] = float(std::cos(double(i)));
+      sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), N, C1.data(), N, acc, ta}, one);
+      sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), N, C2.data(), N, acc, ta}, two);
+      EXPECT_EQ(C1, C2) << "K " << K << " mode " << mode;
+    }
 }
 
 }  // namespace

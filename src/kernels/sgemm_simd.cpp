@@ -5,6 +5,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/sgemm.h"
 
@@ -16,39 +17,42 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// C[m0..m0+MR, n0..n0+2·lanes) with MR ≤ 6 rows; full vectors only.
+// C[m0..m0+MR, n0..n0+NV·lanes) with MR ≤ 6 rows; full vectors only.
 // A(m, k): a row-major element, or one of a transposed A (six consecutive values per k).
 template <bool TA>
 HWY_INLINE float a_at(const SgemmArgs& a, const float* const* arow, int r, int64_t k) {
   return TA ? a.A[k * a.lda + (arow[r] - a.A)] : arow[r][k];
 }
 
-template <int MR, bool TA>
-HWY_INLINE void tile2(const SgemmArgs& a, int64_t m0, int64_t n0) {
+template <int MR, int NV, bool TA>
+HWY_INLINE void tile(const SgemmArgs& a, int64_t m0, int64_t n0) {
   const DF d;
   const size_t L = hn::Lanes(d);
-  VF c0[MR], c1[MR];
-  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = hn::Zero(d);
+  VF c[MR][NV];
+  for (int r = 0; r < MR; ++r) {
+    const float* cr = a.C + (m0 + r) * a.ldc + n0;
+    for (int v = 0; v < NV; ++v) c[r][v] = a.resume ? hn::LoadU(d, cr + v * L) : hn::Zero(d);
+  }
   const float* arow[MR];  // TA: arow[r] - A is the row index m0 + r
   for (int r = 0; r < MR; ++r) arow[r] = TA ? a.A + (m0 + r) : a.A + (m0 + r) * a.lda;
   const float* b = a.B + n0;
   for (int64_t k = 0; k < a.K; ++k, b += a.ldb) {
-    const VF b0 = hn::LoadU(d, b), b1 = hn::LoadU(d, b + L);
+    VF bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = hn::LoadU(d, b + v * L);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
       const VF av = hn::Set(d, a_at<TA>(a, arow, r, k));
-      c0[r] = hn::MulAdd(av, b0, c0[r]);
-      c1[r] = hn::MulAdd(av, b1, c1[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = hn::MulAdd(av, bv[v], c[r][v]);
     }
   }
   for (int r = 0; r < MR; ++r) {
-    float* c = a.C + (m0 + r) * a.ldc + n0;
-    if (a.accumulate) {
-      c0[r] = hn::Add(c0[r], hn::LoadU(d, c));
-      c1[r] = hn::Add(c1[r], hn::LoadU(d, c + L));
+    float* cr = a.C + (m0 + r) * a.ldc + n0;
+    for (int v = 0; v < NV; ++v) {
+      if (a.accumulate) c[r][v] = hn::Add(c[r][v], hn::LoadU(d, cr + v * L));
+      hn::StoreU(c[r][v], d, cr + v * L);
     }
-    hn::StoreU(c0[r], d, c);
-    hn::StoreU(c1[r], d, c + L);
   }
 }
 
@@ -60,7 +64,15 @@ HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
   const size_t L = hn::Lanes(d);
   HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
   VF c0[MR];
-  for (int r = 0; r < MR; ++r) c0[r] = hn::Zero(d);
+  for (int r = 0; r < MR; ++r) {
+    if (a.resume) {
+      const float* c = a.C + (m0 + r) * a.ldc + n0;
+      for (size_t i = 0; i < cols; ++i) buf[i] = c[i];
+      c0[r] = hn::Load(d, buf);
+    } else {
+      c0[r] = hn::Zero(d);
+    }
+  }
   const float* arow[MR];  // TA: arow[r] - A is the row index m0 + r
   for (int r = 0; r < MR; ++r) arow[r] = TA ? a.A + (m0 + r) : a.A + (m0 + r) * a.lda;
   const float* b = a.B + n0;
@@ -88,15 +100,17 @@ HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0) {
   const int64_t L = int64_t(hn::Lanes(d));
   int64_t n = 0;
   if (a.trans_a) {
-    for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR, true>(a, m0, n);
+    for (; n + 4 * L <= a.N; n += 4 * L) tile<MR, 4, true>(a, m0, n);
+    for (; n + 2 * L <= a.N; n += 2 * L) tile<MR, 2, true>(a, m0, n);
     for (; n < a.N; n += L) tile1<MR, true>(a, m0, n, size_t(std::min(L, a.N - n)));
   } else {
-    for (; n + 2 * L <= a.N; n += 2 * L) tile2<MR, false>(a, m0, n);
+    for (; n + 4 * L <= a.N; n += 4 * L) tile<MR, 4, false>(a, m0, n);
+    for (; n + 2 * L <= a.N; n += 2 * L) tile<MR, 2, false>(a, m0, n);
     for (; n < a.N; n += L) tile1<MR, false>(a, m0, n, size_t(std::min(L, a.N - n)));
   }
 }
 
-void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
+void RowsUnblocked(const SgemmArgs& a, int64_t m0, int64_t m1) {
   int64_t m = m0;
   for (; m + 6 <= m1; m += 6) row_block<6>(a, m);
   switch (m1 - m) {
@@ -106,6 +120,38 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
     case 2: row_block<2>(a, m); break;
     case 1: row_block<1>(a, m); break;
     default: break;
+  }
+}
+
+// Rows [m0, m1) in K blocks; with `accumulate` the product goes through a scratch [m1-m0, N]
+// first (C += the whole sum, as the unblocked kernel adds it).
+void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
+  constexpr int64_t kBlock = 256;
+  if (a.K <= kBlock) return RowsUnblocked(a, m0, m1);
+  SgemmArgs b = a;
+  std::vector<float> scratch;
+  if (a.accumulate) {
+    scratch.resize(size_t((m1 - m0) * a.N));
+    b.A = a.trans_a ? a.A + m0 : a.A + m0 * a.lda;  // rows from m0
+    b.C = scratch.data();
+    b.ldc = a.N;
+    b.M = m1 - m0;
+  }
+  const int64_t r0 = a.accumulate ? 0 : m0, r1 = a.accumulate ? m1 - m0 : m1;
+  for (int64_t k0 = 0; k0 < a.K; k0 += kBlock) {
+    SgemmArgs part = b;
+    part.K = std::min(kBlock, a.K - k0);
+    part.A = a.trans_a ? b.A + k0 * a.lda : b.A + k0;
+    part.B = a.B + k0 * a.ldb;
+    part.accumulate = false;
+    part.resume = k0 > 0;
+    RowsUnblocked(part, r0, r1);
+  }
+  if (!a.accumulate) return;
+  for (int64_t m = m0; m < m1; ++m) {
+    float* c = a.C + m * a.ldc;
+    const float* s = &scratch[size_t((m - m0) * a.N)];
+    for (int64_t n = 0; n < a.N; ++n) c[n] += s[n];
   }
 }
 
