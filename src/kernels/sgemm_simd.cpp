@@ -129,9 +129,9 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
   constexpr int64_t kBlock = 256;
   if (a.K <= kBlock) return RowsUnblocked(a, m0, m1);
   SgemmArgs b = a;
-  std::vector<float> scratch;
+  thread_local std::vector<float> scratch;  // kept: a fresh allocation per call costs page faults
   if (a.accumulate) {
-    scratch.resize(size_t((m1 - m0) * a.N));
+    scratch.resize(std::max(scratch.size(), size_t((m1 - m0) * a.N)));
     b.A = a.trans_a ? a.A + m0 : a.A + m0 * a.lda;  // rows from m0
     b.C = scratch.data();
     b.ldc = a.N;
