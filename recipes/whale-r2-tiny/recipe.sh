@@ -8,7 +8,7 @@
 #   6. GRPO with rule-based rewards, evaluated again
 #   7. with EXPORT=DIR, the final weights, config and tokenizer copied to DIR
 # Usage: recipes/whale-r2-tiny/recipe.sh [WORK_DIR]   (WHALE=path/to/whale, THREADS=n, EXPORT=dir)
-# On 2 cores: pretraining about 50 minutes, SFT 6, each evaluation 3, GRPO 5.
+# On 2 cores: pretraining about 50 minutes, SFT 6, each evaluation 3, GRPO 40.
 # Every stage resumes where it stopped when run again (kill -9 loses at most one save interval).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -34,15 +34,20 @@ cd "$work"
 "$whale" train --init pretrain/model --data sft.jsonl --out sft \
   --steps 360 --batch 16 --seq-len 512 --lr 1e-3 --min-lr 1e-4 --warmup 30 \
   --save-every 100 --log-every 10 --seed 2 -t "$threads"
-"$whale" eval --model sft/model -n 100 --max-tokens 512 -t "$threads" | tee eval-sft.txt
+"$whale" eval --model sft/model -n 1000 --max-tokens 512 -t "$threads" | tee eval-sft.txt
 
-# GRPO on the four tasks (rule-based rewards), then the same evaluation
-"$whale" grpo --init sft/model --out grpo --steps 20 --prompts 8 --group 8 --max-tokens 384 \
-  --lr 5e-5 --min-lr 2e-5 --warmup 3 --save-every 10 --seed 3 -t "$threads"
-"$whale" eval --model grpo/model -n 100 --max-tokens 512 -t "$threads" | tee eval-grpo.txt
+# GRPO with rule-based rewards: 80 steps on addition and algebra (thinking on, k3 KL to the SFT
+# model), then 100 more on addition alone (KL to the first GRPO model); then the same evaluation
+"$whale" grpo --init sft/model --out grpo3 --tasks addition,algebra --steps 80 --prompts 16 --group 8 \
+  --max-tokens 320 --temperature 0.7 --thinking 1.0 --lr 3e-5 --min-lr 1e-5 --warmup 5 --kl-beta 0.02 \
+  --save-every 10 --seed 5 -t "$threads"
+"$whale" grpo --init grpo3/model --out grpo4 --tasks addition --steps 100 --prompts 16 --group 8 \
+  --max-tokens 320 --temperature 0.7 --thinking 1.0 --lr 3e-5 --min-lr 1e-5 --warmup 3 --kl-beta 0.02 \
+  --save-every 10 --seed 6 -t "$threads"
+"$whale" eval --model grpo4/model -n 1000 --max-tokens 512 -t "$threads" | tee eval-grpo.txt
 
 # The model as committed: weights (float32), config and tokenizer, without training state
 if [[ -n "${EXPORT:-}" ]]; then
   mkdir -p "$EXPORT"
-  cp grpo/model/model.safetensors grpo/model/config.json grpo/model/tokenizer.json grpo/model/tokenizer_config.json "$EXPORT"/
+  cp grpo4/model/model.safetensors grpo4/model/config.json grpo4/model/tokenizer.json grpo4/model/tokenizer_config.json "$EXPORT"/
 fi
