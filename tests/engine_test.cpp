@@ -16,6 +16,14 @@
 namespace whale {
 namespace {
 
+// Metrics are refreshed after each engine step: a request's output (and so a finished request)
+// may be seen before the step that produced it has updated the counters. Waits for that step.
+EngineMetrics idle_metrics(const Engine& e) {
+  for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return e.metrics();
+}
+
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -46,11 +54,6 @@ class EngineTest : public ::testing::Test {
       out.push_back("Question " + std::to_string(i) + ": " + std::string(size_t(i * 7 % 23), 'x') + " what is " +
                     std::to_string(i * 37) + " plus " + std::to_string(i + 5) + "?");
     return out;
-  }
-  // Metrics are refreshed after each engine step; a finished request may be seen first.
-  static void wait_until_idle(const Engine& e) {
-    for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   static test::TempDir* dir_;
   static ThreadPool* pool_;
@@ -140,8 +143,7 @@ TEST_F(EngineTest, RequestsQueueWhenTheCacheIsFullAndAllFinish) {
     EXPECT_TRUE(last.error.empty()) << last.error;
     EXPECT_EQ(last.stats.generated_tokens + 0, last.tokens.size());
   }
-  wait_until_idle(e);
-  const auto m = e.metrics();
+  const auto m = idle_metrics(e);
   EXPECT_EQ(m.requests_total, 6u);
   EXPECT_EQ(m.kv_blocks_free, m.kv_blocks_total);  // everything freed or evictable
 }
@@ -161,8 +163,8 @@ TEST_F(EngineTest, CancelStopsARequestAndFreesItsBlocks) {
     if (part.finished) last = part;
   EXPECT_EQ(last.stats.finish_reason, "cancelled");
   EXPECT_LT(last.stats.generated_tokens, 400);
-  wait_until_idle(e);
-  EXPECT_EQ(e.metrics().kv_blocks_free, e.metrics().kv_blocks_total);
+  const auto m = idle_metrics(e);
+  EXPECT_EQ(m.kv_blocks_free, m.kv_blocks_total);
 }
 
 TEST_F(EngineTest, RejectsRequestsThatCanNeverRun) {
@@ -266,12 +268,6 @@ class EngineSpeculation : public ::testing::Test {
       outs.push_back(std::move(all));
     }
     return outs;
-  }
-  // A request's output arrives before the engine has finished the step (and its counters).
-  static EngineMetrics idle_metrics(const Engine& e) {
-    for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return e.metrics();
   }
   static ThreadPool* pool_;
   static Tokenizer* tok_;
