@@ -405,7 +405,7 @@ void Engine::propose() {
     s->drafts.push_back(argmax(s->draft_logits.data(), V));
     drafting.push_back(s.get());
   }
-  std::vector<float> hidden_in, logits, hidden_out;
+  std::vector<float> hidden_in;
   for (;;) {
     Batch b;
     std::vector<Sequence*> in;
@@ -417,12 +417,12 @@ void Engine::propose() {
       in.push_back(s);
     }
     if (in.empty()) break;
-    logits.resize(in.size() * size_t(V));
-    hidden_out.resize(in.size() * size_t(D));
-    model_.mtp_forward(0, b, hidden_in.data(), *cache_, logits.data(), hidden_out.data(), model_.mtp_cache_layer());
+    mtp_logits_.resize(in.size() * size_t(V));
+    mtp_hidden_.resize(in.size() * size_t(D));
+    model_.mtp_forward(0, b, hidden_in.data(), *cache_, mtp_logits_.data(), mtp_hidden_.data(), model_.mtp_cache_layer());
     for (size_t i = 0; i < in.size(); ++i) {
-      in[i]->draft_hidden.assign(&hidden_out[i * size_t(D)], &hidden_out[(i + 1) * size_t(D)]);
-      in[i]->drafts.push_back(argmax(&logits[i * size_t(V)], V));
+      in[i]->draft_hidden.assign(&mtp_hidden_[i * size_t(D)], &mtp_hidden_[(i + 1) * size_t(D)]);
+      in[i]->drafts.push_back(argmax(&mtp_logits_[i * size_t(V)], V));
     }
   }
   for (Sequence* s : drafting) s->mtp.length = s->cache.length;  // drafted positions are redone from exact states
@@ -454,15 +454,16 @@ void Engine::mtp_catch_up(const Batch& batch, const std::vector<Sequence*>& owne
     in.push_back(&s);
   }
   if (b.tokens.empty()) return;
-  std::vector<float> logits(b.logit_rows.size() * size_t(V)), hidden_out(b.tokens.size() * size_t(D));
-  model_.mtp_forward(0, b, hidden_in.data(), *cache_, logits.data(), hidden_out.data(), model_.mtp_cache_layer());
+  mtp_logits_.resize(b.logit_rows.size() * size_t(V));
+  mtp_hidden_.resize(b.tokens.size() * size_t(D));
+  model_.mtp_forward(0, b, hidden_in.data(), *cache_, mtp_logits_.data(), mtp_hidden_.data(), model_.mtp_cache_layer());
   size_t r = 0;
   for (size_t i = 0; i < in.size(); ++i) {
     Sequence& s = *in[i];
     if (!s.decoding()) continue;
     const BatchSeq& q = b.seqs[i];
-    s.draft_logits.assign(&logits[r * size_t(V)], &logits[(r + 1) * size_t(V)]);
-    s.draft_hidden.assign(&hidden_out[size_t((q.first + q.n_tokens - 1) * D)], &hidden_out[size_t((q.first + q.n_tokens) * D)]);
+    s.draft_logits.assign(&mtp_logits_[r * size_t(V)], &mtp_logits_[(r + 1) * size_t(V)]);
+    s.draft_hidden.assign(&mtp_hidden_[size_t((q.first + q.n_tokens - 1) * D)], &mtp_hidden_[size_t((q.first + q.n_tokens) * D)]);
     ++r;
   }
 }

@@ -170,6 +170,7 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<float> logits_, hidden_;
+  std::vector<float> mtp_logits_, mtp_hidden_;  // the MTP module's outputs (propose, mtp_catch_up)
   std::thread thread_;
 };
 
