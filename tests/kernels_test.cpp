@@ -214,7 +214,7 @@ TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
   ThreadPool pool(2);
   std::mt19937 g(5);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (int64_t M : {1, 5, 6, 7, 13, 40})
+  for (int64_t M : {1, 5, 6, 7, 13, 40, 61})  // 61: enough rows per call to copy B panels
     for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100})
       for (int64_t K : {1, 2, 31, 96, 300, 520})  // past 256: K blocks, sums resumed from C
         for (int mode = 0; mode < 4; ++mode) {
@@ -241,7 +241,7 @@ TEST(Sgemm, ResultsDoNotDependOnTheThreadCount) {
   for (int64_t K : {40, 700})
     for (int mode = 0; mode < 4; ++mode) {
       const bool acc = mode & 1, ta = mode & 2;
-      const int64_t M = 50, N = 70, lda = ta ? M : K;
+      const int64_t M = 110, N = 70, lda = ta ? M : K;  // one thread: B panels copied; two: row halves
       std::vector<float> A(size_t(M * K)), B(size_t(K * N)), C1(size_t(M * N), 0.5f), C2 = C1;
       for (size_t i = 0; i < A.size(); ++i) A[i] = float(std::sin(double(i)));
       for (size_t i = 0; i < B.size(); ++i) B[i] = float(std::cos(double(i)));

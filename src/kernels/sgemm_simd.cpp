@@ -94,60 +94,86 @@ HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
   }
 }
 
+// Columns [n0, n1) of rows m0..m0+MR: 4-vector tiles, then 2-vector and 1-vector edges.
 template <int MR>
-HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0) {
+HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0, int64_t n0, int64_t n1) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  int64_t n = 0;
+  int64_t n = n0;
   if (a.trans_a) {
-    for (; n + 4 * L <= a.N; n += 4 * L) tile<MR, 4, true>(a, m0, n);
-    for (; n + 2 * L <= a.N; n += 2 * L) tile<MR, 2, true>(a, m0, n);
-    for (; n < a.N; n += L) tile1<MR, true>(a, m0, n, size_t(std::min(L, a.N - n)));
+    for (; n + 4 * L <= n1; n += 4 * L) tile<MR, 4, true>(a, m0, n);
+    for (; n + 2 * L <= n1; n += 2 * L) tile<MR, 2, true>(a, m0, n);
+    for (; n < n1; n += L) tile1<MR, true>(a, m0, n, size_t(std::min(L, n1 - n)));
   } else {
-    for (; n + 4 * L <= a.N; n += 4 * L) tile<MR, 4, false>(a, m0, n);
-    for (; n + 2 * L <= a.N; n += 2 * L) tile<MR, 2, false>(a, m0, n);
-    for (; n < a.N; n += L) tile1<MR, false>(a, m0, n, size_t(std::min(L, a.N - n)));
+    for (; n + 4 * L <= n1; n += 4 * L) tile<MR, 4, false>(a, m0, n);
+    for (; n + 2 * L <= n1; n += 2 * L) tile<MR, 2, false>(a, m0, n);
+    for (; n < n1; n += L) tile1<MR, false>(a, m0, n, size_t(std::min(L, n1 - n)));
   }
 }
 
-void RowsUnblocked(const SgemmArgs& a, int64_t m0, int64_t m1) {
+// Rows [m0, m1) × columns [n0, n1) over the whole (already blocked) K of `a`.
+void Rows(const SgemmArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   int64_t m = m0;
-  for (; m + 6 <= m1; m += 6) row_block<6>(a, m);
+  for (; m + 6 <= m1; m += 6) row_block<6>(a, m, n0, n1);
   switch (m1 - m) {
-    case 5: row_block<5>(a, m); break;
-    case 4: row_block<4>(a, m); break;
-    case 3: row_block<3>(a, m); break;
-    case 2: row_block<2>(a, m); break;
-    case 1: row_block<1>(a, m); break;
+    case 5: row_block<5>(a, m, n0, n1); break;
+    case 4: row_block<4>(a, m, n0, n1); break;
+    case 3: row_block<3>(a, m, n0, n1); break;
+    case 2: row_block<2>(a, m, n0, n1); break;
+    case 1: row_block<1>(a, m, n0, n1); break;
     default: break;
   }
 }
 
-// Rows [m0, m1) in K blocks; with `accumulate` the product goes through a scratch [m1-m0, N]
-// first (C += the whole sum, as the unblocked kernel adds it).
+// Rows [m0, m1), in K blocks and column panels of kPanel with the loop over row blocks
+// innermost: with many rows, one panel of B (128 × kPanel floats, 32 KiB) is copied to a
+// contiguous buffer and stays in L1 for all of them (read in place, B's rows 2 or 4 KiB apart
+// would all fall in the same few L1 sets, and it would be streamed from L2 for every row
+// block). With few rows (weight gradients, a quarter of a small M per call) copying costs more
+// than it saves; the panel is read in place in K blocks of 256.
+// With `accumulate` the product goes through a scratch [m1-m0, N] first (C += the whole sum,
+// as the reference adds it).
 void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
-  constexpr int64_t kBlock = 256;
-  if (a.K <= kBlock) return RowsUnblocked(a, m0, m1);
+  const int64_t kPanel = 4 * int64_t(hn::Lanes(DF()));
+  const bool pack = m1 - m0 >= 48;
+  const int64_t kKBlock = pack ? 128 : 256;
   SgemmArgs b = a;
   thread_local std::vector<float> scratch;  // kept: a fresh allocation per call costs page faults
-  if (a.accumulate) {
+  thread_local std::vector<float> packed;   // [panels][kKBlock][kPanel]
+  const bool via_scratch = a.accumulate && a.K > kKBlock;
+  if (via_scratch) {
     scratch.resize(std::max(scratch.size(), size_t((m1 - m0) * a.N)));
     b.A = a.trans_a ? a.A + m0 : a.A + m0 * a.lda;  // rows from m0
     b.C = scratch.data();
     b.ldc = a.N;
     b.M = m1 - m0;
+    b.accumulate = false;
   }
-  const int64_t r0 = a.accumulate ? 0 : m0, r1 = a.accumulate ? m1 - m0 : m1;
-  for (int64_t k0 = 0; k0 < a.K; k0 += kBlock) {
-    SgemmArgs part = b;
-    part.K = std::min(kBlock, a.K - k0);
-    part.A = a.trans_a ? b.A + k0 * a.lda : b.A + k0;
-    part.B = a.B + k0 * a.ldb;
-    part.accumulate = false;
-    part.resume = k0 > 0;
-    RowsUnblocked(part, r0, r1);
+  const int64_t r0 = via_scratch ? 0 : m0, r1 = via_scratch ? m1 - m0 : m1;
+  const int64_t panels = (a.N + kPanel - 1) / kPanel;
+  if (pack) packed.resize(std::max(packed.size(), size_t(kKBlock * panels * kPanel)));
+  for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
+    const int64_t kc = std::min(kKBlock, a.K - k0);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * kPanel, w = std::min(kPanel, a.N - n0);
+      SgemmArgs part = b;  // columns [n0, n0 + w) of k block [k0, k0 + kc)
+      part.K = kc;
+      part.N = w;
+      part.A = a.trans_a ? b.A + k0 * a.lda : b.A + k0;
+      part.B = a.B + k0 * a.ldb + n0;
+      part.C = b.C + n0;
+      part.accumulate = b.accumulate;  // only when K is one block
+      part.resume = k0 > 0;
+      if (pack) {
+        float* dst = &packed[size_t(p * kKBlock * kPanel)];
+        for (int64_t k = 0; k < kc; ++k) std::copy_n(part.B + k * a.ldb, w, dst + k * w);
+        part.B = dst;
+        part.ldb = w;
+      }
+      Rows(part, r0, r1, 0, w);
+    }
   }
-  if (!a.accumulate) return;
+  if (!via_scratch) return;
   for (int64_t m = m0; m < m1; ++m) {
     float* c = a.C + m * a.ldc;
     const float* s = &scratch[size_t((m - m0) * a.N)];
