@@ -286,3 +286,36 @@ TEST(TrainAttention, GemmVersionMatchesTheScalarReference) {
 
 }  // namespace
 }  // namespace whale
+
+#include "kernels/swiglu.h"
+
+namespace whale {
+namespace {
+
+// The vectorized SwiGLU (Highway Exp) against the scalar definition in train/grad_ops, on lengths
+// around the vector width (tails) and on gates far into both saturated ends.
+TEST(Swiglu, SimdMatchesTheScalarReference) {
+  std::mt19937 g(11);
+  std::uniform_real_distribution<float> wide(-120, 120), narrow(-6, 6);
+  ThreadPool pool(2);
+  for (int64_t n : {1, 3, 15, 16, 17, 33, 100, 9000})
+    for (auto* dist : {&wide, &narrow}) {
+      std::vector<float> gate(static_cast<size_t>(n)), up(gate), dh(gate);
+      for (int64_t i = 0; i < n; ++i) gate[size_t(i)] = (*dist)(g), up[size_t(i)] = narrow(g), dh[size_t(i)] = narrow(g);
+      std::vector<float> h1(size_t(n) + 1, 9.0f), h2(h1);  // one guard element past the end
+      swiglu_forward(gate.data(), up.data(), n, h1.data(), pool);
+      train::swiglu_forward(gate.data(), up.data(), n, h2.data());
+      std::vector<float> dg1(size_t(n) + 1, 0.25f), du1(dg1), dg2(dg1), du2(dg1);
+      swiglu_backward(gate.data(), up.data(), dh.data(), n, dg1.data(), du1.data(), pool);
+      train::swiglu_backward(gate.data(), up.data(), dh.data(), n, dg2.data(), du2.data());
+      auto near = [](float a, float b) { return std::fabs(a - b) <= 2e-6f * std::max(1.0f, std::fabs(b)); };
+      for (size_t i = 0; i <= size_t(n); ++i) {
+        ASSERT_TRUE(near(h1[i], h2[i])) << "h n=" << n << " i=" << i << " g=" << gate[std::min(i, size_t(n - 1))] << ": " << h1[i] << " vs " << h2[i];
+        ASSERT_TRUE(near(dg1[i], dg2[i])) << "dg n=" << n << " i=" << i << ": " << dg1[i] << " vs " << dg2[i];
+        ASSERT_TRUE(near(du1[i], du2[i])) << "du n=" << n << " i=" << i << ": " << du1[i] << " vs " << du2[i];
+      }
+    }
+}
+
+}  // namespace
+}  // namespace whale

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/swiglu.h"
 #include "model/rope.h"
 #include "model/router.h"
 #include "train/acts.h"
@@ -164,7 +165,7 @@ void mlp_forward(const Ctx& k, const MlpP& m, const float* x, int64_t M, FfnActs
   a.h.resize(static_cast<size_t>(M * I));
   linear_forward(m.gate.w, I, k.D, x, M, a.g.data(), k.pool);
   linear_forward(m.up.w, I, k.D, x, M, a.u.data(), k.pool);
-  swiglu_forward(a.g.data(), a.u.data(), M * I, a.h.data());
+  whale::swiglu_forward(a.g.data(), a.u.data(), M * I, a.h.data(), k.pool);
   linear_forward(m.down.w, k.D, I, a.h.data(), M, out, k.pool);
 }
 
@@ -172,7 +173,7 @@ void mlp_backward(const Ctx& k, const MlpP& m, const float* x, int64_t M, const 
   const int64_t I = m.gate.out;
   Vec dh(static_cast<size_t>(M * I), 0.0f), dg(static_cast<size_t>(M * I), 0.0f), du(static_cast<size_t>(M * I), 0.0f);
   linear_backward(m.down.w, k.D, I, a.h.data(), dout, M, dh.data(), m.down.g, k.pool);
-  swiglu_backward(a.g.data(), a.u.data(), dh.data(), M * I, dg.data(), du.data());
+  whale::swiglu_backward(a.g.data(), a.u.data(), dh.data(), M * I, dg.data(), du.data(), k.pool);
   linear_backward(m.gate.w, I, k.D, x, dg.data(), M, dx, m.gate.g, k.pool);
   linear_backward(m.up.w, I, k.D, x, du.data(), M, dx, m.up.g, k.pool);
 }
