@@ -2,6 +2,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/sgemm_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/aligned_allocator.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -139,7 +140,8 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
   const int64_t kKBlock = pack ? 128 : 256;
   SgemmArgs b = a;
   thread_local std::vector<float> scratch;  // kept: a fresh allocation per call costs page faults
-  thread_local std::vector<float> packed;   // [panels][kKBlock][kPanel]
+  thread_local hwy::AlignedFreeUniquePtr<float[]> packed;  // [panels][kKBlock][kPanel]
+  thread_local size_t packed_size = 0;
   const bool via_scratch = a.accumulate && a.K > kKBlock;
   if (via_scratch) {
     scratch.resize(std::max(scratch.size(), size_t((m1 - m0) * a.N)));
@@ -151,7 +153,10 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
   }
   const int64_t r0 = via_scratch ? 0 : m0, r1 = via_scratch ? m1 - m0 : m1;
   const int64_t panels = (a.N + kPanel - 1) / kPanel;
-  if (pack) packed.resize(std::max(packed.size(), size_t(kKBlock * panels * kPanel)));
+  if (pack && packed_size < size_t(kKBlock * panels * kPanel)) {
+    packed_size = size_t(kKBlock * panels * kPanel);
+    packed = hwy::AllocateAligned<float>(packed_size);
+  }
   for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
     const int64_t kc = std::min(kKBlock, a.K - k0);
     for (int64_t p = 0; p < panels; ++p) {
@@ -165,8 +170,15 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
       part.accumulate = b.accumulate;  // only when K is one block
       part.resume = k0 > 0;
       if (pack) {
-        float* dst = &packed[size_t(p * kKBlock * kPanel)];
-        for (int64_t k = 0; k < kc; ++k) std::copy_n(part.B + k * a.ldb, w, dst + k * w);
+        float* dst = packed.get() + p * kKBlock * kPanel;
+        if (w == kPanel) {  // whole vectors (a call of memmove per 256 bytes cost more than the copy)
+          const DF d;
+          const int64_t L = int64_t(hn::Lanes(d));
+          for (int64_t k = 0; k < kc; ++k)
+            for (int64_t v = 0; v < 4; ++v) hn::Store(hn::LoadU(d, part.B + k * a.ldb + v * L), d, dst + k * w + v * L);
+        } else {
+          for (int64_t k = 0; k < kc; ++k) std::copy_n(part.B + k * a.ldb, w, dst + k * w);
+        }
         part.B = dst;
         part.ldb = w;
       }
