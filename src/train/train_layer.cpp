@@ -82,7 +82,7 @@ void site_out(const Ctx& k, const HyperP& H, const Vec& x, const SiteActs& s, co
 
 // Backward of site_out: df [N, D], dx [N, n·D] +=, dpost [N, n], dcomb [N, n, n].
 void site_out_backward(const Ctx& k, const HyperP& H, const Vec& x, const SiteActs& s, const Vec& f, const float* dout,
-                       int64_t N, Vec& df, Vec& dx, Vec& dpost, Vec& dcomb) {
+                       int64_t N, Vec& df, float* dx, Vec& dpost, Vec& dcomb) {
   const int64_t n = k.n, D = k.D;
   df.assign(static_cast<size_t>(N * D), 0.0f);
   if (H.empty()) {
@@ -122,7 +122,7 @@ void site_out_backward(const Ctx& k, const HyperP& H, const Vec& x, const SiteAc
 
 // Backward of site_in (and of the site's weights): dx [N, n·D] += from dy [N, D], dpost, dcomb.
 void site_in_backward(const Ctx& k, const HyperP& H, const Vec& x, const SiteActs& s, const Vec& dy, const Vec& dpost,
-                      const Vec& dcomb, int64_t N, Vec& dx) {
+                      const Vec& dcomb, int64_t N, float* dx) {
   const int64_t n = k.n, D = k.D;
   if (H.empty()) {
     for (int64_t i = 0; i < N * D; ++i) dx[size_t(i)] += dy[size_t(i)];
@@ -153,7 +153,7 @@ void site_in_backward(const Ctx& k, const HyperP& H, const Vec& x, const SiteAct
   Vec dmix(static_cast<size_t>(N * rows)), dxn(static_cast<size_t>(N * n * D), 0.0f);
   hc_reduce_grads(d, s.mix.data(), da.data(), H.scale.w, N, dmix.data(), H.base.g, H.scale.g);
   linear_backward(H.fn.w, rows, n * D, s.xn.data(), dmix.data(), N, dxn.data(), H.fn.g, k.pool);
-  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx.data(), nullptr, k.pool);
+  rmsnorm_backward(x.data(), nullptr, s.inv.data(), dxn.data(), N, n * D, dx, nullptr, k.pool);
 }
 
 // --- SwiGLU MLP -------------------------------------------------------------------------
@@ -470,13 +470,12 @@ void mla_backward(const Ctx& k, const LayerP& L, int64_t B, int64_t S, const Lay
 
 double layer_balance_loss(const ModelConfig& c, const LayerActs& a, int64_t B, int64_t S) { return balance_loss(c, a, B, S); }
 
-void TrainModel::layer_forward(const LayerP& L, int64_t B, int64_t S, const float* x_in, LayerActs& a, float* x_out,
+void TrainModel::layer_forward(const LayerP& L, int64_t B, int64_t S, LayerActs& a, float* x_out,
                                std::vector<int64_t>* load) {
   const ModelConfig& c = config_;
   const Ctx k{c, pool_, std::max<int64_t>(1, c.hc_mult), c.hidden_size};
   const int64_t N = B * S, D = k.D, nD = k.n * D;
   const float eps = float(c.rms_norm_eps);
-  a.x_in.assign(x_in, x_in + N * nD);
 
   site_in(k, L.hc_attn, a.x_in, N, a.site_a, a.y1);
   a.ln1.resize(static_cast<size_t>(N * D));
@@ -507,22 +506,21 @@ void TrainModel::layer_backward(const LayerP& L, int64_t B, int64_t S, LayerActs
   Vec df, dpost, dcomb, dx_mid(static_cast<size_t>(N * nD), 0.0f);
 
   // FFN half
-  site_out_backward(k, L.hc_ffn, a.x_mid, a.site_f, a.out_f, dx_out, N, df, dx_mid, dpost, dcomb);
+  site_out_backward(k, L.hc_ffn, a.x_mid, a.site_f, a.out_f, dx_out, N, df, dx_mid.data(), dpost, dcomb);
   Vec dln(static_cast<size_t>(N * D), 0.0f), dy(static_cast<size_t>(N * D), 0.0f);
   if (L.is_moe) moe_backward(k, L, a.ln2.data(), B, S, a, df, balance_weight, dln.data());
   else mlp_backward(k, L.mlp, a.ln2.data(), N, a.dense, df.data(), dln.data());
   rmsnorm_backward(a.y2.data(), L.post_ln.w, a.inv2.data(), dln.data(), N, D, dy.data(), L.post_ln.g, pool_);
-  site_in_backward(k, L.hc_ffn, a.x_mid, a.site_f, dy, dpost, dcomb, N, dx_mid);
+  site_in_backward(k, L.hc_ffn, a.x_mid, a.site_f, dy, dpost, dcomb, N, dx_mid.data());
 
   // Attention half
-  Vec dx(static_cast<size_t>(N * nD), 0.0f);
-  site_out_backward(k, L.hc_attn, a.x_in, a.site_a, a.out_a, dx_mid.data(), N, df, dx, dpost, dcomb);
+  std::fill(dx_in, dx_in + N * nD, 0.0f);
+  site_out_backward(k, L.hc_attn, a.x_in, a.site_a, a.out_a, dx_mid.data(), N, df, dx_in, dpost, dcomb);
   zeros(dln, size_t(N * D));
   zeros(dy, size_t(N * D));
   mla_backward(k, L, B, S, a, df, dln);
   rmsnorm_backward(a.y1.data(), L.input_ln.w, a.inv1.data(), dln.data(), N, D, dy.data(), L.input_ln.g, pool_);
-  site_in_backward(k, L.hc_attn, a.x_in, a.site_a, dy, dpost, dcomb, N, dx);
-  std::memcpy(dx_in, dx.data(), size_t(N * nD) * 4);
+  site_in_backward(k, L.hc_attn, a.x_in, a.site_a, dy, dpost, dcomb, N, dx_in);
 }
 
 }  // namespace whale::train

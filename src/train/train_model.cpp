@@ -213,25 +213,29 @@ void TrainModel::stack_forward(const std::vector<const LayerP*>& layers, int64_t
   a.B = B;
   a.S = S;
   a.layers.resize(layers.size());
-  Vec x(x0, x0 + N * nD), next(static_cast<size_t>(N * nD));
+  // Each layer writes its output straight into the next layer's saved input (no copies).
+  if (layers.empty()) a.x_final.assign(x0, x0 + N * nD);
+  else a.layers[0].x_in.assign(x0, x0 + N * nD);
   size_t slot = first_load_slot;
   for (size_t l = 0; l < layers.size(); ++l) {
     std::vector<int64_t>* load = layers[l]->is_moe ? &expert_load_[slot++] : nullptr;
-    layer_forward(*layers[l], B, S, x.data(), a.layers[l], next.data(), load);
+    Vec& out = l + 1 < layers.size() ? a.layers[l + 1].x_in : a.x_final;
+    out.resize(static_cast<size_t>(N * nD));
+    layer_forward(*layers[l], B, S, a.layers[l], out.data(), load);
     if (layers[l]->is_moe) balance_loss_ += layer_balance_loss(config_, a.layers[l], B, S);
-    x.swap(next);
   }
-  a.x_final = std::move(x);
 }
 
 void TrainModel::stack_backward(const std::vector<const LayerP*>& layers, int64_t B, int64_t S, StackActs& a, float* dx,
                                 float balance_weight) {
   const int64_t N = B * S, nD = std::max<int64_t>(1, config_.hc_mult) * config_.hidden_size;
-  Vec prev(static_cast<size_t>(N * nD));
+  Vec other(static_cast<size_t>(N * nD));
+  float *grad = dx, *spare = other.data();  // ping-pong: each layer writes its input gradient to the spare
   for (size_t l = layers.size(); l-- > 0;) {
-    layer_backward(*layers[l], B, S, a.layers[l], dx, prev.data(), balance_weight);
-    std::memcpy(dx, prev.data(), prev.size() * 4);
+    layer_backward(*layers[l], B, S, a.layers[l], grad, spare, balance_weight);
+    std::swap(grad, spare);
   }
+  if (grad != dx) std::memcpy(dx, grad, other.size() * 4);
 }
 
 namespace {

@@ -118,8 +118,9 @@ class TrainModel {
                      size_t first_load_slot);
   void stack_backward(const std::vector<const LayerP*>& layers, int64_t B, int64_t S, StackActs& a, float* dx,
                       float balance_weight);
-  void layer_forward(const LayerP& L, int64_t B, int64_t S, const float* x_in, LayerActs& a, float* x_out,
-                     std::vector<int64_t>* load);
+  // The layer's input is a.x_in [N, n·D] (filled by the caller); x_out [N, n·D].
+  void layer_forward(const LayerP& L, int64_t B, int64_t S, LayerActs& a, float* x_out, std::vector<int64_t>* load);
+  // dx_in [N, n·D] is overwritten (it must not alias dx_out).
   void layer_backward(const LayerP& L, int64_t B, int64_t S, LayerActs& a, const float* dx_out, float* dx_in,
                       float balance_weight);
 
