@@ -71,8 +71,10 @@ void hc_weights_backward(const HyperDims& d, const float* mix, const float* base
   }
   // Recompute the Sinkhorn stages: stage 0 = softmax rows + eps, then column, (row, column)...
   const int steps = 1 + 2 * (d.sinkhorn_iters - 1);
-  std::vector<float> stage(static_cast<size_t>((steps + 1) * nn));
-  std::vector<float> soft(static_cast<size_t>(nn));
+  // Per-thread scratch: this runs once per token and site, so allocating here cost more than the math.
+  thread_local std::vector<float> stage, soft, g, prev;
+  stage.resize(static_cast<size_t>((steps + 1) * nn));
+  soft.resize(static_cast<size_t>(nn));
   for (int64_t i = 0; i < n; ++i) {
     float* row = &soft[size_t(i * n)];
     for (int64_t j = 0; j < n; ++j) row[j] = mix[2 * n + i * n + j] * scale[2] + base[2 * n + i * n + j];
@@ -82,7 +84,8 @@ void hc_weights_backward(const HyperDims& d, const float* mix, const float* base
   auto is_columns = [](int step) { return step % 2 == 0; };  // step 0 columns, 1 rows, 2 columns...
   for (int s = 0; s < steps; ++s)
     normalise(&stage[size_t(s * nn)], n, d.hc_eps, is_columns(s), &stage[size_t((s + 1) * nn)]);
-  std::vector<float> g(dcomb, dcomb + nn), prev(static_cast<size_t>(nn));
+  g.assign(dcomb, dcomb + nn);
+  prev.resize(static_cast<size_t>(nn));
   for (int s = steps - 1; s >= 0; --s) {
     normalise_backward(&stage[size_t(s * nn)], g.data(), n, d.hc_eps, is_columns(s), prev.data());
     g.swap(prev);
