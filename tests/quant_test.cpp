@@ -1,5 +1,7 @@
 // Block-quantized formats: bit layouts against llama.cpp's gguf-py, quantizer accuracy, and the
 // SIMD kernels against the scalar reference.
+#include <hwy/targets.h>
+
 #include <random>
 
 #include "kernels/matmul.h"
@@ -75,13 +77,29 @@ Weight quantized_weight(DType type, int64_t rows, int64_t cols, std::vector<uint
 
 class QuantMatmul : public ::testing::TestWithParam<DType> {};
 
+void check_quant_matmul(DType type);
+
+// Runs under every instruction set this CPU supports (Highway's test hook), so the generic
+// kernels stay tested on a machine whose best target has kernels of its own (AVX-512 Q4_K/Q6_K).
 TEST_P(QuantMatmul, SimdMatchesReferenceAndIsBatchInvariant) {
+  const int64_t supported = hwy::SupportedTargets();
+  for (int64_t target = 1; target != 0 && target <= supported; target <<= 1) {
+    if (!(supported & target)) continue;
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    check_quant_matmul(GetParam());
+    if (HasFatalFailure()) break;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+void check_quant_matmul(DType type) {
   std::mt19937 rng(9);
   ThreadPool pool(2);
   for (int64_t cols : {256, 512, 1280}) {
     std::vector<uint8_t> storage;
     const int64_t rows = 45;
-    Weight w = quantized_weight(GetParam(), rows, cols, storage, rng);
+    Weight w = quantized_weight(type, rows, cols, storage, rng);
     std::normal_distribution<float> nd;
     for (int64_t T : {1, 3, 4, 7}) {
       std::vector<float> x(static_cast<size_t>(T * cols)), y(static_cast<size_t>(T * rows)), ref(y.size());

@@ -59,15 +59,17 @@ GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int6
 }
 }  // namespace
 
-// Activations of block-quantized products: int8 blocks of 32 per token, widened to int16.
+// Activations of block-quantized products: int8 blocks of 32 per token (also widened to int16).
 struct QuantizedActivations {
   std::vector<int16_t> q;
+  std::vector<int8_t> q8;
   std::vector<float> d;
   std::vector<int32_t> sum;
   ActArgs args;
   QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols) {
     const int64_t blocks = cols / 32;
     q.resize(size_t(n_tok * cols));
+    q8.resize(size_t(n_tok * cols));
     d.resize(size_t(n_tok * blocks));
     sum.resize(size_t(n_tok * blocks));
     std::vector<ActQ8> blk(static_cast<size_t>(blocks));
@@ -76,10 +78,10 @@ struct QuantizedActivations {
       for (int64_t b = 0; b < blocks; ++b) {
         d[size_t(t * blocks + b)] = blk[size_t(b)].d;
         sum[size_t(t * blocks + b)] = blk[size_t(b)].sum;
-        for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
+        for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = q8[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
       }
     }
-    args = {q.data(), d.data(), sum.data(), cols, blocks};
+    args = {q.data(), q8.data(), d.data(), sum.data(), cols, blocks};
   }
 };
 

@@ -14,6 +14,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if HWY_ARCH_X86
+#include <immintrin.h>
+#endif
+
 #include "core/dtype.h"
 #include "kernels/quant.h"
 #include "kernels/quant_simd.h"
@@ -147,6 +151,158 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
   for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = hn::GetLane(hn::SumOfLanes(df, acc[j])) - mins[j];
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// GCC 12 warns about the deliberately undefined lanes inside its own insert/permute intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// ---- Q4_K on AVX-512: a whole super-block (256 values) per step, in int8. vpmaddubsw multiplies
+// the unsigned nibbles by the int8 activations and adds pairs into int16 (at most 2·15·127, no
+// saturation), vpmaddwd adds pairs of those into int32: one pair of instructions covers 64
+// products, and each 8-lane half of the result belongs to one sub-block, scaled in float by
+// d·scale·x.d. The generic kernel above spends most of its time in per-sub-block scalar work
+// (scale unpacking, f16 conversions) and int16 widening; this one unpacks the eight scales and
+// mins of a super-block together (llama.cpp's 32-bit mask trick) and converts them as vectors.
+HWY_INLINE void q4_k_scales_mins(const uint8_t* packed, uint8_t out[16]) {  // scales 0..7, mins 0..7
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+  const uint32_t mins_0_3 = u[1] & k1;
+  u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+  u[2] = mins_0_3;
+  u[0] &= k1;
+  std::memcpy(out, u, 16);
+}
+
+HWY_INLINE __m256 bytes_to_floats(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Lanes 0-7 from float a, lanes 8-15 from float b of an 8-float vector.
+HWY_INLINE __m512i pair_index(int a, int b) {
+  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
+}
+
+template <int T>
+HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
+  const int64_t supers = a.cols / 256;
+  // Nibble vector p holds sub-blocks (kSub[p], kSub[p] + 2): the low nibbles of bytes 0-63 are
+  // sub-blocks 0 and 2, their high nibbles 1 and 3; bytes 64-127 likewise 4-7.
+  constexpr int kSub[4] = {0, 1, 4, 5};
+  const __m512i idx[4] = {pair_index(0, 2), pair_index(1, 3), pair_index(4, 6), pair_index(5, 7)};
+  const __m512i low4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi16(1);
+  __m512 acc[T];
+  __m256 mins[T];
+  for (int j = 0; j < T; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    mins[j] = _mm256_setzero_ps();
+  }
+  for (int64_t s = 0; s < supers; ++s) {
+    const BlockQ4_K& b = row[s];
+    alignas(16) uint8_t sm[16];
+    q4_k_scales_mins(b.scales, sm);
+    const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), bytes_to_floats(sm));
+    const __m256 min = _mm256_mul_ps(_mm256_set1_ps(h2f(b.dmin)), bytes_to_floats(sm + 8));
+    const __m512i v0 = _mm512_loadu_si512(b.q), v1 = _mm512_loadu_si512(b.q + 64);
+    const __m512i w[4] = {_mm512_and_si512(v0, low4), _mm512_and_si512(_mm512_srli_epi16(v0, 4), low4),
+                          _mm512_and_si512(v1, low4), _mm512_and_si512(_mm512_srli_epi16(v1, 4), low4)};
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const int64_t tok = t + j;
+      const int8_t* x = a.x.q8 + tok * a.x.ld_values + s * 256;
+      const int64_t xb = tok * a.x.ld_blocks + s * 8;
+      const __m256 xd = _mm256_loadu_ps(a.x.d + xb);
+      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(scale, xd));  // d·scale·x.d per sub-block
+      mins[j] = _mm256_fmadd_ps(_mm256_mul_ps(min, xd),
+                                _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb))), mins[j]);
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p) {
+        const __m256i* xa = reinterpret_cast<const __m256i*>(x + 32 * kSub[p]);
+        const __m256i* xc = reinterpret_cast<const __m256i*>(x + 32 * (kSub[p] + 2));
+        const __m512i xv = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(xa)), _mm256_loadu_si256(xc), 1);
+        const __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(w[p], xv), ones);
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[p], f), acc[j]);
+      }
+    }
+  }
+  for (int j = 0; j < T; ++j) {
+    const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(mins[j]), _mm256_extractf128_ps(mins[j], 1));
+    const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
+    const float m = _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - m;
+  }
+}
+
+// ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give
+// two vectors of 64 values (low nibbles: values 0-63, high nibbles: 64-127), each completed by
+// its two bits from qh; the activations of each are 64 contiguous bytes. The int8 scales (one
+// per 16 values) are applied by vpmaddwd itself, and the −32 offset by subtracting the
+// product of 32 with the activations before it.
+template <int T>
+HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
+  const int64_t supers = a.cols / 256;
+  const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03), c32 = _mm512_set1_epi8(32);
+  const __m512i shift_lo = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), shift_hi = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+  __m512i scale_idx[4];  // int16 lanes 8k..8k+7 take scale 4v + k
+  for (int v = 0; v < 4; ++v) {
+    alignas(64) int16_t ix[32];
+    for (int l = 0; l < 32; ++l) ix[l] = int16_t(4 * v + l / 8);
+    scale_idx[v] = _mm512_load_si512(ix);
+  }
+  const __m512i fidx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+  __m512 acc[T];
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < supers; ++s) {
+    const BlockQ6_K& b = row[s];
+    const __m512i sc16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
+    __m512i w[4], sc[4];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h)));
+      const __m512i hi_lo = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_lo), low2), 4);
+      const __m512i hi_hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_hi), low2), 4);
+      w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), hi_lo);
+      w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hi_hi);
+    }
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(scale_idx[v], sc16);
+    const __m256 d = _mm256_set1_ps(h2f(b.d));
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const int64_t tok = t + j;
+      const int8_t* x = a.x.q8 + tok * a.x.ld_values + s * 256;
+      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(d, _mm256_loadu_ps(a.x.d + tok * a.x.ld_blocks + s * 8)));
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) {
+        const __m512i xv = _mm512_loadu_si512(x + 64 * v);
+        const __m512i pairs = _mm512_sub_epi16(_mm512_maddubs_epi16(w[v], xv), _mm512_maddubs_epi16(c32, xv));
+        const __m512i isum = _mm512_madd_epi16(pairs, sc[v]);
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(fidx[v], f), acc[j]);
+      }
+    }
+  }
+  for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]);
+}
+
+template <class Block, void (*Tile1)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
+          void (*Tile2)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
+          void (*Tile3)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
+          void (*Tile4)(const Block*, const QuantGemmArgs&, int64_t, int64_t)>
+void gemm_512(const QuantGemmArgs& a) {
+  for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
+    const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
+    for (int64_t t = 0; t < a.n_tok; t += 4) {
+      switch (std::min<int64_t>(4, a.n_tok - t)) {
+        case 1: Tile1(row, a, i, t); break;
+        case 2: Tile2(row, a, i, t); break;
+        case 3: Tile3(row, a, i, t); break;
+        default: Tile4(row, a, i, t); break;
+      }
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 template <class Row, class Make>
 void gemm(const QuantGemmArgs& a, Make make) {
   for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
@@ -168,8 +324,16 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q8_0:
       return gemm<RowQ8_0>(a, [&](int64_t r) { return RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(r))}; });
     case DType::Q4_K:
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (a.x.q8)
+        return gemm_512<BlockQ4_K, tile_q4_k_512<1>, tile_q4_k_512<2>, tile_q4_k_512<3>, tile_q4_k_512<4>>(a);
+#endif
       return gemm<RowQ4_K>(a, [&](int64_t r) { return RowQ4_K{reinterpret_cast<const BlockQ4_K*>(at(r))}; });
     case DType::Q6_K:
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (a.x.q8)
+        return gemm_512<BlockQ6_K, tile_q6_k_512<1>, tile_q6_k_512<2>, tile_q6_k_512<3>, tile_q6_k_512<4>>(a);
+#endif
       return gemm<RowQ6_K>(a, [&](int64_t r) { return RowQ6_K{reinterpret_cast<const BlockQ6_K*>(at(r))}; });
     default: return;
   }
