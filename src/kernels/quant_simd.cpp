@@ -1,10 +1,12 @@
 // SIMD products of block-quantized weights (Q8_0, Q4_K, Q6_K) with int8-quantized activations,
 // one instruction set per Highway target, chosen at run time.
 //
-// Per block of 32 values: the weights are decoded to int16, multiplied with the activations
-// (widened to int16 beforehand) by pairwise multiply-add into int32, then converted and scaled
-// in float. Like the float kernels, every (row, token) pair accumulates in a fixed order, so
-// batching never changes a token's result.
+// Generic (every target): per block of 32 values the weights are decoded to int16, multiplied
+// with the activations (widened to int16 beforehand) by pairwise multiply-add into int32, then
+// converted and scaled in float. AVX-512 targets have kernels of their own (x86 intrinsics on
+// int8, below the generic ones): Highway 1.0 has no unsigned-by-signed byte product. Like the
+// float kernels, every (row, token) pair accumulates in a fixed order per target, so batching
+// never changes a token's result.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/quant_simd.cpp"
