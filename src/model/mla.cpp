@@ -12,6 +12,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/sgemm.h"
 #include "model/model.h"
 #include "model/workspace.h"
 
@@ -173,17 +174,15 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = r + rope;
   const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n, S_pad = (S + 63) / 64 * 64;
 
-  std::vector<float> ctx(static_cast<size_t>(S_pad * kvd), 0.0f);  // [S_pad, r + rope] the context's latents
-  std::vector<float> ctx_t(static_cast<size_t>(r * S_pad), 0.0f);  // [r, S_pad] their c_kv part, transposed
+  std::vector<float> ctx(static_cast<size_t>(S_pad * kvd), 0.0f);    // [S_pad, r + rope] the context's latents
+  std::vector<float> ctx_t(static_cast<size_t>(kvd * S_pad), 0.0f);  // [r + rope, S_pad] the same, transposed
   pool_.parallel_for(S, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       const float* src = s.cache->slot(cache, layer, j);
       std::memcpy(&ctx[size_t(j * kvd)], src, size_t(kvd) * sizeof(float));
-      for (int64_t k = 0; k < r; ++k) ctx_t[size_t(k * S_pad + j)] = src[k];
+      for (int64_t k = 0; k < kvd; ++k) ctx_t[size_t(k * S_pad + j)] = src[k];
     }
   }, 64);
-  const Weight ctx_w{DType::F32, S_pad, kvd, reinterpret_cast<const uint8_t*>(ctx.data())};
-  const Weight ctx_t_w{DType::F32, r, S_pad, reinterpret_cast<const uint8_t*>(ctx_t.data())};
 
   // Query tiles bound the score matrix ([tile·H, S_pad]) to about 32 MiB.
   const int64_t tile = std::clamp<int64_t>((int64_t(8) << 20) / (H * S_pad), 1, n);
@@ -199,8 +198,10 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
           std::memcpy(&qcat[size_t((i * H + h) * kvd + r)], q + i * H * qk + nope, size_t(rope) * sizeof(float));
       }
     });
-    scores.resize(size_t(rows * S_pad));  // [m·H, S_pad]
-    matmul_rows(ctx_w, 0, S_pad, qcat.data(), kvd, rows, scores.data(), S_pad, pool_);
+    // Both products go through the register-tiled GEMM (sgemm.h): every sum still runs over k
+    // in order, so the result does not depend on the tile or the number of rows.
+    scores.resize(size_t(rows * S_pad));  // [m·H, S_pad] = qcat · ctxᵀ
+    sgemm(SgemmArgs{rows, S_pad, kvd, qcat.data(), kvd, ctx_t.data(), S_pad, scores.data(), S_pad, false}, pool_);
     pool_.parallel_for(rows, [&](int64_t a, int64_t b) {
       for (int64_t row = a; row < b; ++row) {
         const int64_t n_ctx = p0 + i0 + row / H + 1;
@@ -211,7 +212,7 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
       }
     }, 16);
     lat.resize(size_t(rows * r));  // [m, H, r] attention-weighted latents
-    matmul_rows(ctx_t_w, 0, r, scores.data(), S_pad, rows, lat.data(), r, pool_);
+    sgemm(SgemmArgs{rows, r, S_pad, scores.data(), S_pad, ctx.data(), kvd, lat.data(), r, false}, pool_);  // scores · c_kv
     pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h)
         matmul_rows(A.v_b_proj, h * dv, (h + 1) * dv, &lat[size_t(h * r)], H * r, m,
