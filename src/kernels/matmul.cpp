@@ -66,21 +66,26 @@ struct QuantizedActivations {
   std::vector<float> d;
   std::vector<int32_t> sum;
   ActArgs args;
-  QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols) {
+  // Tokens are quantized in parallel (a prompt's worth on one thread was 5% of prefill).
+  QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols, ThreadPool* pool) {
     const int64_t blocks = cols / 32;
     q.resize(size_t(n_tok * cols));
     q8.resize(size_t(n_tok * cols));
     d.resize(size_t(n_tok * blocks));
     sum.resize(size_t(n_tok * blocks));
-    std::vector<ActQ8> blk(static_cast<size_t>(blocks));
-    for (int64_t t = 0; t < n_tok; ++t) {
-      quantize_act(x + t * ldx, cols, blk.data());
-      for (int64_t b = 0; b < blocks; ++b) {
-        d[size_t(t * blocks + b)] = blk[size_t(b)].d;
-        sum[size_t(t * blocks + b)] = blk[size_t(b)].sum;
-        for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = q8[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
+    auto tokens = [&](int64_t t0, int64_t t1) {
+      std::vector<ActQ8> blk(static_cast<size_t>(blocks));
+      for (int64_t t = t0; t < t1; ++t) {
+        quantize_act(x + t * ldx, cols, blk.data());
+        for (int64_t b = 0; b < blocks; ++b) {
+          d[size_t(t * blocks + b)] = blk[size_t(b)].d;
+          sum[size_t(t * blocks + b)] = blk[size_t(b)].sum;
+          for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = q8[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
+        }
       }
-    }
+    };
+    if (pool && n_tok > 1) pool->parallel_for(n_tok, tokens, 4);
+    else tokens(0, n_tok);
     args = {q.data(), q8.data(), d.data(), sum.data(), cols, blocks};
   }
 };
@@ -88,7 +93,7 @@ struct QuantizedActivations {
 float dot_row(const Weight& w, int64_t r, const float* x) {
   float y;
   if (is_block_quantized(w.dtype)) {
-    QuantizedActivations a(x, w.cols, 1, w.cols);
+    QuantizedActivations a(x, w.cols, 1, w.cols, nullptr);
     quant_gemm_rows_simd({w.dtype, w.data, w.row_bytes(), w.cols, r, r + 1, a.args, 1, &y, 1});
     return y;
   }
@@ -111,7 +116,7 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
     });
   };
   if (is_block_quantized(w.dtype)) {
-    const QuantizedActivations act(x, ldx, n_tok, w.cols);
+    const QuantizedActivations act(x, ldx, n_tok, w.cols, &pool);
     in_bands(QuantGemmArgs{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act.args, n_tok, y, ldy},
              quant_gemm_rows_simd);
     return;
