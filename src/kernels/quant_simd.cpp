@@ -204,11 +204,12 @@ HWY_INLINE __m512i pair_index(int a, int b) {
 template <int T>
 HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
-  // Nibble vector p holds sub-blocks (kSub[p], kSub[p] + 2): the low nibbles of bytes 0-63 are
-  // sub-blocks 0 and 2, their high nibbles 1 and 3; bytes 64-127 likewise 4-7.
-  constexpr int kSub[4] = {0, 1, 4, 5};
-  const __m512i idx[4] = {pair_index(0, 2), pair_index(1, 3), pair_index(4, 6), pair_index(5, 7)};
+  // Nibble vector p holds sub-blocks 2p and 2p + 1, i.e. values 64p .. 64p + 63 in order: the
+  // 32 bytes q[32p ..] twice, the upper copy shifted down by a nibble. So each vector meets 64
+  // contiguous activations, and its 8-lane halves are activation blocks 2p and 2p + 1.
   const __m512i low4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi16(1);
+  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -222,9 +223,11 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     q4_k_scales_mins(b.scales, sm);
     const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), bytes_to_floats(sm));
     const __m256 min = _mm256_mul_ps(_mm256_set1_ps(h2f(b.dmin)), bytes_to_floats(sm + 8));
-    const __m512i v0 = _mm512_loadu_si512(b.q), v1 = _mm512_loadu_si512(b.q + 64);
-    const __m512i w[4] = {_mm512_and_si512(v0, low4), _mm512_and_si512(_mm512_srli_epi16(v0, 4), low4),
-                          _mm512_and_si512(v1, low4), _mm512_and_si512(_mm512_srli_epi16(v1, 4), low4)};
+    __m512i w[4];
+    for (int p = 0; p < 4; ++p) {
+      const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * p)));
+      w[p] = _mm512_and_si512(_mm512_srlv_epi16(both, nibble_shift), low4);
+    }
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
@@ -236,10 +239,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
                                 _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb))), mins[j]);
 #pragma GCC unroll 4
       for (int p = 0; p < 4; ++p) {
-        const __m256i* xa = reinterpret_cast<const __m256i*>(x + 32 * kSub[p]);
-        const __m256i* xc = reinterpret_cast<const __m256i*>(x + 32 * (kSub[p] + 2));
-        const __m512i xv = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(xa)), _mm256_loadu_si256(xc), 1);
-        const __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(w[p], xv), ones);
+        const __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(w[p], _mm512_loadu_si512(x + 64 * p)), ones);
         acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[p], f), acc[j]);
       }
     }
@@ -308,9 +308,9 @@ template <class Block, void (*Tile1)(const Block*, const QuantGemmArgs&, int64_t
           void (*Tile3)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
           void (*Tile4)(const Block*, const QuantGemmArgs&, int64_t, int64_t)>
 void gemm_512(const QuantGemmArgs& a) {
-  for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
-    const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
-    for (int64_t t = 0; t < a.n_tok; t += 4) {
+  for (int64_t t = 0; t < a.n_tok; t += 4) {  // tokens outer: see gemm()
+    for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
+      const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
       switch (std::min<int64_t>(4, a.n_tok - t)) {
         case 1: Tile1(row, a, i, t); break;
         case 2: Tile2(row, a, i, t); break;
@@ -323,11 +323,14 @@ void gemm_512(const QuantGemmArgs& a) {
 #pragma GCC diagnostic pop
 #endif
 
+// Token tiles outer, rows inner: a call covers a band of a few rows (matmul.cpp hands out 16),
+// whose weights stay in L1 while each tile's activations are used once for all of them. The
+// other order re-read every token's activations from L2 for each row (a prompt's worth per row).
 template <class Row, class Make>
 void gemm(const QuantGemmArgs& a, Make make) {
-  for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
-    const Row row = make(a.r0 + i);
-    for (int64_t t = 0; t < a.n_tok; t += 4) {
+  for (int64_t t = 0; t < a.n_tok; t += 4) {
+    for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
+      const Row row = make(a.r0 + i);
       switch (std::min<int64_t>(4, a.n_tok - t)) {
         case 1: tile<1>(row, a, i, t); break;
         case 2: tile<2>(row, a, i, t); break;
