@@ -55,6 +55,29 @@ TEST(Quant, QuantizersAreAccurate) {
   EXPECT_LT(relative_rmse(quantize_q4_k, dequantize_q4_k, 256), 0.12);  // 4 bits
 }
 
+// Activations round half to even (lrintf's default), ties included: each block's largest value
+// is 127 steps, so a value of k.5 steps is an exact tie.
+TEST(Quant, ActivationsRoundHalfToEven) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(32 * 64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i % 32 == 0 ? 127.0f : (i % 5 == 0 ? float(int(i % 250) - 125) + 0.5f : 40.0f * nd(rng));
+  std::vector<ActQ8> q(64);
+  quantize_act(x.data(), int64_t(x.size()), q.data());
+  for (size_t b = 0; b < q.size(); ++b) {
+    float amax = 0;
+    for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[b * 32 + size_t(k)]));
+    const float id = 127.0f / amax;
+    int sum = 0;
+    for (int k = 0; k < 32; ++k) {
+      const long want = std::lrintf(x[b * 32 + size_t(k)] * id);
+      ASSERT_EQ(q[b].q[k], want) << "block " << b << " value " << x[b * 32 + size_t(k)];
+      sum += int(want);
+    }
+    ASSERT_EQ(q[b].sum, sum);
+  }
+}
+
 // A matrix of `type` from Gaussian weights, quantized.
 Weight quantized_weight(DType type, int64_t rows, int64_t cols, std::vector<uint8_t>& storage, std::mt19937& rng) {
   std::normal_distribution<float> nd;
