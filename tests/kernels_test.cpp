@@ -211,11 +211,12 @@ namespace whale {
 namespace {
 
 TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
-  ThreadPool pool(2);
+  ThreadPool one(1), two(2);
   std::mt19937 g(5);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (int64_t M : {1, 5, 6, 7, 13, 40, 61})  // 61: enough rows per call to copy B panels
-    for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100})
+  for (ThreadPool* pool : {&two, &one})  // one thread: a call gets all 61 rows, enough to copy B panels
+  for (int64_t M : {1, 5, 6, 7, 13, 40, 61})
+    for (int64_t N : {1, 3, 8, 16, 17, 33, 64, 80, 100, 128})
       for (int64_t K : {1, 2, 31, 96, 300, 520})  // past 256: K blocks, sums resumed from C
         for (int mode = 0; mode < 4; ++mode) {
           const bool acc = mode & 1, ta = mode & 2;
@@ -225,7 +226,7 @@ TEST(Sgemm, MatchesTheScalarReferenceOnAllTileShapes) {
           for (float& v : B) v = u(g);
           for (float& v : C) v = u(g);
           R = C;
-          sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, acc, ta}, pool);
+          sgemm(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, acc, ta}, *pool);
           sgemm_reference(SgemmArgs{M, N, K, A.data(), lda, B.data(), ldb, R.data(), ldc, acc, ta});
           for (int64_t m = 0; m < M; ++m)
             for (int64_t n = 0; n < ldc; ++n) {

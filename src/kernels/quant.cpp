@@ -250,7 +250,8 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
     const float id = amax ? 127.0f / amax : 0.0f;
     // Round half to even, as lrintf does in the default rounding mode, but in a form the
     // compiler vectorizes: adding and removing 1.5·2²³ leaves the float rounded to an integer
-    // (|value| ≤ 127 here, far inside the range where that holds).
+    // (|value| ≤ 127 here, far inside the range where that holds; the build keeps the multiply
+    // unfused, see CMakeLists.txt).
     constexpr float kRound = 12582912.0f;
     int s = 0;
     for (int k = 0; k < 32; ++k) s += (out[i].q[k] = int8_t(int((x[i * 32 + k] * id + kRound) - kRound)));

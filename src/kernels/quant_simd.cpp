@@ -44,6 +44,19 @@ using DI8 = hn::Rebind<int8_t, D16>;
 // 4 KiB ahead of the row being read gave about 25% more Q8_0 decode speed.
 constexpr size_t kPrefetchAhead = 4096;
 
+// Rows are taken in groups of 16, and within a group token tiles outer, rows inner: the group's
+// weights stay in L1 while each tile's activations serve all of its rows. Rows outer re-read
+// every token's activations from L2 for each row (a prompt's worth per row); tokens outer over a
+// whole call (up to thousands of rows) would re-stream the weights for every tile instead.
+constexpr int64_t kRowGroup = 16;
+
+// Every cache line of the stored block kPrefetchAhead bytes past b.
+template <class Block>
+HWY_INLINE void prefetch_ahead(const Block* b) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
+  for (size_t off = 0; off < sizeof(Block); off += 64) hwy::Prefetch(p + off);
+}
+
 // Vectors per block of 32 int16 values: every SIMD target has at least 8 lanes; the scalar
 // fallback target has one.
 constexpr size_t kMaxVecs = HWY_TARGET == HWY_SCALAR ? 32 : 32 / 8;
@@ -166,7 +179,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
   }
   Decoded w;
   for (int64_t b = 0; b < blocks; ++b) {
-    hwy::Prefetch(reinterpret_cast<const uint8_t*>(row.b + b / Row::kPerBlock) + kPrefetchAhead);
+    if (b % Row::kPerBlock == 0) prefetch_ahead(row.b + b / Row::kPerBlock);
     const float wd = row.decode(b, w);
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
@@ -178,7 +191,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
   for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = hn::GetLane(hn::SumOfLanes(df, acc[j])) - mins[j];
 }
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // every AVX-512 target
 // GCC 12 warns about the deliberately undefined lanes inside its own insert/permute intrinsics.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -199,12 +212,6 @@ HWY_INLINE void q4_k_scales_mins(const uint8_t* packed, uint8_t out[16]) {  // s
   u[2] = mins_0_3;
   u[0] &= k1;
   std::memcpy(out, u, 16);
-}
-
-template <class Block>
-HWY_INLINE void prefetch_ahead(const Block* b) {
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
-  for (size_t off = 0; off < sizeof(Block); off += 64) hwy::Prefetch(p + off);
 }
 
 HWY_INLINE __m256 bytes_to_floats(const uint8_t* p) {
@@ -323,14 +330,17 @@ template <class Block, void (*Tile1)(const Block*, const QuantGemmArgs&, int64_t
           void (*Tile3)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
           void (*Tile4)(const Block*, const QuantGemmArgs&, int64_t, int64_t)>
 void gemm_512(const QuantGemmArgs& a) {
-  for (int64_t t = 0; t < a.n_tok; t += 4) {  // tokens outer: see gemm()
-    for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
-      const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
-      switch (std::min<int64_t>(4, a.n_tok - t)) {
-        case 1: Tile1(row, a, i, t); break;
-        case 2: Tile2(row, a, i, t); break;
-        case 3: Tile3(row, a, i, t); break;
-        default: Tile4(row, a, i, t); break;
+  const int64_t rows = a.r1 - a.r0;
+  for (int64_t g = 0; g < rows; g += kRowGroup) {  // as gemm() below
+    for (int64_t t = 0; t < a.n_tok; t += 4) {
+      for (int64_t i = g; i < std::min(rows, g + kRowGroup); ++i) {
+        const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
+        switch (std::min<int64_t>(4, a.n_tok - t)) {
+          case 1: Tile1(row, a, i, t); break;
+          case 2: Tile2(row, a, i, t); break;
+          case 3: Tile3(row, a, i, t); break;
+          default: Tile4(row, a, i, t); break;
+        }
       }
     }
   }
@@ -338,19 +348,20 @@ void gemm_512(const QuantGemmArgs& a) {
 #pragma GCC diagnostic pop
 #endif
 
-// Token tiles outer, rows inner: a call covers a band of a few rows (matmul.cpp hands out 16),
-// whose weights stay in L1 while each tile's activations are used once for all of them. The
-// other order re-read every token's activations from L2 for each row (a prompt's worth per row).
+// Groups of kRowGroup rows, and within a group token tiles outer, rows inner (see kRowGroup).
 template <class Row, class Make>
 void gemm(const QuantGemmArgs& a, Make make) {
-  for (int64_t t = 0; t < a.n_tok; t += 4) {
-    for (int64_t i = 0; i < a.r1 - a.r0; ++i) {
-      const Row row = make(a.r0 + i);
-      switch (std::min<int64_t>(4, a.n_tok - t)) {
-        case 1: tile<1>(row, a, i, t); break;
-        case 2: tile<2>(row, a, i, t); break;
-        case 3: tile<3>(row, a, i, t); break;
-        default: tile<4>(row, a, i, t); break;
+  const int64_t rows = a.r1 - a.r0;
+  for (int64_t g = 0; g < rows; g += kRowGroup) {
+    for (int64_t t = 0; t < a.n_tok; t += 4) {
+      for (int64_t i = g; i < std::min(rows, g + kRowGroup); ++i) {
+        const Row row = make(a.r0 + i);
+        switch (std::min<int64_t>(4, a.n_tok - t)) {
+          case 1: tile<1>(row, a, i, t); break;
+          case 2: tile<2>(row, a, i, t); break;
+          case 3: tile<3>(row, a, i, t); break;
+          default: tile<4>(row, a, i, t); break;
+        }
       }
     }
   }
@@ -362,13 +373,13 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q8_0:
       return gemm<RowQ8_0>(a, [&](int64_t r) { return RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(r))}; });
     case DType::Q4_K:
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // every AVX-512 target
       if (a.x.q8)
         return gemm_512<BlockQ4_K, tile_q4_k_512<1>, tile_q4_k_512<2>, tile_q4_k_512<3>, tile_q4_k_512<4>>(a);
 #endif
       return gemm<RowQ4_K>(a, [&](int64_t r) { return RowQ4_K{reinterpret_cast<const BlockQ4_K*>(at(r))}; });
     case DType::Q6_K:
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // every AVX-512 target
       if (a.x.q8)
         return gemm_512<BlockQ6_K, tile_q6_k_512<1>, tile_q6_k_512<2>, tile_q6_k_512<3>, tile_q6_k_512<4>>(a);
 #endif

@@ -12,7 +12,7 @@ namespace whale {
 // Activations of n_tok tokens in blocks of 32: value ≈ d · q.
 struct ActArgs {
   const int16_t* q;    // [n_tok][ld_values] quantized values, widened to int16
-  const int8_t* q8;    // [n_tok][ld_values] the same values as int8 (AVX-512 Q4_K kernel)
+  const int8_t* q8;    // [n_tok][ld_values] the same values as int8 (AVX-512 Q4_K/Q6_K kernels)
   const float* d;      // [n_tok][ld_blocks] block scales
   const int32_t* sum;  // [n_tok][ld_blocks] Σ q per block
   int64_t ld_values, ld_blocks;

@@ -4,8 +4,9 @@
 // 6 × 2 and 6 × 1 at the right edge) and streams K: per k it broadcasts six A values and loads
 // four B vectors, so each FMA needs under half a load (the dot-product kernels of gemm_simd.cpp
 // need more than one).
-// Long K runs in blocks of 256 (a block of B stays in L2 for every row block; the running sums
-// wait in C between blocks, which continues each sum in the same order).
+// Long K runs in blocks (128 when a thread's call has enough rows to copy panels of B into an
+// L1-sized buffer, 256 otherwise); the running sums wait in C between blocks, which continues
+// each sum in the same order.
 // Every C element sums its K products in order k = 0, 1, ..., so results do not depend on the
 // thread count or on the tile an element falls in. sgemm_reference is the plain definition.
 #pragma once

@@ -127,7 +127,7 @@ void Rows(const SgemmArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 }
 
 // Rows [m0, m1), in K blocks and column panels of kPanel with the loop over row blocks
-// innermost: with many rows, one panel of B (128 × kPanel floats, 32 KiB) is copied to a
+// innermost: with many rows, one panel of B (128 × kPanel floats, 32 KiB with AVX-512) is copied to a
 // contiguous buffer and stays in L1 for all of them (read in place, B's rows 2 or 4 KiB apart
 // would all fall in the same few L1 sets, and it would be streamed from L2 for every row
 // block). With few rows (weight gradients, a quarter of a small M per call) copying costs more
@@ -140,7 +140,7 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
   const int64_t kKBlock = pack ? 128 : 256;
   SgemmArgs b = a;
   thread_local std::vector<float> scratch;  // kept: a fresh allocation per call costs page faults
-  thread_local hwy::AlignedFreeUniquePtr<float[]> packed;  // [panels][kKBlock][kPanel]
+  thread_local hwy::AlignedFreeUniquePtr<float[]> packed;  // [kKBlock][kPanel]: the panel in use
   thread_local size_t packed_size = 0;
   const bool via_scratch = a.accumulate && a.K > kKBlock;
   if (via_scratch) {
@@ -153,9 +153,10 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
   }
   const int64_t r0 = via_scratch ? 0 : m0, r1 = via_scratch ? m1 - m0 : m1;
   const int64_t panels = (a.N + kPanel - 1) / kPanel;
-  if (pack && packed_size < size_t(kKBlock * panels * kPanel)) {
-    packed_size = size_t(kKBlock * panels * kPanel);
+  if (pack && packed_size < size_t(kKBlock * kPanel)) {
+    packed_size = size_t(kKBlock * kPanel);
     packed = hwy::AllocateAligned<float>(packed_size);
+    HWY_ASSERT(packed);
   }
   for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
     const int64_t kc = std::min(kKBlock, a.K - k0);
@@ -170,7 +171,7 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
       part.accumulate = b.accumulate;  // only when K is one block
       part.resume = k0 > 0;
       if (pack) {
-        float* dst = packed.get() + p * kKBlock * kPanel;
+        float* dst = packed.get();  // copied just before its rows use it
         if (w == kPanel) {  // whole vectors (a call of memmove per 256 bytes cost more than the copy)
           const DF d;
           const int64_t L = int64_t(hn::Lanes(d));

@@ -2,7 +2,7 @@
 //   forward   h = silu(g) ⊙ u
 //   backward  du += dh ⊙ silu(g),  dg += dh ⊙ u ⊙ silu'(g),  silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
 // The plain scalar versions (train/grad_ops.h swiglu_forward/swiglu_backward) define what these
-// compute; they differ only by the rounding of exp (a few ulp).
+// compute; they differ by a few ulp (exp's rounding, fused multiply-adds).
 #pragma once
 #include <cstdint>
 

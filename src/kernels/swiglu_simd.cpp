@@ -18,8 +18,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// σ(g) = 1 / (1 + e^−g). Highway's Exp is defined up to 104; e^88 is already past where σ
-// rounds to 0 in the scalar formula's result (g·σ(g) ≈ −88·6e-39), so −g is clamped there.
+// σ(g) = 1 / (1 + e^−g). Highway's Exp is defined up to 104, so −g is clamped at 88: below
+// g = −88 silu(g) is below 1e-36 either way (the scalar formula reaches −0 at about −88.7).
 HWY_INLINE VF Sigmoid(DF d, VF g) {
   const VF e = hn::Exp(d, hn::Min(hn::Neg(g), hn::Set(d, 88.0f)));
   return hn::Div(hn::Set(d, 1.0f), hn::Add(hn::Set(d, 1.0f), e));
@@ -36,7 +36,6 @@ void SwigluForward(const float* g, const float* u, int64_t n, float* h) {
   if (i < n) {  // the tail through a padded buffer (never reads or writes past n)
     HWY_ALIGN float gb[HWY_MAX_BYTES / sizeof(float)] = {}, ub[HWY_MAX_BYTES / sizeof(float)] = {};
     const size_t r = size_t(n - i);
-    hn::StoreU(hn::Zero(d), d, gb);
     for (size_t j = 0; j < r; ++j) gb[j] = g[i + int64_t(j)], ub[j] = u[i + int64_t(j)];
     const VF gv = hn::Load(d, gb);
     hn::Store(hn::Mul(hn::Mul(gv, Sigmoid(d, gv)), hn::Load(d, ub)), d, gb);

@@ -161,8 +161,8 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
 
 // Absorbed form for a chunk of prompt tokens of a split-layout (k_b_proj / v_b_proj) model.
 // The same math as attention_absorbed, but all n·H query rows of a tile are scored against
-// the chunk's context with one matrix product, and the attention-weighted latents come from
-// a second one (against the latents transposed), instead of a pass over the cache per token.
+// the chunk's context with one matrix product (against the latents transposed), and the
+// attention-weighted latents come from a second one, instead of a pass over the cache per token.
 // Each query row's result depends only on its own inputs and the cache, never on how the
 // prompt was split into chunks: the context is zero-padded to a multiple of 64 positions,
 // which leaves every sum unchanged (padding adds exact zeros), so a prefix-cache hit
