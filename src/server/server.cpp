@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -24,6 +25,18 @@ struct Server::Impl {
   std::unique_ptr<Engine> engine;
   ServedModel served;
   std::atomic<bool> ready{false};
+
+  // httplib's stop() does nothing until the listener thread is inside its accept loop (a stop
+  // that comes earlier is lost) and must not run twice; this delivers it exactly once.
+  std::mutex stop_mu;
+  bool stop_delivered = false;
+  void deliver_stop() {
+    std::lock_guard<std::mutex> lock(stop_mu);
+    if (!stop_delivered && http.is_running()) {
+      http.stop();
+      stop_delivered = true;
+    }
+  }
 
   // Sends a Reply: a plain body, or a chunked stream written as the engine produces it.
   static void send(Reply r, httplib::Response& res) {
@@ -183,7 +196,10 @@ Server::~Server() {
   impl_->engine.reset();
 }
 
-void Server::stop() { impl_->http.stop(); }
+void Server::stop() {
+  stop_requested_.store(true);
+  impl_->deliver_stop();
+}
 
 int Server::run() {
   auto& im = *impl_;
@@ -192,20 +208,33 @@ int Server::run() {
   else if (!im.http.bind_to_port(im.o.host, port)) port = -1;
   if (port < 0) fail("cannot listen on ", im.o.host, ":", im.o.port, " (address in use or not available)");
   bound_port_.store(port);
-  std::thread listener([&] { im.http.listen_after_bind(); });
+  std::atomic<bool> listener_done{false};
+  std::thread listener([&] {
+    im.http.listen_after_bind();
+    listener_done.store(true);
+  });
+  // A stop that came before the listener was running (a model that fails to load at once, a
+  // signal during startup) was not delivered: it is delivered here once the listener runs.
+  auto wait_for_listener = [&] {
+    while (!listener_done.load()) {
+      if (stop_requested_.load()) im.deliver_stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    listener.join();
+  };
   std::fprintf(stderr, "whale: listening on http://%s:%d, loading %s\n", im.o.host.c_str(), port, im.o.model.c_str());
   try {
     im.load();
   } catch (...) {
-    im.http.stop();
-    listener.join();
+    stop_requested_.store(true);
+    wait_for_listener();
     throw;
   }
   im.ready.store(true);
   std::fprintf(stderr, "whale: serving '%s' (%s chat format, ctx %lld, parallel %lld) in %.1f s\n", im.served.id.c_str(),
                chat_format_name(im.served.format), (long long)im.served.ctx, (long long)im.engine->config().parallel,
                im.served.load_seconds);
-  listener.join();
+  wait_for_listener();
   return 0;
 }
 

@@ -39,6 +39,7 @@ class Server {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<int> bound_port_{0};
+  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace whale
