@@ -1,5 +1,8 @@
 // Block-quantized formats: bit layouts against llama.cpp's gguf-py, quantizer accuracy, and the
 // SIMD kernels against the scalar reference.
+// quant_simd.cpp also builds Highway's AVX3_DL target; so must this file's list of targets
+// (hwy::SupportedAndGeneratedTargets is the list of the file that calls it).
+#define HWY_WANT_AVX3_DL
 #include <hwy/targets.h>
 
 #include <algorithm>

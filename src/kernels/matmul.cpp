@@ -59,10 +59,9 @@ GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int6
 }
 }  // namespace
 
-// Activations of block-quantized products: int8 blocks of 32 per token (also widened to int16).
+// Activations of block-quantized products: int8 blocks of 32 per token.
 struct QuantizedActivations {
-  std::vector<int16_t> q;
-  std::vector<int8_t> q8;
+  std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
   ActArgs args;
@@ -70,23 +69,15 @@ struct QuantizedActivations {
   QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols, ThreadPool* pool) {
     const int64_t blocks = cols / 32;
     q.resize(size_t(n_tok * cols));
-    q8.resize(size_t(n_tok * cols));
     d.resize(size_t(n_tok * blocks));
     sum.resize(size_t(n_tok * blocks));
     auto tokens = [&](int64_t t0, int64_t t1) {
-      std::vector<ActQ8> blk(static_cast<size_t>(blocks));
-      for (int64_t t = t0; t < t1; ++t) {
-        quantize_act(x + t * ldx, cols, blk.data());
-        for (int64_t b = 0; b < blocks; ++b) {
-          d[size_t(t * blocks + b)] = blk[size_t(b)].d;
-          sum[size_t(t * blocks + b)] = blk[size_t(b)].sum;
-          for (int k = 0; k < 32; ++k) q[size_t(t * cols + b * 32 + k)] = q8[size_t(t * cols + b * 32 + k)] = blk[size_t(b)].q[k];
-        }
-      }
+      for (int64_t t = t0; t < t1; ++t)
+        quantize_act_planar(x + t * ldx, cols, q.data() + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
     };
     if (pool && n_tok > 1) pool->parallel_for(n_tok, tokens, 4);
     else tokens(0, n_tok);
-    args = {q.data(), q8.data(), d.data(), sum.data(), cols, blocks};
+    args = {q.data(), d.data(), sum.data(), cols, blocks};
   }
 };
 

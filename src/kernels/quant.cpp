@@ -242,21 +242,32 @@ void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out) {
   }
 }
 
+namespace {
+// One block of 32 activations: q = round(x · 127 / amax), d = amax / 127, returns Σ q.
+inline int32_t quantize_act_block(const float* __restrict x, int8_t* __restrict q, float* d) {
+  float amax = 0;
+  for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[k]));
+  *d = amax / 127.0f;
+  const float id = amax ? 127.0f / amax : 0.0f;
+  // Round half to even, as lrintf does in the default rounding mode, but in a form the
+  // compiler vectorizes: adding and removing 1.5·2²³ leaves the float rounded to an integer
+  // (|value| ≤ 127 here, far inside the range where that holds; the build keeps the multiply
+  // unfused, see CMakeLists.txt).
+  constexpr float kRound = 12582912.0f;
+  int8_t out[32];
+  int32_t s = 0;
+  for (int k = 0; k < 32; ++k) s += (out[k] = int8_t(int((x[k] * id + kRound) - kRound)));
+  std::memcpy(q, out, 32);
+  return s;
+}
+}  // namespace
+
 void quantize_act(const float* x, int64_t n, ActQ8* out) {
-  for (int64_t i = 0; i < n / 32; ++i) {
-    float amax = 0;
-    for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[i * 32 + k]));
-    out[i].d = amax / 127.0f;
-    const float id = amax ? 127.0f / amax : 0.0f;
-    // Round half to even, as lrintf does in the default rounding mode, but in a form the
-    // compiler vectorizes: adding and removing 1.5·2²³ leaves the float rounded to an integer
-    // (|value| ≤ 127 here, far inside the range where that holds; the build keeps the multiply
-    // unfused, see CMakeLists.txt).
-    constexpr float kRound = 12582912.0f;
-    int s = 0;
-    for (int k = 0; k < 32; ++k) s += (out[i].q[k] = int8_t(int((x[i * 32 + k] * id + kRound) - kRound)));
-    out[i].sum = s;
-  }
+  for (int64_t i = 0; i < n / 32; ++i) out[i].sum = quantize_act_block(x + i * 32, out[i].q, &out[i].d);
+}
+
+void quantize_act_planar(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum) {
+  for (int64_t i = 0; i < n / 32; ++i) sum[i] = quantize_act_block(x + i * 32, q + i * 32, d + i);
 }
 
 float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n) {

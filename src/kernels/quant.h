@@ -51,6 +51,8 @@ void quantize_q4_k(const float* x, int64_t n, BlockQ4_K* out);
 void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out);
 
 void quantize_act(const float* x, int64_t n, ActQ8* out);  // n a multiple of 32
+// The same values in separate arrays, the layout the SIMD kernels read: q[n], d[n/32], sum[n/32].
+void quantize_act_planar(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum);
 
 // Scalar dot products of a quantized row of n values with quantized activations: the
 // reference the SIMD kernels are tested against.

@@ -1,13 +1,19 @@
 // SIMD products of block-quantized weights (Q8_0, Q4_K, Q6_K) with int8-quantized activations,
 // one instruction set per Highway target, chosen at run time.
 //
-// Generic (every target): per block of 32 values the weights are decoded to int16, multiplied
-// with the activations (widened to int16 beforehand) by pairwise multiply-add into int32, then
-// converted and scaled in float. AVX-512 targets have kernels of their own (x86 intrinsics on
-// int8, below the generic ones): Highway 1.0 has no unsigned-by-signed byte product. Like the
-// float kernels, every (row, token) pair accumulates in a fixed order per target, so batching
-// never changes a token's result.
+// Generic (every target): per block of 32 values the weights and the activations are widened to
+// int16, multiplied by pairwise multiply-add into int32, then converted and scaled in float.
+// AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
+// Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
+// Ice Lake, Zen 4 and later) also multiply Q8_0 in int8 and add four byte products per
+// instruction (vpdpbusd). Like the float kernels, every (row, token) pair accumulates in a fixed
+// order per target, so batching never changes a token's result.
 
+// Highway 1.0 builds its AVX3_DL target (AVX-512 with VNNI: Ice Lake, Zen 4 and later) only
+// on request; this file has kernels for it.
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL
+#endif
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/quant_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -26,6 +32,18 @@
 #include "kernels/quant_simd.h"
 
 HWY_BEFORE_NAMESPACE();
+// WHALE_VNNI: this target has AVX512_VNNI (vpdpbusd on 512-bit vectors). Highway 1.0.3 requires
+// AVX512_VNNI at run time for AVX3_DL but compiles that target with "avxvnni" (the VEX form)
+// instead, so GCC builds add the option here (popped again by HWY_AFTER_NAMESPACE). Only 512-bit
+// VNNI intrinsics are used: they have no VEX encoding a CPU without AVX-VNNI would reject.
+// Clang builds (fuzzing) keep the plain AVX-512 kernels on this target.
+#undef WHALE_VNNI
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3_DL && !HWY_COMPILER_CLANG
+#define WHALE_VNNI 1
+#pragma GCC target("avx512vnni")
+#else
+#define WHALE_VNNI 0
+#endif
 namespace whale {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -77,12 +95,14 @@ HWY_INLINE float h2f(uint16_t h) { return f16_to_f32(h); }
 #endif
 
 // Σ_k w[k]·x[k] over 32 values as int32 lanes (lane order is fixed per target).
-HWY_INLINE V32 dot32(const Decoded& w, const int16_t* x) {
+HWY_INLINE V32 dot32(const Decoded& w, const int8_t* x) {
   const D16 d16;
   const D32 d32;
+  const DI8 d8;
   const size_t N = hn::Lanes(d16);
   V32 s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-  for (size_t k = 0; k < 32 / N; ++k) s0 = hn::ReorderWidenMulAccumulate(d32, w.v[k], hn::LoadU(d16, x + k * N), s0, s1);
+  for (size_t k = 0; k < 32 / N; ++k)
+    s0 = hn::ReorderWidenMulAccumulate(d32, w.v[k], hn::PromoteTo(d16, hn::LoadU(d8, x + k * N)), s0, s1);
   return hn::Add(s0, s1);
 }
 
@@ -169,7 +189,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
   }
   // Each token's rows of activations, scales and sums, advanced block by block (computing
   // these addresses from `a` in the loop cost more instructions than the products).
-  const int16_t* xq[T];
+  const int8_t* xq[T];
   const float* xd[T];
   const int32_t* xs[T];
   for (int j = 0; j < T; ++j) {
@@ -195,6 +215,7 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
 // GCC 12 warns about the deliberately undefined lanes inside its own insert/permute intrinsics.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // ---- Q4_K on AVX-512: a whole super-block (256 values) per step, in int8. vpmaddubsw multiplies
 // the unsigned nibbles by the int8 activations and adds pairs into int16 (at most 2·15·127, no
 // saturation), vpmaddwd adds pairs of those into int32: one pair of instructions covers 64
@@ -214,6 +235,16 @@ HWY_INLINE void q4_k_scales_mins(const uint8_t* packed, uint8_t out[16]) {  // s
   std::memcpy(out, u, 16);
 }
 
+// Σ of each 4 adjacent u8 · i8 products as int32 lanes: one instruction with VNNI; otherwise
+// vpmaddubsw then vpmaddwd, which is exact while pairs of products fit int16 (|u8| ≤ 63 here).
+HWY_INLINE __m512i dot_u8i8(__m512i u, __m512i s) {
+#if WHALE_VNNI
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
 HWY_INLINE __m256 bytes_to_floats(const uint8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
@@ -229,7 +260,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   // Nibble vector p holds sub-blocks 2p and 2p + 1, i.e. values 64p .. 64p + 63 in order: the
   // 32 bytes q[32p ..] twice, the upper copy shifted down by a nibble. So each vector meets 64
   // contiguous activations, and its 8-lane halves are activation blocks 2p and 2p + 1.
-  const __m512i low4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi16(1);
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
   __m512 acc[T];
@@ -253,7 +284,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
-      const int8_t* x = a.x.q8 + tok * a.x.ld_values + s * 256;
+      const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
       const int64_t xb = tok * a.x.ld_blocks + s * 8;
       const __m256 xd = _mm256_loadu_ps(a.x.d + xb);
       const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(scale, xd));  // d·scale·x.d per sub-block
@@ -261,17 +292,13 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
                                 _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb))), mins[j]);
 #pragma GCC unroll 4
       for (int p = 0; p < 4; ++p) {
-        const __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(w[p], _mm512_loadu_si512(x + 64 * p)), ones);
+        const __m512i isum = dot_u8i8(w[p], _mm512_loadu_si512(x + 64 * p));
         acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[p], f), acc[j]);
       }
     }
   }
-  for (int j = 0; j < T; ++j) {
-    const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(mins[j]), _mm256_extractf128_ps(mins[j], 1));
-    const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
-    const float m = _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - m;
-  }
+  for (int j = 0; j < T; ++j)
+    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - _mm512_reduce_add_ps(_mm512_zextps256_ps512(mins[j]));
 }
 
 // ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give
@@ -311,7 +338,7 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
-      const int8_t* x = a.x.q8 + tok * a.x.ld_values + s * 256;
+      const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
       const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(d, _mm256_loadu_ps(a.x.d + tok * a.x.ld_blocks + s * 8)));
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
@@ -325,42 +352,75 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
   for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]);
 }
 
-template <class Block, void (*Tile1)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
-          void (*Tile2)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
-          void (*Tile3)(const Block*, const QuantGemmArgs&, int64_t, int64_t),
-          void (*Tile4)(const Block*, const QuantGemmArgs&, int64_t, int64_t)>
-void gemm_512(const QuantGemmArgs& a) {
-  const int64_t rows = a.r1 - a.r0;
-  for (int64_t g = 0; g < rows; g += kRowGroup) {  // as gemm() below
-    for (int64_t t = 0; t < a.n_tok; t += 4) {
-      for (int64_t i = g; i < std::min(rows, g + kRowGroup); ++i) {
-        const auto* row = reinterpret_cast<const Block*>(a.data + size_t(a.r0 + i) * a.row_bytes);
-        switch (std::min<int64_t>(4, a.n_tok - t)) {
-          case 1: Tile1(row, a, i, t); break;
-          case 2: Tile2(row, a, i, t); break;
-          case 3: Tile3(row, a, i, t); break;
-          default: Tile4(row, a, i, t); break;
-        }
-      }
+#if WHALE_VNNI
+// ---- Q8_0 with VNNI: two blocks (64 values) per vector. vpdpbusd multiplies unsigned by signed
+// bytes, so the weights enter as |w| and the activations with w's sign (llama.cpp's trick; the
+// activations are within ±127, so negating them cannot overflow). Each 8-lane half of the int32
+// sums is one block, scaled in float by w.d · x.d.
+template <int T>
+HWY_INLINE void tile_q8_0_512(const BlockQ8_0* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
+  const int64_t blocks = a.cols / 32;
+  const __m512i zero = _mm512_setzero_si512(), idx01 = pair_index(0, 1);
+  __m512 acc[T];
+  __m512 tail[T];
+  const int8_t* xq[T];
+  const float* xd[T];
+  for (int j = 0; j < T; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    tail[j] = _mm512_setzero_ps();
+    xq[j] = a.x.q + (t + j) * a.x.ld_values;
+    xd[j] = a.x.d + (t + j) * a.x.ld_blocks;
+  }
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(row + b) + kPrefetchAhead;
+    hwy::Prefetch(p);
+    hwy::Prefetch(p + 2 * sizeof(BlockQ8_0) - 1);
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].q))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b + 1].q)), 1);
+    const __m512i w_abs = _mm512_abs_epi8(w);
+    const __mmask64 negative = _mm512_movepi8_mask(w);
+    const __m512 wd = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(h2f(row[b].d))), _mm256_set1_ps(h2f(row[b + 1].d)), 1);
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const __m512i x = _mm512_loadu_si512(xq[j] + b * 32);
+      const __m512i isum = _mm512_dpbusd_epi32(zero, w_abs, _mm512_mask_sub_epi8(x, negative, zero, x));
+      // x.d of blocks b and b + 1 (a 64-bit load: no read past the last block), one per half.
+      const __m512 two = _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xd[j] + b))));
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_permutexvar_ps(idx01, two)), acc[j]);
     }
   }
+  if (b < blocks) {  // an odd last block in the lower half (upper half zero)
+    const __m512i w = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].q)));
+    const __m512i w_abs = _mm512_abs_epi8(w);
+    const __mmask64 negative = _mm512_movepi8_mask(w);
+    const float wd = h2f(row[b].d);
+    for (int j = 0; j < T; ++j) {
+      const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[j] + b * 32)));
+      const __m512i isum = _mm512_dpbusd_epi32(zero, w_abs, _mm512_mask_sub_epi8(x, negative, zero, x));
+      tail[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wd * xd[j][b]));
+    }
+  }
+  for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], tail[j]));
 }
+#endif  // VNNI
 #pragma GCC diagnostic pop
-#endif
+#endif  // AVX-512
 
 // Groups of kRowGroup rows, and within a group token tiles outer, rows inner (see kRowGroup).
-template <class Row, class Make>
-void gemm(const QuantGemmArgs& a, Make make) {
+// tile(width, i, t) computes rows r0 + i for tokens t .. t + width, width a compile-time
+// std::integral_constant of 1 to 4.
+template <class Tile>
+void gemm(const QuantGemmArgs& a, const Tile& tile) {
   const int64_t rows = a.r1 - a.r0;
   for (int64_t g = 0; g < rows; g += kRowGroup) {
     for (int64_t t = 0; t < a.n_tok; t += 4) {
       for (int64_t i = g; i < std::min(rows, g + kRowGroup); ++i) {
-        const Row row = make(a.r0 + i);
         switch (std::min<int64_t>(4, a.n_tok - t)) {
-          case 1: tile<1>(row, a, i, t); break;
-          case 2: tile<2>(row, a, i, t); break;
-          case 3: tile<3>(row, a, i, t); break;
-          default: tile<4>(row, a, i, t); break;
+          case 1: tile(std::integral_constant<int, 1>(), i, t); break;
+          case 2: tile(std::integral_constant<int, 2>(), i, t); break;
+          case 3: tile(std::integral_constant<int, 3>(), i, t); break;
+          default: tile(std::integral_constant<int, 4>(), i, t); break;
         }
       }
     }
@@ -368,22 +428,26 @@ void gemm(const QuantGemmArgs& a, Make make) {
 }
 
 void QuantGemmRows(const QuantGemmArgs& a) {
-  auto at = [&](int64_t r) { return a.data + size_t(r) * a.row_bytes; };
+  auto at = [&](int64_t i) { return a.data + size_t(a.r0 + i) * a.row_bytes; };
   switch (a.dtype) {
     case DType::Q8_0:
-      return gemm<RowQ8_0>(a, [&](int64_t r) { return RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(r))}; });
+#if WHALE_VNNI
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q8_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ8_0*>(at(i)), a, i, t); });
+#else
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(i))}, a, i, t); });
+#endif
     case DType::Q4_K:
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // every AVX-512 target
-      if (a.x.q8)
-        return gemm_512<BlockQ4_K, tile_q4_k_512<1>, tile_q4_k_512<2>, tile_q4_k_512<3>, tile_q4_k_512<4>>(a);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q4_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_K*>(at(i)), a, i, t); });
+#else
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ4_K{reinterpret_cast<const BlockQ4_K*>(at(i))}, a, i, t); });
 #endif
-      return gemm<RowQ4_K>(a, [&](int64_t r) { return RowQ4_K{reinterpret_cast<const BlockQ4_K*>(at(r))}; });
     case DType::Q6_K:
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // every AVX-512 target
-      if (a.x.q8)
-        return gemm_512<BlockQ6_K, tile_q6_k_512<1>, tile_q6_k_512<2>, tile_q6_k_512<3>, tile_q6_k_512<4>>(a);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q6_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ6_K*>(at(i)), a, i, t); });
+#else
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ6_K{reinterpret_cast<const BlockQ6_K*>(at(i))}, a, i, t); });
 #endif
-      return gemm<RowQ6_K>(a, [&](int64_t r) { return RowQ6_K{reinterpret_cast<const BlockQ6_K*>(at(r))}; });
     default: return;
   }
 }

@@ -1,6 +1,6 @@
 // SIMD kernels for block-quantized weights (Q8_0, Q4_K, Q6_K) times int8 activations.
-// matmul.cpp quantizes the activations (quant.h's ActQ8 blocks, widened to int16 here) and
-// splits rows across threads.
+// matmul.cpp quantizes the activations (quant.h's quantize_act_planar) and splits rows across
+// threads.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,8 +11,7 @@ namespace whale {
 
 // Activations of n_tok tokens in blocks of 32: value ≈ d · q.
 struct ActArgs {
-  const int16_t* q;    // [n_tok][ld_values] quantized values, widened to int16
-  const int8_t* q8;    // [n_tok][ld_values] the same values as int8 (AVX-512 Q4_K/Q6_K kernels)
+  const int8_t* q;     // [n_tok][ld_values] quantized values
   const float* d;      // [n_tok][ld_blocks] block scales
   const int32_t* sum;  // [n_tok][ld_blocks] Σ q per block
   int64_t ld_values, ld_blocks;
