@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -113,6 +114,44 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
     return;
   }
   in_bands(gemm_args(w, r0, r1, x, ldx, n_tok, y, ldy), gemm_rows_simd);
+}
+
+void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
+  constexpr int64_t kBlock = 16;  // rows per unit of parallel work, as matmul_rows
+  // Activations quantized once per distinct input (gate and up projections share theirs).
+  std::vector<std::unique_ptr<QuantizedActivations>> acts;
+  std::vector<const QuantizedActivations*> act_of(jobs.size(), nullptr);
+  std::vector<int64_t> first_band(jobs.size() + 1, 0);  // bands of job j: [first_band[j], first_band[j + 1])
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const MatmulJob& job = jobs[j];
+    first_band[j + 1] = first_band[j] + (job.n_tok > 0 ? (job.w->rows + kBlock - 1) / kBlock : 0);
+    if (!is_block_quantized(job.w->dtype) || job.n_tok <= 0) {
+      gemm_args(*job.w, 0, 0, job.x, job.w->cols, job.n_tok, job.y, job.w->rows);  // fails on unsupported types
+      continue;
+    }
+    for (size_t k = 0; k < j && !act_of[j]; ++k)
+      if (act_of[k] && jobs[k].x == job.x && jobs[k].n_tok == job.n_tok && jobs[k].w->cols == job.w->cols) act_of[j] = act_of[k];
+    if (!act_of[j]) {
+      acts.push_back(std::make_unique<QuantizedActivations>(job.x, job.w->cols, job.n_tok, job.w->cols, &pool));
+      act_of[j] = acts.back().get();
+    }
+  }
+  // Bands [b, e) of the concatenation, split at job boundaries into one kernel call per job.
+  pool.parallel_for(first_band.back(), [&](int64_t b, int64_t e) {
+    size_t j = size_t(std::upper_bound(first_band.begin(), first_band.end(), b) - first_band.begin()) - 1;
+    for (; b < e; ++j) {
+      const int64_t end = std::min(e, first_band[j + 1]);
+      if (end <= b) continue;
+      const MatmulJob& job = jobs[j];
+      const Weight& w = *job.w;
+      const int64_t r0 = (b - first_band[j]) * kBlock, r1 = std::min(w.rows, (end - first_band[j]) * kBlock);
+      if (act_of[j])
+        quant_gemm_rows_simd({w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act_of[j]->args, job.n_tok, job.y + r0, w.rows});
+      else
+        gemm_rows_simd(gemm_args(w, r0, r1, job.x, w.cols, job.n_tok, job.y + r0, w.rows));
+      b = end;
+    }
+  });
 }
 
 void matvec_transposed(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {

@@ -1,12 +1,20 @@
 // Activation buffers of one forward step (private to the model's .cpp files).
 // Shapes in comments: T = tokens in the batch.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "model/model.h"
 
 namespace whale {
+
+// MoE runs its routed experts in groups of at most this many (token, expert) entries, each group
+// as two batches of products (gate and up, then down): all of a decode step's experts at once,
+// while a long prompt's buffers stay at about its own length.
+inline int64_t moe_group_entries(const ModelConfig& c, int64_t T) {
+  return std::max(T, std::min<int64_t>(T * c.num_experts_per_tok, 256));
+}
 
 struct Model::Workspace {
   std::vector<float> h;       // [T, hidden] residual stream; [T, hc_mult, hidden] with mHC
@@ -23,7 +31,9 @@ struct Model::Workspace {
   std::vector<float> router_logits;  // [T, n_routed_experts]
   std::vector<int32_t> topk_idx;     // [T, top_k]
   std::vector<float> topk_weight;    // [T, top_k]
-  std::vector<float> expert_in, expert_out;  // [tokens routed to one expert, hidden]
+  std::vector<float> expert_in, expert_out;    // [moe_group_entries(T), hidden] a group of experts' tokens
+  std::vector<float> expert_gate, expert_up;   // [moe_group_entries(T), moe_intermediate]
+  std::vector<float> shared_out;               // [T, hidden] the shared experts' output
 
   void resize(const ModelConfig& c, int64_t T) {
     const int64_t D = c.hidden_size, H = c.num_attention_heads, n = std::max<int64_t>(1, c.hc_mult);
@@ -45,8 +55,12 @@ struct Model::Workspace {
     router_logits.resize(size_t(T * c.n_routed_experts));
     topk_idx.resize(size_t(T * c.num_experts_per_tok));
     topk_weight.resize(size_t(T * c.num_experts_per_tok));
-    expert_in.resize(size_t(T * D));
-    expert_out.resize(size_t(T * D));
+    const int64_t entries = moe_group_entries(c, T);
+    expert_in.resize(size_t(entries * D));
+    expert_out.resize(size_t(entries * D));
+    expert_gate.resize(size_t(entries * c.moe_intermediate_size));
+    expert_up.resize(size_t(entries * c.moe_intermediate_size));
+    shared_out.resize(size_t(T * D));
   }
 };
 
