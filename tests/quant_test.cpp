@@ -158,6 +158,48 @@ void check_quant_matmul(DType type) {
   }
 }
 
+// A batch of products (mixed weight types, shared and separate inputs, an empty job, row counts
+// off the 16-row bands) gives every job bitwise what matmul() gives it alone.
+TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd;
+  ThreadPool pool(2);
+  std::vector<uint8_t> s8, s4, s6;
+  const Weight q8 = quantized_weight(DType::Q8_0, 45, 512, s8, rng);
+  const Weight q4 = quantized_weight(DType::Q4_K, 37, 512, s4, rng);
+  const Weight q6 = quantized_weight(DType::Q6_K, 70, 256, s6, rng);
+  std::vector<float> f32_values(size_t(19 * 512));
+  for (auto& v : f32_values) v = nd(rng);
+  Weight f32;
+  f32.dtype = DType::F32;
+  f32.rows = 19;
+  f32.cols = 512;
+  f32.data = reinterpret_cast<const uint8_t*>(f32_values.data());
+  for (int64_t T : {1, 5}) {
+    std::vector<float> xa(size_t(T * 512)), xb(size_t(T * 256));
+    for (auto& v : xa) v = nd(rng);
+    for (auto& v : xb) v = nd(rng);
+    struct Case {
+      const Weight* w;
+      const float* x;
+      int64_t n_tok;
+    };
+    const std::vector<Case> cases = {{&q8, xa.data(), T}, {&q4, xa.data(), T}, {&q6, xb.data(), T},
+                                     {&f32, xa.data(), T}, {&q4, xa.data(), 0}, {&q8, xa.data(), 1}};
+    std::vector<std::vector<float>> got(cases.size()), want(cases.size());
+    std::vector<MatmulJob> jobs;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      got[i].assign(size_t(std::max<int64_t>(1, cases[i].n_tok) * cases[i].w->rows), -1.0f);
+      want[i] = got[i];
+      jobs.push_back({cases[i].w, cases[i].x, cases[i].n_tok, got[i].data()});
+      if (cases[i].n_tok > 0) matmul(*cases[i].w, cases[i].x, cases[i].n_tok, want[i].data(), pool);
+    }
+    matmul_batch(jobs, pool);
+    for (size_t i = 0; i < cases.size(); ++i)
+      for (size_t k = 0; k < got[i].size(); ++k) ASSERT_EQ(got[i][k], want[i][k]) << "job " << i << " T " << T << " at " << k;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_K, DType::Q6_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 

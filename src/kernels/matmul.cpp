@@ -125,10 +125,11 @@ void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
   for (size_t j = 0; j < jobs.size(); ++j) {
     const MatmulJob& job = jobs[j];
     first_band[j + 1] = first_band[j] + (job.n_tok > 0 ? (job.w->rows + kBlock - 1) / kBlock : 0);
-    if (!is_block_quantized(job.w->dtype) || job.n_tok <= 0) {
+    if (!is_block_quantized(job.w->dtype)) {
       gemm_args(*job.w, 0, 0, job.x, job.w->cols, job.n_tok, job.y, job.w->rows);  // fails on unsupported types
       continue;
     }
+    if (job.n_tok <= 0) continue;
     for (size_t k = 0; k < j && !act_of[j]; ++k)
       if (act_of[k] && jobs[k].x == job.x && jobs[k].n_tok == job.n_tok && jobs[k].w->cols == job.w->cols) act_of[j] = act_of[k];
     if (!act_of[j]) {
