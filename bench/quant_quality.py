@@ -5,8 +5,9 @@
 
 Each line of FILE.jsonl holds {"text": ...}; each text is tokenized with the reference's
 tokenizer (BOS first) and every model's logits at every position come from `whale logits`.
-Prints one Markdown row per model: KL(reference || model) mean and max over positions,
-top-1 agreement, and both perplexities of the text.
+Prints one Markdown row per model: KL(reference || model) over positions (mean, median, 99th
+percentile, max, as llama.cpp's perplexity tool reports them), top-1 agreement, and the
+model's perplexity of the text.
 """
 import argparse, json, math, os, subprocess, sys
 
@@ -42,8 +43,8 @@ def main():
     ref_nll = -sum(ref[k][i][seqs[k][i + 1]] for k in range(len(seqs)) for i in range(len(seqs[k]) - 1))
     print(f"{len(seqs)} held-out texts, {sum(map(len, seqs))} positions; reference perplexity "
           f"{math.exp(ref_nll / positions):.3f}")
-    print("| model | size | KL mean | KL max | top-1 agreement | perplexity |")
-    print("|---|---|---|---|---|---|")
+    print("| model | size | KL mean | KL median | KL p99 | KL max | top-1 agreement | perplexity |")
+    print("|---|---|---|---|---|---|---|---|")
     for model in a.models:
         kls, agree, n, nll = [], 0, 0, 0.0
         for k, ids in enumerate(seqs):
@@ -56,7 +57,9 @@ def main():
                 if i + 1 < len(ids):
                     nll -= q[ids[i + 1]]
         size = os.path.getsize(model) / 2**20
-        print(f"| {os.path.basename(model)} | {size:.1f} MiB | {sum(kls) / n:.2e} | {max(kls):.2e} | "
+        kls.sort()
+        print(f"| {os.path.basename(model)} | {size:.1f} MiB | {sum(kls) / n:.2e} | {kls[n // 2]:.2e} | "
+              f"{kls[min(n - 1, int(0.99 * n))]:.2e} | {kls[-1]:.2e} | "
               f"{agree}/{n} ({100 * agree / n:.2f}%) | {math.exp(nll / positions):.3f} |")
 
 
