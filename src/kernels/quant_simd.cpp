@@ -222,17 +222,24 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
 // products, and each 8-lane half of the result belongs to one sub-block, scaled in float by
 // d·scale·x.d. The generic kernel above spends most of its time in per-sub-block scalar work
 // (scale unpacking, f16 conversions) and int16 widening; this one unpacks the eight scales and
-// mins of a super-block together (llama.cpp's 32-bit mask trick) and converts them as vectors.
-HWY_INLINE void q4_k_scales_mins(const uint8_t* packed, uint8_t out[16]) {  // scales 0..7, mins 0..7
-  uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-  const uint32_t mins_0_3 = u[1] & k1;
-  u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-  u[2] = mins_0_3;
-  u[0] &= k1;
-  std::memcpy(out, u, 16);
+// mins of a super-block together with two byte shuffles and converts them as one vector.
+//
+// Bytes 0-7: the 6-bit scales, 8-15: the mins of the super-block whose `scales` field starts at
+// `packed` (see q4_k_scale_min: sub-blocks 0-3 keep theirs in the low 6 bits of bytes 0-3 /
+// 4-7; sub-blocks 4-7 take 4 bits from bytes 8-11 and their top 2 bits from the top of bytes
+// 0-3 / 4-7). Reads 16 bytes: the 12 of `scales` and 4 of the nibbles that follow it.
+HWY_INLINE __m128i q4_k_scales_mins(const uint8_t* packed) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  // Low bits: scales 0-3 ← s[0..3] & 63, scales 4-7 ← s[8..11] & 15, mins 0-3 ← s[4..7] & 63,
+  // mins 4-7 ← s[8..11] >> 4.
+  const __m128i lo = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i lo_shifted = _mm_mask_blend_epi8(0xf000, lo, _mm_srli_epi16(lo, 4));
+  const __m128i low = _mm_and_si128(lo_shifted, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+  // High bits of scales 4-7 ← top 2 bits of s[0..3], of mins 4-7 ← top 2 bits of s[4..7], moved
+  // to bits 4-5 ((x >> 6) << 4 = (x >> 2) & 0x30; the 16-bit shift's spill from the next byte
+  // lands in bits 6-7 and is masked off). Shuffle indices −1 give zero bytes.
+  const __m128i hi = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  return _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16(hi, 2), _mm_set1_epi8(0x30)));
 }
 
 // Σ of each 4 adjacent u8 · i8 products as int32 lanes: one instruction with VNNI; otherwise
@@ -243,10 +250,6 @@ HWY_INLINE __m512i dot_u8i8(__m512i u, __m512i s) {
 #else
   return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
 #endif
-}
-
-HWY_INLINE __m256 bytes_to_floats(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
 // Lanes 0-7 from float a, lanes 8-15 from float b of an 8-float vector.
@@ -263,6 +266,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+  const __m512i pair01 = idx[0];
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -272,10 +276,12 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   for (int64_t s = 0; s < supers; ++s) {
     const BlockQ4_K& b = row[s];
     prefetch_ahead(&b);
-    alignas(16) uint8_t sm[16];
-    q4_k_scales_mins(b.scales, sm);
-    const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), bytes_to_floats(sm));
-    const __m256 min = _mm256_mul_ps(_mm256_set1_ps(h2f(b.dmin)), bytes_to_floats(sm + 8));
+    // d · scales (lanes 0-7) and dmin · mins (lanes 8-15); d and dmin are adjacent f16 values.
+    uint32_t d_dmin;
+    std::memcpy(&d_dmin, &b.d, 4);
+    const __m512 d2 = _mm512_permutexvar_ps(pair01, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(d_dmin)))));
+    const __m512 sm = _mm512_mul_ps(d2, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4_k_scales_mins(b.scales))));
+    const __m256 scale = _mm512_castps512_ps256(sm), min = _mm512_extractf32x8_ps(sm, 1);
     __m512i w[4];
     for (int p = 0; p < 4; ++p) {
       const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * p)));
