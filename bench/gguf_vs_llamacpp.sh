@@ -7,7 +7,8 @@
 # repository. For each shape the script writes a random-weight checkpoint (whale init, with
 # DeepSeek-V3's tokenizer cut to the model's vocabulary), quantizes it with `whale quantize`
 # to Q8_0 and Q4_K_M, and runs `llama-bench` and `whale bench` with -p $P -n $N -r $R -t $T
-# (both warm up first). Prints one Markdown row per file.
+# (both warm up first), ROUNDS times alternately (default 1). Prints one Markdown row per file:
+# medians over the rounds (each engine's own figure per round: whale's median, llama.cpp's mean).
 #   WORK  where models go (default /work/bench-models; V2-Lite needs ~60 GB free)
 #   TYPES  which files (default "q8_0 q4_k_m")
 #   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
@@ -17,6 +18,7 @@ llama=${1:?usage: $0 LLAMA_BIN_DIR [tiny] [v2lite]}
 shift
 shapes=${*:-tiny v2lite}
 WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2} TYPES=${TYPES:-"q8_0 q4_k_m"}
+ROUNDS=${ROUNDS:-1}
 whale=$here/build/whale
 tok=$here/../shared/tokenizers/deepseek-v3
 mkdir -p "$WORK"
@@ -49,17 +51,24 @@ for shape in $shapes; do
   [ "${KEEP_BF16:-0}" = 1 ] || rm -rf "$bf16"
   for type in $TYPES; do
     f=$WORK/$shape-$type.gguf
-    "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type.json" 2>/dev/null
-    "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type.json" 2>/dev/null
-    python3 - "$WORK/whale-$shape-$type.json" "$WORK/llama-$shape-$type.json" "$shape" "$type" "$f" <<'PY'
-import json, os, sys
-w = json.load(open(sys.argv[1]))
-l = json.load(open(sys.argv[2]))
-lp = next(r["avg_ts"] for r in l if r["n_prompt"] > 0)
-lg = next(r["avg_ts"] for r in l if r["n_gen"] > 0)
-wp, wg = w["pp"]["median"], w["tg"]["median"]
-size = os.path.getsize(sys.argv[5]) / 2**30
-print(f"| {sys.argv[3]} | {sys.argv[4]} | {size:.2f} GiB | {wp:.1f} | {lp:.1f} | {wp/lp:.2f}x | {wg:.1f} | {lg:.1f} | {wg/lg:.2f}x | {100*w['roofline_fraction']:.0f}% |")
+    # ROUNDS alternating runs of the two engines: this machine's memory bandwidth drifts by tens
+    # of percent within minutes, so one run of each can compare two different machines.
+    for round in $(seq "$ROUNDS"); do
+      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type-$round.json" 2>/dev/null
+      "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type-$round.json" 2>/dev/null
+    done
+    python3 - "$WORK" "$shape" "$type" "$f" "$ROUNDS" <<'PY'
+import json, os, statistics, sys
+work, shape, typ, path, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+w = [json.load(open(f"{work}/whale-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
+l = [json.load(open(f"{work}/llama-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
+lp = statistics.median(next(r["avg_ts"] for r in x if r["n_prompt"] > 0) for x in l)
+lg = statistics.median(next(r["avg_ts"] for r in x if r["n_gen"] > 0) for x in l)
+wp = statistics.median(x["pp"]["median"] for x in w)
+wg = statistics.median(x["tg"]["median"] for x in w)
+roof = statistics.median(x["roofline_fraction"] for x in w)
+size = os.path.getsize(path) / 2**30
+print(f"| {shape} | {typ} | {size:.2f} GiB | {wp:.1f} | {lp:.1f} | {wp/lp:.2f}x | {wg:.1f} | {lg:.1f} | {wg/lg:.2f}x | {100*roof:.0f}% |")
 PY
   done
 done
