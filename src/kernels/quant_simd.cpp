@@ -278,7 +278,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     prefetch_ahead(&b);
     // d · scales (lanes 0-7) and dmin · mins (lanes 8-15); d and dmin are adjacent f16 values.
     uint32_t d_dmin;
-    std::memcpy(&d_dmin, &b.d, 4);
+    std::memcpy(&d_dmin, &b, 4);  // d, dmin: the block's first four bytes
     const __m512 d2 = _mm512_permutexvar_ps(pair01, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(d_dmin)))));
     const __m512 sm = _mm512_mul_ps(d2, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4_k_scales_mins(b.scales))));
     const __m256 scale = _mm512_castps512_ps256(sm), min = _mm512_extractf32x8_ps(sm, 1);
@@ -392,7 +392,7 @@ HWY_INLINE void tile_q8_0_512(const BlockQ8_0* row, const QuantGemmArgs& a, int6
       const __m512i x = _mm512_loadu_si512(xq[j] + b * 32);
       const __m512i isum = _mm512_dpbusd_epi32(zero, w_abs, _mm512_mask_sub_epi8(x, negative, zero, x));
       // x.d of blocks b and b + 1 (a 64-bit load: no read past the last block), one per half.
-      const __m512 two = _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xd[j] + b))));
+      const __m512 two = _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(xd[j] + b))));
       acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_permutexvar_ps(idx01, two)), acc[j]);
     }
   }
