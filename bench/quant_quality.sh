@@ -7,7 +7,7 @@
 # float32 Hugging Face checkpoint's on held-out text (KL divergence, top-1 agreement).
 #
 #   bench/quant_quality.sh [WORK_DIR]     STEPS (default 400), THREADS (default all), SEQS (16)
-# On 2 cores: training about 10 minutes, the comparison 2.
+# On 2 cores (Zen 5): about 1.5 minutes in all with the defaults, 4.5 with STEPS=1200 SEQS=64.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 whale=${WHALE:-$here/build/whale}

@@ -42,6 +42,9 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
 }
 
 namespace {
+// Rows per unit of parallel work in matmul_rows and matmul_batch.
+constexpr int64_t kRowsPerTask = 16;
+
 GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
                    int64_t ldy) {
   switch (w.dtype) {
@@ -96,14 +99,13 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
 void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
                  int64_t ldy, ThreadPool& pool) {
   if (r1 <= r0 || n_tok <= 0) return;
-  constexpr int64_t kBlock = 16;  // rows per unit of parallel work
-  // Hands out bands of kBlock rows: each gets a copy of `base` narrowed to its rows.
+  // Hands out bands of kRowsPerTask rows: each gets a copy of `base` narrowed to its rows.
   auto in_bands = [&](const auto& base, auto kernel) {
-    pool.parallel_for((r1 - r0 + kBlock - 1) / kBlock, [&](int64_t b, int64_t e) {
+    pool.parallel_for((r1 - r0 + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t b, int64_t e) {
       auto a = base;
-      a.r0 = r0 + b * kBlock;
-      a.r1 = std::min(r1, r0 + e * kBlock);
-      a.y = y + b * kBlock;
+      a.r0 = r0 + b * kRowsPerTask;
+      a.r1 = std::min(r1, r0 + e * kRowsPerTask);
+      a.y = y + b * kRowsPerTask;
       kernel(a);
     });
   };
@@ -117,14 +119,13 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
 }
 
 void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
-  constexpr int64_t kBlock = 16;  // rows per unit of parallel work, as matmul_rows
   // Activations quantized once per distinct input (gate and up projections share theirs).
   std::vector<std::unique_ptr<QuantizedActivations>> acts;
   std::vector<const QuantizedActivations*> act_of(jobs.size(), nullptr);
   std::vector<int64_t> first_band(jobs.size() + 1, 0);  // bands of job j: [first_band[j], first_band[j + 1])
   for (size_t j = 0; j < jobs.size(); ++j) {
     const MatmulJob& job = jobs[j];
-    first_band[j + 1] = first_band[j] + (job.n_tok > 0 ? (job.w->rows + kBlock - 1) / kBlock : 0);
+    first_band[j + 1] = first_band[j] + (job.n_tok > 0 ? (job.w->rows + kRowsPerTask - 1) / kRowsPerTask : 0);
     if (!is_block_quantized(job.w->dtype)) {
       gemm_args(*job.w, 0, 0, job.x, job.w->cols, job.n_tok, job.y, job.w->rows);  // fails on unsupported types
       continue;
@@ -145,7 +146,7 @@ void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
       if (end <= b) continue;
       const MatmulJob& job = jobs[j];
       const Weight& w = *job.w;
-      const int64_t r0 = (b - first_band[j]) * kBlock, r1 = std::min(w.rows, (end - first_band[j]) * kBlock);
+      const int64_t r0 = (b - first_band[j]) * kRowsPerTask, r1 = std::min(w.rows, (end - first_band[j]) * kRowsPerTask);
       if (act_of[j])
         quant_gemm_rows_simd({w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act_of[j]->args, job.n_tok, job.y + r0, w.rows});
       else

@@ -266,7 +266,6 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
-  const __m512i pair01 = idx[0];
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -279,7 +278,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     // d · scales (lanes 0-7) and dmin · mins (lanes 8-15); d and dmin are adjacent f16 values.
     uint32_t d_dmin;
     std::memcpy(&d_dmin, &b, 4);  // d, dmin: the block's first four bytes
-    const __m512 d2 = _mm512_permutexvar_ps(pair01, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(d_dmin)))));
+    const __m512 d2 = _mm512_permutexvar_ps(idx[0], _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(d_dmin)))));
     const __m512 sm = _mm512_mul_ps(d2, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4_k_scales_mins(b.scales))));
     const __m256 scale = _mm512_castps512_ps256(sm), min = _mm512_extractf32x8_ps(sm, 1);
     __m512i w[4];
