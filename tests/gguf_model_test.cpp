@@ -1,7 +1,10 @@
-// deepseek2 GGUF files as models: whale's converter output (split attn_k_b/attn_v_b layout)
+// deepseek2 GGUF files as models: llama.cpp's own converter and quantizer output, whale's
+// converter output (split attn_k_b/attn_v_b layout)
 // and the older attn_kv_b layout give the reference logits; quantized files stay within
 // quantization error (KL divergence and top-1 agreement are printed: BENCHMARKS.md quotes
 // them); the embedded tokenizer encodes exactly like the tokenizer.json it came from.
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -131,7 +134,7 @@ TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
   TempDir tmp;
   const std::string dir = with_tokenizer(GetParam(), tmp);
   for (auto [type, name] : {std::pair{GgufFileType::BF16, "bf16"}, {GgufFileType::Q8_0, "q8_0"},
-                            {GgufFileType::Q4_K_M, "q4_k_m"}}) {
+                            {GgufFileType::Q4_0, "q4_0"}, {GgufFileType::Q4_K_M, "q4_k_m"}}) {
     const std::string out = tmp / (std::string(name) + ".gguf");
     convert_to_gguf(dir, out, type, pool_);
     auto model = Model::load(out, pool_);
@@ -144,12 +147,106 @@ TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
                 a.kl_sum / a.positions, a.kl_max, a.top1, a.positions);
     // These tiny random models have near-tied top logits (even BF16 flips one of v3_fp8's),
     // and a quantized router input can flip an expert choice: top-1 is reported, bounded loosely.
-    EXPECT_GE(a.top1 * 10, a.positions * 9) << name;
-    EXPECT_LT(a.kl_sum / a.positions, type == GgufFileType::Q4_K_M ? 0.05 : 0.01) << name;
+    // Their 64-wide rows take no 256-value K-quant blocks, so "q4_k_m" is Q5_0 here (llama.cpp's
+    // fallback), and 4-5 bits flip about a quarter of these near ties (bench/quant_quality.sh
+    // measures a trained model: 98% top-1 for Q4_K_M). Q4_0 (4 bits, one scale per 32 values)
+    // flips about half of them: measured 21/30, 23/49 and 12/19 here.
+    const double min_top1 = type == GgufFileType::Q4_0 ? 0.4 : type == GgufFileType::Q4_K_M ? 2.0 / 3 : 0.9;
+    EXPECT_GE(a.top1, min_top1 * a.positions) << name;
+    EXPECT_LT(a.kl_sum / a.positions, min_top1 < 0.9 ? 0.1 : 0.01) << name;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GgufModelTest, ::testing::Values("v2_lite", "v3", "v3_fp8"));
+
+// Files written by llama.cpp's own converter and llama-quantize (tests/golden/llamacpp, made by
+// make_llamacpp_ggufs.py from the same golden checkpoints): what users download. BF16 files give
+// the reference logits; quantized ones stay within quantization error; the embedded tokenizer
+// encodes like the tokenizer.json the converter read.
+struct LlamaCppFile {
+  const char* golden;
+  const char* file;
+  DType must_hold;  // a tensor type the file has to contain (the case it covers)
+};
+
+class LlamaCppGgufTest : public ::testing::TestWithParam<LlamaCppFile> {
+ protected:
+  ThreadPool pool_{2};
+};
+
+TEST_P(LlamaCppGgufTest, LoadsAndGivesTheReferenceLogits) {
+  const LlamaCppFile& p = GetParam();
+  const std::string path = test::golden_dir("llamacpp") + "/" + p.file;
+  auto file = GgufFile::open(path);
+  EXPECT_TRUE(std::any_of(file->tensors().begin(), file->tensors().end(), [&](const TensorRef& t) { return t.dtype == p.must_hold; }))
+      << p.file << " holds no " << dtype_name(p.must_hold) << " tensor";
+  auto model = Model::load(path, pool_);
+  Agreement a;
+  for (const auto& c : test::load_golden(p.golden)) {
+    auto got = logits_of(*model, c.tokens);
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (p.must_hold == DType::BF16) {
+        EXPECT_TRUE(test::logits_close(got[i], c.logits[i])) << p.file << " position " << i;
+      }
+      compare(c.logits[i], got[i], a);
+    }
+  }
+  std::printf("llama.cpp file %-22s KL mean %.3g max %.3g  top-1 %d/%d\n", p.file, a.kl_sum / a.positions, a.kl_max,
+              a.top1, a.positions);
+  if (p.must_hold == DType::Q8_0) {
+    EXPECT_GE(a.top1 * 10, a.positions * 9);
+    EXPECT_LT(a.kl_sum / a.positions, 0.01);
+  } else if (p.must_hold != DType::BF16) {  // 4-5 bits: see QuantizedFilesStayWithinQuantizationError
+    EXPECT_GE(a.top1 * 3, a.positions * 2);
+    EXPECT_LT(a.kl_sum / a.positions, 0.1);
+  }
+
+  TempDir tmp;
+  auto hf_tok = Tokenizer::load(with_tokenizer(p.golden, tmp)), tok = Tokenizer::load(path);
+  for (const char* text : {"The quick brown fox 12345 + 678", "def add(a, b):\n\treturn a+b\r\n", "深度求索 テスト 한국어 🐳",
+                           "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n</think>ok<｜end▁of▁sentence｜>"}) {
+    EXPECT_EQ(tok->encode(text), hf_tok->encode(text)) << text;
+    EXPECT_EQ(tok->decode(tok->encode(text)), text);
+  }
+  EXPECT_EQ(tok->bos_id(), hf_tok->bos_id());
+  EXPECT_EQ(tok->eos_id(), hf_tok->eos_id());
+}
+
+// whale's converter with the same type makes the tensors llama.cpp's tools made: same names,
+// types, shapes and bytes (the converter's F16/F32 choices, the Q5_0/Q8_0 fallbacks and the
+// Q6_K output rule included).
+TEST_P(LlamaCppGgufTest, WhaleConvertWritesTheSameTensors) {
+  const LlamaCppFile& p = GetParam();
+  const std::string type = std::string(p.file).substr(std::string(p.file).find('-') + 1);
+  TempDir tmp;
+  const std::string ours = tmp / "ours.gguf";
+  convert_to_gguf(with_tokenizer(p.golden, tmp), ours, parse_gguf_file_type(type.substr(0, type.size() - 5)), pool_);
+  auto theirs = GgufFile::open(test::golden_dir("llamacpp") + "/" + p.file), mine = GgufFile::open(ours);
+  ASSERT_EQ(mine->tensors().size(), theirs->tensors().size());
+  for (const TensorRef& t : theirs->tensors()) {
+    const TensorRef* m = mine->tensor(t.name);
+    ASSERT_NE(m, nullptr) << t.name;
+    EXPECT_EQ(dtype_name(m->dtype), dtype_name(t.dtype)) << t.name;
+    EXPECT_EQ(m->shape, t.shape) << t.name;
+    if (m->dtype == t.dtype && m->nbytes == t.nbytes) {
+      EXPECT_EQ(std::memcmp(m->data, t.data, t.nbytes), 0) << t.name << " (" << dtype_name(t.dtype) << ") differs";
+    }
+  }
+  EXPECT_EQ(mine->get("general.file_type").as_int(), theirs->get("general.file_type").as_int());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Files, LlamaCppGgufTest,
+    ::testing::Values(LlamaCppFile{"v2_lite", "v2_lite-bf16.gguf", DType::BF16},
+                      LlamaCppFile{"v3", "v3-bf16.gguf", DType::BF16}, LlamaCppFile{"v3", "v3-q8_0.gguf", DType::Q8_0},
+                      LlamaCppFile{"v3", "v3-q4_k_m.gguf", DType::Q5_0}),
+    [](const auto& info) {
+      std::string n = info.param.file;
+      n = n.substr(0, n.size() - 5);
+      for (char& ch : n)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return n;
+    });
 
 // Copies a GGUF file, letting `edit` change metadata and replace tensors.
 struct Rewrite {

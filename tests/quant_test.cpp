@@ -24,17 +24,26 @@ TEST(Quant, LayoutsMatchGgufPy) {
     std::vector<float> got(expected.size());
     const std::string type = b["type"];
     if (type == "Q8_0") dequantize_q8_0(reinterpret_cast<const BlockQ8_0*>(bytes.data()), 32, got.data());
+    else if (type == "Q4_0") dequantize_q4_0(reinterpret_cast<const BlockQ4_0*>(bytes.data()), 32, got.data());
+    else if (type == "Q5_0") dequantize_q5_0(reinterpret_cast<const BlockQ5_0*>(bytes.data()), 32, got.data());
     else if (type == "Q4_K") dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(bytes.data()), 256, got.data());
     else dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(bytes.data()), 256, got.data());
     for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6 * (1 + std::fabs(expected[i]))) << type << " " << i;
   }
-  for (const auto& q : j["quantize"]) {  // Q8_0 quantization gives gguf-py's bytes
+  size_t types = 0;
+  for (const auto& q : j["quantize"]) {  // Q8_0, Q4_0, Q5_0 quantization give gguf-py's bytes
     auto x = q["x"].get<std::vector<float>>();
     auto expected = q["bytes"].get<std::vector<uint8_t>>();
-    std::vector<BlockQ8_0> out(x.size() / 32);
-    quantize_q8_0(x.data(), int64_t(x.size()), out.data());
-    EXPECT_EQ(std::vector<uint8_t>(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<uint8_t*>(out.data()) + expected.size()), expected);
+    const std::string type = q["type"];
+    std::vector<uint8_t> out(expected.size() + 64);
+    if (type == "Q8_0") quantize_q8_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ8_0*>(out.data()));
+    else if (type == "Q4_0") quantize_q4_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ4_0*>(out.data()));
+    else if (type == "Q5_0") quantize_q5_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ5_0*>(out.data()));
+    else FAIL() << type;
+    ++types;
+    EXPECT_EQ(std::vector<uint8_t>(out.begin(), out.begin() + std::ptrdiff_t(expected.size())), expected) << type;
   }
+  EXPECT_EQ(types, 3u);
 }
 
 template <class Block>
@@ -57,6 +66,8 @@ TEST(Quant, QuantizersAreAccurate) {
   EXPECT_LT(relative_rmse(quantize_q8_0, dequantize_q8_0, 32), 0.01);   // 8 bits
   EXPECT_LT(relative_rmse(quantize_q6_k, dequantize_q6_k, 256), 0.04);  // 6 bits
   EXPECT_LT(relative_rmse(quantize_q4_k, dequantize_q4_k, 256), 0.12);  // 4 bits
+  EXPECT_LT(relative_rmse(quantize_q5_0, dequantize_q5_0, 32), 0.08);   // 5 bits, symmetric
+  EXPECT_LT(relative_rmse(quantize_q4_0, dequantize_q4_0, 32), 0.16);   // 4 bits, symmetric
 }
 
 // Activations round half to even (lrintf's default), ties included: each block's largest value
@@ -97,6 +108,8 @@ Weight quantized_weight(DType type, int64_t rows, int64_t cols, std::vector<uint
     for (auto& v : row) v = nd(rng);
     uint8_t* dst = storage.data() + size_t(r) * dtype_row_bytes(type, cols);
     if (type == DType::Q8_0) quantize_q8_0(row.data(), cols, reinterpret_cast<BlockQ8_0*>(dst));
+    else if (type == DType::Q4_0) quantize_q4_0(row.data(), cols, reinterpret_cast<BlockQ4_0*>(dst));
+    else if (type == DType::Q5_0) quantize_q5_0(row.data(), cols, reinterpret_cast<BlockQ5_0*>(dst));
     else if (type == DType::Q4_K) quantize_q4_k(row.data(), cols, reinterpret_cast<BlockQ4_K*>(dst));
     else quantize_q6_k(row.data(), cols, reinterpret_cast<BlockQ6_K*>(dst));
   }
@@ -129,8 +142,8 @@ TEST_P(QuantMatmul, SimdMatchesReferenceAndIsBatchInvariant) {
 void check_quant_matmul(DType type) {
   std::mt19937 rng(9);
   ThreadPool pool(2);
-  for (int64_t cols : {256, 512, 1280, 96, 288}) {  // 96, 288: an odd number of Q8_0 blocks
-    if (cols % 256 && type != DType::Q8_0) continue;
+  for (int64_t cols : {256, 512, 1280, 96, 288}) {  // 96, 288: an odd number of blocks of 32
+    if (cols % dtype_block_elems(type)) continue;
     std::vector<uint8_t> storage;
     const int64_t rows = 45;
     Weight w = quantized_weight(type, rows, cols, storage, rng);
@@ -164,8 +177,9 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
   std::mt19937 rng(4);
   std::normal_distribution<float> nd;
   ThreadPool pool(2);
-  std::vector<uint8_t> s8, s4, s6;
+  std::vector<uint8_t> s8, s4, s5, s6;
   const Weight q8 = quantized_weight(DType::Q8_0, 45, 512, s8, rng);
+  const Weight q5 = quantized_weight(DType::Q5_0, 21, 256, s5, rng);
   const Weight q4 = quantized_weight(DType::Q4_K, 37, 512, s4, rng);
   const Weight q6 = quantized_weight(DType::Q6_K, 70, 256, s6, rng);
   std::vector<float> f32_values(size_t(19 * 512));
@@ -185,7 +199,8 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
       int64_t n_tok;
     };
     const std::vector<Case> cases = {{&q8, xa.data(), T}, {&q4, xa.data(), T}, {&q6, xb.data(), T},
-                                     {&f32, xa.data(), T}, {&q4, xa.data(), 0}, {&q8, xa.data(), 1}};
+                                     {&f32, xa.data(), T}, {&q4, xa.data(), 0}, {&q8, xa.data(), 1},
+                                     {&q5, xb.data(), T}};
     std::vector<std::vector<float>> got(cases.size()), want(cases.size());
     std::vector<MatmulJob> jobs;
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -200,7 +215,7 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_K, DType::Q6_K),
+INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace

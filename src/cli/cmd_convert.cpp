@@ -22,8 +22,8 @@ void add_convert(CLI::App& app, const char* name, const char* help, bool type_re
   auto* cmd = app.add_subcommand(name, help);
   cmd->add_option("MODEL", o->model, "Hugging Face model directory (config.json, safetensors, tokenizer.json)")->required();
   cmd->add_option("OUT", o->out, "Output .gguf file (written atomically)")->required();
-  auto* type = cmd->add_option("--type", o->type, "f32, f16 (default), bf16, q8_0, q4_k_m")
-                   ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_k_m"}));
+  auto* type = cmd->add_option("--type", o->type, "f32, f16 (default), bf16, q8_0, q4_0, q4_k_m")
+                   ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}));
   if (type_required) type->required();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] {
@@ -40,7 +40,7 @@ void add_convert(CLI::App& app, const char* name, const char* help, bool type_re
 
 void register_convert(CLI::App& app) {
   add_convert(app, "convert", "Write a Hugging Face checkpoint as a llama.cpp deepseek2 GGUF file", false);
-  add_convert(app, "quantize", "Quantize a Hugging Face checkpoint into a GGUF file (q8_0, q4_k_m, ...)", true);
+  add_convert(app, "quantize", "Quantize a Hugging Face checkpoint into a GGUF file (q8_0, q4_0, q4_k_m, ...)", true);
 }
 
 }  // namespace whale

@@ -19,7 +19,7 @@ constexpr DTypeEntry kDTypes[] = {
     {DType::I64, "I64", 8},        {DType::I32, "I32", 4},         {DType::I16, "I16", 2},
     {DType::I8, "I8", 1},          {DType::U8, "U8", 1},           {DType::BOOL, "BOOL", 1},
     {DType::E8M0, "F8_E8M0", 1},
-    {DType::Q8_0, "Q8_0", 0}, {DType::Q4_K, "Q4_K", 0}, {DType::Q6_K, "Q6_K", 0},
+    {DType::Q8_0, "Q8_0", 0}, {DType::Q4_0, "Q4_0", 0}, {DType::Q5_0, "Q5_0", 0}, {DType::Q4_K, "Q4_K", 0}, {DType::Q6_K, "Q6_K", 0},
 };
 
 }  // namespace
@@ -32,7 +32,7 @@ std::string_view dtype_name(DType t) {
 
 int64_t dtype_block_elems(DType t) {
   switch (t) {
-    case DType::Q8_0: return 32;
+    case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: return 32;
     case DType::Q4_K: case DType::Q6_K: return 256;
     default: return 1;
   }
@@ -41,6 +41,8 @@ int64_t dtype_block_elems(DType t) {
 int64_t dtype_block_bytes(DType t) {
   switch (t) {
     case DType::Q8_0: return 34;
+    case DType::Q4_0: return 18;
+    case DType::Q5_0: return 22;
     case DType::Q4_K: return 144;
     case DType::Q6_K: return 210;
     default: return int64_t(dtype_size(t));

@@ -17,12 +17,16 @@ enum class DType : uint8_t {
   Q8_0,  // 32 values: f16 scale + 32 int8                        (34 bytes)
   Q4_K,  // 256 values: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles (144)
   Q6_K,  // 256 values: 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales, f16 d (210)
+  Q4_0,  // 32 values: f16 scale + 16 bytes of nibbles, offset 8    (18)
+  Q5_0,  // 32 values: f16 scale + 4 bytes of fifth bits + 16 bytes of nibbles, offset 16 (22)
 };
 
 // Values per block and bytes per block; 1 and dtype_size() for plain types.
 int64_t dtype_block_elems(DType t);
 int64_t dtype_block_bytes(DType t);
-inline bool is_block_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q6_K; }
+inline bool is_block_quantized(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q6_K;
+}
 // Bytes of n values (n a multiple of the block size).
 inline size_t dtype_row_bytes(DType t, int64_t n) { return size_t(n / dtype_block_elems(t) * dtype_block_bytes(t)); }
 

@@ -22,7 +22,7 @@ struct GgmlTypeEntry {
   DType dtype;
 };
 constexpr GgmlTypeEntry kGgmlTypes[] = {
-    {0, DType::F32}, {1, DType::F16}, {8, DType::Q8_0}, {12, DType::Q4_K}, {14, DType::Q6_K}, {30, DType::BF16},
+    {0, DType::F32}, {1, DType::F16}, {2, DType::Q4_0}, {6, DType::Q5_0}, {8, DType::Q8_0}, {12, DType::Q4_K}, {14, DType::Q6_K}, {30, DType::BF16},
 };
 
 const char* ggml_type_name(uint32_t id) {
@@ -236,7 +236,7 @@ std::unique_ptr<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, cons
     ref.file = name;
     if (!dtype_from_ggml(t.type, &ref.dtype))
       fail(name, ": tensor '", t.name, "' has ggml type ", ggml_type_name(t.type), " (", t.type,
-           "), which whale does not support (F32, F16, BF16, Q8_0, Q4_K, Q6_K)");
+           "), which whale does not support (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K)");
     if (t.ne[0] % dtype_block_elems(ref.dtype))
       fail(name, ": tensor '", t.name, "': row of ", t.ne[0], " values is not a whole number of ", dtype_name(ref.dtype), " blocks");
     uint64_t bytes = dtype_row_bytes(ref.dtype, t.ne[0]);

@@ -21,8 +21,9 @@ GgufFileType parse_gguf_file_type(const std::string& name) {
   if (name == "f16") return GgufFileType::F16;
   if (name == "bf16") return GgufFileType::BF16;
   if (name == "q8_0") return GgufFileType::Q8_0;
+  if (name == "q4_0") return GgufFileType::Q4_0;
   if (name == "q4_k_m") return GgufFileType::Q4_K_M;
-  fail("unknown GGUF type '", name, "' (f32, f16, bf16, q8_0, q4_k_m)");
+  fail("unknown GGUF type '", name, "' (f32, f16, bf16, q8_0, q4_0, q4_k_m)");
 }
 
 namespace {
@@ -33,6 +34,7 @@ uint32_t llama_ftype(GgufFileType t) {
     case GgufFileType::F32: return 0;
     case GgufFileType::F16: return 1;
     case GgufFileType::Q8_0: return 7;
+    case GgufFileType::Q4_0: return 2;
     case GgufFileType::Q4_K_M: return 15;
     case GgufFileType::BF16: return 32;
   }
@@ -53,9 +55,12 @@ struct Source {
 // llama.cpp's Q4_K_M rule for "more bits" layers (llama-quant.cpp use_more_bits).
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+// A type for rows of `cols` values where `want`'s blocks do not fit, as llama-quant.cpp's
+// tensor_type_fallback picks it (DeepSeek-V2-Lite's 1408-wide ffn_down_exps rows get Q5_0 in
+// llama.cpp's Q4_K_M files).
 DType fallback(DType want, int64_t cols) {
   if (cols % dtype_block_elems(want) == 0) return want;
-  if (cols % 32 == 0) return DType::Q8_0;  // llama.cpp falls back to Q5_0/Q8_0; whale computes Q8_0
+  if (cols % 32 == 0) return want == DType::Q4_K ? DType::Q5_0 : DType::Q8_0;
   return DType::F16;
 }
 
@@ -68,6 +73,10 @@ DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64
     case GgufFileType::F16: return DType::F16;
     case GgufFileType::BF16: return DType::BF16;
     case GgufFileType::Q8_0: return fallback(DType::Q8_0, cols);
+    case GgufFileType::Q4_0:
+      // llama-quant.cpp: the output matrix (or tied embeddings) gets Q6_K, everything else Q4_0.
+      if (name == "output.weight" || (tied && name == "token_embd.weight")) return fallback(DType::Q6_K, cols);
+      return fallback(DType::Q4_0, cols);
     case GgufFileType::Q4_K_M: break;
   }
   if (name == "output.weight" || (tied && name == "token_embd.weight")) return fallback(DType::Q6_K, cols);
@@ -91,6 +100,8 @@ void encode_row(DType t, const float* x, int64_t n, uint8_t* out) {
       }
       break;
     case DType::Q8_0: quantize_q8_0(x, n, reinterpret_cast<BlockQ8_0*>(out)); break;
+    case DType::Q4_0: quantize_q4_0(x, n, reinterpret_cast<BlockQ4_0*>(out)); break;
+    case DType::Q5_0: quantize_q5_0(x, n, reinterpret_cast<BlockQ5_0*>(out)); break;
     case DType::Q4_K: quantize_q4_k(x, n, reinterpret_cast<BlockQ4_K*>(out)); break;
     case DType::Q6_K: quantize_q6_k(x, n, reinterpret_cast<BlockQ6_K*>(out)); break;
     default: fail("encode_row: unsupported type ", dtype_name(t));

@@ -14,10 +14,13 @@ enum class GgufFileType {
   F16,     // matrices f16
   BF16,    // matrices bf16
   Q8_0,    // matrices Q8_0
-  Q4_K_M,  // Q4_K, with Q6_K for the output and every third-ish ffn_down (llama.cpp's mix)
+  Q4_0,    // matrices Q4_0, the output Q6_K (llama.cpp's mix; Ollama's default for many models)
+  Q4_K_M,  // Q4_K, with Q6_K for the output and every third-ish ffn_down (llama.cpp's mix); rows
+           // that are not whole 256-value blocks fall back to Q5_0 (Q6_K ones to Q8_0)
 };
 
-GgufFileType parse_gguf_file_type(const std::string& name);  // "f32", "f16", "bf16", "q8_0", "q4_k_m"
+// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"
+GgufFileType parse_gguf_file_type(const std::string& name);
 
 // Reads MODEL_DIR (config.json, safetensors, tokenizer.json) and writes OUT atomically.
 // MTP modules are not written (llama.cpp's converter drops them too). `progress` gets

@@ -35,6 +35,8 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
       return;
     }
     case DType::Q8_0: dequantize_q8_0(reinterpret_cast<const BlockQ8_0*>(p), w.cols, out); return;
+    case DType::Q4_0: dequantize_q4_0(reinterpret_cast<const BlockQ4_0*>(p), w.cols, out); return;
+    case DType::Q5_0: dequantize_q5_0(reinterpret_cast<const BlockQ5_0*>(p), w.cols, out); return;
     case DType::Q4_K: dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(p), w.cols, out); return;
     case DType::Q6_K: dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(p), w.cols, out); return;
     default: fail("dequantize: unsupported weight type ", dtype_name(w.dtype));

@@ -141,6 +141,20 @@ void dequantize_q8_0(const BlockQ8_0* b, int64_t n, float* out) {
   }
 }
 
+void dequantize_q4_0(const BlockQ4_0* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const float d = h2f(b[i].d);
+    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(q4_0_value(b[i], j) - 8);
+  }
+}
+
+void dequantize_q5_0(const BlockQ5_0* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const float d = h2f(b[i].d);
+    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(q5_0_value(b[i], j) - 16);
+  }
+}
+
 void dequantize_q4_k(const BlockQ4_K* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n / 256; ++i) {
     const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
@@ -166,6 +180,41 @@ void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* out) {
     const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
     out[i].d = f32_to_f16(d);
     for (int k = 0; k < 32; ++k) out[i].q[k] = int8_t(std::lround(x[i * 32 + k] * id));
+  }
+}
+
+namespace {
+// llama.cpp's quantize_row_q4_0_ref / q5_0_ref: d = (the value of largest magnitude) / −2^(bits−1),
+// levels by truncation of x/d + (offset + ½) (not lrint: the bytes must match llama-quantize's).
+// Returns the levels 0 .. 2^bits − 1 of the block's 32 values.
+void fit_offset_block(const float* x, int bits, uint16_t* d_out, uint8_t* L) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j)
+    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), max = x[j];
+  const int offset = 1 << (bits - 1), top = (1 << bits) - 1;
+  const float d = max / float(-offset), id = d ? 1.0f / d : 0.0f;
+  *d_out = f32_to_f16(d);
+  const float bias = float(offset) + 0.5f;
+  for (int j = 0; j < 32; ++j) L[j] = uint8_t(std::clamp(int(x[j] * id + bias), 0, top));
+}
+}  // namespace
+
+void quantize_q4_0(const float* x, int64_t n, BlockQ4_0* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    uint8_t L[32];
+    fit_offset_block(x + i * 32, 4, &out[i].d, L);
+    for (int j = 0; j < 16; ++j) out[i].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
+}
+
+void quantize_q5_0(const float* x, int64_t n, BlockQ5_0* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    uint8_t L[32];
+    fit_offset_block(x + i * 32, 5, &out[i].d, L);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) out[i].qs[j] = uint8_t((L[j] & 0xf) | ((L[j + 16] & 0xf) << 4));
+    for (int j = 0; j < 32; ++j) qh |= uint32_t(L[j] >> 4) << j;
+    for (int k = 0; k < 4; ++k) out[i].qh[k] = uint8_t(qh >> (8 * k));
   }
 }
 
@@ -276,6 +325,27 @@ float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n) {
     int s = 0;
     for (int k = 0; k < 32; ++k) s += int(w[i].q[k]) * int(x[i].q[k]);
     sum += h2f(w[i].d) * x[i].d * float(s);
+  }
+  return sum;
+}
+
+// Σ d·(q − offset)·x = d·x.d·(Σ q·x.q − offset·Σ x.q), as the SIMD kernels compute it.
+float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    int s = 0;
+    for (int j = 0; j < 32; ++j) s += q4_0_value(w[i], j) * int(x[i].q[j]);
+    sum += h2f(w[i].d) * x[i].d * float(s - 8 * x[i].sum);
+  }
+  return sum;
+}
+
+float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    int s = 0;
+    for (int j = 0; j < 32; ++j) s += q5_0_value(w[i], j) * int(x[i].q[j]);
+    sum += h2f(w[i].d) * x[i].d * float(s - 16 * x[i].sum);
   }
   return sum;
 }

@@ -1,16 +1,21 @@
-// llama.cpp's block-quantized weight formats (GGUF Q8_0, Q4_K, Q6_K): layouts, scalar
-// dequantization, reference quantizers, and the quantized activations they are multiplied with.
+// llama.cpp's block-quantized weight formats (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): layouts,
+// scalar dequantization, reference quantizers, and the quantized activations they are multiplied
+// with.
 //
 //   Q8_0  32 values   { f16 d; int8 q[32]; }                          v = d·q
+//   Q4_0  32 values   { f16 d; u8 qs[16]; }                           v = d·(q − 8), q a nibble:
+//                     values 0-15 in the low nibbles, 16-31 in the high ones
+//   Q5_0  32 values   { f16 d; u8 qh[4]; u8 qs[16]; }                 v = d·(q − 16), q 5 bits: the
+//                     nibbles as in Q4_0, bit 4 of value j is bit j of qh (little-endian)
 //   Q4_K  256 values  { f16 d; f16 dmin; u8 scales[12]; u8 q[128]; }  8 sub-blocks of 32 with
 //                     6-bit scale s and min m: v = d·s·q − dmin·m, q a nibble
 //   Q6_K  256 values  { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; } 16 sub-blocks of 16:
 //                     v = d·scale·(q − 32), q 6 bits (4 from ql, 2 from qh)
 //
 // Activations are quantized per token to int8 blocks of 32 with a float32 scale and the sum of
-// the block's integers (for Q4_K's mins), so products are integer dot products as in
+// the block's integers (for Q4_K's mins and the offsets of Q4_0/Q5_0), so products are integer dot products as in
 // llama.cpp; one scale per 32 values (llama.cpp uses one per 256 for the K types) keeps
-// more precision and gives all three weight types one activation format.
+// more precision and gives all weight types one activation format.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +25,15 @@ namespace whale {
 struct BlockQ8_0 {
   uint16_t d;  // f16
   int8_t q[32];
+};
+struct BlockQ4_0 {
+  uint16_t d;  // f16
+  uint8_t qs[16];
+};
+struct BlockQ5_0 {
+  uint16_t d;  // f16
+  uint8_t qh[4];
+  uint8_t qs[16];
 };
 struct BlockQ4_K {
   uint16_t d, dmin;  // f16
@@ -32,7 +46,9 @@ struct BlockQ6_K {
   int8_t scales[16];
   uint16_t d;  // f16
 };
-static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210, "ggml block sizes");
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ4_K) == 144 &&
+                  sizeof(BlockQ6_K) == 210,
+              "ggml block sizes");
 
 // An activation block: 32 values ≈ d · q.
 struct ActQ8 {
@@ -42,11 +58,15 @@ struct ActQ8 {
 };
 
 void dequantize_q8_0(const BlockQ8_0* b, int64_t n, float* out);  // n values
+void dequantize_q4_0(const BlockQ4_0* b, int64_t n, float* out);
+void dequantize_q5_0(const BlockQ5_0* b, int64_t n, float* out);
 void dequantize_q4_k(const BlockQ4_K* b, int64_t n, float* out);
 void dequantize_q6_k(const BlockQ6_K* b, int64_t n, float* out);
 
 // Reference quantizers (n a multiple of the block size).
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* out);
+void quantize_q4_0(const float* x, int64_t n, BlockQ4_0* out);
+void quantize_q5_0(const float* x, int64_t n, BlockQ5_0* out);
 void quantize_q4_k(const float* x, int64_t n, BlockQ4_K* out);
 void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out);
 
@@ -57,8 +77,17 @@ void quantize_act_planar(const float* x, int64_t n, int8_t* q, float* d, int32_t
 // Scalar dot products of a quantized row of n values with quantized activations: the
 // reference the SIMD kernels are tested against.
 float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n);
+float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n);
+float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n);
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n);
 float dot_q6_k(const BlockQ6_K* w, const ActQ8* x, int64_t n);
+
+// Value j (0..31) of a Q4_0 / Q5_0 block, before its offset (0..15 / 0..31).
+inline int q4_0_value(const BlockQ4_0& b, int j) { return j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4; }
+inline int q5_0_value(const BlockQ5_0& b, int j) {
+  const int low4 = j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4;
+  return low4 | (((b.qh[j / 8] >> (j % 8)) & 1) << 4);
+}
 
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K block.
 void q4_k_scale_min(const uint8_t* scales, int j, uint8_t* scale, uint8_t* min);

@@ -1,13 +1,14 @@
-// SIMD products of block-quantized weights (Q8_0, Q4_K, Q6_K) with int8-quantized activations,
-// one instruction set per Highway target, chosen at run time.
+// SIMD products of block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) with int8-quantized
+// activations, one instruction set per Highway target, chosen at run time.
 //
 // Generic (every target): per block of 32 values the weights and the activations are widened to
 // int16, multiplied by pairwise multiply-add into int32, then converted and scaled in float.
 // AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
 // Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
 // Ice Lake, Zen 4 and later) also multiply Q8_0 in int8 and add four byte products per
-// instruction (vpdpbusd). Like the float kernels, every (row, token) pair accumulates in a fixed
-// order per target, so batching never changes a token's result.
+// instruction (vpdpbusd); Q4_0 and Q5_0 go the same way once unpacked to signed bytes. Like
+// the float kernels, every (row, token) pair accumulates in a fixed order per target, so
+// batching never changes a token's result.
 
 // Highway 1.0 builds its AVX3_DL target (AVX-512 with VNNI: Ice Lake, Zen 4 and later) only
 // on request; this file has kernels for it.
@@ -119,6 +120,52 @@ struct RowQ8_0 {
   static constexpr bool kHasMin = false;
   static constexpr int kPerBlock = 1;  // blocks of 32 per stored block
 };
+
+// ---- Q4_0 / Q5_0: 32 unsigned levels per block (values 0-15 in the low nibbles of qs, 16-31 in
+// the high ones; Q5_0's fifth bits from qh), offset 8 / 16. The offset is the "min" term:
+// d · offset · x.d · Σx.q.
+template <class Block, int kOffset>
+struct RowQx_0 {
+  const Block* b;
+  // Bits 4 of values 0-31 (Q5_0), 0 for Q4_0.
+  static HWY_INLINE uint32_t fifth_bits(const BlockQ4_0&) { return 0; }
+  static HWY_INLINE uint32_t fifth_bits(const BlockQ5_0& blk) {
+    uint32_t qh;
+    std::memcpy(&qh, blk.qh, 4);
+    return qh;
+  }
+  HWY_INLINE float decode(int64_t j, Decoded& out) const {
+    const D16 d16;
+    const auto du16 = hn::RebindToUnsigned<D16>();
+    const DU8 du8;
+    const size_t N = hn::Lanes(d16);
+    const Block& blk = b[j];
+    const uint32_t qh = fifth_bits(blk);
+    if (N <= 16) {  // each vector lies within the low-nibble or the high-nibble half
+      for (size_t k = 0; k < 32 / N; ++k) {
+        const size_t v0 = k * N;
+        const auto bytes = hn::PromoteTo(du16, hn::LoadU(du8, blk.qs + v0 % 16));
+        const auto low4 = v0 < 16 ? hn::And(bytes, hn::Set(du16, 0xf)) : hn::ShiftRight<4>(bytes);
+        // Lane i takes bit v0 + i of qh as 16.
+        static constexpr uint16_t kLaneBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+        const auto set = hn::TestBit(hn::Set(du16, uint16_t(qh >> v0)), hn::LoadU(du16, kLaneBit));
+        out.v[k] = hn::BitCast(d16, hn::Or(low4, hn::IfThenElseZero(set, hn::Set(du16, 16))));
+      }
+    } else {  // 32-lane vectors (and the scalar target): through a byte array
+      alignas(64) uint8_t levels[32];
+      for (int v = 0; v < 32; ++v)
+        levels[v] = uint8_t((v < 16 ? blk.qs[v] & 0xf : blk.qs[v - 16] >> 4) | (((qh >> v) & 1) << 4));
+      for (size_t k = 0; k < 32 / N; ++k) out.v[k] = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(du8, levels + k * N)));
+    }
+    const float d = h2f(blk.d);
+    out.min = d * float(kOffset);
+    return d;
+  }
+  static constexpr bool kHasMin = true;
+  static constexpr int kPerBlock = 1;
+};
+using RowQ4_0 = RowQx_0<BlockQ4_0, 8>;
+using RowQ5_0 = RowQx_0<BlockQ5_0, 16>;
 
 // ---- Q4_K: sub-block j % 8 of super-block j / 8: nibbles times the 6-bit scale (folded into
 // the int16 values), minus dmin · min · Σx.
@@ -358,12 +405,27 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 }
 
 #if WHALE_VNNI
-// ---- Q8_0 with VNNI: two blocks (64 values) per vector. vpdpbusd multiplies unsigned by signed
-// bytes, so the weights enter as |w| and the activations with w's sign (llama.cpp's trick; the
-// activations are within ±127, so negating them cannot overflow). Each 8-lane half of the int32
-// sums is one block, scaled in float by w.d · x.d.
-template <int T>
-HWY_INLINE void tile_q8_0_512(const BlockQ8_0* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
+// The 32 values of a block as signed int8 (levels minus the offset for Q4_0/Q5_0).
+HWY_INLINE __m256i block_values(const BlockQ8_0& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)); }
+// Q4_0/Q5_0: low nibbles are values 0-15, high nibbles 16-31.
+HWY_INLINE __m256i nibble_values(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), low4 = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
+}
+HWY_INLINE __m256i block_values(const BlockQ4_0& b) { return _mm256_sub_epi8(nibble_values(b.qs), _mm256_set1_epi8(8)); }
+HWY_INLINE __m256i block_values(const BlockQ5_0& b) {
+  uint32_t qh;  // bit j: bit 4 of value j
+  std::memcpy(&qh, b.qh, 4);
+  const __m256i levels = _mm256_or_si256(nibble_values(b.qs), _mm256_maskz_set1_epi8(__mmask32(qh), 0x10));
+  return _mm256_sub_epi8(levels, _mm256_set1_epi8(16));
+}
+
+// ---- Q8_0, Q4_0, Q5_0 with VNNI: two blocks (64 values) per vector. vpdpbusd multiplies
+// unsigned by signed bytes, so the weights enter as |w| and the activations with w's sign
+// (llama.cpp's trick; the activations are within ±127, so negating them cannot overflow). Each
+// 8-lane half of the int32 sums is one block, scaled in float by w.d · x.d.
+template <int T, class Block>
+HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
   const __m512i zero = _mm512_setzero_si512(), idx01 = pair_index(0, 1);
   __m512 acc[T];
@@ -380,9 +442,8 @@ HWY_INLINE void tile_q8_0_512(const BlockQ8_0* row, const QuantGemmArgs& a, int6
   for (; b + 2 <= blocks; b += 2) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(row + b) + kPrefetchAhead;
     hwy::Prefetch(p);
-    hwy::Prefetch(p + 2 * sizeof(BlockQ8_0) - 1);
-    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].q))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b + 1].q)), 1);
+    hwy::Prefetch(p + 2 * sizeof(Block) - 1);
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(block_values(row[b])), block_values(row[b + 1]), 1);
     const __m512i w_abs = _mm512_abs_epi8(w);
     const __mmask64 negative = _mm512_movepi8_mask(w);
     const __m512 wd = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(h2f(row[b].d))), _mm256_set1_ps(h2f(row[b + 1].d)), 1);
@@ -396,7 +457,7 @@ HWY_INLINE void tile_q8_0_512(const BlockQ8_0* row, const QuantGemmArgs& a, int6
     }
   }
   if (b < blocks) {  // an odd last block in the lower half (upper half zero)
-    const __m512i w = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].q)));
+    const __m512i w = _mm512_zextsi256_si512(block_values(row[b]));
     const __m512i w_abs = _mm512_abs_epi8(w);
     const __mmask64 negative = _mm512_movepi8_mask(w);
     const float wd = h2f(row[b].d);
@@ -435,11 +496,20 @@ void gemm(const QuantGemmArgs& a, const Tile& tile) {
 void QuantGemmRows(const QuantGemmArgs& a) {
   auto at = [&](int64_t i) { return a.data + size_t(a.r0 + i) * a.row_bytes; };
   switch (a.dtype) {
-    case DType::Q8_0:
 #if WHALE_VNNI
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q8_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ8_0*>(at(i)), a, i, t); });
+    case DType::Q8_0:
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ8_0*>(at(i)), a, i, t); });
+    case DType::Q4_0:
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_0*>(at(i)), a, i, t); });
+    case DType::Q5_0:
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ5_0*>(at(i)), a, i, t); });
 #else
+    case DType::Q8_0:
       return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(i))}, a, i, t); });
+    case DType::Q4_0:
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ4_0{reinterpret_cast<const BlockQ4_0*>(at(i))}, a, i, t); });
+    case DType::Q5_0:
+      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ5_0{reinterpret_cast<const BlockQ5_0*>(at(i))}, a, i, t); });
 #endif
     case DType::Q4_K:
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3

@@ -1,4 +1,4 @@
-// SIMD kernels for block-quantized weights (Q8_0, Q4_K, Q6_K) times int8 activations.
+// SIMD kernels for block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) times int8 activations.
 // matmul.cpp quantizes the activations (quant.h's quantize_act_planar) and splits rows across
 // threads.
 #pragma once

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""GGUF files written by llama.cpp's own tools from the golden checkpoints (tests/golden/llamacpp).
+
+whale must load the files users already have: these come from llama.cpp's convert_hf_to_gguf.py
+(BF16, exactly the checkpoints' weights, and its own Python Q8_0) and from llama-quantize (Q4_K_M,
+which on these 64-wide tiny models falls back to Q5_0 and Q8_0 for every matrix, as the rows of
+DeepSeek-V2-Lite's 1408-wide ffn_down_exps do in real Q4_K_M files). tests/gguf_model_test.cpp checks them against
+the Hugging Face logits in each golden's expected.json.
+
+The checkpoints carry the tiny test tokenizer (tests/fixtures/tiny_tokenizer), which has
+DeepSeek-V3's pre-tokenizer but not its vocabulary, so the converter's pre-tokenizer check (a
+hash of token ids of a sample text) does not recognise it; the converter is told it is
+"deepseek-v3", which is what it would detect for the real tokenizer. Nothing else is changed.
+
+Needs a llama.cpp checkout built outside this repository (llama-quantize in build/bin) and the
+converter's Python requirements (torch, transformers, numpy, sentencepiece). From the repo root:
+    [LLAMA_CPP_COMMIT=sha] python3 tests/golden/make_llamacpp_ggufs.py /path/to/llama.cpp
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+OUT = os.path.join(HERE, "llamacpp")
+# golden checkpoint -> (converter outtypes, llama-quantize types from its BF16 file)
+# llama.cpp treats a deepseek2 model as "lite" (no q_lora_rank) only by its layer count (26, 27 or
+# 48 layers), so llama-quantize refuses the 2-layer v2_lite golden; its BF16 file still covers the
+# converter's no-q_lora layout.
+# llama-quantize has no fallback for Q4_0 and stops at the goldens' 16- and 24-wide matrices, so
+# Q4_0 is covered by whale's own files and the block fixtures (make_quant_fixtures.py) instead.
+FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"])}
+
+
+def convert(llama_cpp, model_dir, outtype, outfile):
+    sys.path.insert(0, llama_cpp)
+    sys.path.insert(1, os.path.join(llama_cpp, "gguf-py"))
+    import convert_hf_to_gguf  # llama.cpp's converter, as shipped
+    from conversion.base import TextModel
+
+    TextModel.get_vocab_base_pre = lambda self, tokenizer: "deepseek-v3"
+    sys.argv = ["convert_hf_to_gguf.py", model_dir, "--outtype", outtype, "--outfile", outfile]
+    convert_hf_to_gguf.main()
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    llama_cpp = os.path.abspath(sys.argv[1])
+    quantize = os.path.join(llama_cpp, "build", "bin", "llama-quantize")
+    os.makedirs(OUT, exist_ok=True)
+    commit = os.environ.get("LLAMA_CPP_COMMIT") or subprocess.run(
+        ["git", "-C", llama_cpp, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    made = {}
+    for golden, (outtypes, qtypes) in FILES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, golden)
+            os.makedirs(model)
+            for f in ("config.json", "model.safetensors"):
+                shutil.copy(os.path.join(HERE, golden, f), model)
+            for f in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(os.path.join(REPO, "tests", "fixtures", "tiny_tokenizer", f), model)
+            # Each conversion in a fresh interpreter: the converter keeps module-level state.
+            for outtype in outtypes:
+                dst = os.path.join(OUT, f"{golden}-{outtype}.gguf")
+                subprocess.run([sys.executable, __file__, "--convert", llama_cpp, model, outtype, dst], check=True)
+                made[os.path.basename(dst)] = f"convert_hf_to_gguf.py --outtype {outtype}"
+            for q in qtypes:
+                dst = os.path.join(OUT, f"{golden}-{q.lower()}.gguf")
+                subprocess.run([quantize, os.path.join(OUT, f"{golden}-bf16.gguf"), dst, q], check=True, capture_output=True)
+                made[os.path.basename(dst)] = f"llama-quantize {q} (from the converter's BF16 file)"
+    with open(os.path.join(OUT, "README.md"), "w") as f:
+        f.write("GGUF files written by llama.cpp's own tools (commit %s of the unslothai/llama.cpp mirror) from\n"
+                "the golden checkpoints with the tiny test tokenizer, by tests/golden/make_llamacpp_ggufs.py.\n\n" % commit)
+        for name, how in sorted(made.items()):
+            f.write(f"- `{name}`: {how}\n")
+    print(json.dumps(made, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--convert":
+        convert(*sys.argv[2:])
+    else:
+        main()
