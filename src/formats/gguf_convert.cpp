@@ -68,18 +68,17 @@ DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64
                   int64_t cols, bool matrix) {
   if (!matrix || name.find("_norm.weight") != std::string::npos || name.find("ffn_gate_inp") != std::string::npos)
     return DType::F32;
+  // llama-quant.cpp: in the 4-bit mixes the output matrix (or tied embeddings) gets Q6_K.
+  const bool output = name == "output.weight" || (tied && name == "token_embd.weight");
   switch (ft) {
     case GgufFileType::F32: return DType::F32;
     case GgufFileType::F16: return DType::F16;
     case GgufFileType::BF16: return DType::BF16;
     case GgufFileType::Q8_0: return fallback(DType::Q8_0, cols);
-    case GgufFileType::Q4_0:
-      // llama-quant.cpp: the output matrix (or tied embeddings) gets Q6_K, everything else Q4_0.
-      if (name == "output.weight" || (tied && name == "token_embd.weight")) return fallback(DType::Q6_K, cols);
-      return fallback(DType::Q4_0, cols);
+    case GgufFileType::Q4_0: return fallback(output ? DType::Q6_K : DType::Q4_0, cols);
     case GgufFileType::Q4_K_M: break;
   }
-  if (name == "output.weight" || (tied && name == "token_embd.weight")) return fallback(DType::Q6_K, cols);
+  if (output) return fallback(DType::Q6_K, cols);
   if (name.find("ffn_down") != std::string::npos && use_more_bits(layer, n_ffn_down)) return fallback(DType::Q6_K, cols);
   return fallback(DType::Q4_K, cols);
 }

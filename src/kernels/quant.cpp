@@ -141,19 +141,19 @@ void dequantize_q8_0(const BlockQ8_0* b, int64_t n, float* out) {
   }
 }
 
-void dequantize_q4_0(const BlockQ4_0* b, int64_t n, float* out) {
+namespace {
+// Q4_0 and Q5_0 differ only in how a level is stored (quant.h's level) and its offset.
+template <class Block>
+void dequantize_x_0(const Block* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n / 32; ++i) {
     const float d = h2f(b[i].d);
-    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(q4_0_value(b[i], j) - 8);
+    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(level(b[i], j) - kLevelOffset<Block>);
   }
 }
+}  // namespace
 
-void dequantize_q5_0(const BlockQ5_0* b, int64_t n, float* out) {
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = h2f(b[i].d);
-    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(q5_0_value(b[i], j) - 16);
-  }
-}
+void dequantize_q4_0(const BlockQ4_0* b, int64_t n, float* out) { dequantize_x_0(b, n, out); }
+void dequantize_q5_0(const BlockQ5_0* b, int64_t n, float* out) { dequantize_x_0(b, n, out); }
 
 void dequantize_q4_k(const BlockQ4_K* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n / 256; ++i) {
@@ -329,26 +329,22 @@ float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n) {
   return sum;
 }
 
+namespace {
 // Σ d·(q − offset)·x = d·x.d·(Σ q·x.q − offset·Σ x.q), as the SIMD kernels compute it.
-float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n) {
+template <class Block>
+float dot_x_0(const Block* w, const ActQ8* x, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n / 32; ++i) {
     int s = 0;
-    for (int j = 0; j < 32; ++j) s += q4_0_value(w[i], j) * int(x[i].q[j]);
-    sum += h2f(w[i].d) * x[i].d * float(s - 8 * x[i].sum);
+    for (int j = 0; j < 32; ++j) s += level(w[i], j) * int(x[i].q[j]);
+    sum += h2f(w[i].d) * x[i].d * float(s - kLevelOffset<Block> * x[i].sum);
   }
   return sum;
 }
+}  // namespace
 
-float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n) {
-  float sum = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
-    int s = 0;
-    for (int j = 0; j < 32; ++j) s += q5_0_value(w[i], j) * int(x[i].q[j]);
-    sum += h2f(w[i].d) * x[i].d * float(s - 16 * x[i].sum);
-  }
-  return sum;
-}
+float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n) { return dot_x_0(w, x, n); }
+float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n) { return dot_x_0(w, x, n); }
 
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n) {
   float sum = 0;

@@ -19,6 +19,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace whale {
 
@@ -82,12 +83,14 @@ float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n);
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n);
 float dot_q6_k(const BlockQ6_K* w, const ActQ8* x, int64_t n);
 
-// Value j (0..31) of a Q4_0 / Q5_0 block, before its offset (0..15 / 0..31).
-inline int q4_0_value(const BlockQ4_0& b, int j) { return j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4; }
-inline int q5_0_value(const BlockQ5_0& b, int j) {
+// Level j (0..31) of a Q4_0 / Q5_0 block, before its offset: 0..15 / 0..31; value = d·(level − offset).
+inline int level(const BlockQ4_0& b, int j) { return j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4; }
+inline int level(const BlockQ5_0& b, int j) {
   const int low4 = j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4;
   return low4 | (((b.qh[j / 8] >> (j % 8)) & 1) << 4);
 }
+template <class Block>
+constexpr int kLevelOffset = std::is_same_v<Block, BlockQ4_0> ? 8 : 16;  // Q4_0: 8, Q5_0: 16
 
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K block.
 void q4_k_scale_min(const uint8_t* scales, int j, uint8_t* scale, uint8_t* min);

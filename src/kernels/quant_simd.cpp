@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
@@ -124,7 +125,7 @@ struct RowQ8_0 {
 // ---- Q4_0 / Q5_0: 32 unsigned levels per block (values 0-15 in the low nibbles of qs, 16-31 in
 // the high ones; Q5_0's fifth bits from qh), offset 8 / 16. The offset is the "min" term:
 // d · offset · x.d · Σx.q.
-template <class Block, int kOffset>
+template <class Block>
 struct RowQx_0 {
   const Block* b;
   // Bits 4 of values 0-31 (Q5_0), 0 for Q4_0.
@@ -153,19 +154,16 @@ struct RowQx_0 {
       }
     } else {  // 32-lane vectors (and the scalar target): through a byte array
       alignas(64) uint8_t levels[32];
-      for (int v = 0; v < 32; ++v)
-        levels[v] = uint8_t((v < 16 ? blk.qs[v] & 0xf : blk.qs[v - 16] >> 4) | (((qh >> v) & 1) << 4));
+      for (int v = 0; v < 32; ++v) levels[v] = uint8_t(level(blk, v));
       for (size_t k = 0; k < 32 / N; ++k) out.v[k] = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(du8, levels + k * N)));
     }
     const float d = h2f(blk.d);
-    out.min = d * float(kOffset);
+    out.min = d * float(kLevelOffset<Block>);
     return d;
   }
   static constexpr bool kHasMin = true;
   static constexpr int kPerBlock = 1;
 };
-using RowQ4_0 = RowQx_0<BlockQ4_0, 8>;
-using RowQ5_0 = RowQx_0<BlockQ5_0, 16>;
 
 // ---- Q4_K: sub-block j % 8 of super-block j / 8: nibbles times the 6-bit scale (folded into
 // the int16 values), minus dmin · min · Σx.
@@ -412,12 +410,14 @@ HWY_INLINE __m256i nibble_values(const uint8_t* qs) {
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), low4 = _mm_set1_epi8(0x0f);
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
 }
-HWY_INLINE __m256i block_values(const BlockQ4_0& b) { return _mm256_sub_epi8(nibble_values(b.qs), _mm256_set1_epi8(8)); }
+HWY_INLINE __m256i block_values(const BlockQ4_0& b) {
+  return _mm256_sub_epi8(nibble_values(b.qs), _mm256_set1_epi8(kLevelOffset<BlockQ4_0>));
+}
 HWY_INLINE __m256i block_values(const BlockQ5_0& b) {
   uint32_t qh;  // bit j: bit 4 of value j
   std::memcpy(&qh, b.qh, 4);
   const __m256i levels = _mm256_or_si256(nibble_values(b.qs), _mm256_maskz_set1_epi8(__mmask32(qh), 0x10));
-  return _mm256_sub_epi8(levels, _mm256_set1_epi8(16));
+  return _mm256_sub_epi8(levels, _mm256_set1_epi8(kLevelOffset<BlockQ5_0>));
 }
 
 // ---- Q8_0, Q4_0, Q5_0 with VNNI: two blocks (64 values) per vector. vpdpbusd multiplies
@@ -495,33 +495,38 @@ void gemm(const QuantGemmArgs& a, const Tile& tile) {
 
 void QuantGemmRows(const QuantGemmArgs& a) {
   auto at = [&](int64_t i) { return a.data + size_t(a.r0 + i) * a.row_bytes; };
+  // The generic tile over rows of Row (RowQ8_0, RowQx_0<...>, ...); unused on targets where
+  // every type has a kernel of its own.
+  [[maybe_unused]] auto generic = [&](auto row_type) {
+    using Row = decltype(row_type);
+    using Block = std::remove_const_t<std::remove_pointer_t<decltype(Row::b)>>;
+    gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(Row{reinterpret_cast<const Block*>(at(i))}, a, i, t); });
+  };
+#if WHALE_VNNI
+  // The VNNI tile over rows of a 32-value block type (Q8_0, Q4_0, Q5_0).
+  auto x_0 = [&](auto block_type) {
+    using Block = decltype(block_type);
+    gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const Block*>(at(i)), a, i, t); });
+  };
+#endif
   switch (a.dtype) {
 #if WHALE_VNNI
-    case DType::Q8_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ8_0*>(at(i)), a, i, t); });
-    case DType::Q4_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_0*>(at(i)), a, i, t); });
-    case DType::Q5_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const BlockQ5_0*>(at(i)), a, i, t); });
+    case DType::Q8_0: return x_0(BlockQ8_0{});
+    case DType::Q4_0: return x_0(BlockQ4_0{});
+    case DType::Q5_0: return x_0(BlockQ5_0{});
 #else
-    case DType::Q8_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ8_0{reinterpret_cast<const BlockQ8_0*>(at(i))}, a, i, t); });
-    case DType::Q4_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ4_0{reinterpret_cast<const BlockQ4_0*>(at(i))}, a, i, t); });
-    case DType::Q5_0:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ5_0{reinterpret_cast<const BlockQ5_0*>(at(i))}, a, i, t); });
+    case DType::Q8_0: return generic(RowQ8_0{});
+    case DType::Q4_0: return generic(RowQx_0<BlockQ4_0>{});
+    case DType::Q5_0: return generic(RowQx_0<BlockQ5_0>{});
 #endif
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
     case DType::Q4_K:
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
       return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q4_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_K*>(at(i)), a, i, t); });
-#else
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ4_K{reinterpret_cast<const BlockQ4_K*>(at(i))}, a, i, t); });
-#endif
     case DType::Q6_K:
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
       return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q6_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ6_K*>(at(i)), a, i, t); });
 #else
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(RowQ6_K{reinterpret_cast<const BlockQ6_K*>(at(i))}, a, i, t); });
+    case DType::Q4_K: return generic(RowQ4_K{});
+    case DType::Q6_K: return generic(RowQ6_K{});
 #endif
     default: return;
   }
