@@ -403,71 +403,114 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 }
 
 #if WHALE_VNNI
-// The 32 values of a block as signed int8 (levels minus the offset for Q4_0/Q5_0).
-HWY_INLINE __m256i block_values(const BlockQ8_0& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)); }
-// Q4_0/Q5_0: low nibbles are values 0-15, high nibbles 16-31.
-HWY_INLINE __m256i nibble_values(const uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), low4 = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
+// ---- Q8_0, Q4_0, Q5_0 with VNNI, in groups of eight blocks (256 values): two blocks per
+// vector, so each 8-lane half of the int32 sums of vpdpbusd (four byte products per lane) is one
+// block. The eight weight scales are converted together, multiplied by the eight activation
+// scales once per token, and each pair of blocks takes its two with one permute.
+//
+// vpdpbusd multiplies unsigned by signed bytes. Q4_0/Q5_0 levels are unsigned (0-15 / 0-31):
+// they enter as they are, and the offset comes back as d · offset · x.d · Σx.q per block, from
+// the activation sums. Q8_0 values are signed: they enter as |w| and the activations take w's
+// sign (llama.cpp's trick; the activations are within ±127, so negating them cannot overflow).
+//
+// The 64 weight bytes of blocks b and b + 1 as vpdpbusd's unsigned operand (the row's last
+// group may hold only b, or neither: zero), and for Q8_0 the mask of negative weights.
+struct PairQ8_0 {
+  __m512i u = _mm512_setzero_si512();
+  __mmask64 negative = 0;
+  PairQ8_0(const BlockQ8_0* b, int present) {
+    if (present == 0) return;
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].q));
+    const __m512i w = present == 2 ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].q)), 1)
+                                   : _mm512_zextsi256_si512(lo);
+    u = _mm512_abs_epi8(w);
+    negative = _mm512_movepi8_mask(w);
+  }
+  HWY_INLINE __m512i signed_x(__m512i x) const { return _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x); }
+};
+// Q4_0/Q5_0: 16 bytes of nibbles per block (values 0-15 low, 16-31 high): the 128-bit chunks of
+// the vector are [qs_b, qs_b, qs_b+1, qs_b+1], shifted by 0, 4, 0, 4 bits and masked.
+template <class Block>
+HWY_INLINE __m512i pair_nibbles(const Block* b, int present) {
+  if (present == 0) return _mm512_setzero_si512();
+  const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs));
+  const __m256i q = present == 2 ? _mm256_inserti128_si256(_mm256_castsi128_si256(q0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)), 1)
+                                 : _mm256_zextsi128_si256(q0);
+  const __m512i dup = _mm512_shuffle_i64x2(_mm512_castsi256_si512(q), _mm512_castsi256_si512(q), 0x50);
+  const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  return _mm512_and_si512(_mm512_srlv_epi64(dup, shift), _mm512_set1_epi8(0x0f));
 }
-HWY_INLINE __m256i block_values(const BlockQ4_0& b) {
-  return _mm256_sub_epi8(nibble_values(b.qs), _mm256_set1_epi8(kLevelOffset<BlockQ4_0>));
-}
-HWY_INLINE __m256i block_values(const BlockQ5_0& b) {
-  uint32_t qh;  // bit j: bit 4 of value j
-  std::memcpy(&qh, b.qh, 4);
-  const __m256i levels = _mm256_or_si256(nibble_values(b.qs), _mm256_maskz_set1_epi8(__mmask32(qh), 0x10));
-  return _mm256_sub_epi8(levels, _mm256_set1_epi8(kLevelOffset<BlockQ5_0>));
+struct PairQ4_0 {
+  __m512i u;
+  PairQ4_0(const BlockQ4_0* b, int present) : u(pair_nibbles(b, present)) {}
+  HWY_INLINE __m512i signed_x(__m512i x) const { return x; }
+};
+struct PairQ5_0 {
+  __m512i u;
+  PairQ5_0(const BlockQ5_0* b, int present) {
+    uint32_t h0 = 0, h1 = 0;  // bit j: bit 4 of value j
+    if (present >= 1) std::memcpy(&h0, b[0].qh, 4);
+    if (present == 2) std::memcpy(&h1, b[1].qh, 4);
+    const __m512i low4 = pair_nibbles(b, present);
+    u = _mm512_mask_add_epi8(low4, __mmask64(h0 | uint64_t(h1) << 32), low4, _mm512_set1_epi8(0x10));
+  }
+  HWY_INLINE __m512i signed_x(__m512i x) const { return x; }
+};
+template <class Block> struct PairOf;
+template <> struct PairOf<BlockQ8_0> { using type = PairQ8_0; };
+template <> struct PairOf<BlockQ4_0> { using type = PairQ4_0; };
+template <> struct PairOf<BlockQ5_0> { using type = PairQ5_0; };
+
+// Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
+template <int T, class Block>
+HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
+  using Pair = typename PairOf<Block>::type;
+  constexpr bool kOffset = !std::is_same_v<Block, BlockQ8_0>;
+  const Block* b = row + g;
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
+  for (size_t off = 0; off < 8 * sizeof(Block); off += 64) hwy::Prefetch(p + off);
+  alignas(16) uint16_t d16[8] = {};
+  for (int k = 0; k < n; ++k) d16[k] = b[k].d;
+  const __m256 wd = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d16)));
+  const int pairs = (n + 1) / 2;
+  auto present = [n](int q) { return std::clamp(n - 2 * q, 0, 2); };  // blocks of pair q in the group
+  const Pair w[4] = {Pair(b, present(0)), Pair(b + 2, present(1)), Pair(b + 4, present(2)), Pair(b + 6, present(3))};
+  const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+  const __mmask8 blocks = __mmask8((1u << n) - 1);
+  const __mmask64 last = n % 2 ? ~0ull >> 32 : ~0ull;  // bytes of the last pair's blocks
+#pragma GCC unroll 4
+  for (int j = 0; j < T; ++j) {
+    const int64_t tok = t + j;
+    const int8_t* x = a.x.q + tok * a.x.ld_values + g * 32;
+    const int64_t xb = tok * a.x.ld_blocks + g;
+    const __m256 f = _mm256_mul_ps(wd, _mm256_maskz_loadu_ps(blocks, a.x.d + xb));  // w.d · x.d per block
+    if (kOffset) offs[j] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(blocks, a.x.sum + xb)), offs[j]);
+    const __m512 f2 = _mm512_castps256_ps512(f);
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      if (q >= pairs) break;
+      const __m512i xv = _mm512_maskz_loadu_epi8(q == pairs - 1 ? last : ~0ull, x + 64 * q);
+      const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[q].u, w[q].signed_x(xv));
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j]);
+    }
+  }
 }
 
-// ---- Q8_0, Q4_0, Q5_0 with VNNI: two blocks (64 values) per vector. vpdpbusd multiplies
-// unsigned by signed bytes, so the weights enter as |w| and the activations with w's sign
-// (llama.cpp's trick; the activations are within ±127, so negating them cannot overflow). Each
-// 8-lane half of the int32 sums is one block, scaled in float by w.d · x.d.
 template <int T, class Block>
 HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
-  const __m512i zero = _mm512_setzero_si512(), idx01 = pair_index(0, 1);
   __m512 acc[T];
-  __m512 tail[T];
-  const int8_t* xq[T];
-  const float* xd[T];
+  __m256 offs[T];  // Σ w.d · x.d · Σx.q over blocks (Q4_0/Q5_0's offset term)
   for (int j = 0; j < T; ++j) {
     acc[j] = _mm512_setzero_ps();
-    tail[j] = _mm512_setzero_ps();
-    xq[j] = a.x.q + (t + j) * a.x.ld_values;
-    xd[j] = a.x.d + (t + j) * a.x.ld_blocks;
+    offs[j] = _mm256_setzero_ps();
   }
-  int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(row + b) + kPrefetchAhead;
-    hwy::Prefetch(p);
-    hwy::Prefetch(p + 2 * sizeof(Block) - 1);
-    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(block_values(row[b])), block_values(row[b + 1]), 1);
-    const __m512i w_abs = _mm512_abs_epi8(w);
-    const __mmask64 negative = _mm512_movepi8_mask(w);
-    const __m512 wd = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(h2f(row[b].d))), _mm256_set1_ps(h2f(row[b + 1].d)), 1);
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) {
-      const __m512i x = _mm512_loadu_si512(xq[j] + b * 32);
-      const __m512i isum = _mm512_dpbusd_epi32(zero, w_abs, _mm512_mask_sub_epi8(x, negative, zero, x));
-      // x.d of blocks b and b + 1 (a 64-bit load: no read past the last block), one per half.
-      const __m512 two = _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(xd[j] + b))));
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_permutexvar_ps(idx01, two)), acc[j]);
-    }
-  }
-  if (b < blocks) {  // an odd last block in the lower half (upper half zero)
-    const __m512i w = _mm512_zextsi256_si512(block_values(row[b]));
-    const __m512i w_abs = _mm512_abs_epi8(w);
-    const __mmask64 negative = _mm512_movepi8_mask(w);
-    const float wd = h2f(row[b].d);
-    for (int j = 0; j < T; ++j) {
-      const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[j] + b * 32)));
-      const __m512i isum = _mm512_dpbusd_epi32(zero, w_abs, _mm512_mask_sub_epi8(x, negative, zero, x));
-      tail[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wd * xd[j][b]));
-    }
-  }
-  for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], tail[j]));
+  int64_t g = 0;
+  for (; g + 8 <= blocks; g += 8) group_x_0<T>(row, g, 8, a, t, acc, offs);
+  if (g < blocks) group_x_0<T>(row, g, int(blocks - g), a, t, acc, offs);
+  constexpr float kOffset = std::is_same_v<Block, BlockQ8_0> ? 0.0f : float(kLevelOffset<Block>);
+  for (int j = 0; j < T; ++j)
+    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - kOffset * _mm512_reduce_add_ps(_mm512_zextps256_ps512(offs[j]));
 }
 #endif  // VNNI
 #pragma GCC diagnostic pop
