@@ -84,7 +84,7 @@ TEST(Quant, ActivationsRoundHalfToEven) {
     else x[i] = i % 32 == 0 ? 127.0f : (i % 5 == 0 ? float(int(i % 250) - 125) + 0.5f : std::clamp(40.0f * nd(rng), -126.0f, 126.0f));
   }
   std::vector<ActQ8> q(64);
-  quantize_act(x.data(), int64_t(x.size()), q.data());
+  quantize_act(x.data(), int64_t(x.size()), 32, q.data());
   for (size_t b = 0; b < q.size(); ++b) {
     float amax = 0;
     for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[b * 32 + size_t(k)]));
@@ -96,6 +96,35 @@ TEST(Quant, ActivationsRoundHalfToEven) {
       sum += int(want);
     }
     ASSERT_EQ(q[b].sum, sum);
+  }
+}
+
+// K-type activations: one scale per 256 values (the largest of the 256 is 127 steps), repeated in
+// each of the eight blocks, with the blocks' own sums; act_scale_span names the span per type.
+TEST(Quant, SuperBlockActivationsShareOneScale) {
+  EXPECT_EQ(act_scale_span(DType::Q8_0), 32);
+  EXPECT_EQ(act_scale_span(DType::Q5_0), 32);
+  EXPECT_EQ(act_scale_span(DType::Q4_K), 256);
+  EXPECT_EQ(act_scale_span(DType::Q6_K), 256);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(256 * 3);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = nd(rng) * (i / 32 % 8 == 3 ? 20.0f : 1.0f);  // one loud block per 256
+  std::vector<ActQ8> q(x.size() / 32);
+  quantize_act(x.data(), int64_t(x.size()), 256, q.data());
+  for (size_t sb = 0; sb < 3; ++sb) {
+    float amax = 0;
+    for (size_t k = 0; k < 256; ++k) amax = std::max(amax, std::fabs(x[sb * 256 + k]));
+    for (size_t b = sb * 8; b < sb * 8 + 8; ++b) {
+      ASSERT_EQ(q[b].d, amax / 127.0f) << "block " << b;
+      int sum = 0;
+      for (int k = 0; k < 32; ++k) {
+        const long want = std::lrintf(x[b * 32 + size_t(k)] * (127.0f / amax));
+        ASSERT_EQ(q[b].q[k], want) << "block " << b;
+        sum += int(want);
+      }
+      ASSERT_EQ(q[b].sum, sum);
+    }
   }
 }
 

@@ -48,7 +48,7 @@ struct Source {
   int64_t rows, cols;  // the 2-D view rows are produced in (vectors: 1 row)
   std::function<void(int64_t, float*)> row;
   // For tensors whose rows are not rows of a source (a transpose): all rows × cols at once.
-  std::function<void(float*)> whole;
+  std::function<void(float*)> whole = {};
   DType dtype = DType::F32;
 };
 

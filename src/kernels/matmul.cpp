@@ -65,21 +65,24 @@ GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int6
 }
 }  // namespace
 
-// Activations of block-quantized products: int8 blocks of 32 per token.
+// Activations of block-quantized products: int8 blocks of 32 per token, one scale per `span`
+// values (quant.h's act_scale_span of the weight type).
 struct QuantizedActivations {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
+  int64_t span;
   ActArgs args;
   // Tokens are quantized in parallel (a prompt's worth on one thread was 5% of prefill).
-  QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols, ThreadPool* pool) {
+  QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols, int64_t span, ThreadPool* pool)
+      : span(span) {
     const int64_t blocks = cols / 32;
     q.resize(size_t(n_tok * cols));
     d.resize(size_t(n_tok * blocks));
     sum.resize(size_t(n_tok * blocks));
     auto tokens = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
-        quantize_act_planar(x + t * ldx, cols, q.data() + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
+        quantize_act_planar(x + t * ldx, cols, span, q.data() + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
     };
     if (pool && n_tok > 1) pool->parallel_for(n_tok, tokens, 4);
     else tokens(0, n_tok);
@@ -90,7 +93,7 @@ struct QuantizedActivations {
 float dot_row(const Weight& w, int64_t r, const float* x) {
   float y;
   if (is_block_quantized(w.dtype)) {
-    QuantizedActivations a(x, w.cols, 1, w.cols, nullptr);
+    QuantizedActivations a(x, w.cols, 1, w.cols, act_scale_span(w.dtype), nullptr);
     quant_gemm_rows_simd({w.dtype, w.data, w.row_bytes(), w.cols, r, r + 1, a.args, 1, &y, 1});
     return y;
   }
@@ -112,7 +115,7 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
     });
   };
   if (is_block_quantized(w.dtype)) {
-    const QuantizedActivations act(x, ldx, n_tok, w.cols, &pool);
+    const QuantizedActivations act(x, ldx, n_tok, w.cols, act_scale_span(w.dtype), &pool);
     in_bands(QuantGemmArgs{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, act.args, n_tok, y, ldy},
              quant_gemm_rows_simd);
     return;
@@ -121,7 +124,8 @@ void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
 }
 
 void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
-  // Activations quantized once per distinct input (gate and up projections share theirs).
+  // Activations quantized once per distinct input and scale span (gate and up projections share
+  // theirs).
   std::vector<std::unique_ptr<QuantizedActivations>> acts;
   std::vector<const QuantizedActivations*> act_of(jobs.size(), nullptr);
   std::vector<int64_t> first_band(jobs.size() + 1, 0);  // bands of job j: [first_band[j], first_band[j + 1])
@@ -133,10 +137,12 @@ void matmul_batch(const std::vector<MatmulJob>& jobs, ThreadPool& pool) {
       continue;
     }
     if (job.n_tok <= 0) continue;
+    const int64_t span = act_scale_span(job.w->dtype);
     for (size_t k = 0; k < j && !act_of[j]; ++k)
-      if (act_of[k] && jobs[k].x == job.x && jobs[k].n_tok == job.n_tok && jobs[k].w->cols == job.w->cols) act_of[j] = act_of[k];
+      if (act_of[k] && jobs[k].x == job.x && jobs[k].n_tok == job.n_tok && jobs[k].w->cols == job.w->cols && act_of[k]->span == span)
+        act_of[j] = act_of[k];
     if (!act_of[j]) {
-      acts.push_back(std::make_unique<QuantizedActivations>(job.x, job.w->cols, job.n_tok, job.w->cols, &pool));
+      acts.push_back(std::make_unique<QuantizedActivations>(job.x, job.w->cols, job.n_tok, job.w->cols, span, &pool));
       act_of[j] = acts.back().get();
     }
   }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace whale {
 
@@ -292,31 +293,48 @@ void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out) {
 }
 
 namespace {
-// One block of 32 activations: q = round(x · 127 / amax), d = amax / 127, returns Σ q.
-inline int32_t quantize_act_block(const float* __restrict x, int8_t* __restrict q, float* d) {
+// `span` activations (a multiple of 32) with one scale: q = round(x · 127 / amax), d = amax / 127,
+// in blocks of 32 with their sums Σ q.
+inline void quantize_act_span(const float* __restrict x, int64_t span, int8_t* __restrict q, float* d, int32_t* sum) {
   float amax = 0;
-  for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[k]));
-  *d = amax / 127.0f;
+  for (int64_t k = 0; k < span; ++k) amax = std::max(amax, std::fabs(x[k]));
   const float id = amax ? 127.0f / amax : 0.0f;
-  // Round half to even, as lrintf does in the default rounding mode, but in a form the
-  // compiler vectorizes: adding and removing 1.5·2²³ leaves the float rounded to an integer
-  // (|value| ≤ 127 here, far inside the range where that holds; the build keeps the multiply
-  // unfused, see CMakeLists.txt).
-  constexpr float kRound = 12582912.0f;
-  int8_t out[32];
-  int32_t s = 0;
-  for (int k = 0; k < 32; ++k) s += (out[k] = int8_t(int((x[k] * id + kRound) - kRound)));
-  std::memcpy(q, out, 32);
-  return s;
+  for (int64_t b = 0; b < span / 32; ++b) {
+    // Round half to even, as lrintf does in the default rounding mode, but in a form the
+    // compiler vectorizes: adding and removing 1.5·2²³ leaves the float rounded to an integer
+    // (|value| ≤ 127 here, far inside the range where that holds; the build keeps the multiply
+    // unfused, see CMakeLists.txt).
+    constexpr float kRound = 12582912.0f;
+    int8_t out[32];
+    int32_t s = 0;
+    for (int k = 0; k < 32; ++k) s += (out[k] = int8_t(int((x[b * 32 + k] * id + kRound) - kRound)));
+    std::memcpy(q + b * 32, out, 32);
+    d[b] = amax / 127.0f;
+    sum[b] = s;
+  }
 }
 }  // namespace
 
-void quantize_act(const float* x, int64_t n, ActQ8* out) {
-  for (int64_t i = 0; i < n / 32; ++i) out[i].sum = quantize_act_block(x + i * 32, out[i].q, &out[i].d);
+int64_t act_scale_span(DType w) { return dtype_block_elems(w); }
+
+void quantize_act(const float* x, int64_t n, int64_t span, ActQ8* out) {
+  if (span % 32 != 0 || span > 256) fail("quantize_act: span ", span, " is not 32 to 256 in steps of 32");
+  int8_t q[256];
+  float d[8];
+  int32_t sum[8];
+  for (int64_t i = 0; i < n / span; ++i) {
+    quantize_act_span(x + i * span, span, q, d, sum);
+    for (int64_t b = 0; b < span / 32; ++b) {
+      ActQ8& o = out[i * (span / 32) + b];
+      std::memcpy(o.q, q + b * 32, 32);
+      o.d = d[b];
+      o.sum = sum[b];
+    }
+  }
 }
 
-void quantize_act_planar(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum) {
-  for (int64_t i = 0; i < n / 32; ++i) sum[i] = quantize_act_block(x + i * 32, q + i * 32, d + i);
+void quantize_act_planar(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum) {
+  for (int64_t i = 0; i < n / span; ++i) quantize_act_span(x + i * span, span, q + i * span, d + i * span / 32, sum + i * span / 32);
 }
 
 float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n) {

@@ -12,14 +12,18 @@
 //   Q6_K  256 values  { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; } 16 sub-blocks of 16:
 //                     v = d·scale·(q − 32), q 6 bits (4 from ql, 2 from qh)
 //
-// Activations are quantized per token to int8 blocks of 32 with a float32 scale and the sum of
-// the block's integers (for Q4_K's mins and the offsets of Q4_0/Q5_0), so products are integer dot products as in
-// llama.cpp; one scale per 32 values (llama.cpp uses one per 256 for the K types) keeps
-// more precision and gives all weight types one activation format.
+// Activations are quantized per token to int8 with one float32 scale per weight block, as in
+// llama.cpp (Q8_0 for the 32-value types, Q8_K for the K types): products are then integer dot
+// products, and a K-type super-block of 256 products sums in int32 with the integer sub-block
+// scales before it meets a float. They are stored in blocks of 32 for every weight type (the
+// scale repeated across a super-block) with the sum of each block's integers (for Q4_K's mins
+// and the offsets of Q4_0/Q5_0), so one format and one scalar reference serve all types.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+
+#include "core/dtype.h"
 
 namespace whale {
 
@@ -71,9 +75,14 @@ void quantize_q5_0(const float* x, int64_t n, BlockQ5_0* out);
 void quantize_q4_k(const float* x, int64_t n, BlockQ4_K* out);
 void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out);
 
-void quantize_act(const float* x, int64_t n, ActQ8* out);  // n a multiple of 32
+// n values with one scale per `span` values (32, or 256 for the K types: see act_scale_span);
+// n a multiple of span.
+void quantize_act(const float* x, int64_t n, int64_t span, ActQ8* out);
 // The same values in separate arrays, the layout the SIMD kernels read: q[n], d[n/32], sum[n/32].
-void quantize_act_planar(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum);
+void quantize_act_planar(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum);
+// Values per activation scale for products with weights of type w: its block size (32, or 256
+// for Q4_K and Q6_K, whose SIMD kernels read one activation scale per super-block).
+int64_t act_scale_span(DType w);
 
 // Scalar dot products of a quantized row of n values with quantized activations: the
 // reference the SIMD kernels are tested against.

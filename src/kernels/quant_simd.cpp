@@ -261,13 +261,15 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-// ---- Q4_K on AVX-512: a whole super-block (256 values) per step, in int8. vpmaddubsw multiplies
-// the unsigned nibbles by the int8 activations and adds pairs into int16 (at most 2·15·127, no
-// saturation), vpmaddwd adds pairs of those into int32: one pair of instructions covers 64
-// products, and each 8-lane half of the result belongs to one sub-block, scaled in float by
-// d·scale·x.d. The generic kernel above spends most of its time in per-sub-block scalar work
-// (scale unpacking, f16 conversions) and int16 widening; this one unpacks the eight scales and
-// mins of a super-block together with two byte shuffles and converts them as one vector.
+// ---- Q4_K on AVX-512: a whole super-block (256 values) per step, in int8, with one activation
+// scale per super-block (quant.h). vpmaddubsw multiplies the unsigned nibbles by the int8
+// activations and adds pairs into int16 (at most 2·15·127, no saturation); vpdpwssd (VNNI;
+// vpmaddwd + vpaddd otherwise) multiplies those by the sub-blocks' 6-bit scales and adds pairs
+// into the int32 sums of the super-block (|Σ| ≤ 256·63·15·127 < 2³¹). Floats appear once per
+// super-block and token: d · x.d times the sums, and dmin · x.d times Σ min · Σx.q of the mins.
+// The generic kernel above spends most of its time in per-sub-block scalar work (scale
+// unpacking, f16 conversions) and int16 widening; this one unpacks the eight scales and mins of
+// a super-block together with two byte shuffles.
 //
 // Bytes 0-7: the 6-bit scales, 8-15: the mins of the super-block whose `scales` field starts at
 // `packed` (see q4_k_scale_min: sub-blocks 0-3 keep theirs in the low 6 bits of bytes 0-3 /
@@ -287,13 +289,12 @@ HWY_INLINE __m128i q4_k_scales_mins(const uint8_t* packed) {
   return _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16(hi, 2), _mm_set1_epi8(0x30)));
 }
 
-// Σ of each 4 adjacent u8 · i8 products as int32 lanes: one instruction with VNNI; otherwise
-// vpmaddubsw then vpmaddwd, which is exact while pairs of products fit int16 (|u8| ≤ 63 here).
-HWY_INLINE __m512i dot_u8i8(__m512i u, __m512i s) {
+// acc + the sums of each pair of int16 products, as int32 lanes: one instruction with VNNI.
+HWY_INLINE __m512i madd16_acc(__m512i acc, __m512i a, __m512i b) {
 #if WHALE_VNNI
-  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+  return _mm512_dpwssd_epi32(acc, a, b);
 #else
-  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
 #endif
 }
 
@@ -302,15 +303,20 @@ HWY_INLINE __m512i pair_index(int a, int b) {
   return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
 }
 
+// int16 lanes 0-15 take element a, lanes 16-31 element b of a vector of int16 (vpermw indices).
+HWY_INLINE __m512i pair_index16(int a, int b) {
+  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi16(int16_t(a))), _mm256_set1_epi16(int16_t(b)), 1);
+}
+
 template <int T>
 HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
   // Nibble vector p holds sub-blocks 2p and 2p + 1, i.e. values 64p .. 64p + 63 in order: the
   // 32 bytes q[32p ..] twice, the upper copy shifted down by a nibble. So each vector meets 64
-  // contiguous activations, and its 8-lane halves are activation blocks 2p and 2p + 1.
+  // contiguous activations, and its int16 halves (after vpmaddubsw) are sub-blocks 2p, 2p + 1.
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
+  const __m512i scale_idx[4] = {pair_index16(0, 1), pair_index16(2, 3), pair_index16(4, 5), pair_index16(6, 7)};
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -320,31 +326,30 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   for (int64_t s = 0; s < supers; ++s) {
     const BlockQ4_K& b = row[s];
     prefetch_ahead(&b);
-    // d · scales (lanes 0-7) and dmin · mins (lanes 8-15); d and dmin are adjacent f16 values.
-    uint32_t d_dmin;
-    std::memcpy(&d_dmin, &b, 4);  // d, dmin: the block's first four bytes
-    const __m512 d2 = _mm512_permutexvar_ps(idx[0], _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(d_dmin)))));
-    const __m512 sm = _mm512_mul_ps(d2, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4_k_scales_mins(b.scales))));
-    const __m256 scale = _mm512_castps512_ps256(sm), min = _mm512_extractf32x8_ps(sm, 1);
-    __m512i w[4];
+    const float d = h2f(b.d), dmin = h2f(b.dmin);
+    const __m128i scales_mins = q4_k_scales_mins(b.scales);
+    const __m512i sm16 = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(scales_mins));  // int16: scales 0-7, mins 8-15
+    const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+    __m512i w[4], sc[4];
     for (int p = 0; p < 4; ++p) {
       const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * p)));
       w[p] = _mm512_and_si512(_mm512_srlv_epi16(both, nibble_shift), low4);
+      sc[p] = _mm512_permutexvar_epi16(scale_idx[p], sm16);
     }
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
       const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
       const int64_t xb = tok * a.x.ld_blocks + s * 8;
-      const __m256 xd = _mm256_loadu_ps(a.x.d + xb);
-      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(scale, xd));  // d·scale·x.d per sub-block
-      mins[j] = _mm256_fmadd_ps(_mm256_mul_ps(min, xd),
-                                _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb))), mins[j]);
+      const float xd = a.x.d[xb];  // the same for the super-block's eight blocks
+      __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-      for (int p = 0; p < 4; ++p) {
-        const __m512i isum = dot_u8i8(w[p], _mm512_loadu_si512(x + 64 * p));
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[p], f), acc[j]);
-      }
+      for (int p = 0; p < 4; ++p) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[p], _mm512_loadu_si512(x + 64 * p)), sc[p]);
+      // Σ min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low
+      // int16 is the value and the high one its sign) with the mins (high int16 zero).
+      const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb)), min32);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[j]);
+      mins[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * xd), mins[j]);
     }
   }
   for (int j = 0; j < T; ++j)
@@ -353,9 +358,10 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
 
 // ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give
 // two vectors of 64 values (low nibbles: values 0-63, high nibbles: 64-127), each completed by
-// its two bits from qh; the activations of each are 64 contiguous bytes. The int8 scales (one
-// per 16 values) are applied by vpmaddwd itself, and the −32 offset by subtracting the
-// product of 32 with the activations before it.
+// its two bits from qh; the activations of each are 64 contiguous bytes. vpmaddubsw of the
+// unsigned 6-bit values minus that of 32 (the offset) gives int16 pairs within ±(2·63 + 2·32)·127;
+// the int8 scales (one per 16 values) multiply them in vpdpwssd into the int32 sums of the
+// super-block (|Σ| ≤ 256·32·128·127 < 2³¹), converted once per super-block and token.
 template <int T>
 HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
@@ -367,7 +373,6 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
     for (int l = 0; l < 32; ++l) ix[l] = int16_t(4 * v + l / 8);
     scale_idx[v] = _mm512_load_si512(ix);
   }
-  const __m512i fidx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
   __m512 acc[T];
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t s = 0; s < supers; ++s) {
@@ -384,19 +389,19 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
       w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hi_hi);
     }
     for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(scale_idx[v], sc16);
-    const __m256 d = _mm256_set1_ps(h2f(b.d));
+    const float d = h2f(b.d);
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
       const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
-      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(d, _mm256_loadu_ps(a.x.d + tok * a.x.ld_blocks + s * 8)));
+      const float xd = a.x.d[tok * a.x.ld_blocks + s * 8];  // the same for the super-block's eight blocks
+      __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
         const __m512i xv = _mm512_loadu_si512(x + 64 * v);
-        const __m512i pairs = _mm512_sub_epi16(_mm512_maddubs_epi16(w[v], xv), _mm512_maddubs_epi16(c32, xv));
-        const __m512i isum = _mm512_madd_epi16(pairs, sc[v]);
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(fidx[v], f), acc[j]);
+        isum = madd16_acc(isum, _mm512_sub_epi16(_mm512_maddubs_epi16(w[v], xv), _mm512_maddubs_epi16(c32, xv)), sc[v]);
       }
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[j]);
     }
   }
   for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]);

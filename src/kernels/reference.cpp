@@ -53,7 +53,7 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
     case DType::F8_E4M3: return dot_fp8(w, r, x);
     case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: {
       std::vector<ActQ8> a(static_cast<size_t>(w.cols / 32));
-      quantize_act(x, w.cols, a.data());
+      quantize_act(x, w.cols, act_scale_span(w.dtype), a.data());
       const uint8_t* p = w.row(r);
       switch (w.dtype) {
         case DType::Q8_0: return dot_q8_0(reinterpret_cast<const BlockQ8_0*>(p), a.data(), w.cols);
