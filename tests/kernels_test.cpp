@@ -320,3 +320,50 @@ TEST(Swiglu, SimdMatchesTheScalarReference) {
 
 }  // namespace
 }  // namespace whale
+
+// The target list of a file that calls hwy::SupportedAndGeneratedTargets is its own: this one
+// adds no targets beyond Highway's defaults, as attention_simd.cpp.
+#include <hwy/targets.h>
+
+#include "kernels/attention.h"
+
+namespace whale {
+namespace {
+
+// Decode's attention-weighted latent sum on every instruction set this CPU has: head counts
+// around the 8-head register tile, column ranges with partial vectors and offsets, rows that are
+// not contiguous (paged cache). Bitwise equal to the fused scalar loop where the target has FMA
+// (checked on the best target: every x86 AVX-512 or AVX2 CPU), within rounding otherwise.
+TEST(WeightedRows, SimdMatchesTheScalarReference) {
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int64_t targets_best = hwy::SupportedAndGeneratedTargets().front();
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (int64_t H : {1, 8, 16, 19})
+      for (int64_t n_rows : {1, 7, 70}) {
+        const int64_t width = 600;
+        std::vector<float> storage(size_t(n_rows * (width + 40))), p(size_t(n_rows * H));
+        for (auto& v : storage) v = u(g);
+        for (auto& v : p) v = u(g);
+        std::vector<const float*> rows(static_cast<size_t>(n_rows));
+        for (int64_t j = 0; j < n_rows; ++j) rows[size_t(j)] = &storage[size_t(((j * 7) % n_rows) * (width + 40) + j % 3)];
+        for (auto [c0, c1] : {std::pair<int64_t, int64_t>{0, 512}, {16, 80}, {3, 600}, {512, 515}}) {
+          std::vector<float> got(size_t(H * width), -7.0f), want(got);
+          weighted_rows(p.data(), H, rows.data(), n_rows, c0, c1, got.data(), width);
+          weighted_rows_reference(p.data(), H, rows.data(), n_rows, c0, c1, want.data(), width);
+          for (size_t k = 0; k < got.size(); ++k) {
+            if (target == targets_best) ASSERT_EQ(got[k], want[k]) << "H " << H << " rows " << n_rows << " at " << k;
+            else ASSERT_NEAR(got[k], want[k], 1e-5f) << "H " << H << " rows " << n_rows << " at " << k;
+          }
+        }
+      }
+  }
+}
+
+}  // namespace
+}  // namespace whale

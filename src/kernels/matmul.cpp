@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -68,7 +69,8 @@ GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int6
 // Activations of block-quantized products: int8 blocks of 32 per token, one scale per `span`
 // values (quant.h's act_scale_span of the weight type).
 struct QuantizedActivations {
-  std::vector<int8_t> q;
+  std::vector<int8_t> storage;  // q, 64-byte aligned: the kernels' loads then split no cache lines
+  int8_t* q;
   std::vector<float> d;
   std::vector<int32_t> sum;
   int64_t span;
@@ -77,16 +79,17 @@ struct QuantizedActivations {
   QuantizedActivations(const float* x, int64_t ldx, int64_t n_tok, int64_t cols, int64_t span, ThreadPool* pool)
       : span(span) {
     const int64_t blocks = cols / 32;
-    q.resize(size_t(n_tok * cols));
+    storage.resize(size_t(n_tok * cols) + 64);
+    q = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
     d.resize(size_t(n_tok * blocks));
     sum.resize(size_t(n_tok * blocks));
     auto tokens = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
-        quantize_act_planar(x + t * ldx, cols, span, q.data() + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
+        quantize_act_planar(x + t * ldx, cols, span, q + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
     };
     if (pool && n_tok > 1) pool->parallel_for(n_tok, tokens, 4);
     else tokens(0, n_tok);
-    args = {q.data(), d.data(), sum.data(), cols, blocks};
+    args = {q, d.data(), sum.data(), cols, blocks};
   }
 };
 

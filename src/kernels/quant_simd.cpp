@@ -353,7 +353,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     }
   }
   for (int j = 0; j < T; ++j)
-    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - _mm512_reduce_add_ps(_mm512_zextps256_ps512(mins[j]));
+    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[j], _mm512_zextps256_ps512(mins[j])));
 }
 
 // ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/sgemm.h"
@@ -122,6 +123,8 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
   });
 
   std::vector<float> scores(static_cast<size_t>(H * S));  // [H, n_ctx] of one token
+  std::vector<float> probs(static_cast<size_t>(S * H));   // [n_ctx, H] the same after softmax
+  std::vector<const float*> rows(static_cast<size_t>(S));  // the cache row of each position
   const int64_t grain = 64;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = s.first + i, n_ctx = p0 + i + 1;
@@ -136,18 +139,14 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
       }
     }, grain);
     for (int64_t h = 0; h < H; ++h) softmax_inplace(&scores[size_t(h * n_ctx)], n_ctx);
+    // Probabilities as [n_ctx, H] (all heads of a position together) and the cache rows.
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < n_ctx; ++j) probs[size_t(j * H + h)] = scores[size_t(h * n_ctx + j)];
+    for (int64_t j = 0; j < n_ctx; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j);
     float* li = &lat[size_t(i * H * r)];
-    std::fill(li, li + H * r, 0.0f);
-    pool_.parallel_for(r / 16, [&](int64_t b0, int64_t b1) {  // bands of 16 latent columns
-      const int64_t c0 = b0 * 16, c1 = b1 * 16;
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        const float* ckv = s.cache->slot(cache, layer, j);
-        for (int64_t h = 0; h < H; ++h) axpy(scores[size_t(h * n_ctx + j)], ckv + c0, li + h * r + c0, c1 - c0);
-      }
+    pool_.parallel_for((r + 15) / 16, [&](int64_t b0, int64_t b1) {  // bands of 16 latent columns
+      weighted_rows(probs.data(), H, rows.data(), n_ctx, b0 * 16, std::min(r, b1 * 16), li, r);
     }, 4);
-    for (int64_t c0 = r / 16 * 16, j = 0; c0 < r && j < n_ctx; ++j)  // a tail when r % 16 != 0
-      for (int64_t h = 0; h < H; ++h)
-        axpy(scores[size_t(h * n_ctx + j)], s.cache->slot(cache, layer, j) + c0, li + h * r + c0, r - c0);
   }
 
   pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
