@@ -10,6 +10,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "kernels/quant_simd.h"
 #include "kernels/reference.h"
 #include "test_util.h"
 
@@ -124,6 +125,39 @@ TEST(Quant, SuperBlockActivationsShareOneScale) {
         sum += int(want);
       }
       ASSERT_EQ(q[b].sum, sum);
+    }
+  }
+}
+
+// The vectorized activation quantizer gives the scalar reference's bytes on every instruction
+// set: exact ties (k.5 steps), all-zero blocks, both spans.
+TEST(Quant, SimdActivationsMatchTheReferenceBitwise) {
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(256 * 6);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t block = i / 32;
+    if (block == 5) x[i] = 0.0f;                                         // an all-zero block
+    else if (block % 8 == 2) x[i] = i % 32 == 0 ? 127.0f : float(int(i % 200) - 100) + 0.5f;  // ties
+    else x[i] = nd(rng) * (block % 3 == 0 ? 30.0f : 1.0f);
+  }
+  std::fill(x.begin() + 256 * 4, x.begin() + 256 * 5, 0.0f);  // an all-zero super-block
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (int64_t span : {32, 256}) {
+      const int64_t n = int64_t(x.size());
+      std::vector<int8_t> q1(x.size()), q2(x.size());
+      std::vector<float> d1(x.size() / 32), d2(d1.size());
+      std::vector<int32_t> s1(d1.size()), s2(d1.size());
+      quantize_act_planar(x.data(), n, span, q1.data(), d1.data(), s1.data());
+      quantize_act_planar_simd(x.data(), n, span, q2.data(), d2.data(), s2.data());
+      ASSERT_EQ(q1, q2) << "span " << span;
+      ASSERT_EQ(d1, d2) << "span " << span;
+      ASSERT_EQ(s1, s2) << "span " << span;
     }
   }
 }

@@ -85,7 +85,7 @@ struct QuantizedActivations {
     sum.resize(size_t(n_tok * blocks));
     auto tokens = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
-        quantize_act_planar(x + t * ldx, cols, span, q + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
+        quantize_act_planar_simd(x + t * ldx, cols, span, q + t * cols, d.data() + t * blocks, sum.data() + t * blocks);
     };
     if (pool && n_tok > 1) pool->parallel_for(n_tok, tokens, 4);
     else tokens(0, n_tok);

@@ -580,6 +580,33 @@ void QuantGemmRows(const QuantGemmArgs& a) {
   }
 }
 
+// quant.h's quantize_act_planar, vectorized, with the same bits: the largest magnitude is exact
+// in any order, the scale is computed as in the scalar version, the products are the same
+// unfused multiplies, and NearestInt rounds half to even as the scalar version does.
+void QuantizeActPlanar(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum) {
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<int8_t, decltype(di)> d8;
+  const int64_t L = int64_t(hn::Lanes(df));
+  for (int64_t i0 = 0; i0 < n; i0 += span) {
+    VF vmax = hn::Zero(df);
+    for (int64_t k = 0; k < span; k += L) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + i0 + k)));
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    const float id = amax ? 127.0f / amax : 0.0f;
+    const VF vid = hn::Set(df, id);
+    for (int64_t b = i0; b < i0 + span; b += 32) {
+      auto s = hn::Zero(di);
+      for (int64_t k = 0; k < 32; k += L) {
+        const auto v = hn::NearestInt(hn::Mul(hn::LoadU(df, x + b + k), vid));
+        s = hn::Add(s, v);
+        hn::StoreU(hn::DemoteTo(d8, v), d8, q + b + k);
+      }
+      d[b / 32] = amax / 127.0f;
+      sum[b / 32] = hn::GetLane(hn::SumOfLanes(di, s));
+    }
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace whale
 HWY_AFTER_NAMESPACE();
@@ -587,6 +614,10 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace whale {
 HWY_EXPORT(QuantGemmRows);
+HWY_EXPORT(QuantizeActPlanar);
 void quant_gemm_rows_simd(const QuantGemmArgs& args) { HWY_DYNAMIC_DISPATCH(QuantGemmRows)(args); }
+void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActPlanar)(x, n, span, q, d, sum);
+}
 }  // namespace whale
 #endif

@@ -31,4 +31,7 @@ struct QuantGemmArgs {
 
 void quant_gemm_rows_simd(const QuantGemmArgs& args);
 
+// quant.h's quantize_act_planar (the scalar reference), vectorized: bitwise the same output.
+void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum);
+
 }  // namespace whale
