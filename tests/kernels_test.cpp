@@ -332,15 +332,14 @@ namespace {
 
 // Decode's attention-weighted latent sum on every instruction set this CPU has: head counts
 // around the 8-head register tile, column ranges with partial vectors and offsets, rows that are
-// not contiguous (paged cache). Bitwise equal to the fused scalar loop where the target has FMA
-// (checked on the best target: every x86 AVX-512 or AVX2 CPU), within rounding otherwise.
+// not contiguous (paged cache). Bitwise equal to the fused scalar loop on x86 targets with FMA
+// (AVX2 and the AVX-512 ones), within rounding on the others.
 TEST(WeightedRows, SimdMatchesTheScalarReference) {
   struct Restore {
     ~Restore() { hwy::SetSupportedTargetsForTest(0); }
   } restore;
   std::mt19937 g(5);
   std::uniform_real_distribution<float> u(-1, 1);
-  const int64_t targets_best = hwy::SupportedAndGeneratedTargets().front();
   for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     SCOPED_TRACE(hwy::TargetName(target));
@@ -357,7 +356,7 @@ TEST(WeightedRows, SimdMatchesTheScalarReference) {
           weighted_rows(p.data(), H, rows.data(), n_rows, c0, c1, got.data(), width);
           weighted_rows_reference(p.data(), H, rows.data(), n_rows, c0, c1, want.data(), width);
           for (size_t k = 0; k < got.size(); ++k) {
-            if (target == targets_best) ASSERT_EQ(got[k], want[k]) << "H " << H << " rows " << n_rows << " at " << k;
+            if (HWY_ARCH_X86 && target <= HWY_AVX2) ASSERT_EQ(got[k], want[k]) << "H " << H << " rows " << n_rows << " at " << k;
             else ASSERT_NEAR(got[k], want[k], 1e-5f) << "H " << H << " rows " << n_rows << " at " << k;
           }
         }

@@ -6,9 +6,10 @@
 // AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
 // Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
 // Ice Lake, Zen 4 and later) also multiply Q8_0 in int8 and add four byte products per
-// instruction (vpdpbusd); Q4_0 and Q5_0 go the same way once unpacked to signed bytes. Like
+// instruction (vpdpbusd); Q4_0 and Q5_0 go the same way with their unsigned levels. Like
 // the float kernels, every (row, token) pair accumulates in a fixed order per target, so
-// batching never changes a token's result.
+// batching never changes a token's result. The activation quantizer is here too
+// (quantize_act_planar_simd).
 
 // Highway 1.0 builds its AVX3_DL target (AVX-512 with VNNI: Ice Lake, Zen 4 and later) only
 // on request; this file has kernels for it.

@@ -1,5 +1,5 @@
 // SIMD kernels for block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) times int8 activations.
-// matmul.cpp quantizes the activations (quant.h's quantize_act_planar) and splits rows across
+// matmul.cpp quantizes the activations (quantize_act_planar_simd below) and splits rows across
 // threads.
 #pragma once
 #include <cstddef>
