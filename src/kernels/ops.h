@@ -7,9 +7,6 @@ namespace whale {
 // out = w ⊙ x / sqrt(mean(x²) + eps)   (out may alias x)
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);
 
-// out = silu(gate) ⊙ up   (out may alias gate)
-void silu_mul(const float* gate, const float* up, int64_t n, float* out);
-
 // In-place softmax over n values; -inf entries get probability 0.
 void softmax_inplace(float* x, int64_t n);
 

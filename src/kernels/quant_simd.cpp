@@ -5,8 +5,8 @@
 // int16, multiplied by pairwise multiply-add into int32, then converted and scaled in float.
 // AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
 // Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
-// Ice Lake, Zen 4 and later) also multiply Q8_0 in int8 and add four byte products per
-// instruction (vpdpbusd); Q4_0 and Q5_0 go the same way with their unsigned levels. Like
+// Ice Lake, Zen 4 and later) also multiply Q8_0, Q4_0 and Q5_0 in int8, as unsigned levels,
+// and add four byte products per instruction (vpdpbusd). Like
 // the float kernels, every (row, token) pair accumulates in a fixed order per target, so
 // batching never changes a token's result. The activation quantizer is here too
 // (quantize_act_planar_simd).
@@ -414,25 +414,24 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 // block. The eight weight scales are converted together, multiplied by the eight activation
 // scales once per token, and each pair of blocks takes its two with one permute.
 //
-// vpdpbusd multiplies unsigned by signed bytes. Q4_0/Q5_0 levels are unsigned (0-15 / 0-31):
-// they enter as they are, and the offset comes back as d · offset · x.d · Σx.q per block, from
-// the activation sums. Q8_0 values are signed: they enter as |w| and the activations take w's
-// sign (llama.cpp's trick; the activations are within ±127, so negating them cannot overflow).
+// vpdpbusd multiplies unsigned by signed bytes, so every type enters with unsigned levels and
+// the offset comes back as d · offset · x.d · Σx.q per block, from the activation sums: Q4_0 and
+// Q5_0 levels are unsigned already (0-15 / 0-31, offset 8 / 16); Q8_0's signed values become
+// w + 128 with one xor (offset 128). That is two instructions per 64 values fewer than making
+// the activations take the weights' signs (llama.cpp's |w| trick), in the one part of decode
+// that is not shared between tokens.
 //
-// The 64 weight bytes of blocks b and b + 1 as vpdpbusd's unsigned operand (the row's last
-// group may hold only b, or neither: zero), and for Q8_0 the mask of negative weights.
+// The 64 weight bytes of blocks b and b + 1 as vpdpbusd's unsigned operand. The row's last
+// group may hold only b, or neither; the lanes of absent blocks meet zero activations.
 struct PairQ8_0 {
   __m512i u = _mm512_setzero_si512();
-  __mmask64 negative = 0;
   PairQ8_0(const BlockQ8_0* b, int present) {
     if (present == 0) return;
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].q));
     const __m512i w = present == 2 ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].q)), 1)
                                    : _mm512_zextsi256_si512(lo);
-    u = _mm512_abs_epi8(w);
-    negative = _mm512_movepi8_mask(w);
+    u = _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80)));
   }
-  HWY_INLINE __m512i signed_x(__m512i x) const { return _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x); }
 };
 // Q4_0/Q5_0: 16 bytes of nibbles per block (values 0-15 low, 16-31 high): the 128-bit chunks of
 // the vector are [qs_b, qs_b, qs_b+1, qs_b+1], shifted by 0, 4, 0, 4 bits and masked.
@@ -449,7 +448,6 @@ HWY_INLINE __m512i pair_nibbles(const Block* b, int present) {
 struct PairQ4_0 {
   __m512i u;
   PairQ4_0(const BlockQ4_0* b, int present) : u(pair_nibbles(b, present)) {}
-  HWY_INLINE __m512i signed_x(__m512i x) const { return x; }
 };
 struct PairQ5_0 {
   __m512i u;
@@ -460,24 +458,37 @@ struct PairQ5_0 {
     const __m512i low4 = pair_nibbles(b, present);
     u = _mm512_mask_add_epi8(low4, __mmask64(h0 | uint64_t(h1) << 32), low4, _mm512_set1_epi8(0x10));
   }
-  HWY_INLINE __m512i signed_x(__m512i x) const { return x; }
 };
 template <class Block> struct PairOf;
 template <> struct PairOf<BlockQ8_0> { using type = PairQ8_0; };
 template <> struct PairOf<BlockQ4_0> { using type = PairQ4_0; };
 template <> struct PairOf<BlockQ5_0> { using type = PairQ5_0; };
+// The offset of the unsigned levels each type enters vpdpbusd with.
+template <class Block>
+constexpr int kUnsignedOffset = std::is_same_v<Block, BlockQ8_0> ? 128 : kLevelOffset<Block>;
 
 // Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
 template <int T, class Block>
-HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
+HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T][2], __m256 offs[T]) {
   using Pair = typename PairOf<Block>::type;
-  constexpr bool kOffset = !std::is_same_v<Block, BlockQ8_0>;
   const Block* b = row + g;
   const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
   for (size_t off = 0; off < 8 * sizeof(Block); off += 64) hwy::Prefetch(p + off);
-  alignas(16) uint16_t d16[8] = {};
-  for (int k = 0; k < n; ++k) d16[k] = b[k].d;
-  const __m256 wd = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d16)));
+  // The eight f16 scales inserted into one register (absent blocks' zero). Stored one by one
+  // and reloaded as a vector, they took a failed store forward per group, which held the
+  // loop back until the stores had retired.
+  __m128i d16 = _mm_setzero_si128();
+  switch (n) {  // from the last present block down
+    case 8: d16 = _mm_insert_epi16(d16, b[7].d, 7); [[fallthrough]];
+    case 7: d16 = _mm_insert_epi16(d16, b[6].d, 6); [[fallthrough]];
+    case 6: d16 = _mm_insert_epi16(d16, b[5].d, 5); [[fallthrough]];
+    case 5: d16 = _mm_insert_epi16(d16, b[4].d, 4); [[fallthrough]];
+    case 4: d16 = _mm_insert_epi16(d16, b[3].d, 3); [[fallthrough]];
+    case 3: d16 = _mm_insert_epi16(d16, b[2].d, 2); [[fallthrough]];
+    case 2: d16 = _mm_insert_epi16(d16, b[1].d, 1); [[fallthrough]];
+    default: d16 = _mm_insert_epi16(d16, b[0].d, 0);
+  }
+  const __m256 wd = _mm256_cvtph_ps(d16);
   const int pairs = (n + 1) / 2;
   auto present = [n](int q) { return std::clamp(n - 2 * q, 0, 2); };  // blocks of pair q in the group
   const Pair w[4] = {Pair(b, present(0)), Pair(b + 2, present(1)), Pair(b + 4, present(2)), Pair(b + 6, present(3))};
@@ -490,14 +501,14 @@ HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArg
     const int8_t* x = a.x.q + tok * a.x.ld_values + g * 32;
     const int64_t xb = tok * a.x.ld_blocks + g;
     const __m256 f = _mm256_mul_ps(wd, _mm256_maskz_loadu_ps(blocks, a.x.d + xb));  // w.d · x.d per block
-    if (kOffset) offs[j] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(blocks, a.x.sum + xb)), offs[j]);
+    offs[j] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(blocks, a.x.sum + xb)), offs[j]);
     const __m512 f2 = _mm512_castps256_ps512(f);
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
       if (q >= pairs) break;
       const __m512i xv = _mm512_maskz_loadu_epi8(q == pairs - 1 ? last : ~0ull, x + 64 * q);
-      const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[q].u, w[q].signed_x(xv));
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j]);
+      const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[q].u, xv);
+      acc[j][q % 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j][q % 2]);
     }
   }
 }
@@ -505,18 +516,22 @@ HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArg
 template <int T, class Block>
 HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
-  __m512 acc[T];
-  __m256 offs[T];  // Σ w.d · x.d · Σx.q over blocks (Q4_0/Q5_0's offset term)
+  // Two sums per token (even and odd pairs): one chain of dependent FMAs per token took the
+  // FMA latency four times per group, more than the group's other work for a single token.
+  __m512 acc[T][2];
+  __m256 offs[T];  // Σ w.d · x.d · Σx.q over blocks (the offset term)
   for (int j = 0; j < T; ++j) {
-    acc[j] = _mm512_setzero_ps();
+    acc[j][0] = acc[j][1] = _mm512_setzero_ps();
     offs[j] = _mm256_setzero_ps();
   }
   int64_t g = 0;
   for (; g + 8 <= blocks; g += 8) group_x_0<T>(row, g, 8, a, t, acc, offs);
   if (g < blocks) group_x_0<T>(row, g, int(blocks - g), a, t, acc, offs);
-  constexpr float kOffset = std::is_same_v<Block, BlockQ8_0> ? 0.0f : float(kLevelOffset<Block>);
+  constexpr float kOffset = float(kUnsignedOffset<Block>);
+  // One horizontal sum per row and token: the offset terms join the products' lanes first.
   for (int j = 0; j < T; ++j)
-    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]) - kOffset * _mm512_reduce_add_ps(_mm512_zextps256_ps512(offs[j]));
+    a.y[(t + j) * a.ldy + i] =
+        _mm512_reduce_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(kOffset), _mm512_zextps256_ps512(offs[j]), _mm512_add_ps(acc[j][0], acc[j][1])));
 }
 #endif  // VNNI
 #pragma GCC diagnostic pop

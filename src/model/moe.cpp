@@ -8,6 +8,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/swiglu.h"
 #include "model/model.h"
 #include "model/workspace.h"
 
@@ -16,7 +17,7 @@ namespace whale {
 void Model::dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws) {
   const int64_t inter = w.gate_proj.rows;
   matmul_batch({{&w.gate_proj, x, n_tok, ws.gate.data()}, {&w.up_proj, x, n_tok, ws.up.data()}}, pool_);  // [n, inter]
-  silu_mul(ws.gate.data(), ws.up.data(), n_tok * inter, ws.gate.data());
+  swiglu_forward(ws.gate.data(), ws.up.data(), n_tok * inter, ws.gate.data(), pool_);
   matmul(w.down_proj, ws.gate.data(), n_tok, out, pool_);  // [n, hidden]
 }
 
@@ -65,8 +66,8 @@ void Model::moe(const MoEWeights& M, const Router& router, int64_t T, Workspace&
       down.push_back({&s.down_proj, ws.gate.data(), T, ws.shared_out.data()});  // [T, D]
     }
     matmul_batch(gate_up, pool_);
-    silu_mul(ws.expert_gate.data(), ws.expert_up.data(), rows * I, ws.expert_gate.data());
-    if (with_shared) silu_mul(ws.gate.data(), ws.up.data(), T * s.gate_proj.rows, ws.gate.data());
+    swiglu_forward(ws.expert_gate.data(), ws.expert_up.data(), rows * I, ws.expert_gate.data(), pool_);
+    if (with_shared) swiglu_forward(ws.gate.data(), ws.up.data(), T * s.gate_proj.rows, ws.gate.data(), pool_);
     matmul_batch(down, pool_);
     for (int64_t e = e0; e < e1; ++e) {
       const std::vector<int64_t>& entries = routed[size_t(e)];
