@@ -469,7 +469,7 @@ constexpr int kUnsignedOffset = std::is_same_v<Block, BlockQ8_0> ? 128 : kLevelO
 
 // Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
 template <int T, class Block>
-HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T][2], __m256 offs[T]) {
+HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
   using Pair = typename PairOf<Block>::type;
   const Block* b = row + g;
   const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
@@ -508,7 +508,7 @@ HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArg
       if (q >= pairs) break;
       const __m512i xv = _mm512_maskz_loadu_epi8(q == pairs - 1 ? last : ~0ull, x + 64 * q);
       const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[q].u, xv);
-      acc[j][q % 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j][q % 2]);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j]);
     }
   }
 }
@@ -516,12 +516,10 @@ HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArg
 template <int T, class Block>
 HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
-  // Two sums per token (even and odd pairs): one chain of dependent FMAs per token took the
-  // FMA latency four times per group, more than the group's other work for a single token.
-  __m512 acc[T][2];
+  __m512 acc[T];
   __m256 offs[T];  // Σ w.d · x.d · Σx.q over blocks (the offset term)
   for (int j = 0; j < T; ++j) {
-    acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+    acc[j] = _mm512_setzero_ps();
     offs[j] = _mm256_setzero_ps();
   }
   int64_t g = 0;
@@ -530,8 +528,7 @@ HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i
   constexpr float kOffset = float(kUnsignedOffset<Block>);
   // One horizontal sum per row and token: the offset terms join the products' lanes first.
   for (int j = 0; j < T; ++j)
-    a.y[(t + j) * a.ldy + i] =
-        _mm512_reduce_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(kOffset), _mm512_zextps256_ps512(offs[j]), _mm512_add_ps(acc[j][0], acc[j][1])));
+    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(kOffset), _mm512_zextps256_ps512(offs[j]), acc[j]));
 }
 #endif  // VNNI
 #pragma GCC diagnostic pop
