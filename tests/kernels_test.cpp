@@ -1,5 +1,6 @@
 // Kernels against plain double-precision references, per storage type.
 #include <random>
+#include <limits>
 
 #include "core/dtype.h"
 #include "kernels/gemm_simd.h"
@@ -361,6 +362,71 @@ TEST(WeightedRows, SimdMatchesTheScalarReference) {
           }
         }
       }
+  }
+}
+
+// Decode's scores on every instruction set: head counts around the 4-head tile, widths with and
+// without a partial vector, non-contiguous rows; within float rounding of the in-order sum.
+TEST(DotRows, SimdMatchesTheScalarReference) {
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  std::mt19937 g(9);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (int64_t H : {1, 4, 8, 19})
+      for (int64_t n_rows : {1, 7, 70})
+        for (int64_t width : {3, 16, 288, 576, 581}) {
+          const int64_t ldq = width + 5;
+          std::vector<float> storage(size_t(n_rows * (width + 40))), q(size_t(H * ldq));
+          for (auto& v : storage) v = u(g);
+          for (auto& v : q) v = u(g);
+          std::vector<const float*> rows(static_cast<size_t>(n_rows));
+          for (int64_t j = 0; j < n_rows; ++j) rows[size_t(j)] = &storage[size_t(((j * 7) % n_rows) * (width + 40) + j % 3)];
+          const int64_t ld_out = n_rows + 2;
+          std::vector<float> got(size_t(H * ld_out), -7.0f), want(got);
+          dot_rows(q.data(), H, ldq, rows.data(), n_rows, width, 0.125f, got.data(), ld_out);
+          dot_rows_reference(q.data(), H, ldq, rows.data(), n_rows, width, 0.125f, want.data(), ld_out);
+          for (size_t k = 0; k < got.size(); ++k)
+            ASSERT_NEAR(got[k], want[k], 1e-5f * float(width)) << "H " << H << " rows " << n_rows << " width " << width << " at " << k;
+        }
+  }
+}
+
+// The vectorized softmax against ops.h's softmax_inplace: lengths around the vector width,
+// large and tiny spreads, masked (−inf) entries and an all-masked row.
+TEST(Softmax, SimdMatchesTheReference) {
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  std::mt19937 g(11);
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (float spread : {0.01f, 3.0f, 60.0f})
+      for (int64_t n : {1, 5, 16, 17, 64, 130, 1000}) {
+        std::normal_distribution<float> nd(0.0f, spread);
+        std::vector<float> x(static_cast<size_t>(n));
+        for (auto& v : x) v = nd(g);
+        if (n > 3) x[2] = -std::numeric_limits<float>::infinity();
+        std::vector<float> got(x), want(x);
+        softmax(got.data(), n);
+        softmax_inplace(want.data(), n);
+        double total = 0;
+        for (int64_t k = 0; k < n; ++k) {
+          ASSERT_NEAR(got[size_t(k)], want[size_t(k)], 1e-6f + 1e-5f * want[size_t(k)]) << "n " << n << " at " << k;
+          total += got[size_t(k)];
+        }
+        ASSERT_NEAR(total, 1.0, 1e-5);
+        if (n > 3) {
+          ASSERT_EQ(got[2], 0.0f);
+        }
+      }
+    std::vector<float> masked(40, -std::numeric_limits<float>::infinity());
+    softmax(masked.data(), 40);
+    for (float v : masked) ASSERT_EQ(v, 0.0f);
   }
 }
 

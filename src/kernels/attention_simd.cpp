@@ -3,11 +3,14 @@
 #define HWY_TARGET_INCLUDE "kernels/attention_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/attention.h"
+#include "kernels/ops.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace whale {
@@ -48,6 +51,67 @@ void WeightedRows(const float* p, int64_t n_heads, const float* const* rows, int
   if (c < c1) weighted_rows_reference(p, n_heads, rows, n_rows, c, c1, out, ld_out);  // a partial vector
 }
 
+// Heads per tile of dot_rows: kDotHeads accumulators per row, each row vector loaded once.
+constexpr int64_t kDotHeads = 4;
+
+template <int64_t G>
+HWY_INLINE void DotTile(const float* q, int64_t ldq, const float* row, int64_t n_cols, float scale, float* out,
+                        int64_t ld_out) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  VF acc[G];
+  for (int64_t g = 0; g < G; ++g) acc[g] = hn::Zero(d);
+  int64_t c = 0;
+  for (; c + L <= n_cols; c += L) {
+    const VF x = hn::LoadU(d, row + c);
+    for (int64_t g = 0; g < G; ++g) acc[g] = hn::MulAdd(hn::LoadU(d, q + g * ldq + c), x, acc[g]);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    float sum = hn::GetLane(hn::SumOfLanes(d, acc[g]));
+    for (int64_t k = c; k < n_cols; ++k) sum += q[g * ldq + k] * row[k];  // a partial vector
+    out[g * ld_out] = sum * scale;
+  }
+}
+
+void DotRows(const float* q, int64_t n_heads, int64_t ldq, const float* const* rows, int64_t n_rows, int64_t n_cols,
+             float scale, float* out, int64_t ld_out) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    int64_t h = 0;
+    for (; h + kDotHeads <= n_heads; h += kDotHeads) DotTile<kDotHeads>(q + h * ldq, ldq, rows[j], n_cols, scale, out + h * ld_out + j, ld_out);
+    for (; h < n_heads; ++h) DotTile<1>(q + h * ldq, ldq, rows[j], n_cols, scale, out + h * ld_out + j, ld_out);
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  if (n < L) return softmax_inplace(x, n);
+  VF vmax = hn::LoadU(d, x);
+  for (int64_t i = 0; i + L <= n; i += L) vmax = hn::Max(vmax, hn::LoadU(d, x + i));
+  float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  for (int64_t i = n / L * L; i < n; ++i) mx = std::max(mx, x[i]);
+  if (std::isinf(mx) && mx < 0) return softmax_inplace(x, n);  // everything masked
+  // x − max ≤ 0; Highway's Exp is defined from −FLT_MAX (to 104), so a masked −inf is clamped
+  // there (its exp is 0 either way).
+  const VF vmx = hn::Set(d, mx), lowest = hn::Set(d, std::numeric_limits<float>::lowest());
+  VF vsum = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const VF e = hn::Exp(d, hn::Max(hn::Sub(hn::LoadU(d, x + i), vmx), lowest));
+    hn::StoreU(e, d, x + i);
+    vsum = hn::Add(vsum, e);
+  }
+  double sum = double(hn::GetLane(hn::SumOfLanes(d, vsum)));
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += double(x[i]);
+  }
+  const VF inv = hn::Set(d, float(1.0 / sum));
+  i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), inv), d, x + i);
+  for (; i < n; ++i) x[i] *= float(1.0 / sum);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace whale
 HWY_AFTER_NAMESPACE();
@@ -55,6 +119,22 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace whale {
 HWY_EXPORT(WeightedRows);
+HWY_EXPORT(DotRows);
+HWY_EXPORT(Softmax);
+void dot_rows(const float* q, int64_t n_heads, int64_t ldq, const float* const* rows, int64_t n_rows, int64_t n_cols,
+              float scale, float* out, int64_t ld_out) {
+  HWY_DYNAMIC_DISPATCH(DotRows)(q, n_heads, ldq, rows, n_rows, n_cols, scale, out, ld_out);
+}
+void dot_rows_reference(const float* q, int64_t n_heads, int64_t ldq, const float* const* rows, int64_t n_rows,
+                        int64_t n_cols, float scale, float* out, int64_t ld_out) {
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t j = 0; j < n_rows; ++j) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < n_cols; ++c) acc += q[h * ldq + c] * rows[j][c];
+      out[h * ld_out + j] = acc * scale;
+    }
+}
+void softmax(float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
 
 void weighted_rows(const float* p, int64_t n_heads, const float* const* rows, int64_t n_rows, int64_t c0, int64_t c1,
                    float* out, int64_t ld_out) {

@@ -25,17 +25,19 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
   const int64_t r = c.kv_lora_rank, nope = c.qk_nope_head_dim, P = c.qk_rope_head_dim / 2, kvd = c.kv_cache_dim();
   const float eps = float(c.rms_norm_eps);
 
+  // The two products of the normed input run as one batch (one pass of the pool, their
+  // activations quantized once when the types allow).
+  const MatmulJob kv_a{&A.kv_a_proj_with_mqa, ws.xn.data(), T, ws.kva.data()};  // [T, r + rope]
   if (c.q_lora_rank > 0) {
-    matmul(A.q_a_proj, ws.xn.data(), T, ws.cq.data(), pool_);                  // [T, q_lora_rank]
+    matmul_batch({{&A.q_a_proj, ws.xn.data(), T, ws.cq.data()}, kv_a}, pool_);    // [T, q_lora_rank]
     for (int64_t t = 0; t < T; ++t) {
       float* cq = &ws.cq[size_t(t * c.q_lora_rank)];
       rmsnorm(cq, A.q_a_layernorm.data(), c.q_lora_rank, eps, cq);
     }
     matmul(A.q_b_proj, ws.cq.data(), T, ws.q.data(), pool_);                    // [T, H·qk]
   } else {
-    matmul(A.q_proj, ws.xn.data(), T, ws.q.data(), pool_);                      // [T, H·qk]
+    matmul_batch({{&A.q_proj, ws.xn.data(), T, ws.q.data()}, kv_a}, pool_);      // [T, H·qk]
   }
-  matmul(A.kv_a_proj_with_mqa, ws.xn.data(), T, ws.kva.data(), pool_);         // [T, r + rope]
 
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = &ws.cos[size_t(t * P)];
@@ -87,7 +89,7 @@ void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchS
         for (int64_t j = 0; j < n_ctx; ++j)
           scores[size_t(j)] = (dot(q, &kv[size_t(j * kv_row)], nope) + dot(q + nope, &latent[size_t(j * kvd + r)], rope)) *
                               rope_.softmax_scale;
-        softmax_inplace(scores.data(), n_ctx);
+        softmax(scores.data(), n_ctx);
         float* o = &ws.attn[size_t((t * H + h) * dv)];
         std::fill(o, o + dv, 0.0f);
         for (int64_t j = 0; j < n_ctx; ++j) axpy(scores[size_t(j)], &kv[size_t(j * kv_row + nope)], o, dv);
@@ -104,7 +106,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
                                Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
-  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv, kvd = r + rope;
   const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n;
   const bool split = A.kv_b_proj.empty();  // GGUF layout: k_b_proj / v_b_proj
 
@@ -122,27 +124,25 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
     }
   });
 
+  std::vector<float> qcat(static_cast<size_t>(H * kvd));  // [H, r + rope]: q_lat_h ‖ q_pe_h of one token
   std::vector<float> scores(static_cast<size_t>(H * S));  // [H, n_ctx] of one token
   std::vector<float> probs(static_cast<size_t>(S * H));   // [n_ctx, H] the same after softmax
   std::vector<const float*> rows(static_cast<size_t>(S));  // the cache row of each position
+  for (int64_t j = 0; j < S; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j);
   const int64_t grain = 64;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = s.first + i, n_ctx = p0 + i + 1;
-    const float* ql = &q_lat[size_t(i * H * r)];
+    for (int64_t h = 0; h < H; ++h) {
+      std::memcpy(&qcat[size_t(h * kvd)], &q_lat[size_t((i * H + h) * r)], size_t(r) * sizeof(float));
+      std::memcpy(&qcat[size_t(h * kvd + r)], &ws.q[size_t((t * H + h) * qk + nope)], size_t(rope) * sizeof(float));
+    }
     pool_.parallel_for(n_ctx, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const float* ckv = s.cache->slot(cache, layer, j);
-        for (int64_t h = 0; h < H; ++h) {
-          const float* q_pe = &ws.q[size_t((t * H + h) * qk + nope)];
-          scores[size_t(h * n_ctx + j)] = (dot(ql + h * r, ckv, r) + dot(q_pe, ckv + r, rope)) * rope_.softmax_scale;
-        }
-      }
+      dot_rows(qcat.data(), H, kvd, &rows[size_t(j0)], j1 - j0, kvd, rope_.softmax_scale, &scores[size_t(j0)], n_ctx);
     }, grain);
-    for (int64_t h = 0; h < H; ++h) softmax_inplace(&scores[size_t(h * n_ctx)], n_ctx);
-    // Probabilities as [n_ctx, H] (all heads of a position together) and the cache rows.
+    for (int64_t h = 0; h < H; ++h) softmax(&scores[size_t(h * n_ctx)], n_ctx);
+    // Probabilities as [n_ctx, H]: all heads of a position together.
     for (int64_t h = 0; h < H; ++h)
       for (int64_t j = 0; j < n_ctx; ++j) probs[size_t(j * H + h)] = scores[size_t(h * n_ctx + j)];
-    for (int64_t j = 0; j < n_ctx; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j);
     float* li = &lat[size_t(i * H * r)];
     pool_.parallel_for((r + 15) / 16, [&](int64_t b0, int64_t b1) {  // bands of 16 latent columns
       weighted_rows(probs.data(), H, rows.data(), n_ctx, b0 * 16, std::min(r, b1 * 16), li, r);
@@ -206,7 +206,7 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
         const int64_t n_ctx = p0 + i0 + row / H + 1;
         float* sc = &scores[size_t(row * S_pad)];
         for (int64_t j = 0; j < n_ctx; ++j) sc[j] *= rope_.softmax_scale;
-        softmax_inplace(sc, n_ctx);
+        softmax(sc, n_ctx);
         std::fill(sc + n_ctx, sc + S_pad, 0.0f);
       }
     }, 16);
