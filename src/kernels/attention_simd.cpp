@@ -2,6 +2,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
@@ -51,35 +52,53 @@ void WeightedRows(const float* p, int64_t n_heads, const float* const* rows, int
   if (c < c1) weighted_rows_reference(p, n_heads, rows, n_rows, c, c1, out, ld_out);  // a partial vector
 }
 
-// Heads per tile of dot_rows: kDotHeads accumulators per row, each row vector loaded once.
-constexpr int64_t kDotHeads = 4;
-
-template <int64_t G>
-HWY_INLINE void DotTile(const float* q, int64_t ldq, const float* row, int64_t n_cols, float scale, float* out,
+// dot_rows in tiles of R rows × G heads: per column vector R row loads and G query loads feed
+// R·G multiply-adds (one load per multiply-add with a single row: 24 µs for 16 heads × 64 rows
+// × 576 on Zen 4; 13 µs this way, about one 512-bit multiply-add per cycle).
+template <int R, int G>
+HWY_INLINE void DotTile(const float* q, int64_t ldq, const float* const* rows, int64_t n_cols, float scale, float* out,
                         int64_t ld_out) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  VF acc[G];
-  for (int64_t g = 0; g < G; ++g) acc[g] = hn::Zero(d);
+  VF acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < G; ++g) acc[r][g] = hn::Zero(d);
   int64_t c = 0;
   for (; c + L <= n_cols; c += L) {
-    const VF x = hn::LoadU(d, row + c);
-    for (int64_t g = 0; g < G; ++g) acc[g] = hn::MulAdd(hn::LoadU(d, q + g * ldq + c), x, acc[g]);
+    VF x[R];
+    for (int r = 0; r < R; ++r) x[r] = hn::LoadU(d, rows[r] + c);
+    for (int g = 0; g < G; ++g) {
+      const VF qv = hn::LoadU(d, q + g * ldq + c);
+      for (int r = 0; r < R; ++r) acc[r][g] = hn::MulAdd(qv, x[r], acc[r][g]);
+    }
   }
-  for (int64_t g = 0; g < G; ++g) {
-    float sum = hn::GetLane(hn::SumOfLanes(d, acc[g]));
-    for (int64_t k = c; k < n_cols; ++k) sum += q[g * ldq + k] * row[k];  // a partial vector
-    out[g * ld_out] = sum * scale;
-  }
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < G; ++g) {
+      float sum = hn::GetLane(hn::SumOfLanes(d, acc[r][g]));
+      for (int64_t k = c; k < n_cols; ++k) sum += q[g * ldq + k] * rows[r][k];  // a partial vector
+      out[g * ld_out + r] = sum * scale;
+    }
+}
+
+template <int R>
+HWY_INLINE void DotRowTile(const float* q, int64_t n_heads, int64_t ldq, const float* const* rows, int64_t n_cols,
+                           float scale, float* out, int64_t ld_out) {
+  int64_t h = 0;
+  for (; h + 4 <= n_heads; h += 4) DotTile<R, 4>(q + h * ldq, ldq, rows, n_cols, scale, out + h * ld_out, ld_out);
+  for (; h < n_heads; ++h) DotTile<R, 1>(q + h * ldq, ldq, rows, n_cols, scale, out + h * ld_out, ld_out);
 }
 
 void DotRows(const float* q, int64_t n_heads, int64_t ldq, const float* const* rows, int64_t n_rows, int64_t n_cols,
              float scale, float* out, int64_t ld_out) {
-  for (int64_t j = 0; j < n_rows; ++j) {
-    int64_t h = 0;
-    for (; h + kDotHeads <= n_heads; h += kDotHeads) DotTile<kDotHeads>(q + h * ldq, ldq, rows[j], n_cols, scale, out + h * ld_out + j, ld_out);
-    for (; h < n_heads; ++h) DotTile<1>(q + h * ldq, ldq, rows[j], n_cols, scale, out + h * ld_out + j, ld_out);
+  int64_t j = 0;
+  for (; j + 4 <= n_rows; j += 4) {
+    // The cache rows are rarely in cache (a token's weights pass between two visits of a layer)
+    // and each is a separate stream (paged): fetch the next tile's rows while this one is scored.
+    for (int64_t k = j + 4; k < std::min(n_rows, j + 8); ++k)
+      for (int64_t c = 0; c < n_cols; c += 64 / int64_t(sizeof(float))) hwy::Prefetch(rows[k] + c);
+    DotRowTile<4>(q, n_heads, ldq, rows + j, n_cols, scale, out + j, ld_out);
   }
+  for (; j < n_rows; ++j) DotRowTile<1>(q, n_heads, ldq, rows + j, n_cols, scale, out + j, ld_out);
 }
 
 void Softmax(float* x, int64_t n) {

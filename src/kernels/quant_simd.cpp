@@ -304,11 +304,6 @@ HWY_INLINE __m512i pair_index(int a, int b) {
   return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
 }
 
-// int16 lanes 0-15 take element a, lanes 16-31 element b of a vector of int16 (vpermw indices).
-HWY_INLINE __m512i pair_index16(int a, int b) {
-  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi16(int16_t(a))), _mm256_set1_epi16(int16_t(b)), 1);
-}
-
 template <int T>
 HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
@@ -316,8 +311,14 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   // 32 bytes q[32p ..] twice, the upper copy shifted down by a nibble. So each vector meets 64
   // contiguous activations, and its int16 halves (after vpmaddubsw) are sub-blocks 2p, 2p + 1.
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  const __m512i scale_idx[4] = {pair_index16(0, 1), pair_index16(2, 3), pair_index16(4, 5), pair_index16(6, 7)};
+  // vpshufb indices: int16 lanes of the low half take byte 2p (zero-extended: index −1 gives a
+  // zero byte), those of the high half byte 2p + 1.
+  auto scale_bytes = [](int p) {
+    alignas(64) int8_t ix[64];
+    for (int k = 0; k < 64; ++k) ix[k] = k % 2 ? int8_t(-1) : int8_t(2 * p + k / 32);
+    return _mm512_load_si512(ix);
+  };
+  const __m512i scale_idx[4] = {scale_bytes(0), scale_bytes(1), scale_bytes(2), scale_bytes(3)};
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -329,13 +330,13 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     prefetch_ahead(&b);
     const float d = h2f(b.d), dmin = h2f(b.dmin);
     const __m128i scales_mins = q4_k_scales_mins(b.scales);
-    const __m512i sm16 = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(scales_mins));  // int16: scales 0-7, mins 8-15
+    const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
     const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
     __m512i w[4], sc[4];
     for (int p = 0; p < 4; ++p) {
       const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * p)));
-      w[p] = _mm512_and_si512(_mm512_srlv_epi16(both, nibble_shift), low4);
-      sc[p] = _mm512_permutexvar_epi16(scale_idx[p], sm16);
+      w[p] = _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xffff0000u, both, 4), low4);
+      sc[p] = _mm512_shuffle_epi8(sm8, scale_idx[p]);
     }
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {

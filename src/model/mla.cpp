@@ -129,7 +129,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
   std::vector<float> probs(static_cast<size_t>(S * H));   // [n_ctx, H] the same after softmax
   std::vector<const float*> rows(static_cast<size_t>(S));  // the cache row of each position
   for (int64_t j = 0; j < S; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j);
-  const int64_t grain = 64;
+  const int64_t grain = 16;  // positions per task: 16 heads × 16 rows of 576 is ~9k multiply-adds
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = s.first + i, n_ctx = p0 + i + 1;
     for (int64_t h = 0; h < H; ++h) {
