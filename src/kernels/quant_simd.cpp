@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
@@ -304,21 +305,34 @@ HWY_INLINE __m512i pair_index(int a, int b) {
   return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
 }
 
+// The activations of a Q4_K product in the order the stored nibbles meet them. A 64-byte load
+// of a super-block's q[64h ..] holds, in its low nibbles, sub-blocks 4h (bytes 0-31) and 4h + 2
+// (bytes 32-63), in its high nibbles 4h + 1 and 4h + 3; so each super-block's activations are
+// reordered by 32-value units as 0, 2, 1, 3, 4, 6, 5, 7 (two 128-bit shuffles per 128 values,
+// once per call for all its rows). Loading the nibbles as two copies of 32 bytes each instead,
+// in natural order, cost four shuffles per super-block and row.
+HWY_INLINE void q4_k_order(const int8_t* x, int64_t n, int8_t* out) {
+  for (int64_t i = 0; i < n; i += 128) {
+    const __m512i a = _mm512_loadu_si512(x + i), b = _mm512_loadu_si512(x + i + 64);
+    _mm512_storeu_si512(out + i, _mm512_shuffle_i64x2(a, b, 0x44));       // units 0, 2
+    _mm512_storeu_si512(out + i + 64, _mm512_shuffle_i64x2(a, b, 0xee));  // units 1, 3
+  }
+}
+
+// `a.x.q` holds the activations in q4_k_order.
 template <int T>
 HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
-  // Nibble vector p holds sub-blocks 2p and 2p + 1, i.e. values 64p .. 64p + 63 in order: the
-  // 32 bytes q[32p ..] twice, the upper copy shifted down by a nibble. So each vector meets 64
-  // contiguous activations, and its int16 halves (after vpmaddubsw) are sub-blocks 2p, 2p + 1.
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  // vpshufb indices: int16 lanes of the low half take byte 2p (zero-extended: index −1 gives a
-  // zero byte), those of the high half byte 2p + 1.
-  auto scale_bytes = [](int p) {
+  // vpshufb indices: the int16 lanes of the low half of a vector take scale byte lo
+  // (zero-extended: index −1 gives a zero byte), those of the high half byte hi.
+  auto scale_bytes = [](int lo, int hi) {
     alignas(64) int8_t ix[64];
-    for (int k = 0; k < 64; ++k) ix[k] = k % 2 ? int8_t(-1) : int8_t(2 * p + k / 32);
+    for (int k = 0; k < 64; ++k) ix[k] = k % 2 ? int8_t(-1) : int8_t(k < 32 ? lo : hi);
     return _mm512_load_si512(ix);
   };
-  const __m512i scale_idx[4] = {scale_bytes(0), scale_bytes(1), scale_bytes(2), scale_bytes(3)};
+  // Vector v = 2h + (high nibbles): sub-blocks (4h, 4h + 2) and (4h + 1, 4h + 3).
+  const __m512i scale_idx[4] = {scale_bytes(0, 2), scale_bytes(1, 3), scale_bytes(4, 6), scale_bytes(5, 7)};
   __m512 acc[T];
   __m256 mins[T];
   for (int j = 0; j < T; ++j) {
@@ -333,11 +347,12 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
     const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
     const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
     __m512i w[4], sc[4];
-    for (int p = 0; p < 4; ++p) {
-      const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * p)));
-      w[p] = _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xffff0000u, both, 4), low4);
-      sc[p] = _mm512_shuffle_epi8(sm8, scale_idx[p]);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
+      w[2 * h] = _mm512_and_si512(q, low4);
+      w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
     }
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, scale_idx[v]);
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t tok = t + j;
@@ -346,7 +361,7 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
       const float xd = a.x.d[xb];  // the same for the super-block's eight blocks
       __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-      for (int p = 0; p < 4; ++p) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[p], _mm512_loadu_si512(x + 64 * p)), sc[p]);
+      for (int v = 0; v < 4; ++v) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
       // Σ min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low
       // int16 is the value and the high one its sign) with the mins (high int16 zero).
       const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb)), min32);
@@ -582,8 +597,17 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q5_0: return generic(RowQx_0<BlockQ5_0>{});
 #endif
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-    case DType::Q4_K:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q4_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_K*>(at(i)), a, i, t); });
+    case DType::Q4_K: {
+      // The activations reordered once per call (a band of rows), in a buffer kept per thread.
+      thread_local std::vector<int8_t> ordered;
+      ordered.resize(size_t(a.n_tok * a.cols) + 64);
+      int8_t* xo = ordered.data() + (64 - reinterpret_cast<uintptr_t>(ordered.data()) % 64) % 64;
+      for (int64_t t = 0; t < a.n_tok; ++t) q4_k_order(a.x.q + t * a.x.ld_values, a.cols, xo + t * a.cols);
+      QuantGemmArgs b = a;
+      b.x.q = xo;
+      b.x.ld_values = a.cols;
+      return gemm(b, [&](auto T, int64_t i, int64_t t) { tile_q4_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_K*>(at(i)), b, i, t); });
+    }
     case DType::Q6_K:
       return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q6_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ6_K*>(at(i)), a, i, t); });
 #else
