@@ -1,8 +1,10 @@
 // Loading a model directory that lies: every inconsistency between config and tensors is a
 // one-line whale::Error naming the file, tensor or field.
+#include <cstring>
 #include <functional>
 
 #include "core/error.h"
+#include "core/mmap.h"
 #include "formats/safetensors_writer.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -106,12 +108,59 @@ TEST(ModelLoad, Fp8ScaleWithWrongTileCount) {
   EXPECT_NE(err.find("down_proj.weight_scale_inv"), std::string::npos) << err;
 }
 
-TEST(ModelLoad, WeightsAreMappedNotCopied) {
+TEST(ModelLoad, WeightsAreUsedAsStored) {
   ThreadPool pool(1);
-  auto model = Model::load(test::golden_dir("v2"), pool);  // sharded: three files
-  const auto& w = model->weights();
-  EXPECT_TRUE(w.owned.raw.empty());  // every matrix points into a file mapping
-  EXPECT_GT(w.weight_bytes, 0u);
+  for (LoadMode mode : {LoadMode::kMap, LoadMode::kCopy, LoadMode::kAuto}) {
+    auto model = Model::load(test::golden_dir("v2"), pool, mode);  // sharded: three files
+    const auto& w = model->weights();
+    EXPECT_TRUE(w.owned.raw.empty()) << load_mode_name(mode);  // every matrix points into the file's bytes
+    EXPECT_GT(w.weight_bytes, 0u);
+  }
+}
+
+// A copied file holds the mapped file's bytes, tensor for tensor, across shards.
+TEST(ModelLoad, CopiedTensorsEqualMappedOnes) {
+  auto mapped = TensorSet::open(test::golden_dir("v2"), LoadMode::kMap);
+  auto copied = TensorSet::open(test::golden_dir("v2"), LoadMode::kCopy);
+  ASSERT_EQ(mapped->all().size(), copied->all().size());
+  for (const auto& [name, t] : mapped->all()) {
+    const TensorRef* c = copied->find(name);
+    ASSERT_NE(c, nullptr) << name;
+    ASSERT_EQ(c->nbytes, t.nbytes) << name;
+    EXPECT_NE(c->data, t.data) << name;
+    EXPECT_EQ(std::memcmp(c->data, t.data, t.nbytes), 0) << name;
+  }
+}
+
+TEST(MappedFile, CopyHoldsTheFileAndIsReadOnlyMemory) {
+  TempDir dir;
+  std::string bytes(3 << 20, '\0');  // over one huge page, not a multiple of one
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 2654435761u >> 24);
+  bytes.resize(bytes.size() - 13);
+  test::write_file(dir / "w.bin", bytes);
+  MappedFile copy(dir / "w.bin", LoadMode::kCopy), map(dir / "w.bin", LoadMode::kMap);
+  EXPECT_TRUE(copy.copied());
+  EXPECT_FALSE(map.copied());
+  ASSERT_EQ(copy.size(), bytes.size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.data()) % (2 << 20), 0u);
+  EXPECT_EQ(std::memcmp(copy.data(), bytes.data(), bytes.size()), 0);
+  EXPECT_EQ(std::memcmp(map.data(), bytes.data(), bytes.size()), 0);
+  test::write_file(dir / "empty.bin", "");
+  EXPECT_EQ(MappedFile(dir / "empty.bin", LoadMode::kCopy).size(), 0u);
+  EXPECT_THROW(MappedFile(dir / "missing.bin", LoadMode::kCopy), Error);
+}
+
+TEST(MappedFile, AutoCopiesWhatFitsWithAReserve) {
+  const size_t GiB = size_t(1) << 30;
+  EXPECT_TRUE(auto_load_copies(10 * GiB, 20 * GiB));
+  EXPECT_FALSE(auto_load_copies(18 * GiB, 20 * GiB));  // 2.5 GiB must stay free
+  EXPECT_TRUE(auto_load_copies(17 * GiB, 20 * GiB));
+  EXPECT_FALSE(auto_load_copies(1, GiB / 2));
+  EXPECT_FALSE(auto_load_copies(1, 0));  // MemAvailable unreadable: map
+  EXPECT_EQ(parse_load_mode("mmap"), LoadMode::kMap);
+  EXPECT_EQ(parse_load_mode("copy"), LoadMode::kCopy);
+  EXPECT_EQ(parse_load_mode("auto"), LoadMode::kAuto);
+  EXPECT_THROW(parse_load_mode("fast"), Error);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ namespace whale {
 
 namespace {
 struct BenchOptions {
-  std::string tokenizer, docs, model, spec;
+  std::string tokenizer, docs, model, spec, load = "auto";
   int repeats = 5, threads = 0, draft = 2;
   int64_t n_prompt = 512, n_gen = 128;
   bool json = false;
@@ -31,11 +31,11 @@ struct BenchOptions {
 void bench_model_cli(const BenchOptions& o) {
   ThreadPool pool(o.threads);
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(o.model, pool);
+  auto model = Model::load(o.model, pool, parse_load_mode(o.load));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = model->config();
   nlohmann::ordered_json j = {{"model", o.model}, {"architecture", c.architecture}, {"threads", pool.size()},
-                              {"weights_bytes", model->weights().weight_bytes}, {"load_seconds", load_s}};
+                              {"weights_bytes", model->weights().weight_bytes}, {"load_mode", o.load}, {"load_seconds", load_s}};
   if (o.spec.empty()) {
     BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool);
     const double roofline = r.bandwidth / r.decode_bytes;
@@ -50,8 +50,8 @@ void bench_model_cli(const BenchOptions& o) {
       std::printf("%s\n", j.dump().c_str());
       return;
     }
-    std::printf("model: %s (%s), %.1f MiB of weights, %d threads, loaded in %.3f s\n", o.model.c_str(),
-                c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), load_s);
+    std::printf("model: %s (%s), %.1f MiB of weights, %d threads, loaded (%s) in %.3f s\n", o.model.c_str(),
+                c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), o.load.c_str(), load_s);
     std::printf("| test | tokens/s (median) | min | max |\n|---|---|---|---|\n");
     if (o.n_prompt > 0) std::printf("| pp%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_prompt, r.pp.median, r.pp.min, r.pp.max);
     if (o.n_gen > 0) std::printf("| tg%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_gen, r.tg.median, r.tg.min, r.tg.max);
@@ -136,6 +136,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--spec", o->spec, "Speculative decoding to compare against plain decoding: mtp");
   cmd->add_option("--draft", o->draft, "Draft tokens per verify step (default 2)")->check(CLI::Range(1, 8));
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_option("--load", o->load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")->check(CLI::IsMember({"auto", "mmap", "copy"}));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer to benchmark (model directory or tokenizer.json)");
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
   cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));

@@ -67,7 +67,7 @@ int interruptible_getc(FILE*) {
 }
 
 struct RunOptions {
-  std::string model, prompt, system, chat_format = "auto";
+  std::string model, prompt, system, chat_format = "auto", load = "auto";
   bool think = false, no_think = false, json = false, collapse = false;
   std::string color = "auto";
   int64_t ctx = 4096, max_tokens = 2048, budget = -1;
@@ -91,7 +91,7 @@ const char* kHelp =
 class ChatApp {
  public:
   explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
-    bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format);
+    bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format, parse_load_mode(o_.load));
     session_ = std::make_unique<ChatSession>(*bundle_.model, *bundle_.tokenizer, o_.ctx);
     const ChatFormat f = bundle_.chat_format;
     thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
@@ -360,6 +360,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (default 1 = off)")->check(CLI::Range(0.01f, 10.0f));
   cmd->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--load", o->load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")->check(CLI::IsMember({"auto", "mmap", "copy"}));
   cmd->callback([o] {
     struct sigaction sa {};
     sa.sa_handler = on_sigint;

@@ -173,8 +173,8 @@ uint32_t ggml_type_of(DType t) {
   fail("GGUF cannot store tensors of type ", dtype_name(t));
 }
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  auto map = std::make_unique<MappedFile>(path);
+std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, LoadMode mode) {
+  auto map = std::make_unique<MappedFile>(path, mode);
   auto f = parse(map->data(), map->size(), path);
   f->map_ = std::move(map);
   return f;

@@ -39,7 +39,7 @@ uint32_t ggml_type_of(DType t);  // throws for types GGUF cannot hold
 
 class GgufFile {
  public:
-  static std::unique_ptr<GgufFile> open(const std::string& path);
+  static std::unique_ptr<GgufFile> open(const std::string& path, LoadMode mode = LoadMode::kMap);
   // Parses an in-memory image (for fuzzing); tensors point into `data`.
   static std::unique_ptr<GgufFile> parse(const uint8_t* data, size_t size, const std::string& name);
 

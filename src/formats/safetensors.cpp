@@ -122,12 +122,12 @@ std::vector<SafetensorsEntry> parse_safetensors_image(const uint8_t* data, size_
   return entries;
 }
 
-std::unique_ptr<TensorSet> TensorSet::open(const std::string& path) {
+std::unique_ptr<TensorSet> TensorSet::open(const std::string& path, LoadMode mode) {
   auto set = std::make_unique<TensorSet>();
   set->root_ = path;
   if (!is_directory(path)) {
     if (!file_exists(path)) fail(path, ": no such file or directory");
-    set->add_file(path, nullptr);
+    set->add_file(path, nullptr, mode);
     return set;
   }
   const std::string index_path = path + "/model.safetensors.index.json";
@@ -144,12 +144,12 @@ std::unique_ptr<TensorSet> TensorSet::open(const std::string& path) {
         fail(index_path, ": weight_map entry for '", name, "' names an invalid file \"", f, "\"");
       by_file[f].push_back(name);
     }
-    for (auto& [file, names] : by_file) set->add_file(path + "/" + file, &names);
+    for (auto& [file, names] : by_file) set->add_file(path + "/" + file, &names, mode);
     return set;
   }
   auto files = list_safetensors(path);
   if (files.empty()) fail(path, ": no *.safetensors files (and no model.safetensors.index.json)");
-  for (const auto& f : files) set->add_file(f, nullptr);
+  for (const auto& f : files) set->add_file(f, nullptr, mode);
   return set;
 }
 
@@ -167,8 +167,8 @@ std::unique_ptr<TensorSet> TensorSet::from_refs(const std::string& root, std::ve
   return set;
 }
 
-void TensorSet::add_file(const std::string& path, const std::vector<std::string>* only) {
-  auto map = std::make_unique<MappedFile>(path);
+void TensorSet::add_file(const std::string& path, const std::vector<std::string>* only, LoadMode mode) {
+  auto map = std::make_unique<MappedFile>(path, mode);
   auto entries = parse_safetensors_image(map->data(), map->size(), path);
   std::set<std::string> wanted;
   if (only) wanted.insert(only->begin(), only->end());

@@ -33,7 +33,7 @@ std::vector<SafetensorsEntry> parse_safetensors_image(const uint8_t* data, size_
 // All tensors of a model directory (or of a single .safetensors file), memory-mapped.
 class TensorSet {
  public:
-  static std::unique_ptr<TensorSet> open(const std::string& path);
+  static std::unique_ptr<TensorSet> open(const std::string& path, LoadMode mode = LoadMode::kMap);
   // Tensors that live in some other container (a GGUF file), already renamed; `owner` keeps
   // their bytes alive and `file_bytes` is what the container occupies.
   static std::unique_ptr<TensorSet> from_refs(const std::string& root, std::vector<TensorRef> refs,
@@ -48,7 +48,7 @@ class TensorSet {
 
  private:
   std::string root_;
-  void add_file(const std::string& path, const std::vector<std::string>* only);
+  void add_file(const std::string& path, const std::vector<std::string>* only, LoadMode mode);
   std::map<std::string, TensorRef> tensors_;
   std::vector<std::unique_ptr<MappedFile>> maps_;
   std::shared_ptr<const void> owner_;

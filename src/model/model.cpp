@@ -23,15 +23,15 @@ Model::Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool)
 
 Model::~Model() = default;
 
-std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool) {
+std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool, LoadMode mode) {
   if (is_gguf_file(path)) {
-    std::shared_ptr<const GgufFile> gguf = GgufFile::open(path);
+    std::shared_ptr<const GgufFile> gguf = GgufFile::open(path, mode);
     ModelConfig config = gguf_model_config(*gguf);
     auto tensors = gguf_tensor_set(gguf, config);
     return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
   }
   ModelConfig config = load_hf_config(path);
-  auto tensors = TensorSet::open(path);
+  auto tensors = TensorSet::open(path, mode);
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
 }
 

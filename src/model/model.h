@@ -21,7 +21,8 @@ namespace whale {
 
 class Model {
  public:
-  static std::unique_ptr<Model> load(const std::string& path, ThreadPool& pool);
+  // Weights are copied into memory or mapped as `mode` says (core/mmap.h).
+  static std::unique_ptr<Model> load(const std::string& path, ThreadPool& pool, LoadMode mode = LoadMode::kAuto);
   ~Model();
 
   const ModelConfig& config() const { return config_; }

@@ -5,10 +5,10 @@
 
 namespace whale {
 
-ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const std::string& chat_format) {
+ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const std::string& chat_format, LoadMode mode) {
   ModelBundle b;
   b.path = path;
-  b.model = Model::load(path, pool);
+  b.model = Model::load(path, pool, mode);
   std::string template_source = path + "/tokenizer_config.json";
   if (is_gguf_file(path)) template_source = path + " (tokenizer.chat_template)";
   b.tokenizer = Tokenizer::load(path);

@@ -17,7 +17,8 @@ struct ModelBundle {
   ChatFormat chat_format = ChatFormat::V3;
 
   // chat_format: "auto" (from tokenizer_config.json's template and the architecture) or a name.
-  static ModelBundle load(const std::string& path, ThreadPool& pool, const std::string& chat_format = "auto");
+  static ModelBundle load(const std::string& path, ThreadPool& pool, const std::string& chat_format = "auto",
+                          LoadMode mode = LoadMode::kAuto);
 };
 
 }  // namespace whale

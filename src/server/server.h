@@ -18,6 +18,7 @@ struct ServerOptions {
   int port = 8080;
   std::string api_key;           // empty: no authentication
   std::string chat_format = "auto";
+  std::string load = "auto";     // weights copied or mapped: core/mmap.h's LoadMode
   EngineConfig engine;
   int threads = 0;               // compute threads; 0: all cores
   int http_threads = 128;        // connections served at once
