@@ -136,7 +136,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--spec", o->spec, "Speculative decoding to compare against plain decoding: mtp");
   cmd->add_option("--draft", o->draft, "Draft tokens per verify step (default 2)")->check(CLI::Range(1, 8));
   cmd->add_flag("--json", o->json, "Print one JSON object");
-  cmd->add_option("--load", o->load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")->check(CLI::IsMember({"auto", "mmap", "copy"}));
+  add_load_option(cmd, o->load);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer to benchmark (model directory or tokenizer.json)");
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
   cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));

@@ -360,7 +360,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (default 1 = off)")->check(CLI::Range(0.01f, 10.0f));
   cmd->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--load", o->load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")->check(CLI::IsMember({"auto", "mmap", "copy"}));
+  add_load_option(cmd, o->load);
   cmd->callback([o] {
     struct sigaction sa {};
     sa.sa_handler = on_sigint;

@@ -38,7 +38,7 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--load", o->load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")->check(CLI::IsMember({"auto", "mmap", "copy"}));
+  add_load_option(cmd, o->load);
   cmd->callback([o, spec, draft] {
     o->engine.draft = spec->empty() ? 0 : *draft;
     // SIGINT/SIGTERM stop the server from a thread that waits for them (blocked everywhere

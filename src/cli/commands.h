@@ -13,6 +13,12 @@ namespace whale {
 // A model argument: a path, or empty/"default" for the embedded default model.
 std::string resolve_model(const std::string& name);
 
+// The --load option of the commands that load a model (core/mmap.h's LoadMode by name).
+inline void add_load_option(CLI::App* cmd, std::string& load) {
+  cmd->add_option("--load", load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")
+      ->check(CLI::IsMember({"auto", "mmap", "copy"}));
+}
+
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_init(CLI::App& app);

@@ -111,7 +111,7 @@ MappedFile::MappedFile(const std::string& path, LoadMode mode) : path_(path) {
     }
     const uintptr_t base = reinterpret_cast<uintptr_t>(raw), start = (base + kHugePage - 1) & ~(kHugePage - 1);
     if (start > base) ::munmap(raw, start - base);
-    if (base + kHugePage > start) ::munmap(reinterpret_cast<void*>(start + span), base + kHugePage - start);
+    ::munmap(reinterpret_cast<void*>(start + span), base + kHugePage - start);  // never empty: start < base + kHugePage
     region_ = reinterpret_cast<void*>(start);
     region_size_ = span;
     ::madvise(region_, span, MADV_HUGEPAGE);  // advice only: without THP the copy still works
