@@ -59,7 +59,9 @@ TEST(Mhc, SinkhornIsDoublyStochasticForExtremeInputs) {
       float row = 0, col = 0;
       for (int64_t k = 0; k < n; ++k) row += comb[size_t(i * n + k)], col += comb[size_t(k * n + i)];
       EXPECT_NEAR(col, 1.0f, 1e-5f) << spread;
-      if (spread < 10) EXPECT_NEAR(row, 1.0f, 1e-4f) << spread;  // very peaked inputs converge more slowly
+      if (spread < 10) {  // very peaked inputs converge more slowly
+        EXPECT_NEAR(row, 1.0f, 1e-4f) << spread;
+      }
     }
   }
 }

@@ -115,7 +115,23 @@ TEST(ModelLoad, WeightsAreUsedAsStored) {
     const auto& w = model->weights();
     EXPECT_TRUE(w.owned.raw.empty()) << load_mode_name(mode);  // every matrix points into the file's bytes
     EXPECT_GT(w.weight_bytes, 0u);
+    const TensorSet& files = model->tensors();
+    if (mode == LoadMode::kMap) {
+      EXPECT_EQ(files.copied_bytes(), 0u);
+    } else if (mode == LoadMode::kCopy) {
+      EXPECT_EQ(files.copied_bytes(), files.total_bytes());
+    }
   }
+}
+
+// A GGUF file's tensors live in the GgufFile; what it did reaches the TensorSet all the same.
+TEST(ModelLoad, GgufFilesTellWhetherTheyWereCopied) {
+  ThreadPool pool(1);
+  const std::string path = test::golden_dir("llamacpp") + "/v3-q8_0.gguf";
+  auto mapped = Model::load(path, pool, LoadMode::kMap), copied = Model::load(path, pool, LoadMode::kCopy);
+  EXPECT_EQ(mapped->tensors().copied_bytes(), 0u);
+  EXPECT_GT(copied->tensors().total_bytes(), 0u);
+  EXPECT_EQ(copied->tensors().copied_bytes(), copied->tensors().total_bytes());
 }
 
 // A copied file holds the mapped file's bytes, tensor for tensor, across shards.

@@ -34,8 +34,12 @@ void bench_model_cli(const BenchOptions& o) {
   auto model = Model::load(o.model, pool, parse_load_mode(o.load));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = model->config();
+  // What --load did: auto decides per file, so a sharded checkpoint can end up partly copied.
+  const size_t file_bytes = model->tensors().total_bytes(), copied = model->tensors().copied_bytes();
+  const std::string loaded = o.load + ": " + (copied == 0 ? "mapped" : copied == file_bytes ? "copied" : "partly copied");
   nlohmann::ordered_json j = {{"model", o.model}, {"architecture", c.architecture}, {"threads", pool.size()},
-                              {"weights_bytes", model->weights().weight_bytes}, {"load_mode", o.load}, {"load_seconds", load_s}};
+                              {"weights_bytes", model->weights().weight_bytes}, {"load_mode", o.load},
+                              {"file_bytes", file_bytes}, {"copied_bytes", copied}, {"load_seconds", load_s}};
   if (o.spec.empty()) {
     BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool);
     const double roofline = r.bandwidth / r.decode_bytes;
@@ -51,7 +55,7 @@ void bench_model_cli(const BenchOptions& o) {
       return;
     }
     std::printf("model: %s (%s), %.1f MiB of weights, %d threads, loaded (%s) in %.3f s\n", o.model.c_str(),
-                c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), o.load.c_str(), load_s);
+                c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), loaded.c_str(), load_s);
     std::printf("| test | tokens/s (median) | min | max |\n|---|---|---|---|\n");
     if (o.n_prompt > 0) std::printf("| pp%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_prompt, r.pp.median, r.pp.min, r.pp.max);
     if (o.n_gen > 0) std::printf("| tg%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_gen, r.tg.median, r.tg.min, r.tg.max);

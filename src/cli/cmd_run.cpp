@@ -232,7 +232,12 @@ class ChatApp {
 
   void answer(const std::string& user) {
     std::vector<ChatMessage> messages;
-    if (!o_.system.empty()) messages.push_back({.role = "system", .content = o_.system});
+    if (!o_.system.empty()) {
+      ChatMessage s;
+      s.role = "system";
+      s.content = o_.system;
+      messages.push_back(std::move(s));
+    }
     messages.insert(messages.end(), history_.begin(), history_.end());
     ChatMessage u;
     u.role = "user";

@@ -181,6 +181,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, LoadMode mode)
 }
 
 size_t GgufFile::file_size() const { return map_ ? map_->size() : 0; }
+bool GgufFile::copied() const { return map_ && map_->copied(); }
 
 std::unique_ptr<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::string& name) {
   auto f = std::unique_ptr<GgufFile>(new GgufFile());

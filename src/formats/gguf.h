@@ -51,6 +51,7 @@ class GgufFile {
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
   size_t file_size() const;  // bytes of the mapped file (0 for an in-memory image)
+  bool copied() const;       // the file was copied into memory rather than mapped
 
  private:
   std::string path_;

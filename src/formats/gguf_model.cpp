@@ -215,7 +215,7 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
     if (!mapped && (rest == "ffn_gate_up_exps.weight"))
       fail(f->path(), ": tensor '", t.name, "' (fused gate/up experts) is not supported; convert with separate gate and up");
   }
-  return TensorSet::from_refs(f->path(), std::move(out), f, f->file_size());
+  return TensorSet::from_refs(f->path(), std::move(out), f, f->file_size(), f->copied());
 }
 
 namespace {

@@ -154,11 +154,12 @@ std::unique_ptr<TensorSet> TensorSet::open(const std::string& path, LoadMode mod
 }
 
 std::unique_ptr<TensorSet> TensorSet::from_refs(const std::string& root, std::vector<TensorRef> refs,
-                                                std::shared_ptr<const void> owner, size_t file_bytes) {
+                                                std::shared_ptr<const void> owner, size_t file_bytes, bool copied) {
   auto set = std::make_unique<TensorSet>();
   set->root_ = root;
   set->owner_ = std::move(owner);
   set->owner_bytes_ = file_bytes;
+  set->owner_copied_ = copied;
   for (TensorRef& t : refs) {
     if (set->tensors_.count(t.name)) fail(root, ": tensor '", t.name, "' appears twice");
     std::string name = t.name;
@@ -204,6 +205,12 @@ const TensorRef& TensorSet::get(const std::string& name) const {
 size_t TensorSet::total_bytes() const {
   size_t n = owner_bytes_;
   for (const auto& m : maps_) n += m->size();
+  return n;
+}
+
+size_t TensorSet::copied_bytes() const {
+  size_t n = owner_copied_ ? owner_bytes_ : 0;
+  for (const auto& m : maps_) n += m->copied() ? m->size() : 0;
   return n;
 }
 

@@ -35,14 +35,16 @@ class TensorSet {
  public:
   static std::unique_ptr<TensorSet> open(const std::string& path, LoadMode mode = LoadMode::kMap);
   // Tensors that live in some other container (a GGUF file), already renamed; `owner` keeps
-  // their bytes alive and `file_bytes` is what the container occupies.
+  // their bytes alive and `file_bytes` is what the container occupies (`copied`: in memory of
+  // its own rather than mapped).
   static std::unique_ptr<TensorSet> from_refs(const std::string& root, std::vector<TensorRef> refs,
-                                              std::shared_ptr<const void> owner, size_t file_bytes);
+                                              std::shared_ptr<const void> owner, size_t file_bytes, bool copied);
 
   const TensorRef* find(const std::string& name) const;
   const TensorRef& get(const std::string& name) const;  // throws, naming the tensor
   const std::map<std::string, TensorRef>& all() const { return tensors_; }
   size_t total_bytes() const;
+  size_t copied_bytes() const;  // of total_bytes(): files copied into memory rather than mapped
   std::vector<std::string> files() const;
   const std::string& root() const { return root_; }
 
@@ -53,6 +55,7 @@ class TensorSet {
   std::vector<std::unique_ptr<MappedFile>> maps_;
   std::shared_ptr<const void> owner_;
   size_t owner_bytes_ = 0;
+  bool owner_copied_ = false;
 };
 
 }  // namespace whale

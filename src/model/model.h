@@ -27,6 +27,7 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return *weights_; }
+  const TensorSet& tensors() const { return *tensors_; }  // the files behind the weights
   ThreadPool& pool() const { return pool_; }
   void set_attention_form(AttentionForm f) { attention_form_ = f; }  // overrides Batch::attention
 
