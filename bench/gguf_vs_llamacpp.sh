@@ -7,8 +7,11 @@
 # repository. For each shape the script writes a random-weight checkpoint (whale init, with
 # DeepSeek-V3's tokenizer cut to the model's vocabulary), quantizes it with `whale quantize`
 # to Q8_0 and Q4_K_M, and runs `llama-bench` and `whale bench` with -p $P -n $N -r $R -t $T
-# (both warm up first), ROUNDS times alternately (default 1). Prints one Markdown row per file:
-# medians over the rounds (each engine's own figure per round: whale's median, llama.cpp's mean).
+# (both warm up first), ROUNDS times alternately (default 1). llama.cpp runs twice per round: with
+# its default load (mmap) and with `-lm none` (read into memory, as whale's default --load auto
+# does when the file fits); the ratios are against the faster of the two. Prints one Markdown
+# row per file: medians over the rounds (each engine's own figure per round: whale's median,
+# llama.cpp's mean), and whether whale copied the file or mapped it.
 #   WORK  where models go (default /work/bench-models; V2-Lite needs ~60 GB free)
 #   TYPES  which files (default "q8_0 q4_k_m")
 #   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
@@ -31,8 +34,8 @@ config_of() {
   esac
 }
 
-echo "| shape | type | file | whale pp$P | llama.cpp pp$P | ratio | whale tg$N | llama.cpp tg$N | ratio | whale roofline |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| shape | type | file | whale load | whale pp$P | llama.cpp pp$P mmap / none | ratio | whale tg$N | llama.cpp tg$N mmap / none | ratio | whale roofline |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for shape in $shapes; do
   cfg=$(config_of "$shape")
   bf16=$WORK/$shape-bf16
@@ -55,20 +58,25 @@ for shape in $shapes; do
     # of percent within minutes, so one run of each can compare two different machines.
     for round in $(seq "$ROUNDS"); do
       "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type-$round.json" 2>/dev/null
+      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -lm none -o json >"$WORK/llama_none-$shape-$type-$round.json" 2>/dev/null
       "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type-$round.json" 2>/dev/null
     done
     python3 - "$WORK" "$shape" "$type" "$f" "$ROUNDS" <<'PY'
 import json, os, statistics, sys
 work, shape, typ, path, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 w = [json.load(open(f"{work}/whale-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
-l = [json.load(open(f"{work}/llama-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
-lp = statistics.median(next(r["avg_ts"] for r in x if r["n_prompt"] > 0) for x in l)
-lg = statistics.median(next(r["avg_ts"] for r in x if r["n_gen"] > 0) for x in l)
+def llama(kind, key):
+    runs = [json.load(open(f"{work}/{kind}-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
+    return statistics.median(next(r["avg_ts"] for r in x if r[key] > 0) for x in runs)
+lp, lpn = llama("llama", "n_prompt"), llama("llama_none", "n_prompt")
+lg, lgn = llama("llama", "n_gen"), llama("llama_none", "n_gen")
 wp = statistics.median(x["pp"]["median"] for x in w)
 wg = statistics.median(x["tg"]["median"] for x in w)
 roof = statistics.median(x["roofline_fraction"] for x in w)
+loads = sorted({"copied" if x["copied_bytes"] == x["file_bytes"] else "mapped" if x["copied_bytes"] == 0 else "partly copied" for x in w})
 size = os.path.getsize(path) / 2**30
-print(f"| {shape} | {typ} | {size:.2f} GiB | {wp:.1f} | {lp:.1f} | {wp/lp:.2f}x | {wg:.1f} | {lg:.1f} | {wg/lg:.2f}x | {100*roof:.0f}% |")
+print(f"| {shape} | {typ} | {size:.2f} GiB | {'/'.join(loads)} | {wp:.1f} | {lp:.1f} / {lpn:.1f} | {wp/max(lp, lpn):.2f}x "
+      f"| {wg:.1f} | {lg:.1f} / {lgn:.1f} | {wg/max(lg, lgn):.2f}x | {100*roof:.0f}% |")
 PY
   done
 done
