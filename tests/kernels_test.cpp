@@ -7,6 +7,8 @@
 #include "kernels/matmul.h"
 #include "kernels/reference.h"
 #include "kernels/ops.h"
+#include "kernels/attention.h"
+#include "simd_targets.h"
 #include "test_util.h"
 
 namespace whale {
@@ -319,39 +321,32 @@ TEST(Swiglu, SimdMatchesTheScalarReference) {
     }
 }
 
-}  // namespace
-}  // namespace whale
-
-// The target list of a file that calls hwy::SupportedAndGeneratedTargets is its own: this one
-// adds no targets beyond Highway's defaults, as attention_simd.cpp.
-#include <hwy/targets.h>
-
-#include "kernels/attention.h"
-
-namespace whale {
-namespace {
+// n_rows rows of `width` floats as a paged cache hands them out: out of order, at offsets that
+// break vector alignment, with gaps between them. `storage` holds them.
+std::vector<const float*> scattered_rows(std::vector<float>& storage, int64_t n_rows, int64_t width,
+                                         std::mt19937& g) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  storage.resize(size_t(n_rows * (width + 40)));
+  for (auto& v : storage) v = u(g);
+  std::vector<const float*> rows(static_cast<size_t>(n_rows));
+  for (int64_t j = 0; j < n_rows; ++j) rows[size_t(j)] = &storage[size_t(((j * 7) % n_rows) * (width + 40) + j % 3)];
+  return rows;
+}
 
 // Decode's attention-weighted latent sum on every instruction set this CPU has: head counts
 // around the 8-head register tile, column ranges with partial vectors and offsets, rows that are
 // not contiguous (paged cache). Bitwise equal to the fused scalar loop on x86 targets with FMA
 // (AVX2 and the AVX-512 ones), within rounding on the others.
 TEST(WeightedRows, SimdMatchesTheScalarReference) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
   std::mt19937 g(5);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  test::for_each_simd_target([&](int64_t target) {
     for (int64_t H : {1, 8, 16, 19})
       for (int64_t n_rows : {1, 7, 70}) {
         const int64_t width = 600;
-        std::vector<float> storage(size_t(n_rows * (width + 40))), p(size_t(n_rows * H));
-        for (auto& v : storage) v = u(g);
+        std::vector<float> storage, p(size_t(n_rows * H));
         for (auto& v : p) v = u(g);
-        std::vector<const float*> rows(static_cast<size_t>(n_rows));
-        for (int64_t j = 0; j < n_rows; ++j) rows[size_t(j)] = &storage[size_t(((j * 7) % n_rows) * (width + 40) + j % 3)];
+        const std::vector<const float*> rows = scattered_rows(storage, n_rows, width, g);
         for (auto [c0, c1] : {std::pair<int64_t, int64_t>{0, 512}, {16, 80}, {3, 600}, {512, 515}}) {
           std::vector<float> got(size_t(H * width), -7.0f), want(got);
           weighted_rows(p.data(), H, rows.data(), n_rows, c0, c1, got.data(), width);
@@ -362,29 +357,22 @@ TEST(WeightedRows, SimdMatchesTheScalarReference) {
           }
         }
       }
-  }
+  });
 }
 
 // Decode's scores on every instruction set: head counts around the 4-head tile, widths with and
 // without a partial vector, non-contiguous rows; within float rounding of the in-order sum.
 TEST(DotRows, SimdMatchesTheScalarReference) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
   std::mt19937 g(9);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  test::for_each_simd_target([&](int64_t) {
     for (int64_t H : {1, 4, 8, 19})
       for (int64_t n_rows : {1, 7, 70})
         for (int64_t width : {3, 16, 288, 576, 581}) {
           const int64_t ldq = width + 5;
-          std::vector<float> storage(size_t(n_rows * (width + 40))), q(size_t(H * ldq));
-          for (auto& v : storage) v = u(g);
+          std::vector<float> storage, q(size_t(H * ldq));
           for (auto& v : q) v = u(g);
-          std::vector<const float*> rows(static_cast<size_t>(n_rows));
-          for (int64_t j = 0; j < n_rows; ++j) rows[size_t(j)] = &storage[size_t(((j * 7) % n_rows) * (width + 40) + j % 3)];
+          const std::vector<const float*> rows = scattered_rows(storage, n_rows, width, g);
           const int64_t ld_out = n_rows + 2;
           std::vector<float> got(size_t(H * ld_out), -7.0f), want(got);
           dot_rows(q.data(), H, ldq, rows.data(), n_rows, width, 0.125f, got.data(), ld_out);
@@ -392,19 +380,14 @@ TEST(DotRows, SimdMatchesTheScalarReference) {
           for (size_t k = 0; k < got.size(); ++k)
             ASSERT_NEAR(got[k], want[k], 1e-5f * float(width)) << "H " << H << " rows " << n_rows << " width " << width << " at " << k;
         }
-  }
+  });
 }
 
 // The vectorized softmax against ops.h's softmax_inplace: lengths around the vector width,
 // large and tiny spreads, masked (−inf) entries and an all-masked row.
 TEST(Softmax, SimdMatchesTheReference) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
   std::mt19937 g(11);
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  test::for_each_simd_target([&](int64_t) {
     for (float spread : {0.01f, 3.0f, 60.0f})
       for (int64_t n : {1, 5, 16, 17, 64, 130, 1000}) {
         std::normal_distribution<float> nd(0.0f, spread);
@@ -427,7 +410,7 @@ TEST(Softmax, SimdMatchesTheReference) {
     std::vector<float> masked(40, -std::numeric_limits<float>::infinity());
     softmax(masked.data(), 40);
     for (float v : masked) ASSERT_EQ(v, 0.0f);
-  }
+  });
 }
 
 }  // namespace

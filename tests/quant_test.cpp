@@ -3,7 +3,6 @@
 // quant_simd.cpp also builds Highway's AVX3_DL target; so must this file's list of targets
 // (hwy::SupportedAndGeneratedTargets is the list of the file that calls it).
 #define HWY_WANT_AVX3_DL
-#include <hwy/targets.h>
 
 #include <algorithm>
 #include <random>
@@ -12,6 +11,7 @@
 #include "kernels/quant.h"
 #include "kernels/quant_simd.h"
 #include "kernels/reference.h"
+#include "simd_targets.h"
 #include "test_util.h"
 
 namespace whale {
@@ -132,9 +132,6 @@ TEST(Quant, SuperBlockActivationsShareOneScale) {
 // The vectorized activation quantizer gives the scalar reference's bytes on every instruction
 // set: exact ties (k.5 steps), all-zero blocks, both spans.
 TEST(Quant, SimdActivationsMatchTheReferenceBitwise) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
   std::mt19937 rng(8);
   std::normal_distribution<float> nd;
   std::vector<float> x(256 * 6);
@@ -145,9 +142,7 @@ TEST(Quant, SimdActivationsMatchTheReferenceBitwise) {
     else x[i] = nd(rng) * (block % 3 == 0 ? 30.0f : 1.0f);
   }
   std::fill(x.begin() + 256 * 4, x.begin() + 256 * 5, 0.0f);  // an all-zero super-block
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  test::for_each_simd_target([&](int64_t) {
     for (int64_t span : {32, 256}) {
       const int64_t n = int64_t(x.size());
       std::vector<int8_t> q1(x.size()), q2(x.size());
@@ -159,7 +154,7 @@ TEST(Quant, SimdActivationsMatchTheReferenceBitwise) {
       ASSERT_EQ(d1, d2) << "span " << span;
       ASSERT_EQ(s1, s2) << "span " << span;
     }
-  }
+  });
 }
 
 // A matrix of `type` from Gaussian weights, quantized.
@@ -188,18 +183,9 @@ class QuantMatmul : public ::testing::TestWithParam<DType> {};
 
 void check_quant_matmul(DType type);
 
-// Runs under every instruction set this CPU supports (Highway's test hook), so the generic
-// kernels stay tested on a machine whose best target has kernels of its own (AVX-512 Q4_K/Q6_K).
+// On every instruction set this CPU supports (simd_targets.h).
 TEST_P(QuantMatmul, SimdMatchesReferenceAndIsBatchInvariant) {
-  struct Restore {  // back to the real CPU's targets however the test ends
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    check_quant_matmul(GetParam());
-    if (HasFatalFailure()) return;
-  }
+  test::for_each_simd_target([&](int64_t) { check_quant_matmul(GetParam()); });
 }
 
 void check_quant_matmul(DType type) {

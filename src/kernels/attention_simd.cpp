@@ -104,12 +104,15 @@ void DotRows(const float* q, int64_t n_heads, int64_t ldq, const float* const* r
 void Softmax(float* x, int64_t n) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  if (n < L) return softmax_inplace(x, n);
+  if (n < L) return softmax_inplace(x, n);  // not one full vector
   VF vmax = hn::LoadU(d, x);
   for (int64_t i = 0; i + L <= n; i += L) vmax = hn::Max(vmax, hn::LoadU(d, x + i));
   float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
   for (int64_t i = n / L * L; i < n; ++i) mx = std::max(mx, x[i]);
-  if (std::isinf(mx) && mx < 0) return softmax_inplace(x, n);  // everything masked
+  if (std::isinf(mx) && mx < 0) {  // everything masked: all zero, as the reference defines it
+    std::fill(x, x + n, 0.0f);
+    return;
+  }
   // x − max ≤ 0; Highway's Exp is defined from −FLT_MAX (to 104), so a masked −inf is clamped
   // there (its exp is 0 either way).
   const VF vmx = hn::Set(d, mx), lowest = hn::Set(d, std::numeric_limits<float>::lowest());
@@ -125,10 +128,11 @@ void Softmax(float* x, int64_t n) {
     x[i] = std::exp(x[i] - mx);
     sum += double(x[i]);
   }
-  const VF inv = hn::Set(d, float(1.0 / sum));
+  const float inv = float(1.0 / sum);
+  const VF vinv = hn::Set(d, inv);
   i = 0;
-  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), inv), d, x + i);
-  for (; i < n; ++i) x[i] *= float(1.0 / sum);
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), vinv), d, x + i);
+  for (; i < n; ++i) x[i] *= inv;
 }
 
 }  // namespace HWY_NAMESPACE

@@ -106,7 +106,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
                                Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
-  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv, kvd = r + rope;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv, kvd = c.kv_cache_dim();
   const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n;
   const bool split = A.kv_b_proj.empty();  // GGUF layout: k_b_proj / v_b_proj
 
@@ -170,7 +170,7 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
                                      Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
-  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = r + rope;
+  const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = c.kv_cache_dim();
   const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n, S_pad = (S + 63) / 64 * 64;
 
   std::vector<float> ctx(static_cast<size_t>(S_pad * kvd), 0.0f);    // [S_pad, r + rope] the context's latents
