@@ -63,8 +63,10 @@ using DI8 = hn::Rebind<int8_t, D16>;
 
 // Weights stream from memory once per token; the hardware prefetcher alone left decode waiting
 // on each new cache line (perf: most Q8_0 samples on the load of a block's scale). Prefetching
-// 4 KiB ahead of the row being read gave about 25% more Q8_0 decode speed.
-constexpr size_t kPrefetchAhead = 4096;
+// 4 KiB ahead of the row being read gave about 25% more Q8_0 decode speed on a Zen 4 VM; on an
+// Intel Xeon VM (BENCHMARKS.md, 2026-12-06) 3 KiB gave V2-Lite decode 10-12% more than 4 KiB
+// (2 KiB as much there, but 10% less on a model held in its L3), none 20% less.
+constexpr size_t kPrefetchAhead = 3072;
 
 // Rows are taken in groups of 16, and within a group token tiles outer, rows inner: the group's
 // weights stay in L1 while each tile's activations serve all of its rows. Rows outer re-read
