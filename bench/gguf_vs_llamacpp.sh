@@ -73,7 +73,7 @@ lg, lgn = llama("llama", "n_gen"), llama("llama_none", "n_gen")
 wp = statistics.median(x["pp"]["median"] for x in w)
 wg = statistics.median(x["tg"]["median"] for x in w)
 roof = statistics.median(x["roofline_fraction"] for x in w)
-loads = sorted({"copied" if x["copied_bytes"] == x["file_bytes"] else "mapped" if x["copied_bytes"] == 0 else "partly copied" for x in w})
+loads = sorted({x["loaded"] for x in w})
 size = os.path.getsize(path) / 2**30
 print(f"| {shape} | {typ} | {size:.2f} GiB | {'/'.join(loads)} | {wp:.1f} | {lp:.1f} / {lpn:.1f} | {wp/max(lp, lpn):.2f}x "
       f"| {wg:.1f} | {lg:.1f} / {lgn:.1f} | {wg/max(lg, lgn):.2f}x | {100*roof:.0f}% |")

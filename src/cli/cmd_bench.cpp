@@ -36,10 +36,11 @@ void bench_model_cli(const BenchOptions& o) {
   const ModelConfig& c = model->config();
   // What --load did: auto decides per file, so a sharded checkpoint can end up partly copied.
   const size_t file_bytes = model->tensors().total_bytes(), copied = model->tensors().copied_bytes();
-  const std::string loaded = o.load + ": " + (copied == 0 ? "mapped" : copied == file_bytes ? "copied" : "partly copied");
+  const std::string how = copied == 0 ? "mapped" : copied == file_bytes ? "copied" : "partly copied";
+  const std::string loaded = o.load + ": " + how;
   nlohmann::ordered_json j = {{"model", o.model}, {"architecture", c.architecture}, {"threads", pool.size()},
                               {"weights_bytes", model->weights().weight_bytes}, {"load_mode", o.load},
-                              {"file_bytes", file_bytes}, {"copied_bytes", copied}, {"load_seconds", load_s}};
+                              {"file_bytes", file_bytes}, {"copied_bytes", copied}, {"loaded", how}, {"load_seconds", load_s}};
   if (o.spec.empty()) {
     BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool);
     const double roofline = r.bandwidth / r.decode_bytes;
