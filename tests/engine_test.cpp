@@ -18,6 +18,17 @@ namespace {
 
 // Metrics are refreshed after each engine step: a request's output (and so a finished request)
 // may be seen before the step that produced it has updated the counters. Waits for that step.
+EngineConfig with_parallel(int64_t n) {
+  EngineConfig c;
+  c.parallel = n;
+  return c;
+}
+EngineConfig with_draft(int64_t n) {
+  EngineConfig c;
+  c.draft = n;
+  return c;
+}
+
 EngineMetrics idle_metrics(const Engine& e) {
   for (int i = 0; i < 200 && (e.metrics().running > 0 || e.metrics().kv_blocks_free != e.metrics().kv_blocks_total); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -176,7 +187,7 @@ TEST_F(EngineTest, RejectsRequestsThatCanNeverRun) {
   auto r = request("hi", 4);
   r.prompt.push_back(1 << 30);
   EXPECT_THROW(e.submit(r), Error);
-  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.parallel = 0}), Error);
+  EXPECT_THROW(Engine(*model_, *tok_, with_parallel(0)), Error);
 }
 
 TEST_F(EngineTest, LogprobsDescribeTheModelDistribution) {
@@ -351,14 +362,14 @@ TEST_F(EngineSpeculation, PrefixCacheHitsKeepTheOutputAndTheDrafts) {
 }
 
 TEST_F(EngineSpeculation, RejectsDraftsItCannotMake) {
-  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.draft = 9}), Error);
-  EXPECT_THROW(Engine(*model_, *tok_, EngineConfig{.draft = -1}), Error);
+  EXPECT_THROW(Engine(*model_, *tok_, with_draft(9)), Error);
+  EXPECT_THROW(Engine(*model_, *tok_, with_draft(-1)), Error);
 }
 
 TEST_F(EngineTest, SpeculationNeedsAnMtpModule) {
   if (model_->mtp_modules() > 0) GTEST_SKIP() << "the test model has an MTP module";
   try {
-    Engine e(*model_, *tok_, EngineConfig{.draft = 2});
+    Engine e(*model_, *tok_, with_draft(2));
     FAIL() << "expected an error";
   } catch (const Error& err) {
     EXPECT_NE(std::string(err.what()).find("no MTP module"), std::string::npos) << err.what();

@@ -31,7 +31,7 @@ struct BenchOptions {
 void bench_model_cli(const BenchOptions& o) {
   ThreadPool pool(o.threads);
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(o.model, pool, parse_load_mode(o.load));
+  auto model = Model::load(resolve_model(o.model), pool, parse_load_mode(o.load));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = model->config();
   // What --load did: auto decides per file, so a sharded checkpoint can end up partly copied.
@@ -74,9 +74,11 @@ void bench_model_cli(const BenchOptions& o) {
   j["ceiling_tokens_per_second"] = r.ceiling_tps.median;
   j["speedup"] = r.spec_tps.median / r.plain_tps.median;
   j["ceiling_speedup"] = r.ceiling_tps.median / r.plain_tps.median;
-  j["acceptance_rate"] = r.acceptance_rate;
-  j["tokens_per_round"] = r.tokens_per_round;
-  j["acceptance_at"] = r.acceptance_at;
+  std::vector<double> acceptance_at;  // per draft position: the fraction of verify steps that kept it
+  for (uint64_t a : r.accepted_at) acceptance_at.push_back(r.rounds ? double(a) / double(r.rounds) : 0.0);
+  j["acceptance_rate"] = r.acceptance_rate();
+  j["tokens_per_round"] = r.tokens_per_round();
+  j["acceptance_at"] = acceptance_at;
   if (o.json) {
     std::printf("%s\n", j.dump().c_str());
     return;
@@ -89,8 +91,9 @@ void bench_model_cli(const BenchOptions& o) {
               r.spec_tps.median / r.plain_tps.median);
   std::printf("| all drafts accepted (ceiling) | %.2f | %.2f | %.2f | %.2fx |\n", r.ceiling_tps.median, r.ceiling_tps.min,
               r.ceiling_tps.max, r.ceiling_tps.median / r.plain_tps.median);
-  std::printf("acceptance %.1f%% (%.2f tokens per verify step); by draft position:", 100 * r.acceptance_rate, r.tokens_per_round);
-  for (size_t i = 0; i < r.acceptance_at.size(); ++i) std::printf(" %zu: %.1f%%", i + 1, 100 * r.acceptance_at[i]);
+  std::printf("acceptance %.1f%% (%.2f tokens per verify step); by draft position:", 100 * r.acceptance_rate(),
+              r.tokens_per_round());
+  for (size_t i = 0; i < acceptance_at.size(); ++i) std::printf(" %zu: %.1f%%", i + 1, 100 * acceptance_at[i]);
   std::printf("\n");
 }
 
@@ -134,7 +137,7 @@ void bench_tokenizer(const BenchOptions& o) {
 void register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "Benchmarks: model throughput (pp/tg, MTP speculation) or tokenizer speed");
-  cmd->add_option("--model", o->model, "Model directory to benchmark");
+  cmd->add_option("--model", o->model, "Model directory or GGUF file to benchmark (\"default\": the embedded model)");
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for pp (default 512)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for tg (default 128)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -22,13 +22,13 @@ double mib(int64_t b) { return double(b) / (1 << 20); }
 void register_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* cmd = app.add_subcommand("info", "Load a model and print its configuration, load time and memory use");
-  cmd->add_option("--model", o->model, "Model directory")->required();
+  cmd->add_option("--model", o->model, "Model directory or GGUF file (\"default\": the embedded model)")->required();
   cmd->add_flag("--run", o->run, "Also run a 4-token forward pass and report memory after it");
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] {
     ThreadPool pool(o->threads);
     const auto t0 = std::chrono::steady_clock::now();
-    auto model = Model::load(o->model, pool);
+    auto model = Model::load(resolve_model(o->model), pool);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const ModelConfig& c = model->config();
     std::printf("architecture     %s\n", c.architecture.c_str());

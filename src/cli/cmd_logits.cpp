@@ -44,7 +44,7 @@ void run(const LogitsOptions& o) {
   if (prefill > n) fail("--prefill ", prefill, " is larger than the number of tokens (", n, ")");
 
   ThreadPool pool(o.threads);
-  auto model = Model::load(o.model, pool);
+  auto model = Model::load(resolve_model(o.model), pool);
   const ModelConfig& c = model->config();
   check_token_range(tokens, c.vocab_size, "--tokens");
   if (o.attention == "mha") model->set_attention_form(AttentionForm::MHA);
@@ -71,7 +71,7 @@ void run(const LogitsOptions& o) {
 void register_logits(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   auto* cmd = app.add_subcommand("logits", "Print the logits of every position of a token sequence as JSON");
-  cmd->add_option("--model", o->model, "Model directory (config.json + *.safetensors)")->required();
+  cmd->add_option("--model", o->model, "Model directory or GGUF file (\"default\": the embedded model)")->required();
   cmd->add_option("--tokens", o->tokens, "Comma-separated token ids, e.g. 5,17,42")->required();
   cmd->add_option("--prefill", o->prefill, "Positions < N from one batched prefill, the rest by decode steps (default: all)")
       ->check(CLI::NonNegativeNumber);

@@ -22,7 +22,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "runtime/generator.h"
+#include "runtime/engine.h"
 #include "runtime/model_bundle.h"
 
 namespace whale {
@@ -67,10 +67,12 @@ int interruptible_getc(FILE*) {
 }
 
 struct RunOptions {
-  std::string model, prompt, system, chat_format = "auto", load = "auto";
+  std::string model, prompt, system, chat_format = "auto", load = "auto", spec, format;
   bool think = false, no_think = false, json = false, collapse = false;
   std::string color = "auto";
   int64_t ctx = 4096, max_tokens = 2048, budget = -1;
+  int draft = 2, logprobs = -1;
+  std::vector<std::string> stop;
   SamplingParams sampling;
   bool seed_given = false;
   int threads = 0;
@@ -92,7 +94,13 @@ class ChatApp {
  public:
   explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
     bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format, parse_load_mode(o_.load));
-    session_ = std::make_unique<ChatSession>(*bundle_.model, *bundle_.tokenizer, o_.ctx);
+    // One sequence at a time; the prefix cache keeps the conversation so far, so each turn
+    // recomputes only what is new.
+    EngineConfig ec;
+    ec.parallel = 1;
+    ec.ctx = o_.ctx;
+    ec.draft = o_.spec.empty() ? 0 : o_.draft;
+    engine_ = std::make_unique<Engine>(*bundle_.model, bundle_.tokenizer.get(), ec);
     const ChatFormat f = bundle_.chat_format;
     thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
     if (o_.no_think) thinking_ = false;
@@ -197,7 +205,6 @@ class ChatApp {
       std::printf("\n");
     } else if (cmd == "/clear") {
       history_.clear();
-      session_->reset();
       std::printf("Conversation cleared.\n");
     } else if (cmd == "/save" && !arg.empty()) {
       save(arg);
@@ -250,10 +257,16 @@ class ChatApp {
     const std::string prompt_text = render_chat(bundle_.chat_format, messages, co);
     std::vector<int32_t> prompt = bundle_.tokenizer->encode(prompt_text);
 
-    GenerationOptions go;
+    EngineRequest req;
+    req.prompt = std::move(prompt);
+    req.json = o_.format == "json";
+    req.top_logprobs = o_.logprobs;
+    GenerationOptions& go = req.options;
+    go.stop = o_.stop;
     go.sampling = o_.sampling;
     go.max_tokens = o_.max_tokens;
     go.starts_in_reasoning = prompt_opens_reasoning(bundle_.chat_format, co);
+    const int64_t prompt_tokens = int64_t(req.prompt.size());
     go.tool_syntax = tool_call_syntax(bundle_.chat_format);
     go.thinking_budget = budget_;
     // R1 always opens a think block; "thinking off" closes it at once.
@@ -288,9 +301,20 @@ class ChatApp {
     };
 
     // g_interrupted was cleared when this line was read: a Ctrl-C typed since then stops the answer.
-    GenerationStats st = session_->generate(prompt, go, on_event, &g_interrupted);
+    if (prompt_tokens >= o_.ctx)
+      fail("the prompt is ", prompt_tokens, " tokens, but the context holds ", o_.ctx, " (use a larger --ctx)");
+    auto handle = engine_->submit(std::move(req));
+    RequestOutput done, part;
+    while (handle->wait(part, std::chrono::milliseconds(50))) {
+      for (const auto& e : part.events) on_event(e);
+      if (g_interrupted.load()) handle->cancel();
+      done.append(std::move(part));
+      part = RequestOutput{};
+    }
+    if (!done.error.empty()) fail(done.error);
+    const GenerationStats& st = done.stats;
     end_reasoning();
-    const ParsedOutput& out = session_->last_output();
+    const ParsedOutput& out = done.result;
     last_reasoning_ = out.reasoning;
 
     ChatMessage a;
@@ -311,6 +335,17 @@ class ChatApp {
                      {"reasoning_tokens", st.reasoning_tokens}, {"cached_tokens", st.cached_tokens}}},
           {"timings", {{"prefill_seconds", st.prefill_seconds}, {"decode_seconds", st.decode_seconds},
                        {"tokens_per_second", tps}}}};
+      if (o_.logprobs >= 0) {
+        nlohmann::ordered_json lps = nlohmann::ordered_json::array();
+        const Tokenizer& tok = *bundle_.tokenizer;
+        auto text = [&](int32_t id) { return tok.is_valid_id(id) ? tok.token_bytes(id) : std::string(); };
+        for (const TokenLogprob& lp : done.logprobs) {
+          nlohmann::ordered_json top = nlohmann::ordered_json::array();
+          for (const auto& [id, l] : lp.top) top.push_back({{"id", id}, {"token", text(id)}, {"logprob", l}});
+          lps.push_back({{"id", lp.id}, {"token", text(lp.id)}, {"logprob", lp.logprob}, {"top_logprobs", top}});
+        }
+        j["logprobs"] = lps;
+      }
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
       return;
     }
@@ -331,7 +366,7 @@ class ChatApp {
   RunOptions o_;
   ThreadPool pool_;
   ModelBundle bundle_;
-  std::unique_ptr<ChatSession> session_;
+  std::unique_ptr<Engine> engine_;
   std::vector<ChatMessage> history_;
   bool thinking_ = false, collapse_ = false, tty_out_ = false, color_ = false;
   int64_t budget_ = -1;
@@ -364,6 +399,13 @@ void register_run(CLI::App& app) {
   cmd->add_option("--min-p", o->sampling.min_p, "Min-p sampling (default off)")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (default 1 = off)")->check(CLI::Range(0.01f, 10.0f));
   cmd->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
+  cmd->add_option("--stop", o->stop, "End the answer before this text (repeatable)");
+  cmd->add_option("--format", o->format, "json: the answer is one JSON object (constrained decoding)")->check(CLI::IsMember({"json"}));
+  cmd->add_option("--logprobs", o->logprobs, "With --json: log-probabilities of each token and N alternatives (0..20)")
+      ->check(CLI::Range(0, 20));
+  cmd->add_option("--spec", o->spec, "Speculative decoding with the model's MTP module: mtp (the same answer, in fewer steps)")
+      ->check(CLI::IsMember({"mtp"}));
+  cmd->add_option("--draft", o->draft, "Draft tokens per step with --spec mtp (default 2)")->check(CLI::Range(1, 8));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   add_load_option(cmd, o->load);
   cmd->callback([o] {

@@ -143,7 +143,7 @@ struct EvalCliOptions {
 
 void run_eval(const EvalCliOptions& o) {
   ThreadPool pool(o.threads);
-  ModelBundle b = ModelBundle::load(o.model, pool, "v3.1");
+  ModelBundle b = ModelBundle::load(resolve_model(o.model), pool, "v3.1");
   train::EvalOptions e = o.eval;
   e.tasks = train::parse_task_list(o.tasks);
   std::vector<bool> modes;
@@ -388,7 +388,7 @@ void register_train(CLI::App& app) {
 
   auto e = std::make_shared<EvalCliOptions>();
   auto* ev = app.add_subcommand("eval", "Held-out accuracy on the reasoning tasks");
-  ev->add_option("--model", e->model, "Model directory")->required();
+  ev->add_option("--model", e->model, "Model directory (\"default\": the embedded model)")->required();
   ev->add_option("--tasks", e->tasks, "all, or a list of tasks");
   ev->add_option("--thinking", e->thinking, "on, off or both (default)");
   ev->add_option("-n,--count", e->eval.per_task, "Problems per task (default 100)")->check(CLI::PositiveNumber);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/kv_cache.h"
+#include "model/kv_pool.h"
 
 namespace whale {
 

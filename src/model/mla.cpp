@@ -19,7 +19,7 @@
 
 namespace whale {
 
-void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& batch, KVCache& cache, Workspace& ws) {
+void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& batch, KVPool& cache, Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t T = int64_t(batch.tokens.size()), H = c.num_attention_heads, qk = c.qk_head_dim();
   const int64_t r = c.kv_lora_rank, nope = c.qk_nope_head_dim, P = c.qk_rope_head_dim / 2, kvd = c.kv_cache_dim();
@@ -67,7 +67,7 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
 
 // MHA form: expand each head's keys and values from the latents of the whole context once,
 // then ordinary causal attention for the new tokens.
-void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
                           Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
@@ -102,7 +102,7 @@ void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchS
 // attention-weighted latent is mapped to values afterwards by W_UV_h. Every cached latent is
 // read once per step for all heads (positions split across threads for the scores, latent
 // columns for the weighted sum), so decode reads the cache once, not once per head.
-void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
                                Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
@@ -166,7 +166,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
 // prompt was split into chunks: the context is zero-padded to a multiple of 64 positions,
 // which leaves every sum unchanged (padding adds exact zeros), so a prefix-cache hit
 // recomputes exactly what a miss computed.
-void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVCache& cache,
+void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
                                      Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;

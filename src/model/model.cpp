@@ -35,18 +35,22 @@ std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool, Lo
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
 }
 
-std::unique_ptr<KVCache> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {
-  const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
-  return std::make_unique<KVCache>(config_.num_hidden_layers + (with_mtp ? 1 : 0), config_.kv_cache_dim(), block_size,
-                                   blocks);
+std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
+  return {{"mla_latent", config_.num_hidden_layers + (with_mtp ? 1 : 0), config_.kv_cache_dim()}};
 }
 
-std::unique_ptr<KVCache> Model::make_mtp_cache(int64_t max_tokens, int64_t block_size) const {
+std::unique_ptr<KVPool> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {
   const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
-  return std::make_unique<KVCache>(1, config_.kv_cache_dim(), block_size, blocks);
+  const CacheGroupSpec g = cache_groups(with_mtp)[0];
+  return std::make_unique<KVPool>(g.n_layers, g.dim, block_size, blocks);
 }
 
-void Model::check_batch(const Batch& batch, const KVCache& cache) const {
+std::unique_ptr<KVPool> Model::make_mtp_cache(int64_t max_tokens, int64_t block_size) const {
+  const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
+  return std::make_unique<KVPool>(1, config_.kv_cache_dim(), block_size, blocks);
+}
+
+void Model::check_batch(const Batch& batch, const KVPool& cache) const {
   for (int32_t tok : batch.tokens)
     if (tok < 0 || tok >= config_.vocab_size) fail("token id ", tok, " is out of range (vocab_size ", config_.vocab_size, ")");
   for (const BatchSeq& s : batch.seqs) {
@@ -102,7 +106,7 @@ void Model::sublayer_output(const HyperConnectionWeights& site, int64_t T, Works
 }
 
 void Model::layer_forward(const LayerWeights& L, const Router& router, int64_t cache_layer, const Batch& batch,
-                          KVCache& cache, Workspace& ws) {
+                          KVPool& cache, Workspace& ws) {
   const int64_t T = int64_t(batch.tokens.size()), D = config_.hidden_size;
   auto norm_rows = [&](const float* in, const std::vector<float>& w) {
     pool_.parallel_for(T, [&](int64_t b, int64_t e) {
@@ -145,7 +149,7 @@ void Model::head(const HyperHeadWeights& hc_head, const std::vector<float>& norm
   matmul(lm_head, rows.data(), R, logits, pool_);
 }
 
-void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hidden) {
+void Model::forward(const Batch& batch, KVPool& cache, float* logits, float* hidden) {
   const int64_t T = int64_t(batch.tokens.size());
   if (T == 0) return;
   check_batch(batch, cache);
@@ -158,7 +162,7 @@ void Model::forward(const Batch& batch, KVCache& cache, float* logits, float* hi
   head(weights_->hc_head, weights_->norm, weights_->lm_head, batch, ws, logits, hidden);
 }
 
-void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
+void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVPool& cache, float* logits,
                         float* hidden_out, int64_t cache_layer) {
   if (k < 0 || k >= mtp_modules()) fail("this model has no MTP module ", k, " (it has ", mtp_modules(), ")");
   const MtpWeights& m = weights_->mtp[size_t(k)];

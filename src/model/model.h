@@ -15,7 +15,7 @@
 #include "model/rope.h"
 #include "model/router.h"
 #include "model/weights.h"
-#include "runtime/kv_cache.h"
+#include "model/kv_pool.h"
 
 namespace whale {
 
@@ -31,17 +31,22 @@ class Model {
   ThreadPool& pool() const { return pool_; }
   void set_attention_form(AttentionForm f) { attention_form_ = f; }  // overrides Batch::attention
 
+  // The attention caches this model's forward pass needs, one spec per group (kv_pool.h):
+  // the MLA latents of every layer, and with `with_mtp` the MTP module's latents as one more
+  // layer of the same blocks (mtp_cache_layer()).
+  std::vector<CacheGroupSpec> cache_groups(bool with_mtp = false) const;
+
   // A KV cache sized for `max_tokens` tokens in total, in blocks of `block_size`. With
   // `with_mtp`, each block also holds the MTP module's latents in one extra layer
   // (mtp_cache_layer()), so a sequence's block table serves both (serving with speculation).
-  std::unique_ptr<KVCache> make_cache(int64_t max_tokens, int64_t block_size = 16, bool with_mtp = false) const;
+  std::unique_ptr<KVPool> make_cache(int64_t max_tokens, int64_t block_size = 16, bool with_mtp = false) const;
   int64_t mtp_cache_layer() const { return config_.num_hidden_layers; }
 
   // Runs the batch, appending its tokens to each sequence's cache (which must have room:
   // see SeqCache::reserve). Writes vocab_size logits per entry of batch.logit_rows, and, if
   // `hidden` is given, the final hidden state (after the model's norm: the input of the LM
   // head and of MTP) of every token of the batch: [T, hidden_size].
-  void forward(const Batch& batch, KVCache& cache, float* logits, float* hidden = nullptr);
+  void forward(const Batch& batch, KVPool& cache, float* logits, float* hidden = nullptr);
 
   // Multi-token prediction module k. batch.tokens are the tokens *after* the positions whose
   // main-model hidden states `hidden_in` [T, hidden] are given; the module's own cache (one
@@ -49,20 +54,20 @@ class Model {
   // and, if given, the module's normed output of every token (the `hidden_in` of a further
   // draft step): [T, hidden_size]. cache_layer: where the module's latents live, 0 in its own
   // cache (make_mtp_cache), mtp_cache_layer() in a shared one (make_cache with_mtp).
-  void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVCache& cache, float* logits,
+  void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVPool& cache, float* logits,
                    float* hidden_out = nullptr, int64_t cache_layer = 0);
   int64_t mtp_modules() const { return int64_t(weights_->mtp.size()); }
-  std::unique_ptr<KVCache> make_mtp_cache(int64_t max_tokens, int64_t block_size = 16) const;
+  std::unique_ptr<KVPool> make_mtp_cache(int64_t max_tokens, int64_t block_size = 16) const;
 
  private:
   Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool);
 
   struct Workspace;  // activations, resized per step
-  void check_batch(const Batch& batch, const KVCache& cache) const;
+  void check_batch(const Batch& batch, const KVPool& cache) const;
   void embed(const Weight& table, const Batch& batch, Workspace& ws);
   // One decoder layer on ws.h (a single stream, or hc_mult streams with mHC).
   void layer_forward(const LayerWeights& L, const Router& router, int64_t cache_layer, const Batch& batch,
-                     KVCache& cache, Workspace& ws);
+                     KVPool& cache, Workspace& ws);
   // Residual plumbing around a sublayer: the input it reads (collapsed streams with mHC) and
   // how its output ws.out is added back.
   const float* sublayer_input(const HyperConnectionWeights& site, int64_t T, Workspace& ws);
@@ -72,11 +77,11 @@ class Model {
   void head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
             const Batch& batch, Workspace& ws, float* logits, float* hidden);
 
-  void attention(const AttentionWeights& A, int64_t cache_layer, const Batch& batch, KVCache& cache, Workspace& ws);
-  void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache, Workspace& ws);
-  void attention_absorbed(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache,
+  void attention(const AttentionWeights& A, int64_t cache_layer, const Batch& batch, KVPool& cache, Workspace& ws);
+  void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache, Workspace& ws);
+  void attention_absorbed(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
                           Workspace& ws);
-  void attention_absorbed_chunk(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVCache& cache,
+  void attention_absorbed_chunk(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
                                 Workspace& ws);
   void dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws);
   void moe(const MoEWeights& M, const Router& router, int64_t n_tok, Workspace& ws);

@@ -8,8 +8,8 @@
 
 #include "core/memory_stats.h"
 #include "kernels/gemm_simd.h"
-#include "runtime/sampler.h"
-#include "runtime/speculative.h"
+#include "core/error.h"
+#include "runtime/engine.h"
 
 namespace whale {
 
@@ -81,37 +81,42 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
   return best;
 }
 
+namespace {
+// A request of `prompt` token ids that decodes `n` tokens greedily, whatever they are.
+EngineRequest token_request(std::vector<int32_t> prompt, int64_t n) {
+  EngineRequest r;
+  r.prompt = std::move(prompt);
+  r.options.max_tokens = n;
+  r.options.ignore_eos = true;
+  r.parse = false;
+  return r;
+}
+}  // namespace
+
 BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool) {
   BenchResult r;
   const int64_t V = model.config().vocab_size;
-  std::vector<float> logits(static_cast<size_t>(V));
-  auto cache = model.make_cache(std::max(n_prompt, n_gen) + 1);
+  // One sequence at a time, each prompt in one forward step (as llama-bench's pp), no prefix
+  // cache (every prompt is new anyway).
+  EngineConfig ec;
+  ec.parallel = 1;
+  ec.ctx = std::max(n_prompt, n_gen + 1) + 1;
+  ec.prefill_chunk = ec.step_tokens = std::max<int64_t>(n_prompt, 1);
+  ec.prefix_cache = false;
+  Engine engine(model, nullptr, ec);
   std::vector<double> pp, tg;
   double bandwidth = 0;
   for (int rep = 0; rep <= repeats; ++rep) {  // rep 0 warms caches and pages in the weights
     if (n_prompt > 0) {
-      const auto prompt = random_tokens(n_prompt, V, uint64_t(rep) + 1);
-      SeqCache seq;
-      seq.reserve(*cache, n_prompt);
-      Batch b;
-      b.add(&seq, prompt.data(), n_prompt);
-      const double t0 = now();
-      model.forward(b, *cache, logits.data());
-      if (rep > 0) pp.push_back(double(n_prompt) / (now() - t0));
-      seq.clear(*cache);
+      const RequestOutput out = engine.run(token_request(random_tokens(n_prompt, V, uint64_t(rep) + 1), 1));
+      if (!out.error.empty()) fail("bench: ", out.error);
+      if (rep > 0) pp.push_back(double(n_prompt) / out.stats.prefill_seconds);
     }
     if (n_gen > 0) {
-      const auto tokens = random_tokens(n_gen, V, uint64_t(rep) + 100);
-      SeqCache seq;
-      seq.reserve(*cache, n_gen);
-      const double t0 = now();
-      for (int64_t i = 0; i < n_gen; ++i) {
-        Batch b;
-        b.add(&seq, &tokens[size_t(i)], 1);
-        model.forward(b, *cache, logits.data());
-      }
-      if (rep > 0) tg.push_back(double(n_gen) / (now() - t0));
-      seq.clear(*cache);
+      // One prompt token, then n_gen decode steps after the first generated token.
+      const RequestOutput out = engine.run(token_request(random_tokens(1, V, uint64_t(rep) + 100), n_gen + 1));
+      if (!out.error.empty()) fail("bench: ", out.error);
+      if (rep > 0) tg.push_back(double(n_gen) / out.stats.decode_seconds);
       // The bandwidth of a shared VM drifts by tens of percent within minutes: measured beside
       // every timed decode run, the roofline takes the best of them.
       // (Peak RSS is read before the first measurement allocates its buffer.)
@@ -131,64 +136,45 @@ BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repea
 
 SpecBenchResult bench_speculative(Model& model, int64_t n_prompt, int64_t n_gen, int draft_len, int repeats) {
   SpecBenchResult r;
-  const int64_t V = model.config().vocab_size, ctx = n_prompt + n_gen + draft_len + 2;
+  const int64_t V = model.config().vocab_size;
   const auto prompt = random_tokens(std::max<int64_t>(1, n_prompt), V, 7);
-  std::vector<double> plain, spec, ceiling;
+  EngineConfig ec;
+  ec.parallel = 1;
+  ec.ctx = int64_t(prompt.size()) + n_gen + 1;
+  ec.prefix_cache = false;
+  Engine plain_engine(model, nullptr, ec);
+  ec.draft = draft_len;
+  Engine spec_engine(model, nullptr, ec);
+  // The ceiling: the main model's own continuation proposed, so every draft is accepted.
   std::vector<int32_t> reference;
-  SpecStats totals;
+  ec.proposer = [&reference](int64_t i) { return i < int64_t(reference.size()) ? reference[size_t(i)] : 0; };
+  Engine ceiling_engine(model, nullptr, ec);
+
+  auto timed = [&](Engine& e, std::vector<double>& tps, int rep) {
+    const double t0 = now();
+    RequestOutput out = e.run(token_request(prompt, n_gen));
+    if (!out.error.empty()) fail("bench: ", out.error);
+    if (rep > 0) tps.push_back(double(n_gen) / (now() - t0));
+    return out.tokens;
+  };
+  std::vector<double> plain, spec, ceiling;
   for (int rep = 0; rep <= repeats; ++rep) {
-    {  // plain greedy decoding
-      auto cache = model.make_cache(ctx);
-      SeqCache seq;
-      seq.reserve(*cache, ctx);
-      std::vector<float> logits(static_cast<size_t>(V));
-      const double t0 = now();
-      Batch b;
-      b.add(&seq, prompt.data(), int64_t(prompt.size()));
-      model.forward(b, *cache, logits.data());
-      std::vector<int32_t> out;
-      while (int64_t(out.size()) < n_gen) {
-        out.push_back(argmax(logits.data(), V));
-        Batch s;
-        s.add(&seq, &out.back(), 1);
-        model.forward(s, *cache, logits.data());
-      }
-      if (rep > 0) plain.push_back(double(n_gen) / (now() - t0));
-      reference = out;
-    }
-    {
-      SpeculativeDecoder d(model, draft_len, ctx);
-      Sampler greedy({});
-      const double t0 = now();
-      d.generate(prompt, n_gen, greedy, {});
-      if (rep > 0) {
-        spec.push_back(double(n_gen) / (now() - t0));
-        const SpecStats& s = d.stats();
-        totals.rounds += s.rounds;
-        totals.drafted += s.drafted;
-        totals.accepted += s.accepted;
-        totals.emitted += s.emitted;
-        totals.accepted_at.resize(s.accepted_at.size());
-        for (size_t i = 0; i < s.accepted_at.size(); ++i) totals.accepted_at[i] += s.accepted_at[i];
-      }
-    }
-    {  // the ceiling: the main model's own continuation proposed, so every draft is accepted
-      SpeculativeDecoder d(model, draft_len, ctx + draft_len);
-      std::vector<int32_t> proposals = reference;
-      proposals.resize(reference.size() + size_t(draft_len) + 1, 0);
-      d.set_proposer([&](int64_t i) { return proposals[size_t(std::min<int64_t>(i, int64_t(proposals.size()) - 1))]; });
-      Sampler greedy({});
-      const double t0 = now();
-      d.generate(prompt, n_gen, greedy, {});
-      if (rep > 0) ceiling.push_back(double(n_gen) / (now() - t0));
-    }
+    reference = timed(plain_engine, plain, rep);
+    const EngineMetrics before = spec_engine.metrics();
+    if (timed(spec_engine, spec, rep) != reference) fail("bench: speculative decoding changed the output");
+    if (rep == 0) continue;
+    const EngineMetrics after = spec_engine.metrics();
+    r.rounds += after.spec_rounds_total - before.spec_rounds_total;
+    r.drafted += after.spec_draft_tokens_total - before.spec_draft_tokens_total;
+    r.accepted += after.spec_accepted_tokens_total - before.spec_accepted_tokens_total;
+    r.accepted_at.resize(after.spec_accepted_at.size(), 0);
+    for (size_t i = 0; i < after.spec_accepted_at.size(); ++i)
+      r.accepted_at[i] += after.spec_accepted_at[i] - before.spec_accepted_at[i];
+    if (timed(ceiling_engine, ceiling, rep) != reference) fail("bench: speculative decoding changed the output");
   }
   r.plain_tps = Spread::of(plain);
   r.spec_tps = Spread::of(spec);
   r.ceiling_tps = Spread::of(ceiling);
-  r.acceptance_rate = totals.acceptance_rate();
-  r.tokens_per_round = totals.tokens_per_round();
-  for (int64_t a : totals.accepted_at) r.acceptance_at.push_back(totals.rounds ? double(a) / double(totals.rounds) : 0.0);
   return r;
 }
 

@@ -31,17 +31,22 @@ struct BenchResult {
   double bandwidth = 0, decode_bytes = 0;  // bytes/s measured; bytes per generated token
 };
 
-// pp: prefill of n_prompt tokens; tg: n_gen decode steps from an empty context. One untimed
-// warm-up run of each, then `repeats` timed runs.
+// Through the engine, one sequence at a time: pp is a prompt of n_prompt random tokens in one
+// forward step, tg is n_gen decode steps (greedy, end-of-sequence ignored) after a one-token
+// prompt. One untimed warm-up run of each, then `repeats` timed runs.
 BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool);
 
 struct SpecBenchResult {
   Spread plain_tps, spec_tps, ceiling_tps;  // tokens/s: plain decode, MTP speculation, all drafts accepted
-  double acceptance_rate = 0, tokens_per_round = 0;
-  std::vector<double> acceptance_at;  // per draft position
+  uint64_t rounds = 0, drafted = 0, accepted = 0;  // verify steps, draft tokens, accepted drafts
+  std::vector<uint64_t> accepted_at;               // per draft position
+  double acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
+  double tokens_per_round() const { return rounds ? double(rounds + accepted) / double(rounds) : 0.0; }
 };
 
-// Greedy generation of n_gen tokens after a prompt of n_prompt tokens, plain and speculative.
+// Greedy generation of n_gen tokens after a prompt of n_prompt tokens through the engine:
+// plain, with MTP speculation, and with every draft right (the ceiling). Fails if the
+// speculative outputs differ from the plain one.
 SpecBenchResult bench_speculative(Model& model, int64_t n_prompt, int64_t n_gen, int draft_len, int repeats);
 
 }  // namespace whale

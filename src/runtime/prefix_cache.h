@@ -12,13 +12,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/kv_cache.h"
+#include "model/kv_pool.h"
 
 namespace whale {
 
 class PrefixCache {
  public:
-  explicit PrefixCache(KVCache& cache) : cache_(cache) {}
+  explicit PrefixCache(KVPool& cache) : cache_(cache) {}
   ~PrefixCache();
   PrefixCache(const PrefixCache&) = delete;
   PrefixCache& operator=(const PrefixCache&) = delete;
@@ -48,7 +48,7 @@ class PrefixCache {
   };
   static uint64_t key(uint64_t parent, std::span<const int32_t> tokens);
 
-  KVCache& cache_;
+  KVPool& cache_;
   std::unordered_map<uint64_t, Node> nodes_;
   uint64_t clock_ = 0;
 };

@@ -31,6 +31,7 @@ struct ApiError : std::runtime_error {
 struct ServedModel {
   std::string id;    // the name clients use ("model": ...)
   std::string path;  // where it was loaded from
+  std::vector<std::string> aliases;  // other names clients may use ("default" for the embedded model)
   ChatFormat format = ChatFormat::V3;
   const Tokenizer* tokenizer = nullptr;
   const ModelConfig* config = nullptr;
@@ -40,6 +41,15 @@ struct ServedModel {
   int64_t created = 0;   // unix time the model was loaded
   uint64_t file_bytes = 0;
   bool mirror_reasoning = false;  // also send reasoning_content as `reasoning`
+
+  // Whether a client's `model` names this model: its id (with Ollama's ":latest" tag), the
+  // path it was loaded from, or an alias.
+  bool names(const std::string& name) const {
+    if (name == id || name == id + ":latest" || name == path) return true;
+    for (const auto& a : aliases)
+      if (name == a || name == a + ":latest") return true;
+    return false;
+  }
 };
 
 // The engine requests of a job once submitted; any still running when the last copy goes

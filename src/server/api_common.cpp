@@ -60,7 +60,7 @@ void check_model(const ojson& body, const ServedModel& m, bool required) {
   if (!v->is_string()) throw ApiError(400, "'model' must be a string", "model");
   const std::string name = v->get<std::string>();
   // Ollama-style tags (":latest") and the path it was loaded from name the same model.
-  if (name != m.id && name != m.id + ":latest" && name != m.path)
+  if (!m.names(name))
     throw ApiError(404, "the model '" + name + "' does not exist; this server serves '" + m.id + "'", "model", "",
                    "model_not_found");
 }

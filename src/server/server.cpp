@@ -134,7 +134,7 @@ struct Server::Impl {
       http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_completion(body(req), served); }));
     http.Get("/v1/models", endpoint([this](const httplib::Request&) { return openai_models(served); }));
     http.Get(R"(/v1/models/(.+))", endpoint([this](const httplib::Request& req) {
-      if (req.matches[1] != served.id) throw ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "", "model_not_found");
+      if (!served.names(req.matches[1])) throw ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "", "model_not_found");
       Reply r = openai_models(served);
       r.body = ojson::parse(r.body)["data"][0].dump();
       return r;
@@ -163,6 +163,7 @@ struct Server::Impl {
     }
     served.id = id;
     served.path = o.model;
+    if (o.default_model) served.aliases = {"default"};
     served.format = bundle.chat_format;
     served.tokenizer = bundle.tokenizer.get();
     served.config = &bundle.model->config();

@@ -14,6 +14,7 @@ namespace whale {
 struct ServerOptions {
   std::string model;             // path to load
   std::string alias;             // model id clients use; default: the path's last component
+  bool default_model = false;    // the embedded default model: the name "default" also names it
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;           // empty: no authentication

@@ -6,15 +6,6 @@
 
 namespace whale::train {
 
-RequestOutput wait_finished(RequestHandle& handle) {
-  RequestOutput part, result;
-  while (handle.wait(part)) {
-    if (part.finished) result = std::move(part);
-    part = RequestOutput();
-  }
-  return result;
-}
-
 std::vector<TaskAccuracy> evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o) {
   EngineConfig ec;
   ec.parallel = o.parallel;
@@ -37,7 +28,7 @@ std::vector<TaskAccuracy> evaluate(Model& model, const Tokenizer& tok, const Eva
     TaskAccuracy acc{task};
     int64_t tokens = 0;
     for (size_t i = 0; i < handles.size(); ++i) {
-      const RequestOutput result = wait_finished(*handles[i]);
+      const RequestOutput result = handles[i]->wait_finished();
       if (!result.error.empty()) fail("eval: generation failed: ", result.error);
       // Thinking on: an answer that never closed its think block counts as wrong.
       acc.correct += check_answer(problems[i], result.result.content) ? 1 : 0;

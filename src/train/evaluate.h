@@ -29,10 +29,6 @@ struct EvalOptions {
   int64_t parallel = 16;
 };
 
-// Blocks until the engine finished the request; returns its final output (the parsed
-// reply, every generated token, the stats or the error).
-RequestOutput wait_finished(RequestHandle& handle);
-
 std::vector<TaskAccuracy> evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o);
 
 }  // namespace whale::train

@@ -212,7 +212,7 @@ void run_grpo(const GrpoOptions& o) {
         }
       }
       for (size_t i = 0; i < handles.size(); ++i) {
-        const RequestOutput result = wait_finished(*handles[i]);
+        const RequestOutput result = handles[i]->wait_finished();
         if (!result.error.empty()) fail("grpo: sampling failed: ", result.error);
         Rollout& r = rollouts[i];
         r.completion = result.tokens;

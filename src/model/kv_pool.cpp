@@ -1,0 +1,54 @@
+#include "model/kv_pool.h"
+
+#include "core/error.h"
+
+namespace whale {
+
+KVPool::KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks)
+    : n_layers_(n_layers), dim_(dim), block_size_(block_size), n_blocks_(n_blocks) {
+  WHALE_CHECK(n_layers > 0 && dim > 0 && block_size > 0 && n_blocks > 0, "KV cache: invalid geometry");
+  data_.reset(new float[size_t(n_layers * dim * block_size * n_blocks)]);
+  refs_.assign(size_t(n_blocks), 0);
+  free_.reserve(size_t(n_blocks));
+  for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
+}
+
+int32_t KVPool::allocate() {
+  if (free_.empty()) return -1;
+  int32_t b = free_.back();
+  free_.pop_back();
+  refs_[size_t(b)] = 1;
+  return b;
+}
+
+void KVPool::retain(int32_t block) { ++refs_[size_t(block)]; }
+
+void KVPool::release(int32_t block) {
+  if (--refs_[size_t(block)] == 0) free_.push_back(block);
+}
+
+bool SeqCache::reserve(KVPool& cache, int64_t n_more) {
+  const int64_t need = (length + n_more + cache.block_size() - 1) / cache.block_size() - int64_t(blocks.size());
+  if (need <= 0) return true;
+  if (need > cache.free_blocks()) return false;
+  for (int64_t i = 0; i < need; ++i) blocks.push_back(cache.allocate());
+  return true;
+}
+
+void SeqCache::truncate(KVPool& cache, int64_t n) {
+  if (n >= length) return;
+  const size_t keep = size_t((n + cache.block_size() - 1) / cache.block_size());
+  while (blocks.size() > keep) {
+    cache.release(blocks.back());
+    blocks.pop_back();
+  }
+  length = n;
+}
+
+void SeqCache::clear(KVPool& cache) {
+  for (int32_t b : blocks) cache.release(b);
+  blocks.clear();
+  length = 0;
+}
+
+}  // namespace whale

@@ -1,0 +1,78 @@
+// The storage the forward pass reads and writes its attention caches in.
+//
+// A model declares its caches as groups (CacheGroupSpec): one kind of per-layer cache with
+// its own geometry. DeepSeek-V2/V3/R2 have one group, the MLA latents: per token and layer
+// only the compressed latent c_kv (kv_lora_rank values, after kv_a_layernorm) and the shared
+// rotary key k_pe (qk_rope_head_dim values, after RoPE), 576 values for V2/V3, never the
+// decompressed per-head keys and values. Later kinds (sliding windows, compressed entries,
+// indexer keys) are further groups with their own dims and layer counts.
+//
+// A group's memory is a pool of fixed-size blocks of `block_size` tokens; a block holds those
+// tokens for every layer of the group, so it can be shared (prefix cache), copied (fork) or
+// moved between tiers as one unit. Block layout: [n_layers][block_size][dim] float32.
+// Which blocks a sequence owns is decided above the model (runtime/kv_cache.h); the pool
+// only counts references.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace whale {
+
+struct CacheGroupSpec {
+  std::string kind;      // "mla_latent"
+  int64_t n_layers = 0;  // layers stored per block (the MTP module's latents as one more)
+  int64_t dim = 0;       // float32 values per token and layer
+};
+
+class KVPool {
+ public:
+  KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks);
+
+  int64_t n_layers() const { return n_layers_; }
+  int64_t dim() const { return dim_; }
+  int64_t block_size() const { return block_size_; }
+  int64_t n_blocks() const { return n_blocks_; }
+  int64_t free_blocks() const { return int64_t(free_.size()); }
+
+  int32_t allocate();  // a block with reference count 1, or -1 when the pool is exhausted
+  void retain(int32_t block);
+  void release(int32_t block);  // returns the block to the pool when its count reaches 0
+  int32_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
+
+  float* slot(int32_t block, int64_t layer, int64_t offset) {
+    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  }
+  const float* slot(int32_t block, int64_t layer, int64_t offset) const {
+    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  }
+  float* block_data(int32_t block) { return slot(block, 0, 0); }  // bytes_per_block() bytes
+  const float* block_data(int32_t block) const { return slot(block, 0, 0); }
+  size_t bytes_per_block() const { return size_t(n_layers_ * block_size_ * dim_) * sizeof(float); }
+
+ private:
+  int64_t n_layers_, dim_, block_size_, n_blocks_;
+  std::unique_ptr<float[]> data_;  // uninitialised: pages are touched only when used
+  std::vector<int32_t> refs_;
+  std::vector<int32_t> free_;
+};
+
+// One sequence's view of a pool: its block table and how many tokens it holds.
+struct SeqCache {
+  std::vector<int32_t> blocks;
+  int64_t length = 0;
+
+  // Makes room for n_more tokens; false (and nothing allocated) if the pool is too small.
+  bool reserve(KVPool& cache, int64_t n_more);
+  void clear(KVPool& cache);  // releases every block
+  void truncate(KVPool& cache, int64_t n);  // keeps the first n tokens, releasing blocks past them
+  float* slot(KVPool& cache, int64_t layer, int64_t pos) {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  }
+  const float* slot(const KVPool& cache, int64_t layer, int64_t pos) const {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  }
+};
+
+}  // namespace whale

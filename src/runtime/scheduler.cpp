@@ -1,0 +1,128 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace whale {
+
+Scheduler::Scheduler(const EngineConfig& config, KVCacheManager& cache, bool drafting)
+    : config_(config), cache_(cache), drafting_(drafting) {}
+
+void Scheduler::add(std::unique_ptr<Sequence> s) { waiting_.push_back(std::move(s)); }
+
+int64_t Scheduler::outstanding_blocks() const {
+  int64_t n = 0;
+  for (const auto& s : running_) n += s->reserved - int64_t(s->cache.blocks.size());
+  return n;
+}
+
+void Scheduler::admit() {
+  const int64_t bs = cache_.block_tokens();
+  for (auto& s : waiting_)
+    if (s->handle->cancelled()) s->decode.finish("cancelled");
+  for (auto& s : running_)
+    if (s->handle->cancelled()) s->decode.finish("cancelled");
+  while (!waiting_.empty() && int64_t(running_.size()) < config_.parallel) {
+    Sequence& s = *waiting_.front();
+    if (s.decode.finished()) break;  // a cancelled head leaves through retire()
+    const int64_t n = s.prompt_size();
+    const int64_t total = (n + s.decode.max_new() + bs - 1) / bs;  // blocks for the worst case
+    // Reuse whole cached blocks, but never the one holding the last prompt token: it is
+    // recomputed for its logits. With speculation the last matched block is recomputed as
+    // well: the MTP latent of a block's last position was computed with the token after it,
+    // which only the next block (not matched) holds, so it may belong to another continuation.
+    SeqCache matched;
+    cache_.match_prefix(s.req.prompt, (n - 1) / bs, matched);
+    if (drafting_ && !matched.blocks.empty()) cache_.truncate(matched, (int64_t(matched.blocks.size()) - 1) * bs);
+    const int64_t available = cache_.available_blocks() - outstanding_blocks();
+    if (total - int64_t(matched.blocks.size()) > available) {  // the head of the queue waits for memory
+      cache_.release(matched);
+      break;
+    }
+    s.cache = std::move(matched);
+    s.prefilled = s.cache.length;
+    s.mtp.length = s.cache.length;
+    s.decode.stats().cached_tokens = s.prefilled;
+    s.reserved = total;
+    s.admitted = Clock::now();
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  auto reserve = [&](Sequence& s, int64_t n) {
+    WHALE_CHECK(cache_.reserve(s.cache, n), "KV cache exhausted despite admission control");
+  };
+  for (auto& s : running_) {
+    if (s->decode.finished() || !s->decoding()) continue;
+    int64_t drafts = 0;
+    if (config_.draft > 0 && !s->draft_logits.empty())  // never drafts past max_tokens
+      drafts = std::max<int64_t>(0, std::min(config_.draft, s->decode.remaining() - 1));
+    reserve(*s, 1 + drafts);
+    plan.chunks.push_back({s.get(), 1 + drafts, drafts, /*decode=*/true, false});
+    plan.decode_tokens += 1 + drafts;
+  }
+  int64_t budget = config_.step_tokens - plan.decode_tokens;
+  for (auto& s : running_) {
+    if (s->decode.finished() || s->decoding() || budget <= 0) continue;
+    const int64_t n = std::min({config_.prefill_chunk, s->prompt_size() - s->prefilled, budget});
+    reserve(*s, n);
+    s->prefilled += n;
+    plan.chunks.push_back({s.get(), n, 0, /*decode=*/false, /*ends_prompt=*/s->decoding()});
+    plan.prompt_tokens += n;
+    budget -= n;
+  }
+  return plan;
+}
+
+void Scheduler::after_step(const StepPlan& plan) {
+  const int64_t bs = cache_.block_tokens();
+  for (const PlannedChunk& c : plan.chunks)
+    if (c.ends_prompt) cache_.commit_prefix(c.seq->req.prompt, c.seq->cache, c.seq->prompt_size() / bs);
+}
+
+void Scheduler::release(Sequence& s) {
+  // Whole blocks whose every entry is computed go to the prefix cache: with drafting, the
+  // MTP module's latents too (they trail the main model's by the last step's positions).
+  if (s.decode.stats().finish_reason != "error") {
+    int64_t valid = std::min<int64_t>(s.cache.length, s.prompt_size() + int64_t(s.decode.output().size()));
+    if (drafting_) valid = std::min(valid, s.mtp.length);
+    std::vector<int32_t> tokens = s.req.prompt;
+    tokens.insert(tokens.end(), s.decode.output().begin(), s.decode.output().end());
+    cache_.commit_prefix(tokens, s.cache, valid / cache_.block_tokens());
+  }
+  cache_.release(s.cache);
+  s.mtp = SeqCache{};
+}
+
+std::vector<std::unique_ptr<Sequence>> Scheduler::retire() {
+  std::vector<std::unique_ptr<Sequence>> out;
+  for (auto& s : running_)
+    if (s->decode.finished()) {
+      release(*s);
+      out.push_back(std::move(s));
+    }
+  std::erase(running_, nullptr);
+  for (auto& s : waiting_)
+    if (s->decode.finished()) out.push_back(std::move(s));
+  std::erase(waiting_, nullptr);
+  return out;
+}
+
+std::vector<Sequence*> Scheduler::running_sequences() {
+  std::vector<Sequence*> out;
+  for (auto& s : running_) out.push_back(s.get());
+  return out;
+}
+
+std::vector<Sequence*> Scheduler::all() {
+  std::vector<Sequence*> out;
+  for (auto& s : running_) out.push_back(s.get());
+  for (auto& s : waiting_) out.push_back(s.get());
+  return out;
+}
+
+}  // namespace whale

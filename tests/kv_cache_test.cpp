@@ -1,0 +1,109 @@
+// The KV-cache manager behind the scheduler (runtime/kv_cache.h): reservation with eviction
+// of unused prefix blocks, prefix matching, fork, and a block's bytes out and back in.
+#include <cstring>
+
+#include "core/error.h"
+#include "runtime/kv_cache.h"
+#include "test_util.h"
+
+namespace whale {
+namespace {
+
+// Two groups of different widths, 4 tokens per block, 8 blocks.
+PagedKVCache make(bool prefix = true) {
+  return PagedKVCache({{"mla_latent", 2, 6}, {"other", 1, 3}}, 4, 8, prefix);
+}
+
+void fill(KVCacheManager& c, const SeqCache& s, int64_t from, int64_t to, float base) {
+  for (size_t g = 0; g < c.groups().size(); ++g)
+    for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
+      for (int64_t p = from; p < to; ++p) {
+        float* x = const_cast<SeqCache&>(s).slot(c.pool(g), l, p);
+        for (int64_t i = 0; i < c.groups()[g].dim; ++i) x[i] = base + float(g * 1000 + l * 100 + p) + 0.01f * float(i);
+      }
+}
+
+TEST(PagedKVCache, ReservesReleasesAndEvictsOnlyUnusedPrefixBlocks) {
+  auto c = make();
+  EXPECT_EQ(c.total_blocks(), 8);
+  EXPECT_EQ(c.block_bytes(), sizeof(float) * (2 * 4 * 6 + 1 * 4 * 3));
+  SeqCache a;
+  ASSERT_TRUE(c.reserve(a, 10));  // 3 blocks
+  EXPECT_EQ(a.blocks.size(), 3u);
+  a.length = 10;
+  EXPECT_EQ(c.available_blocks(), 5);
+  std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  c.commit_prefix(tokens, a, 2);  // two whole blocks indexed
+  EXPECT_EQ(c.stats().prefix_blocks, 2);
+  c.release(a);
+  EXPECT_EQ(c.available_blocks(), 8);  // 6 free + 2 held only by the prefix cache
+  SeqCache b;
+  EXPECT_EQ(c.match_prefix(tokens, 5, b), 8);
+  EXPECT_EQ(b.blocks.size(), 2u);
+  EXPECT_EQ(c.available_blocks(), 6);  // matched blocks are in use again
+  SeqCache big;
+  EXPECT_FALSE(c.reserve(big, 7 * 4));  // more than is available: nothing allocated
+  EXPECT_TRUE(big.blocks.empty());
+  ASSERT_TRUE(c.reserve(big, 6 * 4));
+  EXPECT_EQ(c.available_blocks(), 0);
+  c.release(b);
+  EXPECT_EQ(c.available_blocks(), 2);  // back to the prefix cache, evictable
+  SeqCache more;
+  ASSERT_TRUE(c.reserve(more, 8));     // evicts both
+  EXPECT_EQ(c.stats().prefix_blocks, 0);
+  SeqCache none;
+  EXPECT_EQ(c.match_prefix(tokens, 5, none), 0);
+  c.release(big);
+  c.release(more);
+  EXPECT_EQ(c.available_blocks(), 8);
+}
+
+TEST(PagedKVCache, ForkSharesWholeBlocksAndCopiesThePartialOne) {
+  auto c = make();
+  SeqCache a;
+  ASSERT_TRUE(c.reserve(a, 6));
+  fill(c, a, 0, 6, 0.5f);
+  a.length = 6;
+  SeqCache b;
+  ASSERT_TRUE(c.fork(a, b));
+  EXPECT_EQ(b.length, 6);
+  EXPECT_EQ(b.blocks[0], a.blocks[0]);  // whole block shared
+  EXPECT_NE(b.blocks[1], a.blocks[1]);  // partial block copied
+  for (size_t g = 0; g < 2; ++g)
+    for (int64_t p = 0; p < 6; ++p)
+      EXPECT_EQ(std::memcmp(b.slot(c.pool(g), 0, p), a.slot(c.pool(g), 0, p), sizeof(float) * size_t(c.groups()[g].dim)), 0);
+  // Both grow on their own: b's new tokens do not reach a.
+  ASSERT_TRUE(c.reserve(b, 2));
+  fill(c, b, 6, 8, 9.0f);
+  EXPECT_NE(*b.slot(c.pool(0), 0, 6), *a.slot(c.pool(0), 0, 6));
+  c.release(a);
+  EXPECT_EQ(c.pool(0).ref_count(b.blocks[0]), 1);
+  c.release(b);
+  EXPECT_EQ(c.available_blocks(), 8);
+}
+
+TEST(PagedKVCache, BlocksExportAndImportEveryGroup) {
+  auto c = make(false);
+  SeqCache a;
+  ASSERT_TRUE(c.reserve(a, 4));
+  fill(c, a, 0, 4, 2.0f);
+  a.length = 4;
+  std::vector<std::byte> bytes(c.block_bytes());
+  c.export_block(a.blocks[0], bytes);
+  SeqCache b;
+  ASSERT_TRUE(c.reserve(b, 4));
+  c.import_block(b.blocks[0], bytes);
+  b.length = 4;
+  for (size_t g = 0; g < 2; ++g)
+    for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
+      for (int64_t p = 0; p < 4; ++p)
+        EXPECT_EQ(std::memcmp(b.slot(c.pool(g), l, p), a.slot(c.pool(g), l, p), sizeof(float) * size_t(c.groups()[g].dim)), 0);
+  std::vector<std::byte> wrong(c.block_bytes() - 1);
+  EXPECT_THROW(c.export_block(a.blocks[0], wrong), Error);
+  EXPECT_THROW(c.import_block(a.blocks[0], wrong), Error);
+  c.release(a);
+  EXPECT_THROW(c.export_block(7, bytes), Error);  // not in use
+}
+
+}  // namespace
+}  // namespace whale
