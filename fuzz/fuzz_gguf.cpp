@@ -6,7 +6,8 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "formats/gguf_model.h"
+#include "formats/gguf_tokenizer.h"
+#include "model/gguf_model.h"
 #include "tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

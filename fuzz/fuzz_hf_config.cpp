@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/rope.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

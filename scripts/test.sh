@@ -9,15 +9,19 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh --test
 jobs=$(nproc)
 
+echo "== layering (no include runs up the stack)"
+python3 scripts/check_layers.py
+
 echo "== release build + tests"
-scripts/build.sh build
-ctest --test-dir build --output-on-failure -j "$jobs"
+# WHALE_TESTS=ON explicitly: scripts/run.sh may have configured build/ without tests.
+scripts/build.sh build -DWHALE_TESTS=ON
+ctest --test-dir build --output-on-failure --no-tests=error -j "$jobs"
 [[ "${WHALE_TEST_QUICK:-0}" == 1 ]] && exit 0
 
 echo "== ASan + UBSan build + tests"
 BUILD_TYPE=Debug scripts/build.sh build-asan -DWHALE_SANITIZE=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+  ctest --test-dir build-asan --output-on-failure --no-tests=error -j "$jobs"
 
 echo "== fuzz smoke (libFuzzer)"
 CC=clang CXX=clang++ BUILD_TYPE=Debug scripts/build.sh build-fuzz -DWHALE_FUZZ=ON -DWHALE_TESTS=OFF

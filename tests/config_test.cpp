@@ -1,5 +1,5 @@
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/rope.h"
 #include "test_util.h"
 

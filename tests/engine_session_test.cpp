@@ -2,7 +2,7 @@
 // the previous one (prompt and answer blocks), stop strings, the thinking budget, cancellation
 // and the context limit.
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/random_checkpoint.h"
 #include "runtime/engine.h"
 #include "test_util.h"

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/random_checkpoint.h"
 #include "runtime/engine.h"
 #include "runtime/json_constraint.h"

@@ -13,8 +13,9 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "formats/gguf_convert.h"
-#include "formats/gguf_model.h"
+#include "model/gguf_convert.h"
+#include "model/gguf_model.h"
+#include "runtime/model_bundle.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "chunked_prefill.h"
@@ -202,7 +203,7 @@ TEST_P(LlamaCppGgufTest, LoadsAndGivesTheReferenceLogits) {
     expect_within_quantization_error(a, p.must_hold == DType::Q8_0 ? 0.9 : 2.0 / 3, p.file);
 
   TempDir tmp;
-  auto hf_tok = Tokenizer::load(with_tokenizer(p.golden, tmp)), tok = Tokenizer::load(path);
+  auto hf_tok = Tokenizer::load(with_tokenizer(p.golden, tmp)), tok = load_tokenizer(path);
   for (const char* text : {"The quick brown fox 12345 + 678", "def add(a, b):\n\treturn a+b\r\n", "深度求索 テスト 한국어 🐳",
                            "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n</think>ok<｜end▁of▁sentence｜>"}) {
     EXPECT_EQ(tok->encode(text), hf_tok->encode(text)) << text;
@@ -332,7 +333,7 @@ TEST(GgufModel, EmbeddedTokenizerEncodesLikeTokenizerJson) {
   TempDir tmp;
   const std::string dir = with_tokenizer("v3", tmp), out = tmp / "m.gguf";
   convert_to_gguf(dir, out, GgufFileType::Q8_0, pool);
-  auto a = Tokenizer::load(dir), b = Tokenizer::load(out);
+  auto a = Tokenizer::load(dir), b = load_tokenizer(out);
   for (const char* text : {"The quick brown fox 12345 + 678", "def add(a, b):\n\treturn a+b\r\n", "深度求索 テスト 한국어 🐳",
                            "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n</think>ok<｜end▁of▁sentence｜>",
                            "  spaces\u00a0and\u200bzero width  "}) {
@@ -377,7 +378,7 @@ TEST(GgufModel, BadFilesAreClearErrors) {
   pre.meta["tokenizer.ggml.pre"] = str("qwen2");
   rewrite(good, tmp / "pre.gguf", pre);
   try {
-    Tokenizer::load(tmp / "pre.gguf");
+    load_tokenizer(tmp / "pre.gguf");
     ADD_FAILURE() << "unsupported pre-tokenizer accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("qwen2"), std::string::npos) << e.what();

@@ -1,7 +1,7 @@
 // whale plan against parameter counts of transformers' own models (instantiated on the meta
 // device from the same configs) and the published totals.
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/plan.h"
 #include "test_util.h"
 

@@ -1,7 +1,7 @@
 // `whale init` checkpoints: the writer and the loader agree on every tensor name and shape.
 #include <set>
 
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/model.h"
 #include "model/param_specs.h"
 #include "model/random_checkpoint.h"

@@ -7,7 +7,7 @@
 
 #include <chrono>
 
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/random_checkpoint.h"
 #include "test_util.h"
 

@@ -8,7 +8,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/model.h"
 #include "test_util.h"
 #include "train/train_model.h"

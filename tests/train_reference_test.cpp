@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "test_util.h"
 #include "train/objective.h"
 #include "train/optimizer.h"

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "runtime/model_bench.h"
+#include "runtime/model_bundle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace whale {
@@ -98,7 +99,7 @@ void bench_model_cli(const BenchOptions& o) {
 }
 
 void bench_tokenizer(const BenchOptions& o) {
-  auto tok = Tokenizer::load(o.tokenizer);
+  auto tok = load_tokenizer(resolve_model(o.tokenizer));
   std::ifstream in(o.docs);
   if (!in) fail(o.docs, ": cannot open");
   std::vector<std::string> docs;

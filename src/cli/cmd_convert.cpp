@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "formats/gguf_convert.h"
+#include "model/gguf_convert.h"
 
 namespace whale {
 

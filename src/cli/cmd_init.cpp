@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/mmap.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/random_checkpoint.h"
 
 namespace whale {

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "runtime/model_bundle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace whale {
@@ -25,7 +26,7 @@ std::string ids_json(const std::vector<int32_t>& ids) {
 }
 
 void run_tokenize(const TokenizeOptions& o) {
-  auto tok = Tokenizer::load(resolve_model(o.tokenizer));
+  auto tok = load_tokenizer(resolve_model(o.tokenizer));
   if (!o.jsonl) {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     std::printf("{\"ids\": %s}\n", ids_json(tok->encode(text, o.bos)).c_str());
@@ -43,7 +44,7 @@ void run_tokenize(const TokenizeOptions& o) {
 }
 
 void run_detokenize(const TokenizeOptions& o) {
-  auto tok = Tokenizer::load(resolve_model(o.tokenizer));
+  auto tok = load_tokenizer(resolve_model(o.tokenizer));
   std::vector<int32_t> ids = parse_token_list(o.ids, "--ids");
   for (size_t i = 0; i < ids.size(); ++i)
     if (!tok->is_valid_id(ids[i])) fail("--ids: token id ", ids[i], " (position ", i, ") is not in the vocabulary");

@@ -20,7 +20,7 @@
 #include "core/error.h"
 #include "runtime/model_bundle.h"
 #include "tokenizer/bpe_trainer.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "train/evaluate.h"
 #include "train/optimizer.h"
 #include "train/grpo.h"

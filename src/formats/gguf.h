@@ -91,4 +91,6 @@ class GgufWriter {
   std::vector<Info> tensors_;
 };
 
+bool is_gguf_file(const std::string& path);  // a regular file starting with the GGUF magic
+
 }  // namespace whale

@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "formats/gguf_model.h"
-#include "formats/hf_config.h"
+#include "model/gguf_model.h"
+#include "model/hf_config.h"
 #include "kernels/matmul.h"
 #include "kernels/mhc.h"
 #include "kernels/ops.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 
 namespace whale {
 

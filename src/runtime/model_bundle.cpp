@@ -1,9 +1,16 @@
 #include "runtime/model_bundle.h"
 
 #include "core/error.h"
-#include "formats/gguf_model.h"
+#include "formats/gguf_tokenizer.h"
 
 namespace whale {
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  if (!is_gguf_file(path)) return Tokenizer::load(path);
+  auto gguf = GgufFile::open(path);
+  const TokenizerTexts texts = gguf_tokenizer_texts(*gguf);
+  return Tokenizer::from_json(texts.tokenizer_json, texts.config_json, path);
+}
 
 ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const std::string& chat_format, LoadMode mode) {
   ModelBundle b;
@@ -11,7 +18,7 @@ ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const s
   b.model = Model::load(path, pool, mode);
   std::string template_source = path + "/tokenizer_config.json";
   if (is_gguf_file(path)) template_source = path + " (tokenizer.chat_template)";
-  b.tokenizer = Tokenizer::load(path);
+  b.tokenizer = load_tokenizer(path);
   if (b.tokenizer->vocab_size() > b.model->config().vocab_size)
     fail(path, ": the tokenizer has ids up to ", b.tokenizer->vocab_size() - 1, " but the model's vocab_size is ",
          b.model->config().vocab_size);

@@ -10,6 +10,10 @@
 
 namespace whale {
 
+// A tokenizer from a model directory, a tokenizer.json file, or the tokenizer embedded in a
+// llama.cpp GGUF file.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
 struct ModelBundle {
   std::string path;
   std::unique_ptr<Model> model;

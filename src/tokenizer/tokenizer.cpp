@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "formats/gguf_model.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "tokenizer/bpe.h"
@@ -102,11 +101,6 @@ Tokenizer::~Tokenizer() = default;
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   std::string tok_path = path, cfg_path;
-  if (is_gguf_file(path)) {  // llama.cpp files embed the tokenizer
-    auto gguf = GgufFile::open(path);
-    TokenizerTexts texts = gguf_tokenizer_texts(*gguf);
-    return from_json(texts.tokenizer_json, texts.config_json, path);
-  }
   if (is_directory(path)) {
     tok_path = path + "/tokenizer.json";
     cfg_path = path + "/tokenizer_config.json";

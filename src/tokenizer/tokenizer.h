@@ -28,7 +28,8 @@ struct AddedToken {
 class Tokenizer {
  public:
   // PATH: a model directory (tokenizer.json, optional tokenizer_config.json) or a
-  // tokenizer.json file. Errors name the file.
+  // tokenizer.json file. Errors name the file. (GGUF files: runtime/model_bundle.h's
+  // load_tokenizer.)
   static std::unique_ptr<Tokenizer> load(const std::string& path);
   // From JSON texts; `config_json` may be empty.
   static std::unique_ptr<Tokenizer> from_json(const std::string& tokenizer_json, const std::string& config_json,

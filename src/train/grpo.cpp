@@ -11,7 +11,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"

@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"
 

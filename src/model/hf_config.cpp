@@ -1,4 +1,4 @@
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>

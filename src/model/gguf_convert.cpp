@@ -1,4 +1,4 @@
-#include "formats/gguf_convert.h"
+#include "model/gguf_convert.h"
 
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "core/mmap.h"
 #include "formats/gguf.h"
-#include "formats/hf_config.h"
+#include "model/hf_config.h"
 #include "formats/safetensors.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"

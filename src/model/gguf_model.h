@@ -1,7 +1,6 @@
-// llama.cpp's `deepseek2` GGUF files as whale models: the metadata becomes a ModelConfig,
+// llama.cpp's `deepseek2` GGUF files as whale models: the metadata becomes a ModelConfig and
 // the tensors are renamed to the Hugging Face names the weight binder knows (stacked expert
-// tensors sliced per expert without copying), and the embedded tokenizer (tokenizer.ggml.*)
-// is turned into the tokenizer.json / tokenizer_config.json texts whale's BPE reads.
+// tensors sliced per expert without copying). The embedded tokenizer: formats/gguf_tokenizer.h.
 #pragma once
 #include <memory>
 #include <string>
@@ -12,8 +11,6 @@
 
 namespace whale {
 
-bool is_gguf_file(const std::string& path);  // a regular file starting with the GGUF magic
-
 // Throws, naming the file and key, for other architectures and inconsistent metadata.
 ModelConfig gguf_model_config(const GgufFile& f);
 
@@ -21,11 +18,5 @@ ModelConfig gguf_model_config(const GgufFile& f);
 // MLA layout `self_attn.k_b_proj.weight` [H·kv_lora_rank, qk_nope_head_dim] and
 // `self_attn.v_b_proj.weight` [H·v_head_dim, kv_lora_rank] instead of kv_b_proj.
 std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, const ModelConfig& c);
-
-struct TokenizerTexts {
-  std::string tokenizer_json, config_json;
-};
-// The embedded BPE tokenizer (tokenizer.ggml.model "gpt2" with a DeepSeek pre-tokenizer).
-TokenizerTexts gguf_tokenizer_texts(const GgufFile& f);
 
 }  // namespace whale
