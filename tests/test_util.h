@@ -57,10 +57,15 @@ struct CommandResult {
   std::string out, err;
 };
 
-// Runs the whale binary with shell-quoted arguments; stdin from `input` if given.
-inline CommandResult run_whale(const std::vector<std::string>& args, const std::string& input = "") {
+// Runs the whale binary with shell-quoted arguments; stdin from `input` if given; `env`
+// entries (NAME=value) are set for it.
+inline CommandResult run_whale(const std::vector<std::string>& args, const std::string& input = "",
+                               const std::vector<std::string>& env = {}) {
   TempDir tmp;
-  std::string cmd = std::string("'") + WHALE_BINARY + "'";
+  std::string cmd;
+  for (const auto& e : env) cmd += "'" + e + "' ";
+  if (!env.empty()) cmd = "env " + cmd;
+  cmd += std::string("'") + WHALE_BINARY + "'";
   for (const auto& a : args) {
     std::string q;
     for (char c : a) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);

@@ -29,6 +29,15 @@ void register_bench(CLI::App& app);
 void register_plan(CLI::App& app);
 void register_convert(CLI::App& app);  // convert and quantize
 void register_serve(CLI::App& app);
-void register_train(CLI::App& app);  // train, data gen, tokenizer train, eval
+void register_train(CLI::App& app);
+void register_grpo(CLI::App& app);
+void register_train_bench(CLI::App& app);
+void register_report(CLI::App& app);
+void register_data(CLI::App& app);       // data gen
+void register_tokenizer(CLI::App& app);  // tokenizer train
+void register_eval(CLI::App& app);
+
+// Keeps freed memory in the heap (training steps free and reallocate the same buffers).
+void keep_freed_memory();
 
 }  // namespace whale

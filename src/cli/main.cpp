@@ -25,6 +25,12 @@ int main(int argc, char** argv) {
   whale::register_convert(app);
   whale::register_serve(app);
   whale::register_train(app);
+  whale::register_grpo(app);
+  whale::register_train_bench(app);
+  whale::register_report(app);
+  whale::register_data(app);
+  whale::register_tokenizer(app);
+  whale::register_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

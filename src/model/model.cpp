@@ -35,6 +35,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, ThreadPool& pool, Lo
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
 }
 
+std::unique_ptr<Model> Model::from_tensors(ModelConfig config, std::unique_ptr<TensorSet> tensors, ThreadPool& pool) {
+  return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
+}
+
 std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
   return {{"mla_latent", config_.num_hidden_layers + (with_mtp ? 1 : 0), config_.kv_cache_dim()}};
 }

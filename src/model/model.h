@@ -23,6 +23,8 @@ class Model {
  public:
   // Weights are copied into memory or mapped as `mode` says (core/mmap.h).
   static std::unique_ptr<Model> load(const std::string& path, ThreadPool& pool, LoadMode mode = LoadMode::kAuto);
+  // A model over tensors already in memory (named as in Hugging Face checkpoints).
+  static std::unique_ptr<Model> from_tensors(ModelConfig config, std::unique_ptr<TensorSet> tensors, ThreadPool& pool);
   ~Model();
 
   const ModelConfig& config() const { return config_; }

@@ -18,6 +18,8 @@
 #include "train/dataset.h"
 #include "train/evaluate.h"
 #include "train/optimizer.h"
+#include "train/run_dir.h"
+#include "train/train_model.h"
 #include "train/tasks.h"
 
 namespace whale::train {
@@ -129,11 +131,18 @@ void run_grpo(const GrpoOptions& o) {
   if (o.prompts < 1 || o.steps < 1 || o.max_tokens < 1 || o.ppo_epochs < 1 || o.save_every < 1)
     fail("grpo: prompts, steps, max-tokens, epochs and save-every must be at least 1");
   const std::vector<Task> tasks = parse_task_list(o.tasks);
-  const fs::path run(o.out), ckpt = run / "model";
-  std::error_code ec;
-  fs::create_directories(run, ec);
-  if (ec) fail(run.string(), ": cannot create the run directory: ", ec.message());
-  const std::string resume = checkpoint_dir(run.string());
+  RunDir run(o.out);
+  const json options = {{"--seed", o.seed},         {"--tasks", o.tasks},         {"--prompts", o.prompts},
+                        {"--group", o.group},       {"--max-tokens", o.max_tokens}, {"--temperature", o.temperature},
+                        {"--thinking", o.thinking}, {"--format-reward", o.format_reward}, {"--lr", o.lr},
+                        {"--min-lr", o.min_lr},     {"--warmup", o.warmup},       {"--clip", o.clip},
+                        {"--epochs", o.ppo_epochs}, {"--eps-low", o.loss.eps_low}, {"--eps-high", o.loss.eps_high},
+                        {"--kl-beta", o.loss.kl_beta}, {"--adv-std-norm", o.loss.adv_std_norm},
+                        {"--loss-agg", int(o.loss.agg)}, {"--bias-gamma", o.bias_gamma},
+                        {"--balance-alpha", o.balance_alpha}};
+  run.check_options(options);
+  const fs::path runp(run.path());
+  const std::string resume = run.has_checkpoint() ? run.checkpoint() : "";
   if (resume.empty() && o.init.empty()) fail("grpo: --init (the model to improve) is required");
   const fs::path src = resume.empty() ? fs::path(o.init) : fs::path(resume);
   const std::string config_json = read_text_file((src / "config.json").string());
@@ -149,10 +158,7 @@ void run_grpo(const GrpoOptions& o) {
   AdamW opt(m, AdamWConfig{0.9f, 0.95f, 1e-8f, o.weight_decay});
   int64_t step = 0;
   if (!resume.empty()) {
-    const json st = json::parse(read_text_file((src / "train_state.json").string()), nullptr, false);
-    if (st.is_discarded() || !st.contains("step") || !st["step"].is_number_integer())
-      fail((src / "train_state.json").string(), ": malformed training state");
-    step = st["step"].get<int64_t>();
+    step = run.step();
     load_optimizer(opt, (src / "optimizer.bin").string());
     if (!o.quiet) std::fprintf(stderr, "resuming %s at step %lld\n", src.string().c_str(), (long long)step);
   }
@@ -160,32 +166,28 @@ void run_grpo(const GrpoOptions& o) {
   // resumed run compares against the same one).
   std::unique_ptr<TrainModel> ref;
   if (o.loss.kl_beta != 0) {
-    const fs::path ref_dir = run / "reference";
+    const fs::path ref_dir = runp / "reference";
     if (!fs::exists(ref_dir / "model.safetensors")) save_model(m, config_json, ref_dir.string(), false, tok_files);
     ref = std::make_unique<TrainModel>(cfg, pool);
     ref->load_weights(ref_dir.string());
   }
   const LrSchedule sched{o.lr, o.min_lr, o.warmup, o.steps};
   auto save = [&](int64_t at) {
-    json st = {{"step", at}, {"seed", o.seed}, {"steps", o.steps}, {"init", o.init}, {"stage", "grpo"}};
-    auto files = tok_files;
-    files["train_state.json"] = st.dump(1) + "\n";
-    files["optimizer.bin"] = optimizer_bytes(opt);
-    save_model(m, config_json, ckpt.string(), false, files);
-    fs::remove_all(run / "model.old", ec);
+    run.save(at, options, {{"steps", o.steps}, {"init", o.init}, {"stage", "grpo"}}, [&](const std::string& dir) {
+      auto files = tok_files;
+      files["optimizer.bin"] = optimizer_bytes(opt);
+      write_model_files(m, config_json, dir, false, files);
+    });
   };
 
-  std::ofstream metrics(run / "metrics.jsonl", std::ios::app);
-  if (!metrics) fail((run / "metrics.jsonl").string(), ": cannot write");
-  const fs::path policy_dir = run / "policy";  // the current weights, for the sampling engine
   const bool tty = isatty(2);
   for (; step < o.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    // 1. Rollouts: G samples for each of P prompts from the current policy.
-    save_model(m, config_json, policy_dir.string(), false, tok_files);
+    // 1. Rollouts: G samples for each of P prompts from the current policy (the engine reads
+    // the training weights in place; they do not change until the update below).
     std::vector<Rollout> rollouts;
     {
-      auto policy = Model::load(policy_dir.string(), pool);
+      auto policy = inference_model(m, pool);
       EngineConfig ec_cfg;
       ec_cfg.parallel = o.prompts * o.group;
       ec_cfg.ctx = 256 + o.max_tokens;
@@ -276,7 +278,7 @@ void run_grpo(const GrpoOptions& o) {
         m.backward(dlogp, none, o.balance_alpha);
         gnorm = clip_grad_norm(m.grads(), o.clip);
         if (!std::isfinite(ls.loss) || !std::isfinite(gnorm))
-          fail("grpo: the loss diverged at step ", step + 1, "; the last good checkpoint is in ", ckpt.string());
+          fail("grpo: the loss diverged at step ", step + 1, "; the last good checkpoint is in ", run.checkpoint());
         opt.step(m, lr, pool);
       }
       maxvio = m.update_router_bias(o.bias_gamma);
@@ -287,14 +289,13 @@ void run_grpo(const GrpoOptions& o) {
                  {"kl", ls.kl},             {"clip_frac", ls.clip_frac}, {"grad_norm", gnorm},
                  {"lr", lr},                {"mean_len", len},       {"maxvio", maxvio},
                  {"sample_s", sample_secs}, {"step_s", secs}};
-    metrics << line.dump() << "\n" << std::flush;
+    run.log(line);
     if (!o.quiet)
       std::fprintf(stderr, "%sgrpo step %lld/%lld  reward %.3f  acc %.3f  groups %lld/%lld  len %.0f  kl %.4f  %.1fs%s",
                    tty ? "\r" : "", (long long)(step + 1), (long long)o.steps, reward_mean, acc,
                    (long long)kept_groups, (long long)keep.size(), len, ls.kl, secs, tty ? "   " : "\n");
     if ((step + 1) % o.save_every == 0 || step + 1 == o.steps) save(step + 1);
   }
-  fs::remove_all(policy_dir, ec);
   if (!o.quiet && tty) std::fprintf(stderr, "\n");
 }
 

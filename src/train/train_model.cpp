@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/dtype.h"
+#include "core/durable.h"
 #include "core/error.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_writer.h"
@@ -168,8 +169,23 @@ void TrainModel::init_random(uint64_t seed) {
   for (auto& [name, b] : buffers_) std::fill(b.begin(), b.end(), 0.0f);
 }
 
+std::unique_ptr<Model> inference_model(const TrainModel& m, ThreadPool& pool) {
+  std::vector<TensorRef> refs;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, const float* data, int64_t numel) {
+    refs.push_back({name, DType::F32, std::move(shape), reinterpret_cast<const uint8_t*>(data), size_t(numel) * 4, "(in memory)"});
+  };
+  for (const ParamEntry& e : m.table()) add(e.name, e.shape, &m.params()[e.offset], e.numel);
+  for (const auto& [name, b] : m.buffers()) add(name, {int64_t(b.size())}, b.data(), int64_t(b.size()));
+  size_t bytes = 0;
+  for (const TensorRef& r : refs) bytes += r.nbytes;
+  return Model::from_tensors(m.config(), TensorSet::from_refs("(training weights)", std::move(refs), nullptr, bytes, true),
+                             pool);
+}
+
 void TrainModel::load_weights(const std::string& dir) {
-  auto tensors = TensorSet::open(dir);
+  // A checkpoint written in bf16 keeps its float32 master weights in master/ (exact resume).
+  const std::string master = dir + "/master";
+  auto tensors = TensorSet::open(std::filesystem::exists(master + "/model.safetensors") ? master : dir);
   auto copy = [&](const std::string& name, float* dst, int64_t numel, const std::vector<int64_t>& shape) {
     const TensorRef& t = tensors->get(name);
     if (t.shape != shape)
@@ -493,8 +509,8 @@ void TrainModel::backward(const Vec& dlogp, const std::vector<Vec>& dmtp, float 
   }
 }
 
-void save_model(const TrainModel& m, const std::string& config_json, const std::string& dir, bool bf16,
-                const std::map<std::string, std::string>& extra_files) {
+void write_model_files(const TrainModel& m, const std::string& config_json, const std::string& dir, bool bf16,
+                       const std::map<std::string, std::string>& extra_files) {
   namespace fs = std::filesystem;
   std::vector<TensorToWrite> tensors;
   const std::vector<float>& params = m.params();
@@ -504,22 +520,28 @@ void save_model(const TrainModel& m, const std::string& config_json, const std::
     tensors.push_back(bf16 && !keep_f32 ? tensor_bf16(e.name, e.shape, v) : tensor_f32(e.name, e.shape, v));
   }
   for (const auto& [name, b] : m.buffers()) tensors.push_back(tensor_f32(name, {int64_t(b.size())}, b));
-  // A complete directory appears under its final name or not at all: written beside it,
-  // then swapped in, so a kill at any moment leaves the previous checkpoint readable.
-  const fs::path final_dir(dir), tmp = final_dir.string() + ".tmp", old = final_dir.string() + ".old";
+  const fs::path out(dir);
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directories(tmp, ec) && ec) fail(tmp.string(), ": cannot create directory: ", ec.message());
-  write_safetensors((tmp / "model.safetensors").string(), tensors);
+  if (!fs::create_directories(out, ec) && ec) fail(dir, ": cannot create directory: ", ec.message());
+  write_safetensors((out / "model.safetensors").string(), tensors);
   auto write_text = [&](const std::string& name, const std::string& text) {
-    const fs::path p = tmp / name;
+    const fs::path p = out / name;
     fs::create_directories(p.parent_path(), ec);
-    std::ofstream f(p, std::ios::binary);
-    f << text;
-    if (!f) fail(p.string(), ": cannot write");
+    write_file_synced(p.string(), text);
   };
   write_text("config.json", config_json);
   for (const auto& [name, text] : extra_files) write_text(name, text);
+}
+
+void save_model(const TrainModel& m, const std::string& config_json, const std::string& dir, bool bf16,
+                const std::map<std::string, std::string>& extra_files) {
+  namespace fs = std::filesystem;
+  // A complete directory appears under its final name or not at all: written beside it,
+  // then swapped in, so a kill at any moment leaves the previous one readable.
+  const fs::path final_dir(dir), tmp = final_dir.string() + ".tmp", old = final_dir.string() + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  write_model_files(m, config_json, tmp.string(), bf16, extra_files);
   fs::remove_all(old, ec);
   if (fs::exists(final_dir)) fs::rename(final_dir, old);
   fs::rename(tmp, final_dir);

@@ -17,6 +17,7 @@
 
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "model/param_specs.h"
 
 namespace whale::train {
@@ -142,12 +143,19 @@ class TrainModel {
   std::unique_ptr<Saved> saved_;  // activations of the last forward()
 };
 
-// Writes a whale model directory: config.json (given), model.safetensors (float32, or bf16
-// for the weights when `bf16`; biases and mHC tensors stay float32). The directory is built
-// beside its final name and renamed into place, so an interruption never leaves half of one.
-// `extra_files` (relative name -> contents) are written into the directory too (tokenizer,
-// training state).
+// Writes a whale model directory into `dir` (created if needed, files fsynced): config.json
+// (given), model.safetensors (float32, or bf16 for the weights when `bf16`; biases and mHC
+// tensors stay float32) and `extra_files` (relative name -> contents: tokenizer, training
+// state).
+void write_model_files(const TrainModel& m, const std::string& config_json, const std::string& dir, bool bf16 = false,
+                       const std::map<std::string, std::string>& extra_files = {});
+// The same, built beside its final name and renamed into place, so an interruption never
+// leaves half of one.
 void save_model(const TrainModel& m, const std::string& config_json, const std::string& dir, bool bf16 = false,
                 const std::map<std::string, std::string>& extra_files = {});
+
+// The inference model of the current weights, without a copy: its tensors point into the
+// training model's parameters (valid while they are not updated), for sampling (GRPO).
+std::unique_ptr<Model> inference_model(const TrainModel& m, ThreadPool& pool);
 
 }  // namespace whale::train

@@ -15,6 +15,7 @@
 #include "model/hf_config.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"
+#include "train/run_dir.h"
 
 namespace whale::train {
 namespace fs = std::filesystem;
@@ -58,29 +59,24 @@ void load_optimizer(AdamW& opt, const std::string& p) {
   opt.set_steps(t);
 }
 
-// The checkpoint to resume from: model/, or model.old when a save was cut off between its
-// two renames.
-std::string checkpoint_dir(const std::string& run) {
-  for (const char* name : {"model", "model.old"}) {
-    const fs::path p = fs::path(run) / name;
-    if (fs::exists(p / "train_state.json") && fs::exists(p / "model.safetensors")) return p.string();
-  }
-  return {};
-}
-
 TrainResult run_training(const TrainOptions& o) {
   if (o.out.empty()) fail("train: --out (the run directory) is required");
   if (o.data.empty()) fail("train: --data is required");
   if (o.steps < 1 || o.batch < 1 || o.accum < 1 || o.save_every < 1 || o.log_every < 1)
     fail("train: steps, batch, accum, save-every and log-every must be at least 1");
   if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("train: --lr must be a positive number");
-  const fs::path run(o.out), ckpt = run / "model";
-  std::error_code ec;
-  fs::create_directories(run, ec);
-  if (ec) fail(run.string(), ": cannot create the run directory: ", ec.message());
+  RunDir run(o.out);
+  // What the run is: resuming with different values would silently make another run.
+  // (--steps may grow: the schedule then continues as if planned with the new length.)
+  const json options = {{"--seed", o.seed},         {"--batch", o.batch},           {"--accum", o.accum},
+                        {"--seq-len", o.seq_len},   {"--lr", o.lr},                 {"--min-lr", o.min_lr},
+                        {"--warmup", o.warmup},     {"--clip", o.clip},             {"--weight-decay", o.weight_decay},
+                        {"--mtp-lambda", o.loss.mtp_lambda}, {"--balance-alpha", o.loss.balance_alpha},
+                        {"--bias-gamma", o.bias_gamma}, {"--data", o.data}};
+  run.check_options(options);
 
   // Model config and starting weights: a checkpoint in the run directory wins (resume).
-  const fs::path resume = checkpoint_dir(run.string());
+  const fs::path resume = run.has_checkpoint() ? fs::path(run.checkpoint()) : fs::path();
   fs::path cfg_path, tok_dir;
   if (!resume.empty()) {
     cfg_path = resume / "config.json";
@@ -119,10 +115,7 @@ TrainResult run_training(const TrainOptions& o) {
   int64_t step = 0;
   if (!resume.empty()) {
     m.load_weights(resume.string());
-    const json st = json::parse(read_text_file((resume / "train_state.json").string()), nullptr, false);
-    if (st.is_discarded() || !st.contains("step") || !st["step"].is_number_integer())
-      fail((resume / "train_state.json").string(), ": malformed training state");
-    step = st["step"].get<int64_t>();
+    step = run.step();
     load_optimizer(opt, (resume / "optimizer.bin").string());
     if (!o.quiet) std::fprintf(stderr, "resuming %s at step %lld\n", resume.string().c_str(), (long long)step);
   } else if (!o.init.empty()) {
@@ -132,19 +125,17 @@ TrainResult run_training(const TrainOptions& o) {
   }
   const LrSchedule sched{o.lr, o.min_lr, o.warmup, o.steps};
 
+  // A bf16 model/ keeps the float32 master weights in master/, so the run can go on exactly.
   auto save = [&](int64_t at, bool final_save) {
-    json st = {{"step", at}, {"seed", o.seed}, {"steps", o.steps}, {"batch", o.batch}, {"accum", o.accum},
-               {"lr", o.lr}, {"data", o.data}};
-    auto files = tok_files;
-    files["train_state.json"] = st.dump(1) + "\n";
     const bool bf16 = final_save && o.bf16_final;
-    if (!bf16) files["optimizer.bin"] = optimizer_bytes(opt);
-    save_model(m, config_json, ckpt.string(), bf16, files);
-    fs::remove_all(run / "model.old", ec);
+    run.save(at, options, {{"steps", o.steps}, {"stage", "train"}}, [&](const std::string& dir) {
+      auto files = tok_files;
+      files["optimizer.bin"] = optimizer_bytes(opt);
+      write_model_files(m, config_json, dir, bf16, files);
+      if (bf16) write_model_files(m, config_json, dir + "/master", false);
+    });
   };
 
-  std::ofstream metrics(run / "metrics.jsonl", std::ios::app);
-  if (!metrics) fail((run / "metrics.jsonl").string(), ": cannot write");
   const bool tty = isatty(2);
   TrainResult res;
   double tokens_window = 0, loss_window = 0;
@@ -168,7 +159,7 @@ TrainResult run_training(const TrainOptions& o) {
     const double gnorm = clip_grad_norm(m.grads(), o.clip);
     if (!std::isfinite(lv.total) || !std::isfinite(gnorm))
       fail("train: the loss diverged at step ", step + 1, " (loss ", lv.total, ", gradient norm ", gnorm,
-           "); the last good checkpoint (step ", last_saved, ") is in ", ckpt.string(),
+           "); the last good checkpoint (step ", last_saved, ") is in ", run.checkpoint(),
            "; try a lower --lr or a longer --warmup");
     const float lr = sched.at(step);
     opt.step(m, lr, pool);
@@ -183,7 +174,7 @@ TrainResult run_training(const TrainOptions& o) {
       json line = {{"step", step + 1}, {"loss", lv.total}, {"main", lv.main}, {"mtp", lv.mtp},
                    {"balance", lv.balance}, {"grad_norm", gnorm}, {"lr", lr}, {"maxvio", maxvio},
                    {"tokens_per_s", tps}, {"mean_loss", loss_window / double(window_steps)}};
-      metrics << line.dump() << "\n" << std::flush;
+      run.log(line);
       if (!o.quiet) {
         const int width = 24, filled = int(width * double(step + 1) / double(o.steps));
         std::fprintf(stderr, "%s[%s%s] step %lld/%lld  loss %.4f (mtp %.4f)  lr %.2e  |g| %.3f  maxvio %.2f  %.0f tok/s%s",

@@ -2,14 +2,11 @@
 // (MTP and balance terms included), gradient accumulation, clipping, AdamW with warmup+cosine,
 // the auxiliary-loss-free router-bias update, checkpoints and exact resume.
 //
-// A run directory holds
-//   model/         the latest checkpoint: an ordinary whale model directory (float32
-//                  safetensors, config.json, tokenizer) plus train_state.json and
-//                  optimizer.bin (AdamW moments), replaced atomically at every save
-//   metrics.jsonl  one line per logged step
+// The run directory (train/run_dir.h) holds the newest checkpoint and metrics.jsonl.
 // Starting again on the same run directory resumes from model/ at its step with the same
-// data order, so an interrupted run (even kill -9) loses at most one save interval, and a
-// resumed run is bit-identical to an uninterrupted one with the same thread count.
+// data order, so an interrupted run (any kill at any moment, saves included) loses at most
+// one save interval, and a resumed run is bit-identical to an uninterrupted one with the
+// same thread count. Resuming with options that change the run's meaning is refused.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,7 +29,7 @@ struct TrainOptions {
   LossOptions loss;
   uint64_t seed = 1;
   int threads = 0;
-  bool bf16_final = false;  // write the final model/ in bf16 (smaller; resuming it is then inexact)
+  bool bf16_final = false;  // write the final model/ in bf16 (float32 master weights kept in model/master/)
   bool quiet = false;
 };
 
@@ -47,7 +44,6 @@ TrainResult run_training(const TrainOptions& o);
 class AdamW;
 std::string optimizer_bytes(AdamW& opt);                        // AdamW moments and step
 void load_optimizer(AdamW& opt, const std::string& path);       // checks it fits the model
-std::string checkpoint_dir(const std::string& run);             // RUN/model, RUN/model.old, or ""
 std::string read_text_file(const std::string& path);
 
 }  // namespace whale::train
