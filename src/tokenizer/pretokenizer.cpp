@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "tokenizer/unicode.h"
 
 namespace whale {
 
@@ -16,7 +17,10 @@ namespace {
 // A compiled, JIT-ed PCRE2 pattern; match data is per call so splitting is thread-safe.
 class Regex {
  public:
-  Regex(const std::string& pattern, const std::string& source) {
+  // Unicode classes are spelled out from whale's pinned tables first (tokenizer/unicode.h),
+  // so PCRE2's own Unicode version never decides a split.
+  Regex(const std::string& original, const std::string& source) {
+    const std::string pattern = unicode::pin_classes(original);
     int err = 0;
     PCRE2_SIZE offset = 0;
     code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
@@ -24,7 +28,8 @@ class Regex {
     if (!code_) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof msg);
-      fail(source, ": pre-tokenizer regex does not compile at offset ", offset, ": ", reinterpret_cast<char*>(msg));
+      fail(source, ": pre-tokenizer regex ", nlohmann::json(original).dump(), " does not compile (at offset ", offset,
+           " after spelling out its Unicode classes): ", reinterpret_cast<char*>(msg));
     }
     pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   }

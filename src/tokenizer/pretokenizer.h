@@ -2,8 +2,10 @@
 // `pre_tokenizer` of tokenizer.json. Supported: Sequence, Split (Regex or String pattern;
 // behaviors Isolated, Removed, MergedWithPrevious, MergedWithNext, Contiguous; invert),
 // ByteLevel (with or without its GPT-2 regex; add_prefix_space), Digits.
-// Regexes run on PCRE2 in UTF + Unicode-property mode; invalid UTF-8 bytes are never
-// matched, so they survive as pieces of their own and come back byte-exact.
+// Regexes run on PCRE2 in UTF mode with their Unicode classes spelled out from whale's pinned
+// Unicode tables (tokenizer/unicode.h), so splits match HF `tokenizers` for every code point
+// whatever PCRE2 version is installed; invalid UTF-8 bytes are never matched, so they survive
+// as pieces of their own and come back byte-exact.
 #pragma once
 #include <memory>
 #include <string>
