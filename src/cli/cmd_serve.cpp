@@ -49,8 +49,8 @@ void register_serve(CLI::App& app) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
-    o->default_model = o->model.empty() || o->model == "default";
     o->model = resolve_model(o->model);
+    o->default_model = is_default_model(o->model);
     Server server(*o);
     std::thread waiter([&server, set] {
       int sig = 0;

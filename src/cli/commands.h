@@ -12,6 +12,8 @@ namespace whale {
 
 // A model argument: a path, or empty/"default" for the embedded default model.
 std::string resolve_model(const std::string& name);
+// Whether a path is the embedded default model (so the name "default" also names it).
+bool is_default_model(const std::string& path);
 
 // The --load option of the commands that load a model (core/mmap.h's LoadMode by name).
 inline void add_load_option(CLI::App* cmd, std::string& load) {

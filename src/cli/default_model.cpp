@@ -33,4 +33,13 @@ std::string resolve_model(const std::string& name) {
        "name a model directory or set WHALE_DEFAULT_MODEL");
 }
 
+bool is_default_model(const std::string& path) {
+  std::error_code ec;
+  try {
+    return fs::equivalent(fs::path(path), fs::path(resolve_model("")), ec);
+  } catch (const Error&) {
+    return false;  // no default model installed
+  }
+}
+
 }  // namespace whale

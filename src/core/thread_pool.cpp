@@ -69,7 +69,13 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
   t_inside_job = true;
   fn(0);
   t_inside_job = false;
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Spin while the workers finish (microseconds when each has a core); past the spin budget
+  // a worker is waiting for a core this thread holds (more threads than cores: several
+  // processes, or tests run in parallel), so give it up instead of spinning out the timeslice.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations) cpu_relax();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {

@@ -405,6 +405,12 @@ class Operations(unittest.TestCase):
             with WhaleServer(WHALE, default, "--parallel", "2", "--ctx", "1024", *args) as s:
                 c = client(s)
                 answers[args] = [c.chat.completions.create(model="whale-r2-tiny", **a).choices[0].message for a in asks]
+                if args:  # `default` names the embedded model over HTTP too
+                    prompt_ids = [int(t) for t in json.loads(subprocess.run(
+                        [WHALE, "tokenize", "--tokenizer", "default"], input="What is 19 + 23?", check=True,
+                        capture_output=True, text=True).stdout)["ids"]]
+                    served = c.completions.create(model="default", prompt=prompt_ids, max_tokens=24, temperature=0.9,
+                                                  seed=5).choices[0].text
                 text = curl(s.url + "/metrics")
                 m = s.metrics()
                 if args:
@@ -418,6 +424,15 @@ class Operations(unittest.TestCase):
                     self.assertLessEqual(accepted, drafted)
                 else:
                     self.assertNotIn("accepted_tokens_per_pos", text)
+        # `whale generate --spec` is the same engine: the same seeded sample as `serve --spec`.
+        ids = json.loads(subprocess.run([WHALE, "generate", "--model", "default", "--tokens", ",".join(map(str, prompt_ids)),
+                                         "--max-tokens", "24", "--temperature", "0.9", "--seed", "5", "--spec", "mtp",
+                                         "--draft", "3"], check=True, capture_output=True, text=True).stdout)
+        eos = json.load(open(os.path.join(default, "config.json")))["eos_token_id"]
+        ids = [t for t in ids if t != eos]
+        text = subprocess.run([WHALE, "detokenize", "--tokenizer", "default", "--ids", ",".join(map(str, ids))],
+                              check=True, capture_output=True, text=True).stdout if ids else ""
+        self.assertEqual(text, served)
         for plain, spec in zip(answers[()], answers[("--spec", "mtp", "--draft", "3")]):
             self.assertEqual(plain.content, spec.content)
             self.assertEqual(getattr(plain, "reasoning_content", None), getattr(spec, "reasoning_content", None))
