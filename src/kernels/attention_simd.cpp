@@ -128,6 +128,12 @@ void Softmax(float* x, int64_t n) {
     x[i] = std::exp(x[i] - mx);
     sum += double(x[i]);
   }
+  // An all-masked row whose maximum came back as −FLT_MAX rather than −inf (some targets'
+  // MaxOfLanes start from the lowest finite value): every exp is 0.
+  if (sum == 0) {
+    std::fill(x, x + n, 0.0f);
+    return;
+  }
   const float inv = float(1.0 / sum);
   const VF vinv = hn::Set(d, inv);
   i = 0;
