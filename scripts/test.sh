@@ -13,7 +13,9 @@ jobs=$(nproc)
 
 # Stage timings: wall seconds, and the CPU seconds (user + sys) of the processes each stage ran.
 summary=()
-cpu_now() { times | awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }'; }
+# cutime + cstime of this shell (fields 16 and 17 of /proc/PID/stat, clock ticks): every
+# finished child's CPU, its own finished children included.
+cpu_now() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($14 + $15) / hz }' /proc/$$/stat; }
 stage() {
   [[ -n "${stage_name:-}" ]] && summary+=("$(awk -v n="$stage_name" -v w=$((SECONDS - stage_t0)) -v a="$stage_cpu0" \
     -v b="$(cpu_now)" 'BEGIN { printf "%-40s %6ds wall %7.0fs CPU", n, w, b - a }')")

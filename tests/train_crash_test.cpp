@@ -90,7 +90,11 @@ TEST_F(TrainCrash, TwoKillsInARowStillResumeFromTheNewestCompleteCheckpoint) {
   const Result want = result(dir_ / "ref");
   // First kills that leave a checkpoint under a name other than model/ (or model.old about to
   // be removed), then a second kill at every step of the recovery and of the next save.
+#ifdef WHALE_SANITIZED  // ten times slower: the two first kills that leave the most to recover
+  const std::vector<std::string> first = {"save:moved_old:1", "run:discarded:1"};
+#else
   const std::vector<std::string> first = {"save:complete:1", "save:moved_old:1", "save:installed:2", "run:discarded:1"};
+#endif
   const std::vector<std::string> second = {"run:recover_moved", "run:recover_installed", "run:discarded",
                                            "save:files_written", "save:complete", "save:moved_old",
                                            "save:installed", "save:done"};
@@ -112,7 +116,7 @@ TEST_F(TrainCrash, TwoKillsInARowStillResumeFromTheNewestCompleteCheckpoint) {
       ASSERT_EQ(c.exit_code, 0) << f1 << " then " << f2 << ": " << c.err;
       expect_same(result(run), want, f1 + " then " + f2);
     }
-  EXPECT_GE(second_fired, 16);
+  EXPECT_GE(second_fired, int(first.size()) * 4);
 }
 
 // The two kills the recovery must see through before resuming: a complete model.tmp with no
