@@ -66,7 +66,7 @@ fuzz_one() {
   work=$(mktemp -d)
   [[ -d "$corpus" ]] && cp -r "$corpus"/. "$work"/
   local out rc=0
-  out=$("$fuzzer" -max_total_time="${WHALE_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=0 "$work" 2>&1) || rc=$?
+  out=$("$fuzzer" -max_total_time="${WHALE_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -print_final_stats=0 "$work" 2>&1) || rc=$?
   echo "-- $name"
   echo "$out" | tail -n 2
   rm -rf "$work"
