@@ -24,6 +24,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--prefill-chunk", o->engine.prefill_chunk, "Prompt tokens per request per step (default 512)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Turn the prefix cache off");
+  auto kv = std::make_shared<KVStoreFlags>();
+  add_kv_store_options(cmd, *kv, "default: none");
+  auto price = std::make_shared<std::string>();
+  cmd->add_option("--price", *price, "HIT,MISS,OUTPUT: prices per million tokens; `usage` then has each request's cost");
   auto spec = std::make_shared<std::string>();
   auto draft = std::make_shared<int64_t>(2);
   cmd->add_option("--spec", *spec, "Speculative decoding with the model's MTP module: mtp (same output, fewer steps)")
@@ -39,8 +43,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
   add_load_option(cmd, o->load);
-  cmd->callback([o, spec, draft] {
+  cmd->callback([o, spec, draft, kv, price] {
     o->engine.draft = spec->empty() ? 0 : *draft;
+    if (!price->empty()) o->price = parse_price(*price);
+    o->engine.store = make_kv_store(*kv);
     // SIGINT/SIGTERM stop the server from a thread that waits for them (blocked everywhere
     // else, so no handler runs inside the HTTP or engine threads).
     sigset_t set;

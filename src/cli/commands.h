@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,16 @@ inline void add_load_option(CLI::App* cmd, std::string& load) {
   cmd->add_option("--load", load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")
       ->check(CLI::IsMember({"auto", "mmap", "copy"}));
 }
+
+// The KV cache's lower tiers (runtime/kv_store.h): --kv-ram, --kv-disk, --kv-disk-size.
+struct KVStoreFlags {
+  std::string ram = "0", disk, disk_size = "0";
+};
+void add_kv_store_options(CLI::App* cmd, KVStoreFlags& flags, const std::string& disk_default_help);
+// The store the flags ask for; null when they ask for no tier ("--kv-disk off" or none).
+std::shared_ptr<class KVStore> make_kv_store(const KVStoreFlags& flags);
+// $WHALE_CACHE_DIR, else $XDG_CACHE_HOME/whale, else ~/.cache/whale.
+std::string user_cache_dir();
 
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);

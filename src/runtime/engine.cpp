@@ -13,6 +13,7 @@ void EngineConfig::validate() {
   if (kv_tokens == 0) kv_tokens = parallel * ctx;
   if (kv_tokens < ctx) fail("the KV cache (", kv_tokens, " tokens) must hold at least one full context (", ctx, ")");
   if (draft < 0 || draft > 8) fail("draft must be in 0..8 tokens per step (got ", draft, ")");
+  if (store && !prefix_cache) fail("the KV cache's RAM and disk tiers need the prefix cache");
   step_tokens = std::max(step_tokens, parallel * (draft + 1) + 1);  // decoding never starves prompts
 }
 
@@ -21,16 +22,29 @@ EngineConfig validated(EngineConfig c) {
   c.validate();
   return c;
 }
+
+// The pool and, with a store, the key namespace of its blocks: the model's identity, the cache
+// groups (the MTP module's latents are part of a block when drafting) and the block size.
+std::unique_ptr<KVCacheManager> make_cache(const Model& model, const EngineConfig& c) {
+  std::vector<CacheGroupSpec> groups = model.cache_groups(/*with_mtp=*/c.draft > 0);
+  BlockKey root;
+  if (c.store) {
+    const Digest identity = c.model_identity ? *c.model_identity : model_identity(model, c.store->memo_dir());
+    root = cache_root(identity, groups, c.block_size);
+  } else {
+    root = cache_root(Digest{}, groups, c.block_size);  // the pool's own index, within this process
+  }
+  return std::make_unique<PagedKVCache>(std::move(groups), c.block_size, (c.kv_tokens + c.block_size - 1) / c.block_size,
+                                        c.prefix_cache, root, c.store);
+}
 }  // namespace
 
 Engine::Engine(Model& model, const Tokenizer* tokenizer, EngineConfig config)
     : model_(model),
       config_(validated(std::move(config))),
       vocab_(model.config().vocab_size, model.config().eos_token_ids, tokenizer),
-      cache_(std::make_unique<PagedKVCache>(model.cache_groups(/*with_mtp=*/config_.draft > 0), config_.block_size,
-                                            (config_.kv_tokens + config_.block_size - 1) / config_.block_size,
-                                            config_.prefix_cache)),
-      scheduler_(config_, *cache_, config_.draft > 0),
+      cache_(make_cache(model, config_)),
+      scheduler_(config_, *cache_, config_.draft > 0, [this] { wake(); }),
       runner_(model, *cache_, config_),
       output_(*cache_, model.pool()) {
   metrics_.kv_blocks_total = metrics_.kv_blocks_free = cache_->total_blocks();
@@ -79,6 +93,16 @@ EngineMetrics Engine::metrics() const {
   return metrics_;
 }
 
+KVStoreStats Engine::store_stats() const { return config_.store ? config_.store->stats() : KVStoreStats{}; }
+
+void Engine::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
 void Engine::loop() {
   for (;;) {
     {
@@ -106,9 +130,10 @@ void Engine::loop() {
       metrics_.kv_blocks_free = kv.blocks_free;
       metrics_.prefix_cache_blocks = kv.prefix_blocks;
     }
-    if (!worked && scheduler_.n_running() == 0) {  // nothing could run: wait for a change
+    if (!worked) {  // nothing could run (queued for memory, or loading): wait for a change
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(20), [&] { return stop_ || !submitted_.empty(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(20), [&] { return stop_ || !submitted_.empty() || woken_; });
+      woken_ = false;
     }
   }
 }
@@ -116,6 +141,7 @@ void Engine::loop() {
 bool Engine::step() {
   StepStats stats;
   std::vector<Delivery> deliveries;
+  cache_->poll();
   scheduler_.admit();
   const StepPlan plan = scheduler_.schedule();
   if (!plan.empty()) {

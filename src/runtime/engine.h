@@ -49,6 +49,7 @@ class Engine {
   RequestOutput run(EngineRequest request);
 
   EngineMetrics metrics() const;
+  KVStoreStats store_stats() const;  // the lower tiers' counters (all zero without a store)
   const EngineConfig& config() const { return config_; }
   const Model& model() const { return model_; }
   const Tokenizer* tokenizer() const { return vocab_.tokenizer; }
@@ -59,6 +60,7 @@ class Engine {
   // Finished sequences leave; the step's metrics are applied, then output reaches the clients.
   void retire(StepStats& stats, std::vector<Delivery>& deliveries);
   void fail_all(const std::vector<Sequence*>& seqs, const std::string& reason, const std::string& error);
+  void wake();  // a load finished (store thread)
 
   Model& model_;
   EngineConfig config_;
@@ -72,7 +74,7 @@ class Engine {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> submitted_;
   EngineMetrics metrics_;
-  bool stop_ = false;
+  bool stop_ = false, woken_ = false;
   std::thread thread_;
 };
 

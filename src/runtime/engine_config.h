@@ -2,6 +2,10 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
+
+#include "core/sha256.h"
 
 namespace whale {
 
@@ -13,6 +17,10 @@ struct EngineConfig {
   int64_t prefill_chunk = 512; // prompt tokens of one sequence per step
   int64_t step_tokens = 512;   // tokens per step (decode tokens count first)
   bool prefix_cache = true;
+  // Lower KV-cache tiers (RAM, disk: kv_store.h), shared by engines of the same model; null:
+  // the pool only. The model's identity keys the blocks (block_key.h); computed when absent.
+  std::shared_ptr<class KVStore> store;
+  std::optional<Digest> model_identity;
   int64_t draft = 0;           // MTP draft tokens per sequence and step (0: no speculation; 1..8)
   // Benchmarks and tests only: the token proposed for output position i replaces the MTP
   // module's guess (the module still runs, so the cost is the real one). With the model's

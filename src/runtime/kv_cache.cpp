@@ -1,20 +1,42 @@
 #include "runtime/kv_cache.h"
 
+#include <chrono>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "core/error.h"
 
 namespace whale {
 
-PagedKVCache::PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache)
-    : groups_(std::move(groups)), block_tokens_(block_tokens) {
+PagedKVCache::PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
+                           const BlockKey& root, std::shared_ptr<KVStore> store)
+    : groups_(std::move(groups)), block_tokens_(block_tokens), root_(root), store_(std::move(store)) {
   WHALE_CHECK(!groups_.empty(), "KV cache: a model with no cache groups");
   WHALE_CHECK(block_tokens > 0 && n_blocks > 0, "KV cache: invalid geometry");
   for (const CacheGroupSpec& g : groups_) pools_.push_back(std::make_unique<KVPool>(g.n_layers, g.dim, block_tokens, n_blocks));
-  if (prefix_cache) prefix_ = std::make_unique<PrefixCache>(ids());
+  WHALE_CHECK(!store_ || prefix_cache, "KV cache: lower tiers need the prefix cache");
+  if (prefix_cache) prefix_ = std::make_unique<PrefixCache>(ids(), root_);
 }
 
-PagedKVCache::~PagedKVCache() { prefix_.reset(); }  // the index releases its blocks first
+PagedKVCache::~PagedKVCache() {
+  while (!pinned_.empty()) {  // the store is still copying blocks out of this pool
+    poll();
+    if (!pinned_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  prefix_.reset();  // the index releases its blocks first
+}
+
+std::vector<BlockKey> PagedKVCache::keys(std::span<const int32_t> tokens, int64_t n_blocks) const {
+  return block_keys(root_, tokens, block_tokens_, n_blocks);
+}
+
+template <class Byte>
+std::vector<std::span<Byte>> PagedKVCache::pieces(int32_t block) {
+  std::vector<std::span<Byte>> out;
+  for (auto& p : pools_) out.emplace_back(reinterpret_cast<Byte*>(p->block_data(block)), p->bytes_per_block());
+  return out;
+}
 
 int64_t PagedKVCache::available_blocks() const { return ids().free_blocks() + (prefix_ ? prefix_->evictable() : 0); }
 
@@ -61,13 +83,81 @@ bool PagedKVCache::fork(const SeqCache& src, SeqCache& dst) {
 int64_t PagedKVCache::match_prefix(std::span<const int32_t> tokens, int64_t max_blocks, SeqCache& seq) {
   WHALE_CHECK(seq.blocks.empty(), "match_prefix: the sequence already holds blocks");
   if (!prefix_) return 0;
-  seq.blocks = prefix_->match(tokens, max_blocks);
+  seq.blocks = prefix_->match(keys(tokens, max_blocks));
   seq.length = int64_t(seq.blocks.size()) * block_tokens_;
   return seq.length;
 }
 
 void PagedKVCache::commit_prefix(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks) {
-  if (prefix_) prefix_->insert(tokens, seq.blocks, n_blocks);
+  if (!prefix_) return;
+  n_blocks = std::min<int64_t>(n_blocks, int64_t(seq.blocks.size()));
+  const std::vector<BlockKey> ks = keys(tokens, n_blocks);
+  const std::vector<int64_t> added = prefix_->insert(ks, seq.blocks);
+  if (!store_) return;
+  for (int64_t i : added) {  // write-through: pinned until the store has its copy
+    const int32_t b = seq.blocks[size_t(i)];
+    auto job = std::make_shared<StoreJob>();
+    job->key = ks[size_t(i)];
+    job->pieces = pieces<const std::byte>(b);
+    ids().retain(b);
+    pinned_.emplace_back(job, b);
+    store_->store(std::move(job));
+  }
+}
+
+void PagedKVCache::poll() {
+  std::erase_if(pinned_, [&](const auto& p) {
+    if (!p.first->copied.load()) return false;
+    ids().release(p.second);
+    return true;
+  });
+}
+
+int64_t PagedKVCache::lower_blocks(std::span<const int32_t> tokens, int64_t from, int64_t max_blocks) {
+  if (!store_ || max_blocks <= 0) return 0;
+  const std::vector<BlockKey> ks = keys(tokens, from + max_blocks);
+  if (int64_t(ks.size()) <= from) return 0;
+  return int64_t(store_->locate(std::span<const BlockKey>(ks).subspan(size_t(from))).size());
+}
+
+std::shared_ptr<LoadJob> PagedKVCache::start_load(std::span<const int32_t> tokens, SeqCache& seq, int64_t n,
+                                                  std::function<void()> on_done) {
+  WHALE_CHECK(store_ && n > 0, "start_load: nothing to load");
+  WHALE_CHECK(seq.length == int64_t(seq.blocks.size()) * block_tokens_, "start_load: the sequence holds a partial block");
+  WHALE_CHECK(n <= available_blocks(), "start_load: ", n, " blocks asked, ", available_blocks(), " available");
+  const int64_t from = int64_t(seq.blocks.size());
+  std::vector<BlockKey> ks = keys(tokens, from + n);
+  WHALE_CHECK(int64_t(ks.size()) == from + n, "start_load: the tokens hold fewer blocks than asked");
+  auto job = std::make_shared<LoadJob>();
+  job->keys.assign(ks.begin() + from, ks.end());
+  job->on_done = std::move(on_done);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t b = allocate();
+    WHALE_CHECK(b >= 0, "start_load: no block although ", n, " were available");
+    seq.blocks.push_back(b);
+    job->dest.push_back(pieces<std::byte>(b));
+  }
+  store_->load(job);
+  return job;
+}
+
+void PagedKVCache::finish_load(LoadJob& job, std::span<const int32_t> tokens, SeqCache& seq) {
+  WHALE_CHECK(job.done.load(), "finish_load: the load is still running");
+  const int64_t from = int64_t(seq.blocks.size()) - int64_t(job.keys.size());
+  const int64_t good = from + job.loaded;
+  seq.length = good * block_tokens_;
+  seq.truncate(ids(), seq.length);  // blocks that did not load (missing, corrupt, cancelled)
+  if (job.loaded > 0) commit_prefix(tokens, seq, good);
+}
+
+void PagedKVCache::prefetch(std::span<const int32_t> tokens, int64_t max_blocks) {
+  if (!store_ || !store_->has_ram() || !store_->has_disk()) return;
+  const std::vector<BlockKey> ks = keys(tokens, max_blocks);
+  const std::vector<Tier> where = store_->locate(ks);
+  auto job = std::make_shared<LoadJob>();
+  for (size_t i = 0; i < where.size(); ++i)
+    if (where[i] == Tier::kDisk) job->keys.push_back(ks[i]);
+  if (!job->keys.empty()) store_->load(std::move(job));
 }
 
 size_t PagedKVCache::block_bytes() const {

@@ -7,6 +7,10 @@
 // moved to another tier is the manager's. A RAM or SSD tier, or caches of new kinds, are new
 // implementations or new groups behind this interface, not changes to the scheduler.
 //
+// Below the pool, an optional KVStore (kv_store.h) adds a RAM and a disk tier: blocks the
+// prefix cache indexes are written through to it, and admission loads a prompt's further
+// blocks from it (start_load / finish_load) while other sequences keep running.
+//
 // Block ids are shared by every group: block b of a sequence is the slot b in each group's
 // pool, allocated and reference-counted once (in the first group's pool). So one block table
 // (SeqCache) describes a sequence in every group, and a prefix-cache entry is one id.
@@ -18,6 +22,8 @@
 #include <vector>
 
 #include "model/kv_pool.h"
+#include "runtime/block_key.h"
+#include "runtime/kv_store.h"
 #include "runtime/prefix_cache.h"
 
 namespace whale {
@@ -54,6 +60,23 @@ class KVCacheManager {
   virtual int64_t match_prefix(std::span<const int32_t> tokens, int64_t max_blocks, SeqCache& seq) = 0;
   virtual void commit_prefix(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks) = 0;
 
+  // Lower tiers. lower_blocks: how many whole blocks of `tokens` after the first `from` (at
+  // most max_blocks) the store holds, from block `from` on without a gap (0 without a store).
+  // start_load allocates pool blocks for the next n blocks after `seq`'s (which holds whole
+  // blocks only), appends them to seq.blocks (seq.length is unchanged) and loads them
+  // asynchronously; on_done runs on the store's thread when the job is done. After that,
+  // finish_load keeps the blocks that loaded intact (seq.length grows over them, and they
+  // join the prefix cache) and releases the rest. prefetch brings blocks that are only on
+  // disk into RAM ahead of a request's admission.
+  virtual int64_t lower_blocks(std::span<const int32_t> tokens, int64_t from, int64_t max_blocks) = 0;
+  virtual std::shared_ptr<LoadJob> start_load(std::span<const int32_t> tokens, SeqCache& seq, int64_t n,
+                                              std::function<void()> on_done) = 0;
+  virtual void finish_load(LoadJob& job, std::span<const int32_t> tokens, SeqCache& seq) = 0;
+  virtual void prefetch(std::span<const int32_t> tokens, int64_t max_blocks) = 0;
+  // Between steps: blocks the store has finished copying are unpinned.
+  virtual void poll() = 0;
+  virtual KVStore* store() = 0;  // null without lower tiers
+
   // A block's bytes in every group (group after group), for other tiers and persistence.
   virtual size_t block_bytes() const = 0;
   virtual void export_block(int32_t block, std::span<std::byte> out) const = 0;
@@ -67,7 +90,9 @@ class KVCacheManager {
 // index (LRU-evicted when memory is needed).
 class PagedKVCache final : public KVCacheManager {
  public:
-  PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache);
+  // `root`: the cache's key namespace (block_key.h); `store`: lower tiers, or null.
+  PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
+               const BlockKey& root = {}, std::shared_ptr<KVStore> store = nullptr);
   ~PagedKVCache() override;
 
   const std::vector<CacheGroupSpec>& groups() const override { return groups_; }
@@ -80,6 +105,13 @@ class PagedKVCache final : public KVCacheManager {
   bool fork(const SeqCache& src, SeqCache& dst) override;
   int64_t match_prefix(std::span<const int32_t> tokens, int64_t max_blocks, SeqCache& seq) override;
   void commit_prefix(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks) override;
+  int64_t lower_blocks(std::span<const int32_t> tokens, int64_t from, int64_t max_blocks) override;
+  std::shared_ptr<LoadJob> start_load(std::span<const int32_t> tokens, SeqCache& seq, int64_t n,
+                                      std::function<void()> on_done) override;
+  void finish_load(LoadJob& job, std::span<const int32_t> tokens, SeqCache& seq) override;
+  void prefetch(std::span<const int32_t> tokens, int64_t max_blocks) override;
+  void poll() override;
+  KVStore* store() override { return store_.get(); }
   size_t block_bytes() const override;
   void export_block(int32_t block, std::span<std::byte> out) const override;
   void import_block(int32_t block, std::span<const std::byte> in) override;
@@ -87,6 +119,9 @@ class PagedKVCache final : public KVCacheManager {
   KVCacheStats stats() const override;
 
  private:
+  std::vector<BlockKey> keys(std::span<const int32_t> tokens, int64_t n_blocks) const;
+  template <class Byte>
+  std::vector<std::span<Byte>> pieces(int32_t block);  // the block's bytes in each group
   int32_t allocate();  // evicts a prefix block if the pool is empty; -1 if nothing can be freed
   KVPool& ids() { return *pools_[0]; }  // the pool whose allocator hands out the shared ids
   const KVPool& ids() const { return *pools_[0]; }
@@ -95,6 +130,9 @@ class PagedKVCache final : public KVCacheManager {
   int64_t block_tokens_;
   std::vector<std::unique_ptr<KVPool>> pools_;
   std::unique_ptr<PrefixCache> prefix_;
+  BlockKey root_;
+  std::shared_ptr<KVStore> store_;
+  std::vector<std::pair<std::shared_ptr<StoreJob>, int32_t>> pinned_;  // blocks the store is copying
 };
 
 }  // namespace whale

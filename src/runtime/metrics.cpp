@@ -30,6 +30,8 @@ void EngineMetrics::apply(const StepStats& s) {
   requests_total += s.requests_finished;
   prompt_tokens_total += s.prompt_tokens_finished;
   cached_tokens_total += s.cached_tokens_finished;
+  cached_ram_tokens_total += s.cached_ram_tokens_finished;
+  cached_disk_tokens_total += s.cached_disk_tokens_finished;
   generated_tokens_total += s.generated_tokens_finished;
   spec_rounds_total += s.spec_rounds;
   spec_draft_tokens_total += s.spec_drafted;

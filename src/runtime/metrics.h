@@ -22,6 +22,7 @@ struct StepStats {
   double forward_seconds = 0;
   std::vector<double> ttft, itl, e2e;          // observations, seconds
   uint64_t requests_finished = 0, prompt_tokens_finished = 0, cached_tokens_finished = 0, generated_tokens_finished = 0;
+  uint64_t cached_ram_tokens_finished = 0, cached_disk_tokens_finished = 0;  // of cached_tokens_finished
   // MTP speculation: verify rounds, drafted and accepted tokens, accepted by draft position.
   uint64_t spec_rounds = 0, spec_drafted = 0, spec_accepted = 0;
   std::vector<uint64_t> spec_accepted_at;
@@ -30,6 +31,7 @@ struct StepStats {
 struct EngineMetrics {
   int64_t running = 0, waiting = 0;
   uint64_t requests_total = 0, prompt_tokens_total = 0, generated_tokens_total = 0, cached_tokens_total = 0;
+  uint64_t cached_ram_tokens_total = 0, cached_disk_tokens_total = 0;  // of cached_tokens_total: from the KV store
   uint64_t steps_total = 0, step_tokens_total = 0;
   double prefill_seconds_total = 0, decode_seconds_total = 0;
   int64_t kv_blocks_total = 0, kv_blocks_free = 0, prefix_cache_blocks = 0, block_size = 0;

@@ -73,6 +73,8 @@ void OutputProcessor::collect(Sequence& s, StepStats& stats, std::vector<Deliver
     ++stats.requests_finished;
     stats.prompt_tokens_finished += uint64_t(st.prompt_tokens);
     stats.cached_tokens_finished += uint64_t(st.cached_tokens);
+    stats.cached_ram_tokens_finished += uint64_t(st.cached_ram_tokens);
+    stats.cached_disk_tokens_finished += uint64_t(st.cached_disk_tokens);
     stats.generated_tokens_finished += uint64_t(st.generated_tokens);
     stats.e2e.push_back(seconds(s.submitted, now));
   }

@@ -1,6 +1,7 @@
-// Prefix cache over KV blocks: whole blocks of prompt tokens, keyed by a hash chain
-// (hash of the parent block's key and this block's tokens), so any request whose prompt
-// starts with the same tokens reuses their latents instead of recomputing them.
+// Prefix cache over KV blocks: whole blocks of tokens, indexed by their content address
+// (block_key.h: a SHA-256 chain over the model and the tokens up to and including the
+// block), so any request whose prompt starts with the same tokens reuses their cache
+// entries instead of recomputing them.
 //
 // The cache holds one reference on every block it indexes. A block whose only reference
 // is the cache's is evictable; blocks in use by a sequence are not (a sequence holding a
@@ -13,23 +14,25 @@
 #include <vector>
 
 #include "model/kv_pool.h"
+#include "runtime/block_key.h"
 
 namespace whale {
 
 class PrefixCache {
  public:
-  explicit PrefixCache(KVPool& cache) : cache_(cache) {}
+  PrefixCache(KVPool& cache, const BlockKey& root) : cache_(cache), root_(root) {}
   ~PrefixCache();
   PrefixCache(const PrefixCache&) = delete;
   PrefixCache& operator=(const PrefixCache&) = delete;
 
-  // The cached blocks holding the longest run of whole blocks at the start of `tokens`, at
-  // most `max_blocks`. Each returned block is retained for the caller.
-  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_blocks);
+  // The cached blocks of the longest run of `keys` (a sequence's block keys, from the first).
+  // Each returned block is retained for the caller.
+  std::vector<int32_t> match(std::span<const BlockKey> keys);
 
-  // Indexes the first `n_blocks` whole blocks of a sequence (`tokens` in `blocks`); blocks
-  // whose prefix is already cached are skipped (the sequence keeps its own copy).
-  void insert(std::span<const int32_t> tokens, const std::vector<int32_t>& blocks, int64_t n_blocks);
+  // Indexes a sequence's first blocks (`keys[i]` held in `blocks[i]`). Blocks already indexed
+  // are skipped (the sequence keeps its own copy). Returns the indexes (into keys) of the
+  // blocks added.
+  std::vector<int64_t> insert(std::span<const BlockKey> keys, const std::vector<int32_t>& blocks);
 
   // Frees up to n blocks that only the cache references, least recently used first, deepest
   // first among equals. Returns how many were freed.
@@ -37,19 +40,19 @@ class PrefixCache {
 
   int64_t evictable() const;  // blocks referenced only by the cache
   int64_t size() const { return int64_t(nodes_.size()); }
+  const BlockKey& root() const { return root_; }
 
  private:
   struct Node {
-    uint64_t parent;
-    std::vector<int32_t> tokens;  // the block's tokens, compared on lookup (hash collisions miss)
+    BlockKey parent;
     int32_t block;
     int32_t children = 0;
     uint64_t last_used = 0;
   };
-  static uint64_t key(uint64_t parent, std::span<const int32_t> tokens);
 
   KVPool& cache_;
-  std::unordered_map<uint64_t, Node> nodes_;
+  BlockKey root_;
+  std::unordered_map<BlockKey, Node, DigestHash> nodes_;
   uint64_t clock_ = 0;
 };
 

@@ -39,6 +39,10 @@ struct EngineRequest {
 
 struct GenerationStats {
   int64_t prompt_tokens = 0, cached_tokens = 0, generated_tokens = 0, reasoning_tokens = 0;
+  // Of cached_tokens: those loaded from the KV store's RAM and disk tiers (the rest were in
+  // the engine's pool), and the time the load took.
+  int64_t cached_ram_tokens = 0, cached_disk_tokens = 0;
+  double cache_load_seconds = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   std::string finish_reason;  // "stop", "length", "cancelled" or "error"
 };

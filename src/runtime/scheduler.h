@@ -2,7 +2,10 @@
 //
 // Admission: the head of the waiting queue starts when the blocks for its worst case
 // (prompt + max_tokens, less what the prefix cache already holds) can be had, so a running
-// sequence never runs out of cache memory and the rest wait in order.
+// sequence never runs out of cache memory and the rest wait in order. Prompt blocks that only
+// the KV store's RAM or disk tier holds are loaded into the pool on admission; the sequence
+// waits for them (loading) while the others keep running, and blocks that fail to load are
+// computed like any other. Queued sequences have their disk blocks prefetched into RAM.
 // Planning: every decoding sequence feeds its last token (plus the drafts the runner will
 // propose, with speculation), then prompt chunks of sequences still prefilling share what is
 // left of the step's token budget (chunked prefill), so a long prompt never stalls the
@@ -12,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -38,7 +42,8 @@ struct StepPlan {
 
 class Scheduler {
  public:
-  Scheduler(const EngineConfig& config, KVCacheManager& cache, bool drafting);
+  // `wake` is called (from the store's thread) when a load finishes.
+  Scheduler(const EngineConfig& config, KVCacheManager& cache, bool drafting, std::function<void()> wake = nullptr);
 
   void add(std::unique_ptr<Sequence> s);  // joins the waiting queue
   // Admits waiting sequences in order while their worst case fits. Cancelled waiting
@@ -58,10 +63,12 @@ class Scheduler {
  private:
   int64_t outstanding_blocks() const;  // reserved but not yet allocated, over running sequences
   void release(Sequence& s);
+  void finish_load(Sequence& s);
 
   const EngineConfig& config_;
   KVCacheManager& cache_;
   bool drafting_;
+  std::function<void()> wake_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
 };

@@ -8,6 +8,7 @@
 
 #include "model/kv_pool.h"
 #include "runtime/decode_state.h"
+#include "runtime/kv_store.h"
 #include "runtime/request.h"
 
 namespace whale {
@@ -29,6 +30,8 @@ struct Sequence {
   SeqCache cache;
   int64_t prefilled = 0;
   int64_t reserved = 0;
+  std::shared_ptr<LoadJob> load;  // blocks coming from the KV store; the sequence waits for them
+  bool prefetched = false;        // its blocks on disk were asked into RAM while it queued
 
   // Output processor -> runner: the token to feed at the next step (the last one chosen).
   int32_t next = -1;
@@ -44,6 +47,7 @@ struct Sequence {
 
   int64_t prompt_size() const { return int64_t(req.prompt.size()); }
   bool decoding() const { return prefilled == prompt_size(); }
+  bool loading() const { return load != nullptr; }
   int32_t token_at(int64_t pos) const {  // the sequence's token at a position (prompt, then output)
     return pos < prompt_size() ? req.prompt[size_t(pos)] : decode.output()[size_t(pos - prompt_size())];
   }

@@ -27,6 +27,15 @@ struct ApiError : std::runtime_error {
   ojson body() const;
 };
 
+// Prices per million tokens (DeepSeek's API style: a prompt token found in the cache costs
+// `cache_hit`, one computed `cache_miss`, a generated one `output`); `usage` then carries each
+// request's cost.
+struct Price {
+  bool set = false;
+  double cache_hit = 0, cache_miss = 0, output = 0;
+};
+Price parse_price(const std::string& text);  // "HIT,MISS,OUTPUT"; Error naming --price
+
 // The model a server exposes.
 struct ServedModel {
   std::string id;    // the name clients use ("model": ...)
@@ -41,6 +50,7 @@ struct ServedModel {
   int64_t created = 0;   // unix time the model was loaded
   uint64_t file_bytes = 0;
   bool mirror_reasoning = false;  // also send reasoning_content as `reasoning`
+  Price price;
 
   // Whether a client's `model` names this model: its id (with Ollama's ":latest" tag), the
   // path it was loaded from, or an alias.
@@ -96,7 +106,7 @@ Reply ollama_generate(const ojson& body, const ServedModel& m);
 Reply ollama_tags(const ServedModel& m);
 Reply ollama_show(const ojson& body, const ServedModel& m);
 Reply ollama_ps(const ServedModel& m);
-std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model);
+std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model, const KVStoreStats& kv = {});
 
 // ---- shared pieces (api_common.cpp) ----
 namespace api {
@@ -148,6 +158,10 @@ bool drive(Job& job, const std::function<bool(size_t, const RequestOutput&)>& on
 std::string token_text(const Tokenizer& tok, int32_t id);
 ojson token_bytes_json(const Tokenizer& tok, int32_t id);
 ojson timings(const GenerationStats& s);
+// The prompt cache's share of a request, per tier ({"pool", "ram", "disk"} tokens), and with a
+// price set, the request's cost; added to OpenAI's `usage` and Ollama's final object.
+ojson cache_tiers(const GenerationStats& s);
+ojson cost_json(const Price& p, int64_t hit, int64_t miss, int64_t output);
 }  // namespace api
 
 }  // namespace whale

@@ -324,6 +324,17 @@ ojson token_bytes_json(const Tokenizer& tok, int32_t id) {
   return a;
 }
 
+ojson cache_tiers(const GenerationStats& s) {
+  return {{"pool", s.cached_tokens - s.cached_ram_tokens - s.cached_disk_tokens},
+          {"ram", s.cached_ram_tokens},
+          {"disk", s.cached_disk_tokens}};
+}
+
+ojson cost_json(const Price& p, int64_t hit, int64_t miss, int64_t output) {
+  const double h = double(hit) * p.cache_hit / 1e6, m = double(miss) * p.cache_miss / 1e6, o = double(output) * p.output / 1e6;
+  return {{"prompt_cache_hit", h}, {"prompt_cache_miss", m}, {"output", o}, {"total", h + m + o}};
+}
+
 ojson timings(const GenerationStats& s) {
   const double prompt_n = double(s.prompt_tokens - s.cached_tokens);
   return {{"cache_n", s.cached_tokens},
@@ -336,4 +347,31 @@ ojson timings(const GenerationStats& s) {
 }
 
 }  // namespace api
+
+Price parse_price(const std::string& text) {
+  Price p;
+  double v[3];
+  size_t at = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t comma = text.find(',', at);
+    const std::string part = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    size_t used = 0;
+    try {
+      v[i] = std::stod(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (part.empty() || used != part.size() || !(v[i] >= 0) || v[i] > 1e9)
+      fail("--price: '", text, "' is not three prices HIT,MISS,OUTPUT per million tokens (e.g. 0.028,0.28,0.42)");
+    if ((comma == std::string::npos) != (i == 2))
+      fail("--price: '", text, "' is not three prices HIT,MISS,OUTPUT per million tokens (e.g. 0.028,0.28,0.42)");
+    at = comma + 1;
+  }
+  p.set = true;
+  p.cache_hit = v[0];
+  p.cache_miss = v[1];
+  p.output = v[2];
+  return p;
+}
+
 }  // namespace whale

@@ -136,6 +136,9 @@ Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
     j["total_duration"] = ns(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     j["load_duration"] = 0;
     j["prompt_eval_count"] = st.prompt_tokens - st.cached_tokens;
+    j["prompt_cache_hit_tokens"] = st.cached_tokens;  // not Ollama's own fields: the prompt cache per tier
+    j["prompt_cache_hit_tokens_by_tier"] = cache_tiers(st);
+    if (m.price.set) j["cost"] = cost_json(m.price, st.cached_tokens, st.prompt_tokens - st.cached_tokens, st.generated_tokens);
     j["prompt_eval_duration"] = ns(st.prefill_seconds);
     j["eval_count"] = st.generated_tokens;
     j["eval_duration"] = ns(st.decode_seconds);

@@ -85,7 +85,7 @@ bool resolve_thinking(const ojson& b, ChatFormat f, int64_t& budget) {
 
 std::string sse(const ojson& j) { return "data: " + j.dump(-1, ' ', false, ojson::error_handler_t::replace) + "\n\n"; }
 
-ojson usage_json(const std::vector<GenerationStats>& stats) {
+ojson usage_json(const std::vector<GenerationStats>& stats, const Price& price) {
   int64_t prompt = 0, cached = 0, completion = 0, reasoning = 0;
   for (size_t i = 0; i < stats.size(); ++i) {
     if (i == 0) {  // the prompt is counted once, as OpenAI does for n > 1
@@ -95,13 +95,16 @@ ojson usage_json(const std::vector<GenerationStats>& stats) {
     completion += stats[i].generated_tokens;
     reasoning += stats[i].reasoning_tokens;
   }
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion},
-          {"prompt_tokens_details", {{"cached_tokens", cached}}},
-          {"completion_tokens_details", {{"reasoning_tokens", reasoning}}},
-          {"prompt_cache_hit_tokens", cached},
-          {"prompt_cache_miss_tokens", prompt - cached}};
+  ojson u = {{"prompt_tokens", prompt},
+             {"completion_tokens", completion},
+             {"total_tokens", prompt + completion},
+             {"prompt_tokens_details", {{"cached_tokens", cached}}},
+             {"completion_tokens_details", {{"reasoning_tokens", reasoning}}},
+             {"prompt_cache_hit_tokens", cached},
+             {"prompt_cache_miss_tokens", prompt - cached}};
+  if (!stats.empty()) u["prompt_cache_hit_tokens_by_tier"] = cache_tiers(stats[0]);
+  if (price.set) u["cost"] = cost_json(price, cached, prompt - cached, completion);
+  return u;
 }
 
 std::string finish_reason(const RequestOutput& out) {
@@ -276,7 +279,7 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
         stats.push_back(finals[i].stats);
       }
       ojson res = {{"id", id},      {"object", "chat.completion"}, {"created", created},
-                   {"model", m.id}, {"choices", choices},          {"usage", usage_json(stats)},
+                   {"model", m.id}, {"choices", choices},          {"usage", usage_json(stats, m.price)},
                    {"system_fingerprint", "whale"}, {"timings", timings(stats[0])}};
       write(res.dump(-1, ' ', false, ojson::error_handler_t::replace));
     };
@@ -336,7 +339,7 @@ Reply openai_chat(const ojson& body, const ServedModel& m) {
     if (job.include_usage) {
       ojson u = {{"id", id},      {"object", "chat.completion.chunk"}, {"created", created},
                  {"model", m.id}, {"system_fingerprint", "whale"},     {"choices", ojson::array()},
-                 {"usage", usage_json(stats)}};
+                 {"usage", usage_json(stats, m.price)}};
       if (!write(sse(u))) return;
     }
     write("data: [DONE]\n\n");
@@ -395,7 +398,7 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
     std::vector<GenerationStats> stats;
     for (auto& f : finals) stats.push_back(f.stats);
     if (job.stream) {
-      if (job.include_usage && !write(sse(make(ojson::array(), usage_json(stats))))) return;
+      if (job.include_usage && !write(sse(make(ojson::array(), usage_json(stats, m.price))))) return;
       write("data: [DONE]\n\n");
       return;
     }
@@ -404,7 +407,7 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
       choices.push_back({{"text", text[i]}, {"index", i},
                          {"logprobs", job.logprobs ? logprobs_json(lps[i], 0) : ojson(nullptr)},
                          {"finish_reason", finals[i].stats.finish_reason == "cancelled" ? "stop" : finals[i].stats.finish_reason}});
-    ojson res = make(choices, usage_json(stats));
+    ojson res = make(choices, usage_json(stats, m.price));
     res["timings"] = timings(stats[0]);
     write(res.dump(-1, ' ', false, ojson::error_handler_t::replace));
   };

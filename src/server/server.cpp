@@ -124,7 +124,7 @@ struct Server::Impl {
     http.Get("/metrics", endpoint([this](const httplib::Request&) {
       Reply r;
       r.content_type = "text/plain; version=0.0.4";
-      r.body = prometheus_metrics(engine->metrics(), served);
+      r.body = prometheus_metrics(engine->metrics(), served, engine->store_stats());
       return r;
     }));
     auto body = [](const httplib::Request& req) { return parse_json_body(req.body); };
@@ -171,6 +171,7 @@ struct Server::Impl {
     served.ctx = engine->config().ctx;
     served.created = api::unix_time();
     served.mirror_reasoning = o.mirror_reasoning;
+    served.price = o.price;
     std::error_code ec;
     if (fs::is_directory(o.model, ec)) {
       for (const auto& e : fs::directory_iterator(o.model, ec))
@@ -240,7 +241,7 @@ int Server::run() {
 }
 
 // Prometheus text format; names follow vLLM's (`vllm:` -> `whale:`).
-std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model) {
+std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model, const KVStoreStats& kv) {
   std::string out;
   const std::string label = "{model_name=\"" + model.id + "\"}";
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
@@ -291,6 +292,39 @@ std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model)
       out += std::string(name) + "{model_name=\"" + model.id + "\",position=\"" + std::to_string(i) + "\"} " +
              std::to_string(m.spec_accepted_at[i]) + "\n";
   }
+  // The KV cache's lower tiers (--kv-ram, --kv-disk): one series per tier.
+  auto tiered = [&](const char* name, const char* type, const char* help, std::initializer_list<std::pair<const char*, double>> v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    char buf[64];
+    for (const auto& [tier, value] : v) {
+      std::snprintf(buf, sizeof buf, "%.17g", value);
+      out += std::string(name) + "{model_name=\"" + model.id + "\",tier=\"" + tier + "\"} " + buf + "\n";
+    }
+  };
+  const DiskTierCounters& d = kv.disk_counters;
+  tiered("whale:kv_tier_hit_tokens_total", "counter", "Prompt tokens served from each cache tier (pool: the engine's own blocks).",
+         {{"pool", double(m.cached_tokens_total - m.cached_ram_tokens_total - m.cached_disk_tokens_total)},
+          {"ram", double(m.cached_ram_tokens_total)}, {"disk", double(m.cached_disk_tokens_total)}});
+  tiered("whale:kv_tier_block_hits_total", "counter", "Blocks found in a lower tier when loading.",
+         {{"ram", double(kv.ram_hits)}, {"disk", double(kv.disk_hits)}});
+  tiered("whale:kv_tier_block_misses_total", "counter", "Blocks looked for and not found (or not valid) in a lower tier when loading.",
+         {{"ram", double(kv.ram_misses)}, {"disk", double(kv.disk_misses)}});
+  tiered("whale:kv_tier_blocks", "gauge", "Blocks held by each lower tier.", {{"ram", double(kv.ram_blocks)}, {"disk", double(d.blocks)}});
+  tiered("whale:kv_tier_bytes", "gauge", "Bytes held by each lower tier.", {{"ram", double(kv.ram_bytes)}, {"disk", double(d.bytes)}});
+  tiered("whale:kv_tier_capacity_bytes", "gauge", "Capacity of each lower tier.",
+         {{"ram", double(kv.ram_capacity)}, {"disk", double(kv.disk_capacity)}});
+  tiered("whale:kv_tier_written_bytes_total", "counter", "Bytes written to each lower tier.",
+         {{"ram", double(kv.ram_bytes_written)}, {"disk", double(d.write_bytes)}});
+  tiered("whale:kv_tier_read_bytes_total", "counter", "Bytes read from each lower tier.",
+         {{"ram", double(kv.ram_bytes_read)}, {"disk", double(d.read_bytes)}});
+  tiered("whale:kv_tier_evictions_total", "counter", "Blocks dropped by each lower tier to stay within its capacity.",
+         {{"ram", double(kv.ram_evictions)}, {"disk", double(d.evictions)}});
+  metric("whale:kv_disk_corrupt_blocks_total", "counter", "Block files refused (truncated, corrupted, foreign) and deleted.", double(d.corrupt));
+  metric("whale:kv_disk_write_errors_total", "counter", "Block files that could not be written.", double(d.write_errors));
+  metric("whale:kv_disk_writes_dropped_total", "counter", "Blocks not written to disk because the write queue was full.",
+         double(kv.writes_dropped));
+  histogram("whale:kv_ram_load_seconds", "Time to load one block from the RAM tier.", kv.ram_load_seconds);
+  histogram("whale:kv_disk_load_seconds", "Time to load and verify one block from the disk tier.", kv.disk_load_seconds);
   histogram("whale:time_to_first_token_seconds", "Time from arrival to the first generated token.", m.ttft);
   histogram("whale:inter_token_latency_seconds", "Time between consecutive tokens of a request.", m.itl);
   histogram("whale:e2e_request_latency_seconds", "Time from arrival to the end of a request.", m.e2e);

@@ -25,6 +25,7 @@ struct ServerOptions {
   int http_threads = 128;        // connections served at once
   size_t max_body_bytes = 8 << 20;
   bool mirror_reasoning = false;
+  Price price;                   // --price: each request's cost in `usage`
 };
 
 class Server {
