@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <ctime>
+#include <optional>
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
@@ -21,6 +23,9 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/session_store.h"
+#include "core/sha256.h"
+#include "runtime/kv_store.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "runtime/model_bundle.h"
@@ -76,6 +81,8 @@ struct RunOptions {
   SamplingParams sampling;
   bool seed_given = false;
   int threads = 0;
+  KVStoreFlags kv;
+  std::string sessions;
 };
 
 const char* kHelp =
@@ -85,7 +92,11 @@ const char* kHelp =
     "  /collapse on|off  hide reasoning behind a one-line summary\n"
     "  /expand         print the reasoning of the last answer\n"
     "  /clear          forget the conversation\n"
-    "  /save FILE      save the conversation as JSON (OpenAI message format)\n"
+    "  /save [NAME]    save the conversation as a session (its KV cache stays on disk)\n"
+    "  /sessions       list saved sessions\n"
+    "  /load NAME|ID   resume a saved session (its prompt is read back, not recomputed)\n"
+    "  /drop [NAME|ID] delete a saved session (default: the current one)\n"
+    "  /export FILE    write the conversation as JSON (OpenAI message format)\n"
     "  /help           this help\n"
     "  /bye            quit (or Ctrl-D)\n"
     "Ctrl-C stops the current answer.\n";
@@ -100,6 +111,12 @@ class ChatApp {
     ec.parallel = 1;
     ec.ctx = o_.ctx;
     ec.draft = o_.spec.empty() ? 0 : o_.draft;
+    // The KV cache's disk tier keeps conversations across runs (sessions: /save, /load).
+    ec.store = make_kv_store(o_.kv);
+    if (ec.store) {
+      identity_ = model_identity(*bundle_.model, ec.store->memo_dir());
+      ec.model_identity = identity_;
+    }
     engine_ = std::make_unique<Engine>(*bundle_.model, bundle_.tokenizer.get(), ec);
     const ChatFormat f = bundle_.chat_format;
     thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
@@ -206,8 +223,19 @@ class ChatApp {
     } else if (cmd == "/clear") {
       history_.clear();
       std::printf("Conversation cleared.\n");
-    } else if (cmd == "/save" && !arg.empty()) {
+    } else if (cmd == "/export" && !arg.empty()) {
       save(arg);
+    } else if (cmd == "/save" && (arg.find('/') != std::string::npos || arg.ends_with(".json"))) {
+      save(arg);  // a file path: the conversation as JSON, as /export
+    } else if (cmd == "/save" || cmd == "/sessions" || cmd == "/load" || cmd == "/drop") {
+      try {
+        if (cmd == "/save") save_session(arg);
+        else if (cmd == "/sessions") list_sessions();
+        else if (cmd == "/load") load_session(arg);
+        else drop_session(arg);
+      } catch (const Error& e) {
+        std::printf("%s\n", e.what());
+      }
     } else {
       std::printf("Unknown command '%s'. /help lists the commands.\n", line.c_str());
     }
@@ -230,6 +258,113 @@ class ChatApp {
       return;
     }
     std::printf("Saved %zu messages to %s.\n", history_.size(), path.c_str());
+  }
+
+  // Sessions: the conversation and settings in a JSON file; the KV blocks stay in the cache's
+  // tiers under their content addresses.
+  SessionStore sessions() const { return SessionStore(o_.sessions.empty() ? default_sessions_dir() : o_.sessions); }
+
+  std::vector<int32_t> history_tokens() const {  // the conversation so far, as the next prompt starts
+    std::vector<ChatMessage> messages;
+    if (!o_.system.empty()) messages.push_back(ChatMessage{"system", o_.system});
+    messages.insert(messages.end(), history_.begin(), history_.end());
+    ChatOptions co;
+    co.thinking = thinking_;
+    co.add_generation_prompt = false;
+    if (bundle_.tokenizer->bos_id() >= 0) co.bos_token = bundle_.tokenizer->token_bytes(bundle_.tokenizer->bos_id());
+    return bundle_.tokenizer->encode(render_chat(bundle_.chat_format, messages, co));
+  }
+
+  void save_session(std::string name) {
+    if (history_.empty()) fail("nothing to save yet: the conversation is empty");
+    if (name.empty()) name = session_name_.empty() ? timestamp("session-%Y%m%d-%H%M%S") : session_name_;
+    SessionStore::check_name(name);
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+    for (const auto& m : history_) {
+      nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content.value_or("")}};
+      if (m.reasoning_content && !m.reasoning_content->empty()) j["reasoning_content"] = *m.reasoning_content;
+      msgs.push_back(j);
+    }
+    const std::string identity = identity_ ? identity_->hex() : "";
+    const std::string id = Sha256().update(identity).update(o_.system).update(msgs.dump()).finish().hex();
+    const int64_t tokens = int64_t(history_tokens().size());
+    nlohmann::ordered_json j = {{"whale_session", 1},
+                                {"id", id},
+                                {"saved_at", timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                                {"model", bundle_.path},
+                                {"model_identity", identity},
+                                {"chat_format", chat_format_name(bundle_.chat_format)},
+                                {"system", o_.system},
+                                {"thinking", thinking_},
+                                {"tokens", tokens},
+                                {"prefill_tokens_per_second", prefill_seconds_ > 0 ? double(prefill_tokens_) / prefill_seconds_ : 0.0},
+                                {"messages", msgs}};
+    if (auto* store = engine_->config().store.get()) store->flush();  // its blocks are on disk before we say so
+    SessionStore st = sessions();
+    st.save(name, j);
+    session_name_ = name;
+    std::printf("Saved session %s (id %s): %zu messages, %lld tokens%s.\n", name.c_str(), id.substr(0, 12).c_str(),
+                history_.size(), (long long)tokens,
+                engine_->config().store ? "" : "; no KV disk tier (--kv-disk off), so /load will recompute it");
+  }
+
+  void list_sessions() {
+    SessionStore st = sessions();
+    const auto all = st.list();
+    if (all.empty()) {
+      std::printf("No saved sessions in %s.\n", st.dir().c_str());
+      return;
+    }
+    for (const SessionInfo& s : all)
+      std::printf("  %-28s %s  %3lld messages  %6lld tokens  %s  %s\n", s.name.c_str(), s.id.substr(0, 12).c_str(),
+                  (long long)s.messages, (long long)s.tokens, s.saved_at.c_str(), s.model.c_str());
+  }
+
+  void load_session(const std::string& key) {
+    std::string name;
+    const nlohmann::ordered_json j = sessions().load(key, &name);
+    std::vector<ChatMessage> history;
+    try {
+      for (const auto& m : j.at("messages")) {
+        ChatMessage c;
+        c.role = m.at("role").get<std::string>();
+        if (c.role != "user" && c.role != "assistant") fail("a message with role '", c.role, "'");
+        c.content = m.value("content", "");
+        if (m.contains("reasoning_content")) c.reasoning_content = m["reasoning_content"].get<std::string>();
+        history.push_back(std::move(c));
+      }
+    } catch (const std::exception& e) {
+      fail("session ", name, ": damaged (", e.what(), ")");
+    }
+    history_ = std::move(history);
+    o_.system = j.value("system", o_.system);
+    if (bundle_.chat_format != ChatFormat::V3) thinking_ = j.value("thinking", thinking_);
+    session_name_ = name;
+    const std::vector<int32_t> tokens = history_tokens();
+    const int64_t stored = engine_->stored_prefix_tokens(tokens);
+    const double rate = j.value("prefill_tokens_per_second", 0.0);
+    std::printf("Loaded session %s: %zu messages, %zu tokens; %lld of them in the KV cache", name.c_str(), history_.size(),
+                tokens.size(), (long long)stored);
+    if (identity_ && j.value("model_identity", "") != identity_->hex()) std::printf(" (saved with another model)");
+    if (rate > 0 && stored > 0) std::printf(", about %.1f s of prefill saved", double(stored) / rate);
+    std::printf(".\n");
+  }
+
+  void drop_session(const std::string& key) {
+    const std::string k = key.empty() ? session_name_ : key;
+    if (k.empty()) fail("no current session: /drop NAME|ID (/sessions lists them)");
+    const std::string name = sessions().drop(k);
+    if (name == session_name_) session_name_.clear();
+    std::printf("Deleted session %s (its cached blocks stay until the cache needs the room).\n", name.c_str());
+  }
+
+  static std::string timestamp(const char* format) {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, format, &tm);
+    return buf;
   }
 
   void print_reasoning(const std::string& text) {
@@ -324,6 +459,10 @@ class ChatApp {
     history_.push_back(u);
     history_.push_back(a);
 
+    if (st.prompt_tokens > st.cached_tokens + 16 && st.prefill_seconds > 0) {  // the prompt rate, for sessions
+      prefill_tokens_ += st.prompt_tokens - st.cached_tokens;
+      prefill_seconds_ += st.prefill_seconds;
+    }
     const double tps = st.decode_seconds > 0 ? double(st.generated_tokens) / st.decode_seconds : 0;
     if (o_.json) {
       nlohmann::ordered_json calls = nlohmann::ordered_json::array();
@@ -332,7 +471,9 @@ class ChatApp {
           {"reasoning_content", out.reasoning}, {"content", out.content}, {"tool_calls", calls},
           {"finish_reason", st.finish_reason},
           {"usage", {{"prompt_tokens", st.prompt_tokens}, {"completion_tokens", st.generated_tokens},
-                     {"reasoning_tokens", st.reasoning_tokens}, {"cached_tokens", st.cached_tokens}}},
+                     {"reasoning_tokens", st.reasoning_tokens}, {"cached_tokens", st.cached_tokens},
+                     {"cached_tokens_by_tier", {{"pool", st.cached_tokens - st.cached_ram_tokens - st.cached_disk_tokens},
+                                                {"ram", st.cached_ram_tokens}, {"disk", st.cached_disk_tokens}}}}},
           {"timings", {{"prefill_seconds", st.prefill_seconds}, {"decode_seconds", st.decode_seconds},
                        {"tokens_per_second", tps}}}};
       if (o_.logprobs >= 0) {
@@ -350,9 +491,13 @@ class ChatApp {
       return;
     }
     if (st.finish_reason == "cancelled") std::printf(" [stopped]");
-    char stats[200];
-    std::snprintf(stats, sizeof stats, "[%lld tokens, %.1f tokens/s; prompt %lld tokens, %lld cached, %.2f s]",
-                  (long long)st.generated_tokens, tps, (long long)st.prompt_tokens, (long long)st.cached_tokens,
+    char stats[300];
+    char tiers[120] = "";
+    if (st.cached_ram_tokens + st.cached_disk_tokens > 0)
+      std::snprintf(tiers, sizeof tiers, " (%lld from RAM, %lld from disk in %.2f s)", (long long)st.cached_ram_tokens,
+                    (long long)st.cached_disk_tokens, st.cache_load_seconds);
+    std::snprintf(stats, sizeof stats, "[%lld tokens, %.1f tokens/s; prompt %lld tokens, %lld cached%s, %.2f s]",
+                  (long long)st.generated_tokens, tps, (long long)st.prompt_tokens, (long long)st.cached_tokens, tiers,
                   st.prefill_seconds);
     if (tty_out_) {
       std::printf(color_ ? "\n\x1b[2m%s\x1b[0m\n" : "\n%s\n", stats);
@@ -368,6 +513,10 @@ class ChatApp {
   ModelBundle bundle_;
   std::unique_ptr<Engine> engine_;
   std::vector<ChatMessage> history_;
+  std::optional<Digest> identity_;
+  std::string session_name_;
+  int64_t prefill_tokens_ = 0;
+  double prefill_seconds_ = 0;
   bool thinking_ = false, collapse_ = false, tty_out_ = false, color_ = false;
   int64_t budget_ = -1;
   std::string last_reasoning_;
@@ -408,6 +557,10 @@ void register_run(CLI::App& app) {
   cmd->add_option("--draft", o->draft, "Draft tokens per step with --spec mtp (default 2)")->check(CLI::Range(1, 8));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   add_load_option(cmd, o->load);
+  o->kv.disk = user_cache_dir() + "/kv";
+  o->kv.disk_size = "8G";
+  add_kv_store_options(cmd, o->kv, "default " + o->kv.disk + ", at most 8G; off: none");
+  cmd->add_option("--sessions", o->sessions, "Where /save keeps sessions (default " + default_sessions_dir() + ")");
   cmd->callback([o] {
     struct sigaction sa {};
     sa.sa_handler = on_sigint;

@@ -95,6 +95,11 @@ EngineMetrics Engine::metrics() const {
 
 KVStoreStats Engine::store_stats() const { return config_.store ? config_.store->stats() : KVStoreStats{}; }
 
+int64_t Engine::stored_prefix_tokens(std::span<const int32_t> tokens) const {
+  const int64_t bs = cache_->block_tokens();
+  return cache_->lower_blocks(tokens, 0, int64_t(tokens.size()) / bs) * bs;
+}
+
 void Engine::wake() {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -50,6 +50,9 @@ class Engine {
 
   EngineMetrics metrics() const;
   KVStoreStats store_stats() const;  // the lower tiers' counters (all zero without a store)
+  // Tokens at the start of `tokens` (whole blocks) that the KV store's RAM and disk tiers hold:
+  // what a request with this prefix would load instead of computing. Any thread.
+  int64_t stored_prefix_tokens(std::span<const int32_t> tokens) const;
   const EngineConfig& config() const { return config_; }
   const Model& model() const { return model_; }
   const Tokenizer* tokenizer() const { return vocab_.tokenizer; }
