@@ -172,10 +172,12 @@ TEST_F(DatasetTest, ChatExamplesPredictOnlyTheReply) {
 TEST_F(DatasetTest, MalformedLinesAreSkippedAndCounted) {
   const std::string path = dir_ / "d.jsonl";
   test::write_file(path, "{\"text\":\"ok\"}\nnot json\n[1,2]\n{\"text\":5}\n{\"messages\":[{\"role\":\"user\"}]}\n"
-                         "{\"other\":1}\n\xff\xfe\n\n{\"text\":\"also ok\"}\n");
+                         "{\"other\":1}\n\xff\xfe\n\n{\"text\":\"also ok\"}\n"
+                         "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}],"
+                         "\"thinking\":9598}\n");  // found by fuzz_train_data: a non-boolean threw past the parser
   Dataset d({path}, *tok_, 512);
   EXPECT_EQ(d.size(), 2u);
-  EXPECT_EQ(d.stats().skipped, 6);
+  EXPECT_EQ(d.stats().skipped, 7);
   ASSERT_FALSE(d.stats().errors.empty());
   EXPECT_NE(d.stats().errors[0].find("d.jsonl:2"), std::string::npos);
   test::write_file(path, "garbage\n");

@@ -79,6 +79,10 @@ Dataset::Dataset(const std::vector<std::string>& paths, const Tokenizer& tok, in
           skip("\"messages\" must be a user turn then an assistant turn, both with string content");
           continue;
         }
+        if (j.contains("thinking") && !j["thinking"].is_boolean()) {
+          skip("\"thinking\" must be true or false");
+          continue;
+        }
         const bool thinking = j.value("thinking", true) && !str(m[1], "reasoning_content").empty();
         size_t start = 0;
         e.tokens = encode_chat_example(tok, str(m[0], "content"), str(m[1], "reasoning_content"),
