@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "runtime/model_bench.h"
 #include "runtime/model_bundle.h"
+#include "runtime/kv_bench.h"
 #include "tokenizer/tokenizer.h"
 
 namespace whale {
@@ -27,7 +28,59 @@ struct BenchOptions {
   int repeats = 5, threads = 0, draft = 2;
   int64_t n_prompt = 512, n_gen = 128;
   bool json = false;
+  std::string kv_disk;  // --kv-tiers: the disk tier's directory
+  int sessions = 8;
+  int64_t session_tokens = 2048;
 };
+
+void bench_kv_cli(const BenchOptions& o) {
+  ThreadPool pool(o.threads);
+  auto model = Model::load(resolve_model(o.model), pool, parse_load_mode(o.load));
+  KVBenchOptions ko;
+  ko.disk_dir = o.kv_disk;
+  ko.prompt_tokens = o.n_prompt;
+  ko.sessions = o.sessions;
+  ko.session_tokens = o.session_tokens;
+  const KVBenchResult r = bench_kv_tiers(*model, ko);
+  auto median = [](std::vector<double> v) { return Spread::of(std::move(v)).median; };
+  auto maxv = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+  const double disk_bw = r.disk_load_seconds > 0 ? double(r.disk_read_bytes) / r.disk_load_seconds : 0;
+  nlohmann::ordered_json j = {
+      {"model", o.model}, {"threads", pool.size()}, {"prompt_tokens", r.prompt_tokens}, {"blocks", r.blocks},
+      {"block_bytes", r.block_bytes}, {"ttft_seconds", {{"cold", r.cold}, {"pool", r.pool}, {"ram", r.ram}, {"disk", r.disk}}},
+      {"cached_tokens", {{"pool", r.cached_pool}, {"ram", r.cached_ram}, {"disk", r.cached_disk}}},
+      {"disk_hit_speedup", r.cold / r.disk}, {"disk_read_bytes", r.disk_read_bytes}, {"disk_load_seconds", r.disk_load_seconds},
+      {"disk_read_gbs", disk_bw / 1e9}, {"disk_sequential_gbs", r.disk_sequential_bw / 1e9},
+      {"disk_read_fraction", r.disk_sequential_bw > 0 ? disk_bw / r.disk_sequential_bw : 0.0},
+      {"outputs_equal", r.outputs_equal}};
+  if (r.sessions > 0)
+    j["sessions"] = {{"count", r.sessions}, {"tokens", r.session_tokens}, {"ram_capacity", r.ram_capacity},
+                     {"cold_ttft_median", median(r.session_cold)}, {"cold_ttft_max", maxv(r.session_cold)},
+                     {"resumed_ttft_median", median(r.session_resumed)}, {"resumed_ttft_max", maxv(r.session_resumed)},
+                     {"resumed_tokens", {{"ram", r.resumed_ram_tokens}, {"disk", r.resumed_disk_tokens}, {"computed", r.resumed_computed_tokens}}}};
+  if (o.json) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("model: %s, %d threads; a %lld-token prompt: %lld blocks of %.2f MiB\n", o.model.c_str(), pool.size(),
+                (long long)r.prompt_tokens, (long long)r.blocks, double(r.block_bytes) / (1 << 20));
+    std::printf("| time to first token | seconds | speedup over cold | tokens from the cache |\n|---|---|---|---|\n");
+    std::printf("| cold | %.3f | 1x | 0 |\n", r.cold);
+    std::printf("| engine pool hit | %.3f | %.0fx | %lld |\n", r.pool, r.cold / r.pool, (long long)r.cached_pool);
+    std::printf("| RAM tier hit | %.3f | %.0fx | %lld |\n", r.ram, r.cold / r.ram, (long long)r.cached_ram);
+    std::printf("| disk tier hit after a restart | %.3f | %.0fx | %lld |\n", r.disk, r.cold / r.disk, (long long)r.cached_disk);
+    std::printf("disk hit: %.1f MiB read and verified in %.3f s = %.2f GB/s; the disk reads %.2f GB/s sequentially (%.0f%%)\n",
+                double(r.disk_read_bytes) / (1 << 20), r.disk_load_seconds, disk_bw / 1e9, r.disk_sequential_bw / 1e9,
+                r.disk_sequential_bw > 0 ? 100 * disk_bw / r.disk_sequential_bw : 0.0);
+    if (r.sessions > 0)
+      std::printf("%d sessions of %lld tokens, 4 at a time, RAM tier %.1f MiB (half of them): time to first token cold median "
+                  "%.2f s (last %.2f s); resumed median %.2f s (last %.2f s) with %lld tokens from RAM, %lld from disk, %lld computed\n",
+                  r.sessions, (long long)r.session_tokens, double(r.ram_capacity) / (1 << 20), median(r.session_cold),
+                  maxv(r.session_cold), median(r.session_resumed), maxv(r.session_resumed), (long long)r.resumed_ram_tokens,
+                  (long long)r.resumed_disk_tokens, (long long)r.resumed_computed_tokens);
+    std::printf("outputs of every hit equal the cold run's: %s\n", r.outputs_equal ? "yes" : "NO");
+  }
+  if (!r.outputs_equal) fail("kv bench: a cache hit changed the output");
+}
 
 void bench_model_cli(const BenchOptions& o) {
   ThreadPool pool(o.threads);
@@ -149,7 +202,14 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer to benchmark (model directory or tokenizer.json)");
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
   cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--kv-tiers", o->kv_disk,
+                  "DIR: time to first token of a -p token prompt cold and from each KV-cache tier (DIR is emptied), "
+                  "then --sessions at once");
+  cmd->add_option("--sessions", o->sessions, "With --kv-tiers: concurrent sessions (default 8; 0: none)")->check(CLI::Range(0, 256));
+  cmd->add_option("--session-tokens", o->session_tokens, "With --kv-tiers: tokens per session (default 2048)")
+      ->check(CLI::Range(int64_t(32), int64_t(1) << 20));
   cmd->callback([o] {
+    if (!o->model.empty() && !o->kv_disk.empty()) return bench_kv_cli(*o);
     if (!o->model.empty()) return bench_model_cli(*o);
     if (o->tokenizer.empty() || o->docs.empty()) fail("bench: give --model, or --tokenizer and --docs");
     bench_tokenizer(*o);

@@ -89,11 +89,15 @@ int64_t PagedKVCache::match_prefix(std::span<const int32_t> tokens, int64_t max_
 }
 
 void PagedKVCache::commit_prefix(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks) {
+  index(tokens, seq, n_blocks, /*write_through=*/true);
+}
+
+void PagedKVCache::index(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks, bool write_through) {
   if (!prefix_) return;
   n_blocks = std::min<int64_t>(n_blocks, int64_t(seq.blocks.size()));
   const std::vector<BlockKey> ks = keys(tokens, n_blocks);
   const std::vector<int64_t> added = prefix_->insert(ks, seq.blocks);
-  if (!store_) return;
+  if (!store_ || !write_through) return;
   for (int64_t i : added) {  // write-through: pinned until the store has its copy
     const int32_t b = seq.blocks[size_t(i)];
     auto job = std::make_shared<StoreJob>();
@@ -147,7 +151,9 @@ void PagedKVCache::finish_load(LoadJob& job, std::span<const int32_t> tokens, Se
   const int64_t good = from + job.loaded;
   seq.length = good * block_tokens_;
   seq.truncate(ids(), seq.length);  // blocks that did not load (missing, corrupt, cancelled)
-  if (job.loaded > 0) commit_prefix(tokens, seq, good);
+  // Indexed for other requests, but not written back: the store has these blocks already (and a
+  // RAM copy of blocks just read from disk would push out the ones queued requests need next).
+  if (job.loaded > 0) index(tokens, seq, good, /*write_through=*/false);
 }
 
 void PagedKVCache::prefetch(std::span<const int32_t> tokens, int64_t max_blocks) {

@@ -120,6 +120,7 @@ class PagedKVCache final : public KVCacheManager {
 
  private:
   std::vector<BlockKey> keys(std::span<const int32_t> tokens, int64_t n_blocks) const;
+  void index(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks, bool write_through);
   template <class Byte>
   std::vector<std::span<Byte>> pieces(int32_t block);  // the block's bytes in each group
   int32_t allocate();  // evicts a prefix block if the pool is empty; -1 if nothing can be freed

@@ -286,6 +286,13 @@ DiskTier::Read DiskTier::read(const Digest& key, std::span<const std::span<std::
   return Read::kOk;
 }
 
+void DiskTier::advise(const Digest& key) const {
+  const int fd = ::open(block_path(key).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+  ::close(fd);
+}
+
 bool DiskTier::valid_file(std::span<const std::byte> file, const Digest& key, size_t payload_bytes) {
   if (file.size() != kHeaderBytes + payload_bytes) return false;
   std::byte expect[kHeaderBytes];

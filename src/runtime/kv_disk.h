@@ -54,6 +54,8 @@ class DiskTier {
   // Reads a block into `pieces` (its bytes in order; sizes must add up to the payload) and
   // verifies it. On kCorrupt the file is gone and `pieces` hold garbage.
   Read read(const Digest& key, std::span<const std::span<std::byte>> pieces);
+  // Asks the kernel to start reading a block's file (reads ahead of a load).
+  void advise(const Digest& key) const;
   // Removes blocks (oldest first) until the directory holds at most `target` bytes; one
   // process at a time (returns at once if another is collecting).
   void collect(uint64_t target);

@@ -232,7 +232,12 @@ void KVStore::run_load(LoadJob& job) {
   size_t block_bytes = 0;
   if (!prefetch)
     for (const auto& p : job.dest[0]) block_bytes += p.size();
+  // The disk reads ahead of the loop: a window of blocks is always on its way.
+  constexpr size_t kReadAhead = 32;
+  size_t advised = 0;
   for (size_t i = 0; i < job.keys.size() && !job.cancel.load(); ++i) {
+    if (disk_)
+      for (; advised < std::min(job.keys.size(), i + kReadAhead); ++advised) disk_->advise(job.keys[advised]);
     const auto tb = Clock::now();
     const BlockKey& key = job.keys[i];
     if (auto buf = ram_get(key)) {
