@@ -82,6 +82,7 @@ struct RunOptions {
   bool seed_given = false;
   int threads = 0;
   KVStoreFlags kv;
+  bool kv_disk_given = false;
   std::string sessions;
 };
 
@@ -112,7 +113,12 @@ class ChatApp {
     ec.ctx = o_.ctx;
     ec.draft = o_.spec.empty() ? 0 : o_.draft;
     // The KV cache's disk tier keeps conversations across runs (sessions: /save, /load).
-    ec.store = make_kv_store(o_.kv);
+    try {
+      ec.store = make_kv_store(o_.kv);
+    } catch (const Error& e) {
+      if (o_.kv_disk_given) throw;  // asked for: an error; the default: chat on without it
+      std::fprintf(stderr, "whale: note: no KV disk tier (%s); sessions will be recomputed when loaded\n", e.what());
+    }
     if (ec.store) {
       identity_ = model_identity(*bundle_.model, ec.store->memo_dir());
       ec.model_identity = identity_;
@@ -560,6 +566,7 @@ void register_run(CLI::App& app) {
   o->kv.disk = user_cache_dir() + "/kv";
   o->kv.disk_size = "8G";
   add_kv_store_options(cmd, o->kv, "default " + o->kv.disk + ", at most 8G; off: none");
+  cmd->get_option("--kv-disk")->each([o](const std::string&) { o->kv_disk_given = true; });
   cmd->add_option("--sessions", o->sessions, "Where /save keeps sessions (default " + default_sessions_dir() + ")");
   cmd->callback([o] {
     struct sigaction sa {};
