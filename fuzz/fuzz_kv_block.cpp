@@ -1,6 +1,7 @@
 // libFuzzer target: the disk tier's block files (kv_disk.h). Whatever a file holds, a read
 // returns kOk only for a valid block of the asked key and size (then the bytes read are the
-// payload), else kCorrupt with the file removed; never a crash.
+// payload), else kCorrupt with the file removed (or kMissing for another format version);
+// never a crash.
 #include <unistd.h>
 
 #include <cstddef>
@@ -44,6 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool valid = whale::DiskTier::valid_file(std::as_bytes(std::span(data, size)), key, expect);
   if ((r == whale::DiskTier::Read::kOk) != valid) std::abort();
   if (valid && expect && std::memcmp(out.data(), data + whale::DiskTier::kHeaderBytes, expect) != 0) std::abort();
-  if (r != whale::DiskTier::Read::kOk && std::filesystem::exists(path)) std::abort();
+  // A refused file is deleted, unless it is another format version's (left alone).
+  if (r == whale::DiskTier::Read::kCorrupt && std::filesystem::exists(path)) std::abort();
   return 0;
 }

@@ -4,6 +4,7 @@
 // new store on the same directory) returns exactly what a cold run returns.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -76,6 +77,22 @@ TEST(BlockKey, ModelIdentityFollowsTheWeightsAndIsRemembered) {
   for (const auto& e : fs::directory_iterator(memo.path())) memos += e.path().extension() == ".weights";
   EXPECT_EQ(memos, 1u);
   EXPECT_EQ(model_identity(*m, memo.path()), plain);  // from the memo
+
+  // A copy whose weights change in place, the modification time put back (cp -p, rsync -t):
+  // the memo does not answer for it, and the identity changes.
+  test::TempDir copy;
+  for (const auto& e : fs::directory_iterator(test::source_path("models/whale-r2-tiny")))
+    fs::copy(e.path(), copy / e.path().filename().string());
+  EXPECT_EQ(model_identity(*Model::load(copy.path(), pool), memo.path()), plain);
+  const std::string weights = copy / "model.safetensors";
+  struct stat before {};
+  ASSERT_EQ(::stat(weights.c_str(), &before), 0);
+  std::string bytes = test::read_file(weights);
+  bytes[bytes.size() - 3] ^= 0x01;
+  test::write_file(weights, bytes);
+  const timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, weights.c_str(), times, 0), 0);
+  EXPECT_NE(model_identity(*Model::load(copy.path(), pool), memo.path()), plain);
 }
 
 TEST(ByteSize, ParsesUnitsAndRefusesNonsense) {
@@ -158,12 +175,17 @@ TEST(DiskTier, SweepsStaleTemporariesAndIndexesWhatIsThere) {
   gethostname(host, sizeof host - 1);
   std::string h(host);
   std::replace(h.begin(), h.end(), '.', '_');
-  // A writer that is gone (pid 999999 does not exist here) and a living one (us).
-  test::write_file(dir / ("tmp/" + h + ".999999.0.tmp"), "half a block");
-  const std::string live = dir / ("tmp/" + h + "." + std::to_string(getpid()) + ".7.tmp");
+  // A writer that is gone (a child that has exited) and a living one (us).
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  waitpid(child, nullptr, 0);
+  const std::string gone = dir / ("tmp/" + h + "." + std::to_string(child) + ".ab12.0.tmp");
+  test::write_file(gone, "half a block");
+  const std::string live = dir / ("tmp/" + h + "." + std::to_string(getpid()) + ".cd34.7.tmp");
   test::write_file(live, "being written");
   DiskTier d(dir.path(), 1 << 30);
-  EXPECT_FALSE(fs::exists(dir / ("tmp/" + h + ".999999.0.tmp")));
+  EXPECT_FALSE(fs::exists(gone));
   EXPECT_TRUE(fs::exists(live));
   EXPECT_EQ(d.counters().blocks, 3);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(d.contains(key_of(i)));
@@ -201,6 +223,27 @@ TEST(DiskTier, TwoProcessesShareADirectory) {
   EXPECT_EQ(read_block(a, key_of(1), out), DiskTier::Read::kOk);
 }
 
+TEST(DiskTier, CreatesMissingParentsAndSizesItselfFromTheFreeSpace) {
+  test::TempDir dir;
+  DiskTier d(dir / "a/b/kv", 0);
+  EXPECT_TRUE(fs::is_directory(dir / "a/b/kv/blocks"));
+  EXPECT_GE(d.capacity(), uint64_t(64) << 20);
+  EXPECT_LE(d.capacity(), uint64_t(64) << 30);
+}
+
+TEST(DiskTier, LeavesAnotherFormatVersionAlone) {
+  test::TempDir dir;
+  DiskTier d(dir.path(), 1 << 30);
+  ASSERT_TRUE(write_block(d, key_of(1), bytes_of(256, 1)));
+  std::string f = test::read_file(d.block_path(key_of(1)));
+  f[8] = 2;  // version 2: a later whale's file
+  test::write_file(d.block_path(key_of(1)), f);
+  std::vector<std::byte> out(256);
+  EXPECT_EQ(read_block(d, key_of(1), out), DiskTier::Read::kMissing);
+  EXPECT_TRUE(fs::exists(d.block_path(key_of(1))));
+  EXPECT_EQ(d.counters().corrupt, 0u);
+}
+
 TEST(DiskTier, ErrorsNameTheDirectory) {
   try {
     DiskTier d("/proc/whale-cannot-be-here", 1 << 20);
@@ -231,6 +274,7 @@ TEST(KVStore, RamTierKeepsTheMostRecentBlocks) {
   // A load into two pieces.
   std::vector<std::byte> out(1000);
   auto job = std::make_shared<LoadJob>();
+  job->block_bytes = 1000;
   job->keys = {key_of(2), key_of(0)};
   job->dest = {{std::span<std::byte>(out.data(), 400), std::span<std::byte>(out.data() + 400, 600)},
                {std::span<std::byte>(out.data(), 1000)}};
@@ -403,6 +447,52 @@ TEST_F(EngineTiers, DamagedBlocksAreRecomputedNeverServed) {
   EXPECT_LE(st.disk_counters.corrupt, uint64_t(damaged));
 }
 
+TEST_F(EngineTiers, LoadsContinueAPoolHitAndPrefetchFillsRam) {
+  const auto rs = requests(3, 41);
+  std::vector<RequestOutput> cold;
+  {
+    EngineConfig c = config(nullptr);
+    c.prefix_cache = false;
+    Engine e(*model_, nullptr, c);
+    cold = run_all(e, rs);
+  }
+  test::TempDir dir;
+  KVStoreOptions o;
+  o.disk_dir = dir.path();
+  {
+    auto store = std::make_shared<KVStore>(o);
+    Engine e(*model_, nullptr, config(store));
+    run_all(e, rs);
+  }
+  // The first half of request 0's prompt in the pool (from disk), then the whole prompt: the
+  // pool gives the first blocks, the disk the rest.
+  {
+    auto store = std::make_shared<KVStore>(o);
+    Engine e(*model_, nullptr, config(store));
+    EngineRequest half = rs[0];
+    half.prompt.resize(half.prompt.size() / 2);
+    e.run(half);
+    const auto outs = run_all(e, {rs[0]});
+    expect_same(outs, {cold[0]});
+    const GenerationStats& st = outs[0].stats;
+    EXPECT_GT(st.cached_disk_tokens, 0);
+    EXPECT_GT(st.cached_tokens - st.cached_disk_tokens - st.cached_ram_tokens, 0);  // from the pool
+  }
+  // One at a time, with a RAM tier that starts empty: the queued requests' blocks come up from
+  // disk into RAM while they wait.
+  o.ram_bytes = 64 << 20;
+  auto store = std::make_shared<KVStore>(o);
+  EngineConfig c = config(store);
+  c.parallel = 1;
+  {
+    Engine e(*model_, nullptr, c);
+    expect_same(run_all(e, rs), cold);
+  }
+  for (int i = 0; i < 500 && store->stats().ram_blocks == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GT(store->stats().ram_blocks, 0);
+  EXPECT_GT(store->stats().disk_hits, 0u);
+}
+
 TEST_F(EngineTiers, LoadingRequestsDoNotDisturbRunningOnesAndMayBeCancelled) {
   const auto rs = requests(6, 5);
   std::vector<RequestOutput> cold;
@@ -421,21 +511,36 @@ TEST_F(EngineTiers, LoadingRequestsDoNotDisturbRunningOnesAndMayBeCancelled) {
     std::vector<EngineRequest> half(rs.begin(), rs.begin() + 3);
     run_all(e, half);
   }
-  // Three requests load from disk while three others are computed, in one engine; then a
-  // request cancelled at once, and an engine destroyed while its requests load.
+  // Three fresh requests decode long answers while the three stored ones load from disk beside
+  // them, in one engine; each gets exactly its cold answer.
   auto store = std::make_shared<KVStore>(o);
   {
-    Engine e(*model_, nullptr, config(store));
-    expect_same(run_all(e, rs), cold);
-    auto h = e.submit(rs[0]);
+    EngineConfig c = config(store);
+    c.parallel = 6;
+    Engine e(*model_, nullptr, c);
+    std::vector<EngineRequest> order(rs.begin() + 3, rs.end());
+    order.insert(order.end(), rs.begin(), rs.begin() + 3);
+    const auto outs = run_all(e, order);
+    for (int i = 0; i < 3; ++i) {
+      expect_same({outs[size_t(i)]}, {cold[size_t(3 + i)]});
+      expect_same({outs[size_t(3 + i)]}, {cold[size_t(i)]});
+      EXPECT_GT(outs[size_t(3 + i)].stats.cached_disk_tokens, 0);
+    }
+    // Cancelled as it is submitted (before, during or after its load): it ends as cancelled
+    // and its blocks come back.
+    auto h = e.submit(rs[1]);
     h->cancel();
     RequestOutput part;
     while (h->wait(part)) {
     }
+    EXPECT_EQ(part.stats.finish_reason, "cancelled");
   }
+  // Engines destroyed while their requests queue or load (the sanitizer build checks that
+  // nothing touches freed memory).
   for (int i = 0; i < 3; ++i) {
     Engine e(*model_, nullptr, config(store));
     for (const auto& r : rs) e.submit(r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2 * i));
   }
 }
 

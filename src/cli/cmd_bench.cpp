@@ -203,7 +203,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
   cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));
   cmd->add_option("--kv-tiers", o->kv_disk,
-                  "DIR: time to first token of a -p token prompt cold and from each KV-cache tier (DIR is emptied), "
+                  "DIR: time to first token of a -p token prompt cold and from each KV-cache tier (blocks in a fresh directory in DIR), "
                   "then --sessions at once");
   cmd->add_option("--sessions", o->sessions, "With --kv-tiers: concurrent sessions (default 8; 0: none)")->check(CLI::Range(0, 256));
   cmd->add_option("--session-tokens", o->session_tokens, "With --kv-tiers: tokens per session (default 2048)")

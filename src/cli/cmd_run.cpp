@@ -113,6 +113,14 @@ class ChatApp {
     ec.ctx = o_.ctx;
     ec.draft = o_.spec.empty() ? 0 : o_.draft;
     // The KV cache's disk tier keeps conversations across runs (sessions: /save, /load).
+    // Keys need the weights' digest, read once per model file (then remembered): by default
+    // only for models up to 64 GiB (under a minute here); bigger ones when asked (--kv-disk).
+    const bool big = bundle_.model->tensors().total_bytes() > (uint64_t(64) << 30);
+    if (big && !o_.kv_disk_given) {
+      o_.kv.disk = "off";
+      std::fprintf(stderr, "whale: note: no KV disk tier by default for a model this size: --kv-disk DIR keeps "
+                           "sessions' caches (the weights are hashed once to key them)\n");
+    }
     try {
       ec.store = make_kv_store(o_.kv);
     } catch (const Error& e) {
@@ -239,7 +247,7 @@ class ChatApp {
         else if (cmd == "/sessions") list_sessions();
         else if (cmd == "/load") load_session(arg);
         else drop_session(arg);
-      } catch (const Error& e) {
+      } catch (const std::exception& e) {  // a damaged file or a full disk: said, and the chat goes on
         std::printf("%s\n", e.what());
       }
     } else {
@@ -305,13 +313,16 @@ class ChatApp {
                                 {"tokens", tokens},
                                 {"prefill_tokens_per_second", prefill_seconds_ > 0 ? double(prefill_tokens_) / prefill_seconds_ : 0.0},
                                 {"messages", msgs}};
-    if (auto* store = engine_->config().store.get()) store->flush();  // its blocks are on disk before we say so
+    bool cached = true;  // its blocks are on disk before we say so
+    if (auto* store = engine_->config().store.get()) cached = store->flush();
     SessionStore st = sessions();
     st.save(name, j);
     session_name_ = name;
     std::printf("Saved session %s (id %s): %zu messages, %lld tokens%s.\n", name.c_str(), id.substr(0, 12).c_str(),
                 history_.size(), (long long)tokens,
-                engine_->config().store ? "" : "; no KV disk tier (--kv-disk off), so /load will recompute it");
+                !engine_->config().store ? "; no KV disk tier (--kv-disk off), so /load will recompute it"
+                : !cached                ? "; some of its cache could not be written (disk full?): /load recomputes that part"
+                                         : "");
   }
 
   void list_sessions() {
@@ -329,7 +340,11 @@ class ChatApp {
   void load_session(const std::string& key) {
     std::string name;
     const nlohmann::ordered_json j = sessions().load(key, &name);
+    // Every field read before anything changes: a damaged file leaves the chat as it was.
     std::vector<ChatMessage> history;
+    std::string system, saved_identity;
+    bool thinking = thinking_;
+    double rate = 0;
     try {
       for (const auto& m : j.at("messages")) {
         ChatMessage c;
@@ -339,19 +354,22 @@ class ChatApp {
         if (m.contains("reasoning_content")) c.reasoning_content = m["reasoning_content"].get<std::string>();
         history.push_back(std::move(c));
       }
+      system = j.value("system", o_.system);
+      thinking = j.value("thinking", thinking_);
+      rate = j.value("prefill_tokens_per_second", 0.0);
+      saved_identity = j.value("model_identity", "");
     } catch (const std::exception& e) {
       fail("session ", name, ": damaged (", e.what(), ")");
     }
     history_ = std::move(history);
-    o_.system = j.value("system", o_.system);
-    if (bundle_.chat_format != ChatFormat::V3) thinking_ = j.value("thinking", thinking_);
+    o_.system = system;
+    if (bundle_.chat_format != ChatFormat::V3) thinking_ = thinking;
     session_name_ = name;
     const std::vector<int32_t> tokens = history_tokens();
     const int64_t stored = engine_->stored_prefix_tokens(tokens);
-    const double rate = j.value("prefill_tokens_per_second", 0.0);
     std::printf("Loaded session %s: %zu messages, %zu tokens; %lld of them in the KV cache", name.c_str(), history_.size(),
                 tokens.size(), (long long)stored);
-    if (identity_ && j.value("model_identity", "") != identity_->hex()) std::printf(" (saved with another model)");
+    if (identity_ && saved_identity != identity_->hex()) std::printf(" (saved with another model)");
     if (rate > 0 && stored > 0) std::printf(", about %.1f s of prefill saved", double(stored) / rate);
     std::printf(".\n");
   }

@@ -41,7 +41,8 @@ void SessionStore::save(const std::string& name, const nlohmann::ordered_json& s
 std::vector<SessionInfo> SessionStore::list() const {
   std::vector<std::pair<fs::file_time_type, SessionInfo>> found;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto& e = *it;
     if (e.path().extension() != ".json") continue;
     try {
       std::ifstream in(e.path());
@@ -65,10 +66,14 @@ std::vector<SessionInfo> SessionStore::list() const {
 
 std::string SessionStore::resolve(const std::string& key) const {
   if (key.empty()) fail("no session named (/sessions lists them)");
-  if (fs::exists(dir_ + "/" + key + ".json")) {
+  std::error_code ec;
+  bool valid_name = true;
+  try {
     check_name(key);
-    return key;
+  } catch (const Error&) {
+    valid_name = false;
   }
+  if (valid_name && fs::exists(dir_ + "/" + key + ".json", ec)) return key;
   std::vector<std::string> hits;
   if (key.size() >= 6 && key.find_first_not_of("0123456789abcdef") == std::string::npos)
     for (const SessionInfo& s : list())

@@ -1,6 +1,7 @@
 #include "runtime/block_key.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "core/durable.h"
+#include "kernels/gemm_simd.h"
 
 namespace whale {
 
@@ -15,6 +17,7 @@ BlockKey cache_root(const Digest& model_identity, const std::vector<CacheGroupSp
   Sha256 h;
   h.update("whale kv cache root").update_u64(kCacheFormatVersion);
   h.update(model_identity.bytes.data(), 32);
+  h.update(simd_target_name()).update("|");
   h.update_u64(uint64_t(block_tokens)).update_u64(groups.size());
   for (const CacheGroupSpec& g : groups) {
     h.update(g.kind).update_u64(g.kind.size());
@@ -35,13 +38,14 @@ BlockKey chain_key(const BlockKey& parent, std::span<const int32_t> tokens) {
 }
 
 std::vector<BlockKey> block_keys(const BlockKey& root, std::span<const int32_t> tokens, int64_t block_tokens,
-                                 int64_t n_blocks) {
-  n_blocks = std::min(n_blocks, int64_t(tokens.size()) / block_tokens);
+                                 int64_t n_blocks, bool lookahead) {
+  const int64_t covered = int64_t(tokens.size()) - (lookahead ? 1 : 0);
+  n_blocks = std::min(n_blocks, std::max<int64_t>(covered, 0) / block_tokens);
   std::vector<BlockKey> keys;
   keys.reserve(size_t(std::max<int64_t>(n_blocks, 0)));
   BlockKey parent = root;
   for (int64_t b = 0; b < n_blocks; ++b) {
-    parent = chain_key(parent, tokens.subspan(size_t(b * block_tokens), size_t(block_tokens)));
+    parent = chain_key(parent, tokens.subspan(size_t(b * block_tokens), size_t(block_tokens + (lookahead ? 1 : 0))));
     keys.push_back(parent);
   }
   return keys;
@@ -88,8 +92,9 @@ std::string files_identity(const TensorSet& t) {
     if (::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return "";
     std::error_code ec;
     const auto abs = std::filesystem::weakly_canonical(f, ec);
+    // ctime too: a rewrite that restores the modification time (cp -p, rsync -t) still changes it.
     s << (ec ? f : abs.string()) << '|' << st.st_size << '|' << st.st_mtim.tv_sec << '.' << st.st_mtim.tv_nsec << '|'
-      << st.st_ino << '|' << st.st_dev << '\n';
+      << st.st_ctim.tv_sec << '.' << st.st_ctim.tv_nsec << '|' << st.st_ino << '|' << st.st_dev << '\n';
   }
   return s.str();
 }
@@ -102,7 +107,7 @@ Digest model_identity(const Model& model, const std::string& memo_dir) {
   bool known = false;
   std::string memo;
   if (!files.empty()) {
-    memo = memo_dir + "/" + Sha256::of(files).hex() + ".weights";
+    memo = memo_dir + "/" + Sha256::of("v" + std::to_string(kCacheFormatVersion) + "\n" + files).hex() + ".weights";
     std::ifstream in(memo);
     std::string hex;
     if (in >> hex)

@@ -24,10 +24,15 @@ using BlockKey = Digest;
 // the latents, block layout), so older blocks become unreachable instead of wrong.
 inline constexpr int kCacheFormatVersion = 1;
 
+// The root also names the SIMD target the kernels dispatch to: its sums run in another order,
+// so a cache written by an AVX2 machine is not what an AVX-512 one would compute.
 BlockKey cache_root(const Digest& model_identity, const std::vector<CacheGroupSpec>& groups, int64_t block_tokens);
 BlockKey chain_key(const BlockKey& parent, std::span<const int32_t> tokens);
-// Keys of the first n_blocks whole blocks of `tokens`.
-std::vector<BlockKey> block_keys(const BlockKey& root, std::span<const int32_t> tokens, int64_t block_tokens, int64_t n_blocks);
+// Keys of the first n_blocks whole blocks of `tokens`. With `lookahead`, a block's key also
+// covers the token after it (which must be there): for caches whose entry at a block's last
+// position depends on the next token (the MTP module's latents), so a key fixes every byte.
+std::vector<BlockKey> block_keys(const BlockKey& root, std::span<const int32_t> tokens, int64_t block_tokens,
+                                 int64_t n_blocks, bool lookahead = false);
 
 // SHA-256 over the model's config and every tensor (name, dtype, shape, bytes). Reads every
 // weight once (~1.7 GB/s here). With a `memo_dir`, the weights' digest is remembered there

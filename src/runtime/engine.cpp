@@ -28,14 +28,17 @@ EngineConfig validated(EngineConfig c) {
 std::unique_ptr<KVCacheManager> make_cache(const Model& model, const EngineConfig& c) {
   std::vector<CacheGroupSpec> groups = model.cache_groups(/*with_mtp=*/c.draft > 0);
   BlockKey root;
-  if (c.store) {
-    const Digest identity = c.model_identity ? *c.model_identity : model_identity(model, c.store->memo_dir());
-    root = cache_root(identity, groups, c.block_size);
-  } else {
-    root = cache_root(Digest{}, groups, c.block_size);  // the pool's own index, within this process
+  if (c.store && c.model_identity) {
+    root = cache_root(*c.model_identity, groups, c.block_size);
+  } else if (c.store && c.store->has_disk()) {  // blocks outlive the process: the weights name them
+    root = cache_root(model_identity(model, c.store->memo_dir()), groups, c.block_size);
+  } else {  // within this process (the pool's own index, a RAM tier): this model object names them
+    const std::string here = std::to_string(reinterpret_cast<uintptr_t>(&model)) + "|" +
+                             (c.store ? c.store->nonce().hex() : std::string("pool"));
+    root = cache_root(Sha256::of(here), groups, c.block_size);
   }
   return std::make_unique<PagedKVCache>(std::move(groups), c.block_size, (c.kv_tokens + c.block_size - 1) / c.block_size,
-                                        c.prefix_cache, root, c.store);
+                                        c.prefix_cache, root, c.store, /*key_lookahead=*/c.draft > 0);
 }
 }  // namespace
 
@@ -44,16 +47,25 @@ Engine::Engine(Model& model, const Tokenizer* tokenizer, EngineConfig config)
       config_(validated(std::move(config))),
       vocab_(model.config().vocab_size, model.config().eos_token_ids, tokenizer),
       cache_(make_cache(model, config_)),
-      scheduler_(config_, *cache_, config_.draft > 0, [this] { wake(); }),
+      scheduler_(config_, *cache_, config_.draft > 0,
+                 [w = waker_] {
+                   std::lock_guard<std::mutex> lock(w->mu);
+                   if (w->engine) w->engine->wake();
+                 }),
       runner_(model, *cache_, config_),
       output_(*cache_, model.pool()) {
   metrics_.kv_blocks_total = metrics_.kv_blocks_free = cache_->total_blocks();
   metrics_.block_size = config_.block_size;
   metrics_.spec_accepted_at.assign(size_t(config_.draft), 0);
+  waker_->engine = this;
   thread_ = std::thread([this] { loop(); });
 }
 
 Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(waker_->mu);
+    waker_->engine = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;

@@ -68,6 +68,13 @@ class Engine {
   Model& model_;
   EngineConfig config_;
   DecodeVocab vocab_;
+  // The store's loader wakes the engine through this (declared before scheduler_, which holds
+  // it); the destructor unhooks it first, so a load finishing late never reaches a dead engine.
+  struct Waker {
+    std::mutex mu;
+    Engine* engine = nullptr;
+  };
+  std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   std::unique_ptr<KVCacheManager> cache_;
   Scheduler scheduler_;
   ModelRunner runner_;

@@ -86,11 +86,28 @@ double measure_disk_read_bandwidth(const std::string& dir, size_t bytes) {
   return double(got) / s;
 }
 
+KVBenchResult bench_in(Model& model, const KVBenchOptions& o);
+
 KVBenchResult bench_kv_tiers(Model& model, const KVBenchOptions& o) {
-  WHALE_CHECK(!o.disk_dir.empty(), "kv bench: a disk directory is needed (--kv-disk)");
+  WHALE_CHECK(!o.disk_dir.empty(), "kv bench: a disk directory is needed (--kv-tiers DIR)");
+  // A fresh directory of its own inside DIR, removed at the end.
   std::error_code ec;
-  fs::remove_all(o.disk_dir, ec);
   fs::create_directories(o.disk_dir, ec);
+  std::string tmpl = o.disk_dir + "/whale-kv-bench-XXXXXX";
+  WHALE_CHECK(::mkdtemp(tmpl.data()), o.disk_dir, ": cannot create a directory in it: ", std::strerror(errno));
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(dir, e);
+    }
+  } cleanup{tmpl};
+  KVBenchOptions opts = o;
+  opts.disk_dir = tmpl;
+  return bench_in(model, opts);
+}
+
+KVBenchResult bench_in(Model& model, const KVBenchOptions& o) {
   KVBenchResult r;
   r.prompt_tokens = o.prompt_tokens;
   r.disk_sequential_bw = measure_disk_read_bandwidth(o.disk_dir);

@@ -13,7 +13,7 @@
 namespace whale {
 
 struct KVBenchOptions {
-  std::string disk_dir;          // the disk tier (emptied first)
+  std::string disk_dir;          // the disk tier goes in a fresh directory inside this one
   int64_t prompt_tokens = 16384;
   int sessions = 8;              // 0: skip the sessions part
   int64_t session_tokens = 2048;

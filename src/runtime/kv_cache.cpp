@@ -10,8 +10,8 @@
 namespace whale {
 
 PagedKVCache::PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
-                           const BlockKey& root, std::shared_ptr<KVStore> store)
-    : groups_(std::move(groups)), block_tokens_(block_tokens), root_(root), store_(std::move(store)) {
+                           const BlockKey& root, std::shared_ptr<KVStore> store, bool key_lookahead)
+    : groups_(std::move(groups)), block_tokens_(block_tokens), root_(root), store_(std::move(store)), lookahead_(key_lookahead) {
   WHALE_CHECK(!groups_.empty(), "KV cache: a model with no cache groups");
   WHALE_CHECK(block_tokens > 0 && n_blocks > 0, "KV cache: invalid geometry");
   for (const CacheGroupSpec& g : groups_) pools_.push_back(std::make_unique<KVPool>(g.n_layers, g.dim, block_tokens, n_blocks));
@@ -28,7 +28,7 @@ PagedKVCache::~PagedKVCache() {
 }
 
 std::vector<BlockKey> PagedKVCache::keys(std::span<const int32_t> tokens, int64_t n_blocks) const {
-  return block_keys(root_, tokens, block_tokens_, n_blocks);
+  return block_keys(root_, tokens, block_tokens_, n_blocks, lookahead_);
 }
 
 template <class Byte>
@@ -133,6 +133,7 @@ std::shared_ptr<LoadJob> PagedKVCache::start_load(std::span<const int32_t> token
   std::vector<BlockKey> ks = keys(tokens, from + n);
   WHALE_CHECK(int64_t(ks.size()) == from + n, "start_load: the tokens hold fewer blocks than asked");
   auto job = std::make_shared<LoadJob>();
+  job->block_bytes = block_bytes();
   job->keys.assign(ks.begin() + from, ks.end());
   job->on_done = std::move(on_done);
   for (int64_t i = 0; i < n; ++i) {
@@ -150,7 +151,8 @@ void PagedKVCache::finish_load(LoadJob& job, std::span<const int32_t> tokens, Se
   const int64_t from = int64_t(seq.blocks.size()) - int64_t(job.keys.size());
   const int64_t good = from + job.loaded;
   seq.length = good * block_tokens_;
-  seq.truncate(ids(), seq.length);  // blocks that did not load (missing, corrupt, cancelled)
+  for (size_t i = size_t(good); i < seq.blocks.size(); ++i) ids().release(seq.blocks[i]);  // not loaded: garbage
+  seq.blocks.resize(size_t(good));
   // Indexed for other requests, but not written back: the store has these blocks already (and a
   // RAM copy of blocks just read from disk would push out the ones queued requests need next).
   if (job.loaded > 0) index(tokens, seq, good, /*write_through=*/false);
@@ -161,6 +163,7 @@ void PagedKVCache::prefetch(std::span<const int32_t> tokens, int64_t max_blocks)
   const std::vector<BlockKey> ks = keys(tokens, max_blocks);
   const std::vector<Tier> where = store_->locate(ks);
   auto job = std::make_shared<LoadJob>();
+  job->block_bytes = block_bytes();
   for (size_t i = 0; i < where.size(); ++i)
     if (where[i] == Tier::kDisk) job->keys.push_back(ks[i]);
   if (!job->keys.empty()) store_->load(std::move(job));

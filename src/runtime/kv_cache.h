@@ -91,8 +91,9 @@ class KVCacheManager {
 class PagedKVCache final : public KVCacheManager {
  public:
   // `root`: the cache's key namespace (block_key.h); `store`: lower tiers, or null.
+  // `key_lookahead`: keys cover the token after each block (block_key.h), for the MTP latents.
   PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
-               const BlockKey& root = {}, std::shared_ptr<KVStore> store = nullptr);
+               const BlockKey& root = {}, std::shared_ptr<KVStore> store = nullptr, bool key_lookahead = false);
   ~PagedKVCache() override;
 
   const std::vector<CacheGroupSpec>& groups() const override { return groups_; }
@@ -133,6 +134,7 @@ class PagedKVCache final : public KVCacheManager {
   std::unique_ptr<PrefixCache> prefix_;
   BlockKey root_;
   std::shared_ptr<KVStore> store_;
+  bool lookahead_;
   std::vector<std::pair<std::shared_ptr<StoreJob>, int32_t>> pinned_;  // blocks the store is copying
 };
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -13,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <random>
 #include <vector>
 
 #include "core/durable.h"
@@ -120,13 +123,27 @@ bool transfer(int fd, std::span<const Piece> pieces, off_t offset) {
 DiskTier::DiskTier(std::string dir, uint64_t capacity_bytes) : dir_(std::move(dir)), capacity_(capacity_bytes) {
   WHALE_CHECK(!dir_.empty(), "--kv-disk: an empty directory name");
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
-  make_dir(dir_);
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) fail(dir_, ": cannot create the KV-cache directory: ", ec.message());
   make_dir(dir_ + "/blocks");
   make_dir(dir_ + "/tmp");
   make_dir(dir_ + "/models");
   if (::access((dir_ + "/tmp").c_str(), W_OK) != 0) fail(dir_, ": the KV-cache directory is not writable: ", std::strerror(errno));
+  std::random_device rd;
+  char nonce[32];
+  std::snprintf(nonce, sizeof nonce, "%08x%08x", rd(), rd());
+  tmp_prefix_ = dir_ + "/tmp/" + hostname() + "." + std::to_string(::getpid()) + "." + nonce + ".";
   sweep_temporaries();
   scan();
+  if (capacity_ == 0) {
+    capacity_ = uint64_t(64) << 30;
+    struct statvfs fs {};
+    if (::statvfs(dir_.c_str(), &fs) == 0)
+      capacity_ = std::min(capacity_, (uint64_t(fs.f_bavail) * fs.f_frsize + uint64_t(counters_.bytes)) / 2);
+    if (capacity_ < (uint64_t(64) << 20))
+      fail(dir_, ": too little free space for a KV-cache disk tier (give --kv-disk-size, or free some space)");
+  }
 }
 
 std::string DiskTier::block_path(const Digest& key) const {
@@ -143,7 +160,7 @@ void DiskTier::sweep_temporaries() {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) continue;
     bool stale = now - st.st_mtime > kStaleTemporarySeconds;
-    // host.pid.n.tmp: a file of this host whose writer is gone is stale at once.
+    // host.pid.nonce.n.tmp: a file of this host whose writer is gone is stale at once.
     const size_t a = name.find('.'), b = a == std::string::npos ? a : name.find('.', a + 1);
     if (!stale && b != std::string::npos && name.substr(0, a) == host) {
       const long pid = std::strtol(name.substr(a + 1, b - a - 1).c_str(), nullptr, 10);
@@ -182,12 +199,13 @@ void DiskTier::forget(const Digest& key) {  // mu_ held
 }
 
 bool DiskTier::contains(const Digest& key) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (index_.count(key)) return true;
-  }
+  // The file system, not the index, decides: another process may have written or collected it.
   struct stat st {};
-  if (::stat(block_path(key).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (::stat(block_path(key).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    forget(key);
+    return false;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (index_.emplace(key, Entry{uint64_t(st.st_size)}).second) {
     counters_.blocks += 1;
@@ -209,7 +227,7 @@ bool DiskTier::write(const Digest& key, std::span<const std::span<const std::byt
   std::string tmp;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tmp = dir_ + "/tmp/" + hostname() + "." + std::to_string(::getpid()) + "." + std::to_string(tmp_counter_++) + ".tmp";
+    tmp = tmp_prefix_ + std::to_string(tmp_counter_++) + ".tmp";
   }
   const std::string path = block_path(key);
   auto failed = [&](int fd) {
@@ -258,21 +276,29 @@ DiskTier::Read DiskTier::read(const Digest& key, std::span<const std::span<std::
     return Read::kMissing;
   }
   auto corrupt = [&] {
+    // Never served; the block is recomputed (and written again). Deleted only if the name
+    // still holds this file (another process may have renamed a good one into place).
+    struct stat mine {}, now {};
+    if (::fstat(fd, &mine) == 0 && ::stat(path.c_str(), &now) == 0 && mine.st_ino == now.st_ino && mine.st_dev == now.st_dev)
+      ::unlink(path.c_str());
     ::close(fd);
-    ::unlink(path.c_str());  // never served; the block is recomputed (and written again)
     std::lock_guard<std::mutex> lock(mu_);
     forget(key);
     ++counters_.corrupt;
     return Read::kCorrupt;
   };
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) != kHeaderBytes + payload) return corrupt();
+  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < kHeaderBytes) return corrupt();
   std::byte header[kHeaderBytes];
   const std::span<std::byte> hs(header, kHeaderBytes);
   if (!transfer<false>(fd, std::span<const std::span<std::byte>>(&hs, 1), 0)) return corrupt();
   std::byte expect[kHeaderBytes];
   fill_header(expect, key, payload);
-  if (std::memcmp(header, expect, kChecksumAt) != 0) return corrupt();
+  if (std::memcmp(header, expect, 8) == 0 && get_u32(header + 8) != kVersion) {  // another whale's format
+    ::close(fd);
+    return Read::kMissing;
+  }
+  if (uint64_t(st.st_size) != kHeaderBytes + payload || std::memcmp(header, expect, kChecksumAt) != 0) return corrupt();
   if (!transfer<false>(fd, pieces, off_t(kHeaderBytes))) return corrupt();
   Checksum sum;
   sum.update(header, kChecksumAt);

@@ -41,18 +41,21 @@ class DiskTier {
   static constexpr size_t kHeaderBytes = 64;
 
   // Creates the directory as needed, sweeps stale temporary files and indexes the blocks in
-  // it. Error naming the directory when it can't be created or written.
+  // it. Error naming the directory when it can't be created or written. capacity_bytes 0:
+  // half of what the directory holds plus the free space of its filesystem, at most 64 GiB
+  // (Error when that is under 64 MiB). Each process collects down to its own capacity.
   DiskTier(std::string dir, uint64_t capacity_bytes);
 
   const std::string& dir() const { return dir_; }
   uint64_t capacity() const { return capacity_; }
 
-  bool contains(const Digest& key);  // known, or present on disk (written by another process)
+  bool contains(const Digest& key);  // present on disk now (whoever wrote it)
   // Writes a block (atomically, durably). false on an I/O error (disk full, ...), counted.
   bool write(const Digest& key, std::span<const std::span<const std::byte>> pieces);
   enum class Read { kOk, kMissing, kCorrupt };
   // Reads a block into `pieces` (its bytes in order; sizes must add up to the payload) and
-  // verifies it. On kCorrupt the file is gone and `pieces` hold garbage.
+  // verifies it. On kCorrupt the file is gone and `pieces` hold garbage. A file of another
+  // format version is kMissing and left alone (another whale may share the directory).
   Read read(const Digest& key, std::span<const std::span<std::byte>> pieces);
   // Asks the kernel to start reading a block's file (reads ahead of a load).
   void advise(const Digest& key) const;
@@ -81,6 +84,7 @@ class DiskTier {
   std::unordered_map<Digest, Entry, DigestHash> index_;
   DiskTierCounters counters_;
   uint64_t tmp_counter_ = 0;
+  std::string tmp_prefix_;  // host.pid.nonce.
 };
 
 }  // namespace whale

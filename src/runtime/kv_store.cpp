@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <random>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -14,7 +16,7 @@ namespace whale {
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-constexpr uint64_t kWriteQueueBytes = uint64_t(512) << 20;  // beyond this, disk writes are dropped
+constexpr uint64_t kWriteQueueBytes = uint64_t(512) << 20;  // beyond this, copies wait for the disk
 const std::vector<double> kLoadBounds = {1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0};
 }  // namespace
 
@@ -42,20 +44,9 @@ uint64_t parse_byte_size(const std::string& text, const std::string& what) {
 }
 
 KVStore::KVStore(KVStoreOptions o) : ram_capacity_(o.ram_bytes) {
-  if (!o.disk_dir.empty()) {
-    uint64_t cap = o.disk_bytes;
-    if (cap == 0) {
-      cap = uint64_t(64) << 30;
-      struct statvfs fs {};
-      std::string probe = o.disk_dir;
-      if (::statvfs(probe.c_str(), &fs) != 0) {  // not created yet: its parent's filesystem
-        const size_t slash = probe.rfind('/');
-        probe = slash == std::string::npos ? "." : slash == 0 ? "/" : probe.substr(0, slash);
-      }
-      if (::statvfs(probe.c_str(), &fs) == 0) cap = std::min(cap, uint64_t(fs.f_bavail) * fs.f_frsize / 2);
-    }
-    disk_ = std::make_unique<DiskTier>(o.disk_dir, cap);
-  }
+  std::random_device rd;
+  nonce_ = Sha256().update_u64((uint64_t(rd()) << 32) | rd()).update_u64(uint64_t(::getpid())).finish();
+  if (!o.disk_dir.empty()) disk_ = std::make_unique<DiskTier>(o.disk_dir, o.disk_bytes);
   stats_.ram = ram_capacity_ > 0;
   stats_.disk = disk_ != nullptr;
   stats_.ram_capacity = ram_capacity_;
@@ -140,57 +131,70 @@ void KVStore::store(std::shared_ptr<StoreJob> job) {
 void KVStore::load(std::shared_ptr<LoadJob> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    to_load_.push_back(std::move(job));
+    (job->dest.empty() ? to_prefetch_ : to_load_).push_back(std::move(job));
   }
   cv_.notify_all();
 }
 
-void KVStore::flush() {
+void KVStore::cancel(LoadJob& job) {
+  job.cancel.store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(to_load_.begin(), to_load_.end(), [&](const auto& j) { return j.get() == &job; });
+  if (it == to_load_.end()) return;  // running (it stops after its block) or done
+  to_load_.erase(it);
+  job.done.store(true);
+}
+
+bool KVStore::flush() {
   std::unique_lock<std::mutex> lock(mu_);
   idle_cv_.wait(lock, [&] { return to_copy_.empty() && to_write_.empty() && writing_ == 0; });
+  const uint64_t failures = stats_.write_failures;
+  const bool ok = failures == failures_at_flush_;
+  failures_at_flush_ = failures;
+  return ok;
 }
 
 void KVStore::writer_loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !to_copy_.empty() || !to_write_.empty(); });
-    if (!to_copy_.empty()) {  // copies first: they hold pool blocks pinned
-      std::deque<std::shared_ptr<StoreJob>> jobs;
-      jobs.swap(to_copy_);
+    // Copies first (they hold pool blocks pinned), while the disk keeps up; past the queue's
+    // limit the jobs wait, pinned, until writes have made room.
+    if (!to_copy_.empty() && (to_write_bytes_ < kWriteQueueBytes || !disk_)) {
+      std::shared_ptr<StoreJob> job = std::move(to_copy_.front());
+      to_copy_.pop_front();
       ++writing_;
       lock.unlock();
-      for (auto& job : jobs) {
+      try {
         bool in_ram = false;
         {
           std::lock_guard<std::mutex> l(mu_);
-          in_ram = ram_.count(job->key) > 0;
-          if (in_ram) ram_lru_.splice(ram_lru_.begin(), ram_lru_, ram_.at(job->key).lru);
+          auto it = ram_.find(job->key);
+          in_ram = it != ram_.end();
+          if (in_ram) ram_lru_.splice(ram_lru_.begin(), ram_lru_, it->second.lru);
         }
         const bool on_disk = !disk_ || disk_->contains(job->key);
-        if ((in_ram || ram_capacity_ == 0) && on_disk) {  // nothing to do
-          job->copied.store(true);
-          continue;
-        }
-        size_t n = 0;
-        for (const auto& p : job->pieces) n += p.size();
-        auto buf = std::make_shared<std::vector<std::byte>>(n);
-        size_t at = 0;
-        for (const auto& p : job->pieces) {
-          std::memcpy(buf->data() + at, p.data(), p.size());
-          at += p.size();
-        }
-        job->copied.store(true);  // the engine may unpin the block now
-        std::lock_guard<std::mutex> l(mu_);
-        if (!in_ram) ram_put(job->key, buf);
-        if (!on_disk) {
-          if (to_write_bytes_ + n > kWriteQueueBytes) {
-            ++stats_.writes_dropped;
-          } else {
+        if (!((in_ram || ram_capacity_ == 0) && on_disk)) {
+          size_t n = 0;
+          for (const auto& p : job->pieces) n += p.size();
+          auto buf = std::make_shared<std::vector<std::byte>>(n);
+          size_t at = 0;
+          for (const auto& p : job->pieces) {
+            std::memcpy(buf->data() + at, p.data(), p.size());
+            at += p.size();
+          }
+          std::lock_guard<std::mutex> l(mu_);
+          if (!in_ram) ram_put(job->key, buf);
+          if (!on_disk) {
             to_write_bytes_ += n;
             to_write_.emplace_back(job->key, std::move(buf));
           }
         }
+      } catch (const std::exception&) {  // out of memory for the copy: the block is not stored
+        std::lock_guard<std::mutex> l(mu_);
+        ++stats_.write_failures;
       }
+      job->copied.store(true);  // the engine may unpin the block now
       lock.lock();
       --writing_;
     } else if (!to_write_.empty()) {
@@ -199,8 +203,13 @@ void KVStore::writer_loop() {
       ++writing_;
       lock.unlock();
       const std::span<const std::byte> piece(buf->data(), buf->size());
-      disk_->write(key, std::span<const std::span<const std::byte>>(&piece, 1));
+      bool ok = false;
+      try {
+        ok = disk_->write(key, std::span<const std::span<const std::byte>>(&piece, 1));
+      } catch (const std::exception&) {
+      }
       lock.lock();
+      if (!ok) ++stats_.write_failures;
       --writing_;
       to_write_bytes_ -= buf->size();
     } else if (stop_) {
@@ -213,13 +222,17 @@ void KVStore::writer_loop() {
 void KVStore::loader_loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || !to_load_.empty(); });
-    if (to_load_.empty()) break;  // stopping
-    auto job = std::move(to_load_.front());
-    to_load_.pop_front();
+    cv_.wait(lock, [&] { return stop_ || !to_load_.empty() || !to_prefetch_.empty(); });
+    auto& queue = !to_load_.empty() ? to_load_ : to_prefetch_;
+    if (queue.empty()) break;  // stopping
+    auto job = std::move(queue.front());
+    queue.pop_front();
     const bool stopping = stop_;
     lock.unlock();
-    if (!stopping) run_load(*job);  // a job left at shutdown ends with nothing loaded
+    try {
+      if (!stopping) run_load(*job);  // a job left at shutdown ends with nothing loaded
+    } catch (const std::exception&) {  // out of memory, say: what loaded so far stands
+    }
     job->done.store(true);
     if (job->on_done) job->on_done();
     lock.lock();
@@ -229,9 +242,7 @@ void KVStore::loader_loop() {
 void KVStore::run_load(LoadJob& job) {
   const auto t0 = Clock::now();
   const bool prefetch = job.dest.empty();
-  size_t block_bytes = 0;
-  if (!prefetch)
-    for (const auto& p : job.dest[0]) block_bytes += p.size();
+  const size_t block_bytes = job.block_bytes;
   // The disk reads ahead of the loop: a window of blocks is always on its way.
   constexpr size_t kReadAhead = 32;
   size_t advised = 0;
@@ -256,12 +267,8 @@ void KVStore::run_load(LoadJob& job) {
     } else if (disk_) {
       DiskTier::Read r;
       if (prefetch) {
-        if (!has_ram() || job.keys.empty()) break;
-        // The payload size is the file's less the header.
-        const std::string path = disk_->block_path(key);
-        struct stat st {};
-        if (::stat(path.c_str(), &st) != 0 || uint64_t(st.st_size) <= DiskTier::kHeaderBytes) break;
-        auto buf2 = std::make_shared<std::vector<std::byte>>(size_t(st.st_size) - DiskTier::kHeaderBytes);
+        if (!has_ram() || block_bytes == 0) break;
+        auto buf2 = std::make_shared<std::vector<std::byte>>(block_bytes);
         const std::span<std::byte> piece(buf2->data(), buf2->size());
         r = disk_->read(key, std::span<const std::span<std::byte>>(&piece, 1));
         if (r == DiskTier::Read::kOk) {

@@ -51,8 +51,9 @@ struct StoreJob {
 // (the rest are to be recomputed); from_ram + from_disk == loaded.
 struct LoadJob {
   std::vector<BlockKey> keys;
+  size_t block_bytes = 0;  // what every block must hold
   std::vector<std::vector<std::span<std::byte>>> dest;  // per block, per group; empty: prefetch into RAM
-  std::function<void()> on_done;                        // called on the loader thread
+  std::function<void()> on_done;                        // called on the loader thread after `done` is set
 
   std::atomic<bool> cancel{false};
   std::atomic<bool> done{false};
@@ -66,7 +67,7 @@ struct KVStoreStats {
   int64_t ram_blocks = 0, ram_bytes = 0;
   uint64_t ram_hits = 0, ram_misses = 0, ram_evictions = 0, ram_bytes_written = 0, ram_bytes_read = 0;
   uint64_t disk_hits = 0, disk_misses = 0;
-  uint64_t writes_dropped = 0;  // blocks not written to disk because the queue was full
+  uint64_t write_failures = 0;  // blocks that could not be written to disk (disk full, I/O error)
   DiskTierCounters disk_counters;
   Histogram ram_load_seconds, disk_load_seconds;  // per block
   KVStoreStats();
@@ -83,12 +84,21 @@ class KVStore {
   bool has_disk() const { return disk_ != nullptr; }
   const std::string& disk_dir() const;
   std::string memo_dir() const;  // where model identities are remembered ("" without a disk tier)
+  const Digest& nonce() const { return nonce_; }  // random: names this store within its process
 
   // Where each of `keys` is, from the first up to the first block no tier holds.
   std::vector<Tier> locate(std::span<const BlockKey> keys);
+  // store(): the writer copies jobs while the disk keeps up (less than 512 MiB queued); past
+  // that, jobs wait uncopied (their blocks stay pinned in the pool), never dropped.
   void store(std::shared_ptr<StoreJob> job);
+  // load(): admission loads run before prefetch jobs (destination-less), each in order.
   void load(std::shared_ptr<LoadJob> job);
-  void flush();  // returns when every block handed to store() is in its tiers
+  // A load not started yet ends at once (done, nothing loaded); a running one after its
+  // current block.
+  void cancel(LoadJob& job);
+  // Returns when every block handed to store() is in its tiers; false if some could not be
+  // written to disk since the last flush.
+  bool flush();
 
   KVStoreStats stats() const;
 
@@ -114,8 +124,10 @@ class KVStore {
   std::deque<std::shared_ptr<StoreJob>> to_copy_;
   std::deque<std::pair<BlockKey, std::shared_ptr<const std::vector<std::byte>>>> to_write_;
   uint64_t to_write_bytes_ = 0;
-  std::deque<std::shared_ptr<LoadJob>> to_load_;
+  std::deque<std::shared_ptr<LoadJob>> to_load_, to_prefetch_;
   int writing_ = 0;
+  uint64_t failures_at_flush_ = 0;
+  Digest nonce_;
   bool stop_ = false;
   KVStoreStats stats_;
   std::thread writer_, loader_;

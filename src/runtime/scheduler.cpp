@@ -110,13 +110,18 @@ StepPlan Scheduler::schedule() {
 
 void Scheduler::after_step(const StepPlan& plan) {
   const int64_t bs = cache_.block_tokens();
-  for (const PlannedChunk& c : plan.chunks)
-    if (c.ends_prompt) cache_.commit_prefix(c.seq->req.prompt, c.seq->cache, c.seq->prompt_size() / bs);
+  for (const PlannedChunk& c : plan.chunks) {
+    if (!c.ends_prompt) continue;
+    // With drafting, only blocks whose MTP latents are computed too (a sequence that finished
+    // in this step was not caught up).
+    const int64_t valid = drafting_ ? std::min(c.seq->prompt_size(), c.seq->mtp.length) : c.seq->prompt_size();
+    cache_.commit_prefix(c.seq->req.prompt, c.seq->cache, valid / bs);
+  }
 }
 
 void Scheduler::release(Sequence& s) {
   if (s.loading()) {  // the store may still be writing into its blocks: stop it, then let go
-    s.load->cancel.store(true);
+    cache_.store()->cancel(*s.load);  // a queued load leaves at once, a running one after its block
     while (!s.load->done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     finish_load(s);
   }

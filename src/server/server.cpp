@@ -320,9 +320,8 @@ std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model,
   tiered("whale:kv_tier_evictions_total", "counter", "Blocks dropped by each lower tier to stay within its capacity.",
          {{"ram", double(kv.ram_evictions)}, {"disk", double(d.evictions)}});
   metric("whale:kv_disk_corrupt_blocks_total", "counter", "Block files refused (truncated, corrupted, foreign) and deleted.", double(d.corrupt));
-  metric("whale:kv_disk_write_errors_total", "counter", "Block files that could not be written.", double(d.write_errors));
-  metric("whale:kv_disk_writes_dropped_total", "counter", "Blocks not written to disk because the write queue was full.",
-         double(kv.writes_dropped));
+  metric("whale:kv_disk_write_errors_total", "counter", "Blocks that could not be written to disk (disk full, I/O error).",
+         double(kv.write_failures));
   histogram("whale:kv_ram_load_seconds", "Time to load one block from the RAM tier.", kv.ram_load_seconds);
   histogram("whale:kv_disk_load_seconds", "Time to load and verify one block from the disk tier.", kv.disk_load_seconds);
   histogram("whale:time_to_first_token_seconds", "Time from arrival to the first generated token.", m.ttft);
