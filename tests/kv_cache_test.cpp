@@ -23,6 +23,40 @@ void fill(KVCacheManager& c, const SeqCache& s, int64_t from, int64_t to, float 
       }
 }
 
+// A block held elsewhere (here retained directly, as the KV store's writer pins a block it is
+// copying) keeps its ancestors: they are not counted as available, and every block that is
+// counted can be had. Found by the KV tier benchmark: admission counted a parent whose child
+// was pinned, and a load then found no block to allocate.
+TEST(PagedKVCache, ABlockInUseKeepsItsAncestorsOutOfTheAvailableCount) {
+  KVStoreOptions o;
+  o.ram_bytes = 1 << 20;
+  auto store = std::make_shared<KVStore>(o);
+  PagedKVCache c({{"mla_latent", 2, 6}}, 4, 8, true, Sha256::of("root"), store);
+  SeqCache a;
+  ASSERT_TRUE(c.reserve(a, 12));
+  a.length = 12;
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  c.commit_prefix(tokens, a, 3);  // a chain of three blocks, pinned until the store copies them
+  c.release(a);
+  store->flush();
+  c.poll();  // copied: unpinned
+  EXPECT_EQ(c.available_blocks(), 8);
+  SeqCache probe;
+  EXPECT_EQ(c.match_prefix(tokens, 3, probe), 12);
+  const int32_t last = probe.blocks[2];
+  c.pool(0).retain(last);
+  c.release(probe);
+  EXPECT_EQ(c.available_blocks(), 5);  // 5 free; the chain's first two stay for the held third
+  SeqCache too_many;
+  EXPECT_FALSE(c.reserve(too_many, 6 * 4));
+  SeqCache all;
+  ASSERT_TRUE(c.reserve(all, 5 * 4));  // every block counted can be allocated
+  EXPECT_EQ(c.available_blocks(), 0);
+  c.release(all);
+  c.pool(0).release(last);
+  EXPECT_EQ(c.available_blocks(), 8);
+}
+
 TEST(PagedKVCache, ReservesReleasesAndEvictsOnlyUnusedPrefixBlocks) {
   auto c = make();
   EXPECT_EQ(c.total_blocks(), 8);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -154,9 +156,16 @@ KVBenchResult bench_in(Model& model, const KVBenchOptions& o) {
   r.cached_ram = ram.out.stats.cached_ram_tokens;
   r.cached_disk = disk.out.stats.cached_disk_tokens;
   r.disk_load_seconds = disk.out.stats.cache_load_seconds;
-  for (const Timed* t : {&pool, &ram, &disk})
-    r.outputs_equal = r.outputs_equal && t->out.tokens == cold.out.tokens && t->out.logprobs.size() == cold.out.logprobs.size() &&
+  for (const Timed* t : {&pool, &ram, &disk}) {
+    const bool same = t->out.tokens == cold.out.tokens && t->out.logprobs.size() == cold.out.logprobs.size() &&
                       t->out.logprobs[0].logprob == cold.out.logprobs[0].logprob;
+    if (!same && std::getenv("WHALE_KV_BENCH_VERBOSE"))
+      std::fprintf(stderr, "kv bench: %s hit: token %d logprob %.9g, cold: token %d logprob %.9g\n",
+                   t == &pool ? "pool" : t == &ram ? "ram" : "disk", t->out.tokens.empty() ? -1 : t->out.tokens[0],
+                   t->out.logprobs.empty() ? 0.0 : t->out.logprobs[0].logprob, cold.out.tokens.empty() ? -1 : cold.out.tokens[0],
+                   cold.out.logprobs.empty() ? 0.0 : cold.out.logprobs[0].logprob);
+    r.outputs_equal = r.outputs_equal && same;
+  }
 
   if (o.sessions > 0) {  // sessions whose caches do not all fit in RAM
     r.sessions = o.sessions;
@@ -195,6 +204,10 @@ KVBenchResult bench_in(Model& model, const KVBenchOptions& o) {
       r.resumed_disk_tokens += s.cached_disk_tokens;
       r.resumed_computed_tokens += s.prompt_tokens - s.cached_tokens;
       r.outputs_equal = r.outputs_equal && resumed[i].tokens == cold_outs[i].tokens;
+      if (std::getenv("WHALE_KV_BENCH_VERBOSE"))
+        std::fprintf(stderr, "kv bench: session %zu: cached %lld (ram %lld, disk %lld), token %d vs cold %d %s\n", i,
+                     (long long)s.cached_tokens, (long long)s.cached_ram_tokens, (long long)s.cached_disk_tokens,
+                     resumed[i].tokens.empty() ? -1 : resumed[i].tokens[0], cold_outs[i].tokens.empty() ? -1 : cold_outs[i].tokens[0], resumed[i].error.c_str());
     }
   }
   return r;

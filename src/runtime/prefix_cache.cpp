@@ -41,9 +41,19 @@ std::vector<int64_t> PrefixCache::insert(std::span<const BlockKey> keys, const s
 }
 
 int64_t PrefixCache::evictable() const {
-  int64_t n = 0;
-  for (const auto& [k, node] : nodes_) n += cache_.ref_count(node.block) == 1;
-  return n;
+  // A block can go once everything below it can: it and all its descendants are referenced by
+  // the cache alone. A block held elsewhere (by a sequence, or pinned while the KV store copies
+  // it) keeps itself and its ancestors.
+  std::unordered_map<BlockKey, bool, DigestHash> kept;
+  for (const auto& [k, node] : nodes_) {
+    if (cache_.ref_count(node.block) == 1) continue;
+    for (const BlockKey* at = &k; *at != root_;) {
+      auto [it, fresh] = kept.emplace(*at, true);
+      if (!fresh) break;
+      at = &nodes_.at(*at).parent;
+    }
+  }
+  return int64_t(nodes_.size() - kept.size());
 }
 
 int64_t PrefixCache::evict(int64_t n) {

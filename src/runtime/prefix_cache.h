@@ -4,9 +4,9 @@
 // entries instead of recomputing them.
 //
 // The cache holds one reference on every block it indexes. A block whose only reference
-// is the cache's is evictable; blocks in use by a sequence are not (a sequence holding a
-// block also holds all its ancestors, so evicting least-recently-used blocks with a
-// reference count of 1 never orphans a block some sequence still uses).
+// is the cache's, and whose descendants are all in the same case, is evictable; blocks in use
+// (by a sequence, or pinned while the KV store copies them) are not, nor are their ancestors:
+// eviction takes least-recently-used leaves, so it never orphans a block still in use.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -38,7 +38,7 @@ class PrefixCache {
   // first among equals. Returns how many were freed.
   int64_t evict(int64_t n);
 
-  int64_t evictable() const;  // blocks referenced only by the cache
+  int64_t evictable() const;  // blocks evict() can free now
   int64_t size() const { return int64_t(nodes_.size()); }
   const BlockKey& root() const { return root_; }
 
