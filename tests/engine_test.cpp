@@ -9,6 +9,7 @@
 #include "model/random_checkpoint.h"
 #include "runtime/engine.h"
 #include "runtime/json_constraint.h"
+#include "engine_util.h"
 #include "test_util.h"
 #include "train/dataset.h"
 #include "train/tasks.h"
@@ -260,26 +261,6 @@ class EngineSpeculation : public ::testing::Test {
     }
     return out;
   }
-  // Runs the requests concurrently; returns each one's output.
-  static std::vector<RequestOutput> run_all(Engine& e, const std::vector<EngineRequest>& rs) {
-    std::vector<std::shared_ptr<RequestHandle>> hs;
-    for (const auto& r : rs) hs.push_back(e.submit(r));
-    std::vector<RequestOutput> outs;
-    for (auto& h : hs) {
-      RequestOutput all, part;
-      while (h->wait(part)) {
-        all.logprobs.insert(all.logprobs.end(), part.logprobs.begin(), part.logprobs.end());
-        if (part.finished) {
-          all.tokens = part.tokens;
-          all.result = part.result;
-          all.stats = part.stats;
-          all.finished = true;
-        }
-      }
-      outs.push_back(std::move(all));
-    }
-    return outs;
-  }
   static ThreadPool* pool_;
   static Tokenizer* tok_;
   static Model* model_;
@@ -296,7 +277,7 @@ TEST_F(EngineSpeculation, OutputEqualsPlainDecodingGreedyAndSeededSampling) {
     plain.ctx = 512;
     plain.prefix_cache = false;
     Engine p(*model_, *tok_, plain);
-    const auto want = run_all(p, rs);
+    const auto want = test::run_all(p, rs);
     for (int64_t draft : {1, 3}) {
       EngineConfig c;
       c.parallel = 4;
@@ -306,7 +287,7 @@ TEST_F(EngineSpeculation, OutputEqualsPlainDecodingGreedyAndSeededSampling) {
       c.step_tokens = 24;
       c.draft = draft;
       Engine e(*model_, *tok_, c);
-      const auto got = run_all(e, rs);
+      const auto got = test::run_all(e, rs);
       for (size_t i = 0; i < rs.size(); ++i) {
         SCOPED_TRACE("temperature " + std::to_string(temperature) + ", draft " + std::to_string(draft) + ", request " +
                      std::to_string(i));

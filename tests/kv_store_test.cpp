@@ -16,6 +16,7 @@
 #include "runtime/engine.h"
 #include "runtime/kv_disk.h"
 #include "runtime/kv_store.h"
+#include "engine_util.h"
 #include "test_util.h"
 
 namespace whale {
@@ -324,16 +325,19 @@ class EngineTiers : public ::testing::Test {
     c.store = std::move(store);
     return c;
   }
-  static std::vector<RequestOutput> run_all(Engine& e, const std::vector<EngineRequest>& rs) {
-    std::vector<std::shared_ptr<RequestHandle>> hs;
-    for (const auto& r : rs) hs.push_back(e.submit(r));
-    std::vector<RequestOutput> outs;
-    for (auto& h : hs) {
-      RequestOutput all, part;
-      while (h->wait(part)) all.append(std::move(part)), part = RequestOutput{};
-      outs.push_back(std::move(all));
-    }
-    return outs;
+  // What the requests give computed from scratch (no cache of any kind).
+  static std::vector<RequestOutput> cold_outputs(const std::vector<EngineRequest>& rs, int64_t draft = 0) {
+    EngineConfig c = config(nullptr, draft);
+    c.prefix_cache = false;
+    Engine e(*model_, nullptr, c);
+    return test::run_all(e, rs);
+  }
+  // Runs the requests once through an engine over a store with options `o`, which writes their
+  // blocks through to its tiers.
+  static void write_through(const KVStoreOptions& o, const std::vector<EngineRequest>& rs) {
+    auto store = std::make_shared<KVStore>(o);
+    Engine e(*model_, nullptr, config(store));
+    test::run_all(e, rs);
   }
   static void expect_same(const std::vector<RequestOutput>& got, const std::vector<RequestOutput>& want) {
     ASSERT_EQ(got.size(), want.size());
@@ -364,13 +368,7 @@ TEST_F(EngineTiers, RamAndDiskHitsReturnExactlyWhatAColdRunReturns) {
   for (int64_t draft : {0, 2}) {
     SCOPED_TRACE("draft " + std::to_string(draft));
     const auto rs = requests(5, 11);
-    std::vector<RequestOutput> cold;
-    {
-      EngineConfig c = config(nullptr, draft);
-      c.prefix_cache = false;
-      Engine e(*model_, nullptr, c);
-      cold = run_all(e, rs);
-    }
+    const std::vector<RequestOutput> cold = cold_outputs(rs, draft);
     test::TempDir dir;
     KVStoreOptions o;
     o.ram_bytes = 64 << 20;
@@ -378,13 +376,13 @@ TEST_F(EngineTiers, RamAndDiskHitsReturnExactlyWhatAColdRunReturns) {
     auto store = std::make_shared<KVStore>(o);
     {
       Engine e(*model_, nullptr, config(store, draft));  // writes every block through
-      expect_same(run_all(e, rs), cold);
+      expect_same(test::run_all(e, rs), cold);
     }
     store->flush();
     EXPECT_GT(store->stats().disk_counters.blocks, 0);
     {
       Engine e(*model_, nullptr, config(store, draft));  // a new pool: the blocks come from RAM
-      const auto outs = run_all(e, rs);
+      const auto outs = test::run_all(e, rs);
       expect_same(outs, cold);
       EXPECT_GT(sum(outs, &GenerationStats::cached_ram_tokens), 0);
       EXPECT_EQ(sum(outs, &GenerationStats::cached_disk_tokens), 0);
@@ -395,7 +393,7 @@ TEST_F(EngineTiers, RamAndDiskHitsReturnExactlyWhatAColdRunReturns) {
     store = std::make_shared<KVStore>(o);  // a restart: only the directory is left
     {
       Engine e(*model_, nullptr, config(store, draft));
-      const auto outs = run_all(e, rs);
+      const auto outs = test::run_all(e, rs);
       expect_same(outs, cold);
       EXPECT_GT(sum(outs, &GenerationStats::cached_disk_tokens), 0);
       EXPECT_EQ(sum(outs, &GenerationStats::cached_disk_tokens), sum(outs, &GenerationStats::cached_tokens));
@@ -406,21 +404,11 @@ TEST_F(EngineTiers, RamAndDiskHitsReturnExactlyWhatAColdRunReturns) {
 
 TEST_F(EngineTiers, DamagedBlocksAreRecomputedNeverServed) {
   const auto rs = requests(4, 23);
-  std::vector<RequestOutput> cold;
-  {
-    EngineConfig c = config(nullptr);
-    c.prefix_cache = false;
-    Engine e(*model_, nullptr, c);
-    cold = run_all(e, rs);
-  }
+  const std::vector<RequestOutput> cold = cold_outputs(rs);
   test::TempDir dir;
   KVStoreOptions o;
   o.disk_dir = dir.path();
-  {
-    auto store = std::make_shared<KVStore>(o);
-    Engine e(*model_, nullptr, config(store));
-    run_all(e, rs);
-  }
+  write_through(o, rs);
   // Damage every third block file: flipped bytes, truncation, or another block's contents.
   std::vector<std::string> files;
   for (const auto& e : fs::recursive_directory_iterator(dir / "blocks"))
@@ -441,7 +429,7 @@ TEST_F(EngineTiers, DamagedBlocksAreRecomputedNeverServed) {
   }
   auto store = std::make_shared<KVStore>(o);
   Engine e(*model_, nullptr, config(store));
-  expect_same(run_all(e, rs), cold);
+  expect_same(test::run_all(e, rs), cold);
   const auto st = e.store_stats();
   EXPECT_GT(st.disk_counters.corrupt, 0u);
   EXPECT_LE(st.disk_counters.corrupt, uint64_t(damaged));
@@ -449,21 +437,11 @@ TEST_F(EngineTiers, DamagedBlocksAreRecomputedNeverServed) {
 
 TEST_F(EngineTiers, LoadsContinueAPoolHitAndPrefetchFillsRam) {
   const auto rs = requests(3, 41);
-  std::vector<RequestOutput> cold;
-  {
-    EngineConfig c = config(nullptr);
-    c.prefix_cache = false;
-    Engine e(*model_, nullptr, c);
-    cold = run_all(e, rs);
-  }
+  const std::vector<RequestOutput> cold = cold_outputs(rs);
   test::TempDir dir;
   KVStoreOptions o;
   o.disk_dir = dir.path();
-  {
-    auto store = std::make_shared<KVStore>(o);
-    Engine e(*model_, nullptr, config(store));
-    run_all(e, rs);
-  }
+  write_through(o, rs);
   // The first half of request 0's prompt in the pool (from disk), then the whole prompt: the
   // pool gives the first blocks, the disk the rest.
   {
@@ -472,7 +450,7 @@ TEST_F(EngineTiers, LoadsContinueAPoolHitAndPrefetchFillsRam) {
     EngineRequest half = rs[0];
     half.prompt.resize(half.prompt.size() / 2);
     e.run(half);
-    const auto outs = run_all(e, {rs[0]});
+    const auto outs = test::run_all(e, {rs[0]});
     expect_same(outs, {cold[0]});
     const GenerationStats& st = outs[0].stats;
     EXPECT_GT(st.cached_disk_tokens, 0);
@@ -486,7 +464,7 @@ TEST_F(EngineTiers, LoadsContinueAPoolHitAndPrefetchFillsRam) {
   c.parallel = 1;
   {
     Engine e(*model_, nullptr, c);
-    expect_same(run_all(e, rs), cold);
+    expect_same(test::run_all(e, rs), cold);
   }
   for (int i = 0; i < 500 && store->stats().ram_blocks == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_GT(store->stats().ram_blocks, 0);
@@ -495,22 +473,11 @@ TEST_F(EngineTiers, LoadsContinueAPoolHitAndPrefetchFillsRam) {
 
 TEST_F(EngineTiers, LoadingRequestsDoNotDisturbRunningOnesAndMayBeCancelled) {
   const auto rs = requests(6, 5);
-  std::vector<RequestOutput> cold;
-  {
-    EngineConfig c = config(nullptr);
-    c.prefix_cache = false;
-    Engine e(*model_, nullptr, c);
-    cold = run_all(e, rs);
-  }
+  const std::vector<RequestOutput> cold = cold_outputs(rs);
   test::TempDir dir;
   KVStoreOptions o;
   o.disk_dir = dir.path();
-  {
-    auto store = std::make_shared<KVStore>(o);
-    Engine e(*model_, nullptr, config(store));
-    std::vector<EngineRequest> half(rs.begin(), rs.begin() + 3);
-    run_all(e, half);
-  }
+  write_through(o, {rs.begin(), rs.begin() + 3});
   // Three fresh requests decode long answers while the three stored ones load from disk beside
   // them, in one engine; each gets exactly its cold answer.
   auto store = std::make_shared<KVStore>(o);
@@ -520,7 +487,7 @@ TEST_F(EngineTiers, LoadingRequestsDoNotDisturbRunningOnesAndMayBeCancelled) {
     Engine e(*model_, nullptr, c);
     std::vector<EngineRequest> order(rs.begin() + 3, rs.end());
     order.insert(order.end(), rs.begin(), rs.begin() + 3);
-    const auto outs = run_all(e, order);
+    const auto outs = test::run_all(e, order);
     for (int i = 0; i < 3; ++i) {
       expect_same({outs[size_t(i)]}, {cold[size_t(3 + i)]});
       expect_same({outs[size_t(3 + i)]}, {cold[size_t(i)]});

@@ -278,15 +278,30 @@ class ChatApp {
   // tiers under their content addresses.
   SessionStore sessions() const { return SessionStore(o_.sessions.empty() ? default_sessions_dir() : o_.sessions); }
 
-  std::vector<int32_t> history_tokens() const {  // the conversation so far, as the next prompt starts
+  // The conversation so far (system prompt, then the turns) and how it is rendered: shared by
+  // each answer's prompt and the session lookup, so the latter finds what the former cached.
+  std::vector<ChatMessage> conversation() const {
     std::vector<ChatMessage> messages;
-    if (!o_.system.empty()) messages.push_back(ChatMessage{"system", o_.system});
+    if (!o_.system.empty()) {
+      ChatMessage s;
+      s.role = "system";
+      s.content = o_.system;
+      messages.push_back(std::move(s));
+    }
     messages.insert(messages.end(), history_.begin(), history_.end());
+    return messages;
+  }
+  ChatOptions chat_options() const {
     ChatOptions co;
     co.thinking = thinking_;
-    co.add_generation_prompt = false;
     if (bundle_.tokenizer->bos_id() >= 0) co.bos_token = bundle_.tokenizer->token_bytes(bundle_.tokenizer->bos_id());
-    return bundle_.tokenizer->encode(render_chat(bundle_.chat_format, messages, co));
+    return co;
+  }
+
+  std::vector<int32_t> history_tokens() const {  // the conversation so far, as the next prompt starts
+    ChatOptions co = chat_options();
+    co.add_generation_prompt = false;
+    return bundle_.tokenizer->encode(render_chat(bundle_.chat_format, conversation(), co));
   }
 
   void save_session(std::string name) {
@@ -397,22 +412,13 @@ class ChatApp {
   }
 
   void answer(const std::string& user) {
-    std::vector<ChatMessage> messages;
-    if (!o_.system.empty()) {
-      ChatMessage s;
-      s.role = "system";
-      s.content = o_.system;
-      messages.push_back(std::move(s));
-    }
-    messages.insert(messages.end(), history_.begin(), history_.end());
+    std::vector<ChatMessage> messages = conversation();
     ChatMessage u;
     u.role = "user";
     u.content = user;
     messages.push_back(u);
 
-    ChatOptions co;
-    co.thinking = thinking_;
-    if (bundle_.tokenizer->bos_id() >= 0) co.bos_token = bundle_.tokenizer->token_bytes(bundle_.tokenizer->bos_id());
+    const ChatOptions co = chat_options();
     const std::string prompt_text = render_chat(bundle_.chat_format, messages, co);
     std::vector<int32_t> prompt = bundle_.tokenizer->encode(prompt_text);
 

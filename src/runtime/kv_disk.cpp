@@ -170,19 +170,28 @@ void DiskTier::sweep_temporaries() {
   }
 }
 
-void DiskTier::scan() {
-  std::unordered_map<Digest, Entry, DigestHash> index;
-  uint64_t bytes = 0;
+std::vector<DiskTier::BlockFile> DiskTier::block_files() const {
+  std::vector<BlockFile> files;
   for (const std::string& sub : list_dir(dir_ + "/blocks")) {
     const std::string d = dir_ + "/blocks/" + sub;
     for (const std::string& name : list_dir(d)) {
       if (name.size() != 68 || name.substr(64) != ".kvb") continue;
       const auto key = Digest::from_hex(name.substr(0, 64));
       struct stat st {};
-      if (!key || ::stat((d + "/" + name).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      index[*key] = {uint64_t(st.st_size)};
-      bytes += uint64_t(st.st_size);
+      const std::string p = d + "/" + name;
+      if (!key || ::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      files.push_back({*key, p, uint64_t(st.st_size), st.st_mtim});
     }
+  }
+  return files;
+}
+
+void DiskTier::scan() {
+  std::unordered_map<Digest, Entry, DigestHash> index;
+  uint64_t bytes = 0;
+  for (const BlockFile& f : block_files()) {
+    index[f.key] = {f.bytes};
+    bytes += f.bytes;
   }
   std::lock_guard<std::mutex> lock(mu_);
   index_ = std::move(index);
@@ -339,27 +348,10 @@ void DiskTier::collect(uint64_t target) {
     return;
   }
   // The directory as it is now (other processes' blocks included), oldest first.
-  struct File {
-    Digest key;
-    std::string path;
-    uint64_t bytes;
-    timespec mtime;
-  };
-  std::vector<File> files;
+  std::vector<BlockFile> files = block_files();
   uint64_t total = 0;
-  for (const std::string& sub : list_dir(dir_ + "/blocks")) {
-    const std::string d = dir_ + "/blocks/" + sub;
-    for (const std::string& name : list_dir(d)) {
-      if (name.size() != 68 || name.substr(64) != ".kvb") continue;
-      const auto key = Digest::from_hex(name.substr(0, 64));
-      struct stat st {};
-      const std::string p = d + "/" + name;
-      if (!key || ::stat(p.c_str(), &st) != 0) continue;
-      files.push_back({*key, p, uint64_t(st.st_size), st.st_mtim});
-      total += uint64_t(st.st_size);
-    }
-  }
-  std::sort(files.begin(), files.end(), [](const File& a, const File& b) {
+  for (const BlockFile& f : files) total += f.bytes;
+  std::sort(files.begin(), files.end(), [](const BlockFile& a, const BlockFile& b) {
     return a.mtime.tv_sec != b.mtime.tv_sec ? a.mtime.tv_sec < b.mtime.tv_sec : a.mtime.tv_nsec < b.mtime.tv_nsec;
   });
   uint64_t removed = 0;

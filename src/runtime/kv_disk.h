@@ -24,7 +24,9 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <ctime>
 #include <unordered_map>
+#include <vector>
 
 #include "core/sha256.h"
 
@@ -71,6 +73,13 @@ class DiskTier {
   static bool valid_file(std::span<const std::byte> file, const Digest& key, size_t payload_bytes);
 
  private:
+  struct BlockFile {
+    Digest key;
+    std::string path;
+    uint64_t bytes;
+    timespec mtime;
+  };
+  std::vector<BlockFile> block_files() const;  // the block files in the directory now
   void sweep_temporaries();
   void scan();
   void forget(const Digest& key);
