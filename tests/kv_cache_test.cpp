@@ -18,7 +18,7 @@ void fill(KVCacheManager& c, const SeqCache& s, int64_t from, int64_t to, float 
   for (size_t g = 0; g < c.groups().size(); ++g)
     for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
       for (int64_t p = from; p < to; ++p) {
-        float* x = const_cast<SeqCache&>(s).slot(c.pool(g), l, p);
+        float* x = const_cast<SeqCache&>(s).slot(c.pool(), l, p, g);
         for (int64_t i = 0; i < c.groups()[g].dim; ++i) x[i] = base + float(g * 1000 + l * 100 + p) + 0.01f * float(i);
       }
 }
@@ -44,7 +44,7 @@ TEST(PagedKVCache, ABlockInUseKeepsItsAncestorsOutOfTheAvailableCount) {
   SeqCache probe;
   EXPECT_EQ(c.match_prefix(tokens, 3, probe), 12);
   const int32_t last = probe.blocks[2];
-  c.pool(0).retain(last);
+  c.pool().retain(last);
   c.release(probe);
   EXPECT_EQ(c.available_blocks(), 5);  // 5 free; the chain's first two stay for the held third
   SeqCache too_many;
@@ -53,7 +53,7 @@ TEST(PagedKVCache, ABlockInUseKeepsItsAncestorsOutOfTheAvailableCount) {
   ASSERT_TRUE(c.reserve(all, 5 * 4));  // every block counted can be allocated
   EXPECT_EQ(c.available_blocks(), 0);
   c.release(all);
-  c.pool(0).release(last);
+  c.pool().release(last);
   EXPECT_EQ(c.available_blocks(), 8);
 }
 
@@ -105,13 +105,13 @@ TEST(PagedKVCache, ForkSharesWholeBlocksAndCopiesThePartialOne) {
   EXPECT_NE(b.blocks[1], a.blocks[1]);  // partial block copied
   for (size_t g = 0; g < 2; ++g)
     for (int64_t p = 0; p < 6; ++p)
-      EXPECT_EQ(std::memcmp(b.slot(c.pool(g), 0, p), a.slot(c.pool(g), 0, p), sizeof(float) * size_t(c.groups()[g].dim)), 0);
+      EXPECT_EQ(std::memcmp(b.slot(c.pool(), 0, p, g), a.slot(c.pool(), 0, p, g), sizeof(float) * size_t(c.groups()[g].dim)), 0);
   // Both grow on their own: b's new tokens do not reach a.
   ASSERT_TRUE(c.reserve(b, 2));
   fill(c, b, 6, 8, 9.0f);
-  EXPECT_NE(*b.slot(c.pool(0), 0, 6), *a.slot(c.pool(0), 0, 6));
+  EXPECT_NE(*b.slot(c.pool(), 0, 6), *a.slot(c.pool(), 0, 6));
   c.release(a);
-  EXPECT_EQ(c.pool(0).ref_count(b.blocks[0]), 1);
+  EXPECT_EQ(c.pool().ref_count(b.blocks[0]), 1);
   c.release(b);
   EXPECT_EQ(c.available_blocks(), 8);
 }
@@ -131,7 +131,7 @@ TEST(PagedKVCache, BlocksExportAndImportEveryGroup) {
   for (size_t g = 0; g < 2; ++g)
     for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
       for (int64_t p = 0; p < 4; ++p)
-        EXPECT_EQ(std::memcmp(b.slot(c.pool(g), l, p), a.slot(c.pool(g), l, p), sizeof(float) * size_t(c.groups()[g].dim)), 0);
+        EXPECT_EQ(std::memcmp(b.slot(c.pool(), l, p, g), a.slot(c.pool(), l, p, g), sizeof(float) * size_t(c.groups()[g].dim)), 0);
   std::vector<std::byte> wrong(c.block_bytes() - 1);
   EXPECT_THROW(c.export_block(a.blocks[0], wrong), Error);
   EXPECT_THROW(c.import_block(a.blocks[0], wrong), Error);

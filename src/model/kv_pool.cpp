@@ -4,13 +4,25 @@
 
 namespace whale {
 
-KVPool::KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks)
-    : n_layers_(n_layers), dim_(dim), block_size_(block_size), n_blocks_(n_blocks) {
-  WHALE_CHECK(n_layers > 0 && dim > 0 && block_size > 0 && n_blocks > 0, "KV cache: invalid geometry");
-  data_.reset(new float[size_t(n_layers * dim * block_size * n_blocks)]);
+KVPool::KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n_blocks)
+    : groups_(std::move(groups)), block_size_(block_size), n_blocks_(n_blocks) {
+  WHALE_CHECK(!groups_.empty() && block_size > 0 && n_blocks > 0, "KV cache: invalid geometry");
+  for (const CacheGroupSpec& g : groups_) {
+    WHALE_CHECK(g.n_layers > 0 && g.dim > 0, "KV cache: invalid geometry of group ", g.kind);
+    data_.emplace_back(new float[size_t(g.n_layers * g.dim * block_size * n_blocks)]);
+  }
   refs_.assign(size_t(n_blocks), 0);
   free_.reserve(size_t(n_blocks));
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
+}
+
+KVPool::KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks)
+    : KVPool({CacheGroupSpec{"mla_latent", n_layers, dim}}, block_size, n_blocks) {}
+
+size_t KVPool::bytes_per_block() const {
+  size_t n = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) n += group_bytes(g);
+  return n;
 }
 
 int32_t KVPool::allocate() {

@@ -7,9 +7,9 @@
 // decompressed per-head keys and values. Later kinds (sliding windows, compressed entries,
 // indexer keys) are further groups with their own dims and layer counts.
 //
-// A group's memory is a pool of fixed-size blocks of `block_size` tokens; a block holds those
-// tokens for every layer of the group, so it can be shared (prefix cache), copied (fork) or
-// moved between tiers as one unit. Block layout: [n_layers][block_size][dim] float32.
+// The cache's memory is a pool of fixed-size blocks of `block_size` tokens; a block holds those
+// tokens for every layer of every group, so it can be shared (prefix cache), copied (fork) or
+// moved between tiers as one unit.
 // Which blocks a sequence owns is decided above the model (runtime/kv_cache.h); the pool
 // only counts references.
 #pragma once
@@ -21,17 +21,21 @@
 namespace whale {
 
 struct CacheGroupSpec {
-  std::string kind;      // "mla_latent"
+  std::string kind;      // "mla_latent", "index_key", ...: names what the values mean (and block keys)
   int64_t n_layers = 0;  // layers stored per block (the MTP module's latents as one more)
   int64_t dim = 0;       // float32 values per token and layer
 };
 
+// The blocks of every group of a model's cache. Block ids are shared by the groups: block b
+// is the slot b in each group's storage, allocated and reference-counted once.
 class KVPool {
  public:
-  KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks);
+  KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n_blocks);
+  KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks);  // one "mla_latent" group
 
-  int64_t n_layers() const { return n_layers_; }
-  int64_t dim() const { return dim_; }
+  const std::vector<CacheGroupSpec>& groups() const { return groups_; }
+  int64_t n_layers(size_t group = 0) const { return groups_[group].n_layers; }
+  int64_t dim(size_t group = 0) const { return groups_[group].dim; }
   int64_t block_size() const { return block_size_; }
   int64_t n_blocks() const { return n_blocks_; }
   int64_t free_blocks() const { return int64_t(free_.size()); }
@@ -41,19 +45,25 @@ class KVPool {
   void release(int32_t block);  // returns the block to the pool when its count reaches 0
   int32_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
 
-  float* slot(int32_t block, int64_t layer, int64_t offset) {
-    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  // Layout of a group's block: [n_layers][block_size][dim] float32.
+  float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) {
+    const CacheGroupSpec& g = groups_[group];
+    return data_[group].get() + ((int64_t(block) * g.n_layers + layer) * block_size_ + offset) * g.dim;
   }
-  const float* slot(int32_t block, int64_t layer, int64_t offset) const {
-    return data_.get() + ((int64_t(block) * n_layers_ + layer) * block_size_ + offset) * dim_;
+  const float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) const {
+    return const_cast<KVPool*>(this)->slot(block, layer, offset, group);
   }
-  float* block_data(int32_t block) { return slot(block, 0, 0); }  // bytes_per_block() bytes
-  const float* block_data(int32_t block) const { return slot(block, 0, 0); }
-  size_t bytes_per_block() const { return size_t(n_layers_ * block_size_ * dim_) * sizeof(float); }
+  float* block_data(int32_t block, size_t group) { return slot(block, 0, 0, group); }  // group_bytes(group) bytes
+  const float* block_data(int32_t block, size_t group) const { return slot(block, 0, 0, group); }
+  size_t group_bytes(size_t group) const {
+    return size_t(groups_[group].n_layers * block_size_ * groups_[group].dim) * sizeof(float);
+  }
+  size_t bytes_per_block() const;  // over all groups
 
  private:
-  int64_t n_layers_, dim_, block_size_, n_blocks_;
-  std::unique_ptr<float[]> data_;  // uninitialised: pages are touched only when used
+  std::vector<CacheGroupSpec> groups_;
+  int64_t block_size_, n_blocks_;
+  std::vector<std::unique_ptr<float[]>> data_;  // per group, uninitialised: pages are touched only when used
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
 };
@@ -67,11 +77,11 @@ struct SeqCache {
   bool reserve(KVPool& cache, int64_t n_more);
   void clear(KVPool& cache);  // releases every block
   void truncate(KVPool& cache, int64_t n);  // keeps the first n tokens, releasing blocks past them
-  float* slot(KVPool& cache, int64_t layer, int64_t pos) {
-    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  float* slot(KVPool& cache, int64_t layer, int64_t pos, size_t group = 0) {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size(), group);
   }
-  const float* slot(const KVPool& cache, int64_t layer, int64_t pos) const {
-    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size());
+  const float* slot(const KVPool& cache, int64_t layer, int64_t pos, size_t group = 0) const {
+    return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size(), group);
   }
 };
 

@@ -45,13 +45,14 @@ std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
 
 std::unique_ptr<KVPool> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {
   const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
-  const CacheGroupSpec g = cache_groups(with_mtp)[0];
-  return std::make_unique<KVPool>(g.n_layers, g.dim, block_size, blocks);
+  return std::make_unique<KVPool>(cache_groups(with_mtp), block_size, blocks);
 }
 
 std::unique_ptr<KVPool> Model::make_mtp_cache(int64_t max_tokens, int64_t block_size) const {
   const int64_t blocks = std::max<int64_t>(1, (max_tokens + block_size - 1) / block_size);
-  return std::make_unique<KVPool>(1, config_.kv_cache_dim(), block_size, blocks);
+  std::vector<CacheGroupSpec> groups = cache_groups();
+  for (CacheGroupSpec& g : groups) g.n_layers = 1;  // the module's own layer only
+  return std::make_unique<KVPool>(std::move(groups), block_size, blocks);
 }
 
 void Model::check_batch(const Batch& batch, const KVPool& cache) const {

@@ -14,7 +14,7 @@ PagedKVCache::PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tok
     : groups_(std::move(groups)), block_tokens_(block_tokens), root_(root), store_(std::move(store)), lookahead_(key_lookahead) {
   WHALE_CHECK(!groups_.empty(), "KV cache: a model with no cache groups");
   WHALE_CHECK(block_tokens > 0 && n_blocks > 0, "KV cache: invalid geometry");
-  for (const CacheGroupSpec& g : groups_) pools_.push_back(std::make_unique<KVPool>(g.n_layers, g.dim, block_tokens, n_blocks));
+  pool_ = std::make_unique<KVPool>(groups_, block_tokens, n_blocks);
   WHALE_CHECK(!store_ || prefix_cache, "KV cache: lower tiers need the prefix cache");
   if (prefix_cache) prefix_ = std::make_unique<PrefixCache>(ids(), root_);
 }
@@ -34,7 +34,8 @@ std::vector<BlockKey> PagedKVCache::keys(std::span<const int32_t> tokens, int64_
 template <class Byte>
 std::vector<std::span<Byte>> PagedKVCache::pieces(int32_t block) {
   std::vector<std::span<Byte>> out;
-  for (auto& p : pools_) out.emplace_back(reinterpret_cast<Byte*>(p->block_data(block)), p->bytes_per_block());
+  for (size_t g = 0; g < groups_.size(); ++g)
+    out.emplace_back(reinterpret_cast<Byte*>(pool_->block_data(block, g)), pool_->group_bytes(g));
   return out;
 }
 
@@ -73,7 +74,8 @@ bool PagedKVCache::fork(const SeqCache& src, SeqCache& dst) {
   if (partial) {
     const int32_t b = allocate();
     const int32_t from = src.blocks[size_t(whole)];
-    for (auto& p : pools_) std::memcpy(p->block_data(b), p->block_data(from), p->bytes_per_block());
+    for (size_t g = 0; g < groups_.size(); ++g)
+      std::memcpy(pool_->block_data(b, g), pool_->block_data(from, g), pool_->group_bytes(g));
     dst.blocks.push_back(b);
   }
   dst.length = src.length;
@@ -169,19 +171,15 @@ void PagedKVCache::prefetch(std::span<const int32_t> tokens, int64_t max_blocks)
   if (!job->keys.empty()) store_->load(std::move(job));
 }
 
-size_t PagedKVCache::block_bytes() const {
-  size_t n = 0;
-  for (const auto& p : pools_) n += p->bytes_per_block();
-  return n;
-}
+size_t PagedKVCache::block_bytes() const { return pool_->bytes_per_block(); }
 
 void PagedKVCache::export_block(int32_t block, std::span<std::byte> out) const {
   WHALE_CHECK(out.size() == block_bytes(), "export_block: ", out.size(), " bytes given for a block of ", block_bytes());
   WHALE_CHECK(block >= 0 && block < total_blocks() && ids().ref_count(block) > 0, "export_block: block ", block, " is not in use");
   size_t at = 0;
-  for (const auto& p : pools_) {
-    std::memcpy(out.data() + at, p->block_data(block), p->bytes_per_block());
-    at += p->bytes_per_block();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    std::memcpy(out.data() + at, pool_->block_data(block, g), pool_->group_bytes(g));
+    at += pool_->group_bytes(g);
   }
 }
 
@@ -190,9 +188,9 @@ void PagedKVCache::import_block(int32_t block, std::span<const std::byte> in) {
   WHALE_CHECK(block >= 0 && block < total_blocks() && ids().ref_count(block) == 1,
               "import_block: block ", block, " must be held by exactly one sequence");
   size_t at = 0;
-  for (auto& p : pools_) {
-    std::memcpy(p->block_data(block), in.data() + at, p->bytes_per_block());
-    at += p->bytes_per_block();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    std::memcpy(pool_->block_data(block, g), in.data() + at, pool_->group_bytes(g));
+    at += pool_->group_bytes(g);
   }
 }
 

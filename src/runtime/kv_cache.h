@@ -12,8 +12,8 @@
 // blocks from it (start_load / finish_load) while other sequences keep running.
 //
 // Block ids are shared by every group: block b of a sequence is the slot b in each group's
-// pool, allocated and reference-counted once (in the first group's pool). So one block table
-// (SeqCache) describes a sequence in every group, and a prefix-cache entry is one id.
+// storage, allocated and reference-counted once (KVPool). So one block table (SeqCache)
+// describes a sequence in every group, and a prefix-cache entry is one id.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -82,11 +82,11 @@ class KVCacheManager {
   virtual void export_block(int32_t block, std::span<std::byte> out) const = 0;
   virtual void import_block(int32_t block, std::span<const std::byte> in) = 0;
 
-  virtual KVPool& pool(size_t group) = 0;  // group's storage, for the forward pass
+  virtual KVPool& pool() = 0;  // every group's storage, for the forward pass
   virtual KVCacheStats stats() const = 0;
 };
 
-// One in-memory pool per group, all with the same number of blocks, and an optional prefix
+// One in-memory pool holding every group, and an optional prefix
 // index (LRU-evicted when memory is needed).
 class PagedKVCache final : public KVCacheManager {
  public:
@@ -98,7 +98,7 @@ class PagedKVCache final : public KVCacheManager {
 
   const std::vector<CacheGroupSpec>& groups() const override { return groups_; }
   int64_t block_tokens() const override { return block_tokens_; }
-  int64_t total_blocks() const override { return pools_[0]->n_blocks(); }
+  int64_t total_blocks() const override { return pool_->n_blocks(); }
   int64_t available_blocks() const override;
   bool reserve(SeqCache& seq, int64_t n_more) override;
   void truncate(SeqCache& seq, int64_t n_tokens) override;
@@ -116,7 +116,7 @@ class PagedKVCache final : public KVCacheManager {
   size_t block_bytes() const override;
   void export_block(int32_t block, std::span<std::byte> out) const override;
   void import_block(int32_t block, std::span<const std::byte> in) override;
-  KVPool& pool(size_t group) override { return *pools_[group]; }
+  KVPool& pool() override { return *pool_; }
   KVCacheStats stats() const override;
 
  private:
@@ -125,12 +125,12 @@ class PagedKVCache final : public KVCacheManager {
   template <class Byte>
   std::vector<std::span<Byte>> pieces(int32_t block);  // the block's bytes in each group
   int32_t allocate();  // evicts a prefix block if the pool is empty; -1 if nothing can be freed
-  KVPool& ids() { return *pools_[0]; }  // the pool whose allocator hands out the shared ids
-  const KVPool& ids() const { return *pools_[0]; }
+  KVPool& ids() { return *pool_; }  // the allocator of the block ids
+  const KVPool& ids() const { return *pool_; }
 
   std::vector<CacheGroupSpec> groups_;
   int64_t block_tokens_;
-  std::vector<std::unique_ptr<KVPool>> pools_;
+  std::unique_ptr<KVPool> pool_;
   std::unique_ptr<PrefixCache> prefix_;
   BlockKey root_;
   std::shared_ptr<KVStore> store_;

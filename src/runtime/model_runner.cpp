@@ -48,7 +48,7 @@ StepResult& ModelRunner::execute(const StepPlan& plan) {
   r.logits.resize(size_t(rows * V));
   if (drafting()) r.hidden.resize(batch.tokens.size() * size_t(D));
   const auto t0 = Clock::now();
-  model_.forward(batch, cache_.pool(0), r.logits.data(), drafting() ? r.hidden.data() : nullptr);
+  model_.forward(batch, cache_.pool(), r.logits.data(), drafting() ? r.hidden.data() : nullptr);
   r.forward_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return r;
 }
@@ -82,7 +82,7 @@ void ModelRunner::propose(const StepPlan& plan) {
     if (in.empty()) break;
     mtp_logits_.resize(in.size() * size_t(V));
     mtp_hidden_.resize(in.size() * size_t(D));
-    model_.mtp_forward(0, b, hidden_in.data(), cache_.pool(0), mtp_logits_.data(), mtp_hidden_.data(),
+    model_.mtp_forward(0, b, hidden_in.data(), cache_.pool(), mtp_logits_.data(), mtp_hidden_.data(),
                        model_.mtp_cache_layer());
     for (size_t i = 0; i < in.size(); ++i) {
       in[i]->draft_hidden.assign(&mtp_hidden_[i * size_t(D)], &mtp_hidden_[(i + 1) * size_t(D)]);
@@ -122,7 +122,7 @@ void ModelRunner::catch_up(const StepPlan& plan) {
   if (b.tokens.empty()) return;
   mtp_logits_.resize(b.logit_rows.size() * size_t(V));
   mtp_hidden_.resize(b.tokens.size() * size_t(D));
-  model_.mtp_forward(0, b, hidden_in.data(), cache_.pool(0), mtp_logits_.data(), mtp_hidden_.data(),
+  model_.mtp_forward(0, b, hidden_in.data(), cache_.pool(), mtp_logits_.data(), mtp_hidden_.data(),
                      model_.mtp_cache_layer());
   size_t row = 0;
   for (size_t i = 0; i < in.size(); ++i) {
