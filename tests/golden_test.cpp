@@ -16,9 +16,18 @@ struct Variant {
   const char* name;
 };
 
+// A parameter names a case directory, and "@float" / "@official" the numerics of a model whose
+// official inference code rounds its caches (V3.2: expected_official.json holds that reference).
 class GoldenTest : public ::testing::TestWithParam<const char*> {
  protected:
-  void SetUp() override { model_ = Model::load(test::golden_dir(GetParam()), pool_); }
+  void SetUp() override {
+    const std::string p = GetParam();
+    dir_ = p.substr(0, p.find('@'));
+    model_ = Model::load(test::golden_dir(dir_), pool_);
+    if (p.ends_with("@float")) model_->set_cache_numerics(CacheNumerics::Float);
+    expected_ = p.ends_with("@official") ? "expected_official.json" : "expected.json";
+  }
+  std::vector<test::GoldenCase> load_golden(const char*) const { return test::load_golden(dir_, expected_); }
 
   // Logits of every position: positions < prefill by one batched step, the rest one by one.
   std::vector<std::vector<float>> run(const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form) {
@@ -50,7 +59,26 @@ class GoldenTest : public ::testing::TestWithParam<const char*> {
 
   ThreadPool pool_{2};
   std::unique_ptr<Model> model_;
+  std::string dir_, expected_;
 };
+
+// The residual stream after every layer, where the reference gives it: a wrong layer shows as
+// itself, not only as wrong logits.
+TEST_P(GoldenTest, EveryLayerMatchesReference) {
+  for (const auto& c : load_golden(GetParam())) {
+    if (c.layers.empty()) continue;
+    std::vector<std::vector<float>> got(c.layers.size());
+    model_->set_layer_probe([&](int64_t l, const float* h, int64_t T) { got[size_t(l)].assign(h, h + T * model_->config().hidden_size); });
+    run(c.tokens, int64_t(c.tokens.size()), AttentionForm::Auto);
+    model_->set_layer_probe(nullptr);
+    const int64_t D = model_->config().hidden_size;
+    for (size_t l = 0; l < c.layers.size(); ++l)
+      for (size_t i = 0; i < c.layers[l].size(); ++i)
+        EXPECT_TRUE(logits_close(std::vector<float>(got[l].begin() + int64_t(i) * D, got[l].begin() + int64_t(i + 1) * D),
+                                 c.layers[l][i]))
+            << "layer " << l << ", position " << i;
+  }
+}
 
 TEST_P(GoldenTest, BatchedPrefillMatchesReference) {
   for (const auto& c : load_golden(GetParam())) check(c, run(c.tokens, int64_t(c.tokens.size()), AttentionForm::Auto), "prefill");
@@ -126,8 +154,12 @@ TEST_P(GoldenTest, PromptChunkingDoesNotChangeResults) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, GoldenTest,
                          ::testing::Values("v2_lite", "v2", "v3", "v3_fp8", "v31_fp8_ue8m0", "dense_tied", "r2", "r2_hc1",
-                                           "v3_mtp"),
-                         [](const auto& info) { return std::string(info.param); });
+                                           "v3_mtp", "v32@float", "v32@official", "v32_fp8@float", "v32_fp8@official"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& ch : name) if (ch == '@') ch = '_';
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace whale

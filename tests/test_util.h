@@ -83,13 +83,19 @@ inline CommandResult run_whale(const std::vector<std::string>& args, const std::
 
 struct GoldenCase {
   std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logits;  // [position][vocab]
+  std::vector<std::vector<float>> logits;               // [position][vocab]
+  std::vector<std::vector<std::vector<float>>> layers;  // [layer][position][hidden]: residual after each layer, if given
 };
 
-inline std::vector<GoldenCase> load_golden(const std::string& name) {
-  auto j = nlohmann::json::parse(read_file(golden_dir(name) + "/expected.json"));
+// A golden case directory's references: expected.json, or another file of the same shape
+// (expected_official.json: the model's official numerics).
+inline std::vector<GoldenCase> load_golden(const std::string& name, const std::string& file = "expected.json") {
+  auto j = nlohmann::json::parse(read_file(golden_dir(name) + "/" + file));
   std::vector<GoldenCase> out;
-  for (const auto& c : j["cases"]) out.push_back({c["tokens"].get<std::vector<int32_t>>(), c["logits"].get<std::vector<std::vector<float>>>()});
+  for (const auto& c : j["cases"]) {
+    out.push_back({c["tokens"].get<std::vector<int32_t>>(), c["logits"].get<std::vector<std::vector<float>>>(), {}});
+    if (c.contains("layers")) out.back().layers = c["layers"].get<std::vector<std::vector<std::vector<float>>>>();
+  }
   return out;
 }
 

@@ -54,6 +54,14 @@ void ModelConfig::validate(const std::string& source) const {
     in_range("hc_sinkhorn_iters", hc_sinkhorn_iters, 1, 1000);
     if (!(hc_eps > 0)) fail(source, ": field 'hc_eps' must be positive");
   }
+  if (index_n_heads != 0) {
+    in_range("index_n_heads", index_n_heads, 1, 1024);
+    in_range("index_head_dim", index_head_dim, qk_rope_head_dim, 1 << 12);
+    in_range("index_topk", index_topk, 1, int64_t(1) << 31);
+    if (index_head_dim & (index_head_dim - 1))
+      fail(source, ": field 'index_head_dim' = ", index_head_dim, " must be a power of two (Hadamard rotation)");
+    if (q_lora_rank == 0) fail(source, ": the lightning indexer (index_n_heads) needs q_lora_rank");
+  }
   in_range("num_nextn_predict_layers", num_nextn_predict_layers, 0, 16);
   if (hidden_size % num_attention_heads)
     fail(source, ": hidden_size (", hidden_size, ") is not divisible by num_attention_heads (", num_attention_heads, ")");

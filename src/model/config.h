@@ -27,6 +27,13 @@ struct YarnConfig {
   bool truncate = true;
 };
 
+// What a model's attention caches hold for the values DeepSeek's official inference code
+// quantizes in the graph (quantization-aware training: the model learned with these roundings).
+// Official: DeepSeek-V3.2's indexer keys and queries are Hadamard-rotated and stored as FP8
+// e4m3 with a power-of-two scale per 128 values, and its MLA latent c_kv is rounded the same
+// way; Float: float32 throughout, as Hugging Face transformers computes.
+enum class CacheNumerics { Float, Official };
+
 struct ModelConfig {
   std::string architecture;  // e.g. "DeepseekV3ForCausalLM"
   std::string model_type;    // e.g. "deepseek_v3"
@@ -68,6 +75,13 @@ struct ModelConfig {
   int64_t fp8_block_rows = 128, fp8_block_cols = 128;
   bool fp8_ue8m0 = false;  // scale_fmt "ue8m0": power-of-two scales (V3.1)
 
+  // DeepSeek Sparse Attention (V3.2): a lightning indexer in every layer scores the cached
+  // tokens (index_n_heads heads of index_head_dim) and attention keeps the index_topk best.
+  int64_t index_n_heads = 0;  // 0: dense attention
+  int64_t index_head_dim = 0;
+  int64_t index_topk = 0;
+  CacheNumerics cache_numerics = CacheNumerics::Float;
+
   // Manifold-Constrained Hyper-Connections (DeepSeek-V4's recipe); hc_mult 0 = plain residual.
   int64_t hc_mult = 0;
   int64_t hc_sinkhorn_iters = 20;
@@ -80,6 +94,7 @@ struct ModelConfig {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t kv_cache_dim() const { return kv_lora_rank + qk_rope_head_dim; }  // latent values per token per layer
   bool hyper_connections() const { return hc_mult > 0; }
+  bool sparse_attention() const { return index_n_heads > 0; }
   bool is_moe_layer(int64_t layer) const {
     return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }
@@ -89,5 +104,6 @@ struct ModelConfig {
 
 const char* to_string(ScoringFunc f);
 const char* to_string(TopkMethod m);
+const char* to_string(CacheNumerics n);
 
 }  // namespace whale

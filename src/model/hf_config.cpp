@@ -62,6 +62,7 @@ class Fields {
 }  // namespace
 
 const char* to_string(ScoringFunc f) { return f == ScoringFunc::Softmax ? "softmax" : "sigmoid"; }
+const char* to_string(CacheNumerics n) { return n == CacheNumerics::Float ? "float" : "official"; }
 const char* to_string(TopkMethod m) {
   switch (m) {
     case TopkMethod::Greedy: return "greedy";
@@ -88,11 +89,16 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   // DeepseekR2ForCausalLM is whale's R2 design: the V3 layer (MLA + DeepSeekMoE) with mHC
   // residual streams (hc_mult) and MTP modules; its other fields default like V3's.
   const bool r2 = c.architecture == "DeepseekR2ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_r2");
-  const bool v3 = r2 || c.architecture == "DeepseekV3ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v3");
+  // DeepseekV32ForCausalLM is V3 (V3.1) plus DeepSeek Sparse Attention: a lightning indexer
+  // in every layer, the MTP module's included.
+  const bool v32 = c.architecture == "DeepseekV32ForCausalLM" || (c.architecture.empty() && c.model_type == "deepseek_v32");
+  const bool v3 = r2 || v32 || c.architecture == "DeepseekV3ForCausalLM" ||
+                  (c.architecture.empty() && c.model_type == "deepseek_v3");
   if (!v2 && !v3)
     fail(source, ": unsupported architecture '", c.architecture.empty() ? c.model_type : c.architecture,
-         "' (whale runs DeepseekV2ForCausalLM, DeepseekV3ForCausalLM and DeepseekR2ForCausalLM)");
-  if (c.architecture.empty()) c.architecture = v2 ? "DeepseekV2ForCausalLM" : r2 ? "DeepseekR2ForCausalLM" : "DeepseekV3ForCausalLM";
+         "' (whale runs DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, DeepseekV32ForCausalLM and DeepseekR2ForCausalLM)");
+  if (c.architecture.empty())
+    c.architecture = v2 ? "DeepseekV2ForCausalLM" : r2 ? "DeepseekR2ForCausalLM" : v32 ? "DeepseekV32ForCausalLM" : "DeepseekV3ForCausalLM";
 
   const std::string act = f.string("hidden_act", "silu");
   if (act != "silu") fail(source, ": field 'hidden_act' is \"", act, "\"; only \"silu\" is supported");
@@ -123,7 +129,20 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   c.topk_group = f.integer("topk_group", 1);
   c.norm_topk_prob = f.boolean("norm_topk_prob", v3);
   c.routed_scaling_factor = f.number("routed_scaling_factor", v3 ? 2.5 : 1.0);
-  c.first_k_dense_replace = f.integer("first_k_dense_replace", 0);
+  c.first_k_dense_replace = f.integer("first_k_dense_replace", v32 ? 3 : 0);
+  if (v32 && f.has("mlp_layer_types")) {  // transformers 5: "dense" for the first layers, then "sparse"
+    const json& t = j.at("mlp_layer_types");
+    if (!t.is_array()) f.bad("mlp_layer_types", "a list of \"dense\" / \"sparse\"");
+    int64_t dense = 0;
+    for (size_t i = 0; i < t.size(); ++i) {
+      const std::string kind = t[i].is_string() ? t[i].get<std::string>() : "";
+      if (kind == "dense" && dense == int64_t(i)) ++dense;
+      else if (kind != "sparse")
+        fail(source, ": field 'mlp_layer_types[", i, "]' is ", t[i].dump(),
+             "; whale runs dense layers first, then sparse (MoE) ones");
+    }
+    c.first_k_dense_replace = dense;
+  }
   c.moe_layer_freq = f.integer("moe_layer_freq", 1);
 
   const std::string scoring = f.string("scoring_func", v3 ? "sigmoid" : "softmax");
@@ -205,6 +224,21 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
     if (!r2) fail(source, ": field 'hc_mult' (mHC) needs architecture DeepseekR2ForCausalLM");
     c.hc_mult = f.integer("hc_mult", 0);
     if (c.hc_mult < 1) fail(source, ": field 'hc_mult' = ", c.hc_mult, " must be at least 1");
+  }
+  if (v32) {
+    c.index_n_heads = f.integer("index_n_heads", 64);
+    c.index_head_dim = f.integer("index_head_dim", 128);
+    c.index_topk = f.integer("index_topk", 2048);
+    c.cache_numerics = CacheNumerics::Official;  // as DeepSeek's inference code: see config.h
+    if (f.has("layer_types")) {
+      const json& t = j.at("layer_types");
+      if (!t.is_array()) f.bad("layer_types", "a list of layer types");
+      for (size_t i = 0; i < t.size(); ++i)
+        if (!t[i].is_string() || t[i].get<std::string>() != "indexed_attention")
+          fail(source, ": field 'layer_types[", i, "]' is ", t[i].dump(), "; DeepSeek-V3.2 layers are \"indexed_attention\"");
+    }
+  } else if (f.has("index_n_heads") || f.has("index_topk")) {
+    fail(source, ": fields 'index_n_heads' / 'index_topk' (DeepSeek Sparse Attention) need architecture DeepseekV32ForCausalLM");
   }
   c.hc_sinkhorn_iters = f.integer("hc_sinkhorn_iters", 20);
   c.hc_eps = f.number("hc_eps", 1e-6);

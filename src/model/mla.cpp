@@ -7,10 +7,18 @@
 //   k_nope_h, v_h = W_UK_h c_kv, W_UV_h c_kv                          (kv_b_proj rows of head h)
 //   o_h          = softmax(scale · (q_nope_h·k_nope_h + q_pe_h·k_pe)) · v_h
 //   out          = o_proj concat_h(o_h)
+//
+// DeepSeek Sparse Attention (V3.2) adds a lightning indexer: from the same q latent and input,
+// index queries (index_n_heads) and one index key per token, half-split RoPE on their first
+// qk_rope_head_dim dims, then I[t, s] = Σ_h w_h(x_t) · ReLU(q_h(t) · k(s)) over the cached keys;
+// each token attends only to its index_topk best positions (all of them while they fit).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kernels/attention.h"
+#include "kernels/indexer.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/sgemm.h"
@@ -39,36 +47,108 @@ void Model::attention(const AttentionWeights& A, int64_t layer, const Batch& bat
     matmul_batch({{&A.q_proj, ws.xn.data(), T, ws.q.data()}, kv_a}, pool_);      // [T, H·qk]
   }
 
+  const bool official = c.cache_numerics == CacheNumerics::Official && c.sparse_attention();
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = &ws.cos[size_t(t * P)];
     const float* sn = &ws.sin[size_t(t * P)];
     float* kv = &ws.kva[size_t(t * kvd)];
     rmsnorm(kv, A.kv_a_layernorm.data(), r, eps, kv);
+    if (official) fp8_round_blocks(kv, r);  // V3.2's FP8 latent cache (k_pe stays as is)
     rope_interleaved(kv + r, cs, sn, P);
     for (int64_t h = 0; h < H; ++h) rope_interleaved(&ws.q[size_t((t * H + h) * qk + nope)], cs, sn, P);
   }
+  if (c.sparse_attention()) indexer_keys(A.indexer, T, ws);
 
   for (const BatchSeq& s : batch.seqs) {
-    for (int64_t i = 0; i < s.n_tokens; ++i)
+    for (int64_t i = 0; i < s.n_tokens; ++i) {
       std::memcpy(s.cache->slot(cache, layer, s.cache->length + i), &ws.kva[size_t((s.first + i) * kvd)],
                   size_t(kvd) * sizeof(float));
+      if (c.sparse_attention())
+        std::memcpy(s.cache->slot(cache, layer, s.cache->length + i, kIndexGroup),
+                    &ws.ik[size_t((s.first + i) * c.index_head_dim)], size_t(c.index_head_dim) * sizeof(float));
+    }
+    const Selection sel = c.sparse_attention() ? select_tokens(layer, s, cache, ws) : Selection();
     AttentionForm form = attention_form_ != AttentionForm::Auto ? attention_form_
                          : s.form != AttentionForm::Auto ? s.form
                                                          : batch.attention;
     if (form == AttentionForm::Auto) form = s.n_tokens > 1 ? AttentionForm::MHA : AttentionForm::Absorbed;
     // Split GGUF layout: no decompression matrix, so prompt chunks take the absorbed form,
     // computed for the whole chunk at once.
-    if (form == AttentionForm::MHA && A.kv_b_proj.empty()) attention_absorbed_chunk(A, layer, s, cache, ws);
-    else if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, ws);
-    else attention_absorbed(A, layer, s, cache, ws);
+    if (form == AttentionForm::MHA && A.kv_b_proj.empty()) attention_absorbed_chunk(A, layer, s, cache, sel, ws);
+    else if (form == AttentionForm::MHA) attention_mha(A, layer, s, cache, sel, ws);
+    else attention_absorbed(A, layer, s, cache, sel, ws);
   }
   matmul(A.o_proj, ws.attn.data(), T, ws.out.data(), pool_);                    // [T, hidden]
+}
+
+// The indexer's queries ws.iq, keys ws.ik and head weights ws.iw of the batch's tokens, from
+// ws.cq (the normed q latent), ws.xn and the RoPE angles. Official numerics rotate queries and
+// keys by a Hadamard transform and round them to FP8 (one scale per head), as DeepSeek's code.
+void Model::indexer_keys(const IndexerWeights& I, int64_t T, Workspace& ws) {
+  const ModelConfig& c = config_;
+  const int64_t nh = c.index_n_heads, hd = c.index_head_dim, P = c.qk_rope_head_dim / 2;
+  const bool official = c.cache_numerics == CacheNumerics::Official;
+  matmul_batch({{&I.wk, ws.xn.data(), T, ws.ik.data()}, {&I.weights_proj, ws.xn.data(), T, ws.iw.data()}}, pool_);
+  matmul(I.wq_b, ws.cq.data(), T, ws.iq.data(), pool_);  // [T, nh·hd]
+  const float w_scale = float(1.0 / std::sqrt(double(nh)));
+  pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* cs = &ws.cos[size_t(t * P)];
+      const float* sn = &ws.sin[size_t(t * P)];
+      float* k = &ws.ik[size_t(t * hd)];
+      layernorm(k, I.k_norm_weight.data(), I.k_norm_bias.data(), hd, 1e-6f, k);
+      rope_half_split(k, cs, sn, P);
+      if (official) {
+        hadamard_rotate(k, hd);
+        fp8_round_blocks(k, hd);
+      }
+      for (int64_t h = 0; h < nh; ++h) {
+        float* q = &ws.iq[size_t((t * nh + h) * hd)];
+        rope_half_split(q, cs, sn, P);
+        if (official) {
+          hadamard_rotate(q, hd);
+          fp8_round_blocks(q, hd);
+        }
+      }
+      for (int64_t h = 0; h < nh; ++h) ws.iw[size_t(t * nh + h)] *= w_scale;
+    }
+  }, 1);
+}
+
+// Top-k selection per new token over its whole context (the index keys are already cached).
+// Scores are computed pair by pair (index_scores), so a token's choice does not depend on the
+// batch or on how its prompt was chunked.
+Model::Selection Model::select_tokens(int64_t layer, const BatchSeq& s, const KVPool& cache, Workspace& ws) {
+  const ModelConfig& c = config_;
+  const int64_t nh = c.index_n_heads, hd = c.index_head_dim, K = c.index_topk;
+  const int64_t p0 = s.cache->length, n = s.n_tokens, S = p0 + n;
+  Selection sel(static_cast<size_t>(n));
+  if (S <= K) return sel;
+  std::vector<const float*> rows(static_cast<size_t>(S));
+  for (int64_t j = 0; j < S; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j, kIndexGroup);
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  std::vector<float> scores(static_cast<size_t>(S));
+  const int64_t grain = 64;  // keys per task
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+    if (n_ctx <= K) continue;
+    pool_.parallel_for((n_ctx + grain - 1) / grain, [&](int64_t b0, int64_t b1) {
+      std::vector<float> scratch(static_cast<size_t>(nh * grain));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t j0 = b * grain, m = std::min(grain, n_ctx - j0);
+        index_scores(&ws.iq[size_t(t * nh * hd)], &ws.iw[size_t(t * nh)], nh, hd, &rows[size_t(j0)], m, scale,
+                     scratch.data(), &scores[size_t(j0)]);
+      }
+    });
+    top_k_positions(scores.data(), n_ctx, K, sel[size_t(i)]);
+  }
+  return sel;
 }
 
 // MHA form: expand each head's keys and values from the latents of the whole context once,
 // then ordinary causal attention for the new tokens.
 void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
-                          Workspace& ws) {
+                          const Selection& sel, Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = c.kv_cache_dim(), kv_row = nope + dv;
@@ -84,15 +164,20 @@ void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchS
     for (int64_t h = h0; h < h1; ++h) {
       matmul_rows(A.kv_b_proj, h * kv_row, (h + 1) * kv_row, latent.data(), kvd, S, kv.data(), kv_row, pool_);
       for (int64_t i = 0; i < s.n_tokens; ++i) {
-        const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+        const int64_t t = s.first + i;
+        const std::vector<int32_t>* picked = sel.empty() || sel[size_t(i)].empty() ? nullptr : &sel[size_t(i)];
+        const int64_t n_ctx = picked ? int64_t(picked->size()) : p0 + i + 1;
+        auto pos = [&](int64_t m) { return picked ? int64_t((*picked)[size_t(m)]) : m; };
         const float* q = &ws.q[size_t((t * H + h) * qk)];
-        for (int64_t j = 0; j < n_ctx; ++j)
-          scores[size_t(j)] = (dot(q, &kv[size_t(j * kv_row)], nope) + dot(q + nope, &latent[size_t(j * kvd + r)], rope)) *
+        for (int64_t m = 0; m < n_ctx; ++m) {
+          const int64_t j = pos(m);
+          scores[size_t(m)] = (dot(q, &kv[size_t(j * kv_row)], nope) + dot(q + nope, &latent[size_t(j * kvd + r)], rope)) *
                               rope_.softmax_scale;
+        }
         softmax(scores.data(), n_ctx);
         float* o = &ws.attn[size_t((t * H + h) * dv)];
         std::fill(o, o + dv, 0.0f);
-        for (int64_t j = 0; j < n_ctx; ++j) axpy(scores[size_t(j)], &kv[size_t(j * kv_row + nope)], o, dv);
+        for (int64_t m = 0; m < n_ctx; ++m) axpy(scores[size_t(m)], &kv[size_t(pos(m) * kv_row + nope)], o, dv);
       }
     }
   });
@@ -103,7 +188,7 @@ void Model::attention_mha(const AttentionWeights& A, int64_t layer, const BatchS
 // read once per step for all heads (positions split across threads for the scores, latent
 // columns for the weighted sum), so decode reads the cache once, not once per head.
 void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
-                               Workspace& ws) {
+                               const Selection& sel, Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kv_row = nope + dv, kvd = c.kv_cache_dim();
@@ -127,17 +212,26 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
   std::vector<float> qcat(static_cast<size_t>(H * kvd));  // [H, r + rope]: q_lat_h ‖ q_pe_h of one token
   std::vector<float> scores(static_cast<size_t>(H * S));  // [H, n_ctx] of one token
   std::vector<float> probs(static_cast<size_t>(S * H));   // [n_ctx, H] the same after softmax
-  std::vector<const float*> rows(static_cast<size_t>(S));  // the cache row of each position
-  for (int64_t j = 0; j < S; ++j) rows[size_t(j)] = s.cache->slot(cache, layer, j);
+  std::vector<const float*> all(static_cast<size_t>(S));  // the cache row of each position
+  for (int64_t j = 0; j < S; ++j) all[size_t(j)] = s.cache->slot(cache, layer, j);
+  std::vector<const float*> picked_rows;  // the rows a sparse token attends to
   const int64_t grain = 16;  // positions per task: 16 heads × 16 rows of 576 is ~9k multiply-adds
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t t = s.first + i, n_ctx = p0 + i + 1;
+    const int64_t t = s.first + i;
+    int64_t n_ctx = p0 + i + 1;
+    const float* const* rows = all.data();
+    if (!sel.empty() && !sel[size_t(i)].empty()) {
+      picked_rows.clear();
+      for (int32_t j : sel[size_t(i)]) picked_rows.push_back(all[size_t(j)]);
+      rows = picked_rows.data();
+      n_ctx = int64_t(picked_rows.size());
+    }
     for (int64_t h = 0; h < H; ++h) {
       std::memcpy(&qcat[size_t(h * kvd)], &q_lat[size_t((i * H + h) * r)], size_t(r) * sizeof(float));
       std::memcpy(&qcat[size_t(h * kvd + r)], &ws.q[size_t((t * H + h) * qk + nope)], size_t(rope) * sizeof(float));
     }
     pool_.parallel_for(n_ctx, [&](int64_t j0, int64_t j1) {
-      dot_rows(qcat.data(), H, kvd, &rows[size_t(j0)], j1 - j0, kvd, rope_.softmax_scale, &scores[size_t(j0)], n_ctx);
+      dot_rows(qcat.data(), H, kvd, rows + j0, j1 - j0, kvd, rope_.softmax_scale, &scores[size_t(j0)], n_ctx);
     }, grain);
     for (int64_t h = 0; h < H; ++h) softmax(&scores[size_t(h * n_ctx)], n_ctx);
     // Probabilities as [n_ctx, H]: all heads of a position together.
@@ -145,7 +239,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
       for (int64_t j = 0; j < n_ctx; ++j) probs[size_t(j * H + h)] = scores[size_t(h * n_ctx + j)];
     float* li = &lat[size_t(i * H * r)];
     pool_.parallel_for((r + 15) / 16, [&](int64_t b0, int64_t b1) {  // bands of 16 latent columns
-      weighted_rows(probs.data(), H, rows.data(), n_ctx, b0 * 16, std::min(r, b1 * 16), li, r);
+      weighted_rows(probs.data(), H, rows, n_ctx, b0 * 16, std::min(r, b1 * 16), li, r);
     }, 4);
   }
 
@@ -167,7 +261,7 @@ void Model::attention_absorbed(const AttentionWeights& A, int64_t layer, const B
 // which leaves every sum unchanged (padding adds exact zeros), so a prefix-cache hit
 // recomputes exactly what a miss computed.
 void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, const BatchSeq& s, const KVPool& cache,
-                                     Workspace& ws) {
+                                     const Selection& sel, Workspace& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.num_attention_heads, qk = c.qk_head_dim(), r = c.kv_lora_rank, nope = c.qk_nope_head_dim;
   const int64_t rope = c.qk_rope_head_dim, dv = c.v_head_dim, kvd = c.kv_cache_dim();
@@ -203,9 +297,14 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
     sgemm(SgemmArgs{rows, S_pad, kvd, qcat.data(), kvd, ctx_t.data(), S_pad, scores.data(), S_pad, false}, pool_);
     pool_.parallel_for(rows, [&](int64_t a, int64_t b) {
       for (int64_t row = a; row < b; ++row) {
-        const int64_t n_ctx = p0 + i0 + row / H + 1;
+        const int64_t i = i0 + row / H, n_ctx = p0 + i + 1;
         float* sc = &scores[size_t(row * S_pad)];
         for (int64_t j = 0; j < n_ctx; ++j) sc[j] *= rope_.softmax_scale;
+        if (!sel.empty() && !sel[size_t(i)].empty()) {  // unselected positions get probability 0
+          std::vector<float> kept(static_cast<size_t>(n_ctx), -std::numeric_limits<float>::infinity());
+          for (int32_t j : sel[size_t(i)]) kept[size_t(j)] = sc[j];
+          std::copy(kept.begin(), kept.end(), sc);
+        }
         softmax(sc, n_ctx);
         std::fill(sc + n_ctx, sc + S_pad, 0.0f);
       }

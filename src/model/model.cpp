@@ -40,7 +40,13 @@ std::unique_ptr<Model> Model::from_tensors(ModelConfig config, std::unique_ptr<T
 }
 
 std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
-  return {{"mla_latent", config_.num_hidden_layers + (with_mtp ? 1 : 0), config_.kv_cache_dim()}};
+  const ModelConfig& c = config_;
+  const int64_t layers = c.num_hidden_layers + (with_mtp ? 1 : 0);
+  if (!c.sparse_attention()) return {{"mla_latent", layers, c.kv_cache_dim()}};
+  // The kinds name the numerics: blocks of one are never read as the other (block_key.h).
+  const bool fp8 = c.cache_numerics == CacheNumerics::Official;
+  return {{fp8 ? "mla_latent_fp8" : "mla_latent", layers, c.kv_cache_dim()},
+          {fp8 ? "index_key_fp8" : "index_key", layers, c.index_head_dim}};
 }
 
 std::unique_ptr<KVPool> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {
@@ -161,8 +167,10 @@ void Model::forward(const Batch& batch, KVPool& cache, float* logits, float* hid
   Workspace& ws = *ws_;
   ws.resize(config_, T);
   embed(weights_->embed_tokens, batch, ws);
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     layer_forward(weights_->layers[size_t(l)], routers_[size_t(l)], l, batch, cache, ws);
+    if (probe_) probe_(l, ws.h.data(), T);
+  }
   for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;
   head(weights_->hc_head, weights_->norm, weights_->lm_head, batch, ws, logits, hidden);
 }

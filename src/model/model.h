@@ -4,6 +4,7 @@
 //   for each layer:  h += MLA(rmsnorm(h));  h += FFN(rmsnorm(h))   (FFN: dense SwiGLU or MoE)
 //   logits = lm_head(rmsnorm(h))
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,11 +33,20 @@ class Model {
   const TensorSet& tensors() const { return *tensors_; }  // the files behind the weights
   ThreadPool& pool() const { return pool_; }
   void set_attention_form(AttentionForm f) { attention_form_ = f; }  // overrides Batch::attention
+  // Official (the default of models whose reference quantizes its caches) or Float: see
+  // config.h. Set before making caches: their groups (and block keys) name the numerics.
+  void set_cache_numerics(CacheNumerics n) { config_.cache_numerics = n; }
+  // Called after every main-model layer of forward() with the residual stream [T, hidden]
+  // ([T, hc_mult, hidden] with mHC): for tests and debugging tools comparing layer by layer.
+  using LayerProbe = std::function<void(int64_t layer, const float* h, int64_t n_tokens)>;
+  void set_layer_probe(LayerProbe probe) { probe_ = std::move(probe); }
 
   // The attention caches this model's forward pass needs, one spec per group (kv_pool.h):
-  // the MLA latents of every layer, and with `with_mtp` the MTP module's latents as one more
-  // layer of the same blocks (mtp_cache_layer()).
+  // the MLA latents of every layer (group kLatentGroup), the lightning indexer's keys with
+  // sparse attention (kIndexGroup), and with `with_mtp` the MTP module's as one more layer of
+  // the same blocks (mtp_cache_layer()).
   std::vector<CacheGroupSpec> cache_groups(bool with_mtp = false) const;
+  static constexpr size_t kLatentGroup = 0, kIndexGroup = 1;
 
   // A KV cache sized for `max_tokens` tokens in total, in blocks of `block_size`. With
   // `with_mtp`, each block also holds the MTP module's latents in one extra layer
@@ -79,12 +89,19 @@ class Model {
   void head(const HyperHeadWeights& hc_head, const std::vector<float>& norm, const Weight& lm_head,
             const Batch& batch, Workspace& ws, float* logits, float* hidden);
 
+  // The keys each new token of a sequence attends to: per token, the positions the lightning
+  // indexer selected (ascending), or empty for all of its context (dense attention, or a
+  // context no longer than index_topk).
+  using Selection = std::vector<std::vector<int32_t>>;
   void attention(const AttentionWeights& A, int64_t cache_layer, const Batch& batch, KVPool& cache, Workspace& ws);
-  void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache, Workspace& ws);
+  void indexer_keys(const IndexerWeights& I, int64_t T, Workspace& ws);
+  Selection select_tokens(int64_t cache_layer, const BatchSeq& s, const KVPool& cache, Workspace& ws);
+  void attention_mha(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
+                     const Selection& sel, Workspace& ws);
   void attention_absorbed(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
-                          Workspace& ws);
+                          const Selection& sel, Workspace& ws);
   void attention_absorbed_chunk(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
-                                Workspace& ws);
+                                const Selection& sel, Workspace& ws);
   void dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws);
   void moe(const MoEWeights& M, const Router& router, int64_t n_tok, Workspace& ws);
 
@@ -97,6 +114,7 @@ class Model {
   ThreadPool& pool_;
   AttentionForm attention_form_ = AttentionForm::Auto;
   std::unique_ptr<Workspace> ws_;
+  LayerProbe probe_;
 };
 
 }  // namespace whale

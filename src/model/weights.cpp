@@ -100,6 +100,15 @@ class Binder {
       A.kv_b_proj = matrix(a + ".kv_b_proj.weight", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
     }
     A.o_proj = matrix(a + ".o_proj.weight", D, H * c.v_head_dim);
+    if (c.sparse_attention()) {
+      IndexerWeights& I = A.indexer;
+      const std::string x = a + ".indexer";
+      I.wq_b = matrix(x + ".wq_b.weight", c.index_n_heads * c.index_head_dim, c.q_lora_rank);
+      I.wk = matrix(x + ".wk.weight", c.index_head_dim, D);
+      I.k_norm_weight = vector(x + ".k_norm.weight", c.index_head_dim);
+      I.k_norm_bias = vector(x + ".k_norm.bias", c.index_head_dim);
+      I.weights_proj = matrix(x + ".weights_proj.weight", c.index_n_heads, D);
+    }
 
     if (c.hyper_connections()) {
       L.hc_attn = hyper(p + ".hc_attn", c.hc_mult, D);

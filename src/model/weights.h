@@ -18,6 +18,14 @@ struct MLPWeights {            // SwiGLU: down( silu(gate x) ⊙ up x )
   Weight down_proj;            // [hidden, inter]
 };
 
+struct IndexerWeights {        // DeepSeek Sparse Attention's lightning indexer (V3.2)
+  Weight wq_b;                 // [index_n_heads·index_head_dim, q_lora_rank]   from MLA's q latent
+  Weight wk;                   // [index_head_dim, hidden]                      one key per token
+  std::vector<float> k_norm_weight, k_norm_bias;  // [index_head_dim] LayerNorm with bias
+  Weight weights_proj;         // [index_n_heads, hidden]                       per-head score weights
+  bool empty() const { return wq_b.empty(); }
+};
+
 struct AttentionWeights {      // Multi-head Latent Attention
   Weight q_proj;               // [H·qk_head_dim, hidden]            (only without q LoRA)
   Weight q_a_proj;             // [q_lora_rank, hidden]              (only with q LoRA)
@@ -30,6 +38,7 @@ struct AttentionWeights {      // Multi-head Latent Attention
   Weight k_b_proj;             // [H·kv_lora_rank, qk_nope_head_dim]  per head W_UKᵀ
   Weight v_b_proj;             // [H·v_head_dim, kv_lora_rank]        per head W_UV
   Weight o_proj;               // [hidden, H·v_head_dim]
+  IndexerWeights indexer;      // V3.2 only
 };
 
 struct MoEWeights {

@@ -26,6 +26,7 @@ struct Model::Workspace {
   std::vector<float> q;       // [T, H, qk_head_dim]   q_nope first, then q_pe
   std::vector<float> kva;     // [T, kv_lora_rank + qk_rope_head_dim]   c_kv, then k_pe
   std::vector<float> attn;    // [T, H, v_head_dim]
+  std::vector<float> iq, ik, iw;  // lightning indexer: [T, index_n_heads, index_head_dim], [T, index_head_dim], [T, index_n_heads]
   std::vector<float> cos, sin;  // [T, qk_rope_head_dim / 2]
   std::vector<float> gate, up;  // [T, intermediate] SwiGLU halves
   std::vector<float> router_logits;  // [T, n_routed_experts]
@@ -47,6 +48,9 @@ struct Model::Workspace {
     q.resize(size_t(T * H * c.qk_head_dim()));
     kva.resize(size_t(T * c.kv_cache_dim()));
     attn.resize(size_t(T * H * c.v_head_dim));
+    iq.resize(size_t(T * c.index_n_heads * c.index_head_dim));
+    ik.resize(size_t(T * c.index_head_dim));
+    iw.resize(size_t(T * c.index_n_heads));
     cos.resize(size_t(T * c.qk_rope_head_dim / 2));
     sin.resize(size_t(T * c.qk_rope_head_dim / 2));
     const int64_t inter = std::max(c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts));

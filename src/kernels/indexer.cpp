@@ -1,0 +1,73 @@
+#include "kernels/indexer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+
+namespace whale {
+
+void layernorm(const float* x, const float* w, const float* b, int64_t n, float eps, float* out) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = float(sum / double(n));
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i] - mean) * double(x[i] - mean);
+  const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+void rope_half_split(float* x, const float* cos, const float* sin, int64_t n_pairs) {
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    const float a = x[i], b = x[i + n_pairs];
+    x[i] = a * cos[i] - b * sin[i];
+    x[i + n_pairs] = b * cos[i] + a * sin[i];
+  }
+}
+
+void hadamard_rotate(float* x, int64_t n) {
+  for (int64_t h = 1; h < n; h *= 2)
+    for (int64_t i = 0; i < n; i += 2 * h)
+      for (int64_t j = i; j < i + h; ++j) {
+        const float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+  const float scale = float(1.0 / std::sqrt(double(n)));
+  for (int64_t i = 0; i < n; ++i) x[i] *= scale;
+}
+
+void fp8_round_blocks(float* x, int64_t n, int64_t block) {
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    const int64_t b1 = std::min(n, b0 + block);
+    float amax = 1e-4f;
+    for (int64_t i = b0; i < b1; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float s = std::exp2(std::ceil(std::log2(amax / 448.0f)));
+    for (int64_t i = b0; i < b1; ++i) x[i] = fp8_e4m3_to_f32(f32_to_fp8_e4m3(x[i] / s)) * s;
+  }
+}
+
+void index_scores(const float* q, const float* w, int64_t n_heads, int64_t dim, const float* const* rows,
+                  int64_t n_rows, float scale, float* scratch, float* out) {
+  dot_rows(q, n_heads, dim, rows, n_rows, dim, scale, scratch, n_rows);  // [n_heads, n_rows]
+  for (int64_t j = 0; j < n_rows; ++j) out[j] = 0.0f;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    const float* s = scratch + h * n_rows;
+    for (int64_t j = 0; j < n_rows; ++j) out[j] += w[h] * std::max(s[j], 0.0f);
+  }
+}
+
+void top_k_positions(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out) {
+  out.resize(size_t(n));
+  std::iota(out.begin(), out.end(), 0);
+  if (k < n) {
+    auto better = [&](int32_t a, int32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+    std::nth_element(out.begin(), out.begin() + k, out.end(), better);
+    out.resize(size_t(k));
+  }
+  std::sort(out.begin(), out.end());
+}
+
+}  // namespace whale
