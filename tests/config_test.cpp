@@ -50,6 +50,23 @@ TEST(Config, ParsesEveryFieldThatChangesTheMath) {
   EXPECT_TRUE(parse_hf_config(golden_config("dense_tied"), "x").tie_word_embeddings);
 }
 
+TEST(Config, DeepSeekV32) {
+  ModelConfig c = parse_hf_config(golden_config("v32"), "v32");
+  EXPECT_EQ(c.architecture, "DeepseekV32ForCausalLM");
+  EXPECT_TRUE(c.sparse_attention());
+  EXPECT_EQ(c.index_n_heads, 16);
+  EXPECT_EQ(c.index_head_dim, 32);
+  EXPECT_EQ(c.index_topk, 8);
+  EXPECT_EQ(c.cache_numerics, CacheNumerics::Official);  // DeepSeek's FP8 caches by default
+  EXPECT_EQ(c.scoring_func, ScoringFunc::Sigmoid);       // V3 defaults otherwise
+  auto j = nlohmann::json::parse(golden_config("v32"));
+  j.erase("first_k_dense_replace");
+  j["mlp_layer_types"] = {"dense", "dense", "sparse"};
+  EXPECT_EQ(parse_hf_config(j.dump(), "v32").first_k_dense_replace, 2);
+  EXPECT_EQ(parse_cache_numerics("float"), CacheNumerics::Float);
+  EXPECT_THROW(parse_cache_numerics("fp4"), Error);
+}
+
 TEST(Config, MoeLayerFrequency) {
   ModelConfig c = parse_hf_config(with("v3", "moe_layer_freq", 2), "x");
   EXPECT_FALSE(c.is_moe_layer(0));
@@ -79,6 +96,13 @@ TEST(Config, BadConfigsNameTheField) {
       {with("v3", "rope_scaling", {{"type", "dynamic"}, {"factor", 2}}), "rope_scaling type"},
       {with("v3", "quantization_config", {{"quant_method", "awq"}}), "quant_method"},
       {with("v3", "eos_token_id", "x"), "eos_token_id"},
+      {with("v3", "index_n_heads", 64), "need architecture DeepseekV32ForCausalLM"},
+      {with("v32", "layer_types", {"indexed_attention", "sliding_attention", "indexed_attention"}),
+       "'layer_types[1]' is \"sliding_attention\""},
+      {with("v32", "mlp_layer_types", {"sparse", "dense", "sparse"}), "'mlp_layer_types[1]'"},
+      {with("v32", "index_head_dim", 48), "power of two"},
+      {with("v32", "index_topk", 0), "index_topk"},
+      {with("v32", "q_lora_rank", nullptr), "needs q_lora_rank"},
   };
   for (const auto& c : cases) {
     std::string err = error_of(c.text);

@@ -79,6 +79,21 @@ TEST(ModelLoad, ConfigThatDisagreesWithTensors) {
   EXPECT_NE(err.find("config implies"), std::string::npos) << err;
 }
 
+// V3.2: the indexer's tensors are checked like the rest; a config that claims other index
+// dimensions names the tensor that disagrees.
+TEST(ModelLoad, SparseAttentionTensorsAreChecked) {
+  TempDir a, b;
+  copy_checkpoint("v32", a.path(), [](TensorToWrite& t) { return t.name != "model.layers.2.self_attn.indexer.k_norm.bias"; });
+  EXPECT_NE(load_error(a.path()).find("missing tensor 'model.layers.2.self_attn.indexer.k_norm.bias'"), std::string::npos);
+  copy_checkpoint("v32", b.path());
+  auto j = nlohmann::json::parse(test::read_file(b / "config.json"));
+  j["index_head_dim"] = 64;
+  test::write_file(b / "config.json", j.dump());
+  const std::string err = load_error(b.path());
+  EXPECT_NE(err.find("model.layers.0.self_attn.indexer.wq_b.weight"), std::string::npos) << err;
+  EXPECT_NE(err.find("config implies"), std::string::npos) << err;
+}
+
 TEST(ModelLoad, WrongDtypeIsNamed) {
   TempDir dir;
   copy_checkpoint("v3", dir.path(), [](TensorToWrite& t) {

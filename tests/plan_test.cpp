@@ -20,6 +20,8 @@ TEST(Plan, ReproducesPublishedTotals) {
   } cases[] = {
       {"deepseek-v2-lite.json", 15.706e9, 2.451e9, 15.7e9, 2.4e9},
       {"deepseek-v3.json", 671.026e9, 36.626e9, 671e9, 37e9},
+      // V3.2: V3 plus a lightning indexer per layer (the activated count is whale's own).
+      {"deepseek-v32.json", 671.878e9, 37.478e9, 671e9, 37e9},
       {"deepseek-v4-flash.json", 284.326e9, 13.264e9, 284e9, 13e9},
   };
   for (const auto& c : cases) {
@@ -49,6 +51,14 @@ TEST(Plan, R2IsTheDescribedDesign) {
 TEST(Plan, CacheAndFlops) {
   const Plan v3 = plan_of("deepseek-v3.json");
   EXPECT_EQ(v3.kv_values_per_token, 61 * 576);          // the latent cache: 68.6 KiB per token in BF16
+  // V3.2 adds a 128-value index key per layer; DeepSeek stores the latent and the key in FP8
+  // (656 + 132 bytes per token and layer), and attention reads at most index_topk keys.
+  const Plan v32 = plan_of("deepseek-v32.json");
+  EXPECT_EQ(v32.kv_values_per_token, 61 * (576 + 128));
+  ASSERT_EQ(v32.caches.size(), 2u);
+  EXPECT_EQ(v32.caches[0].official_bytes, 512 + 4 * 4 + 2 * 64);
+  EXPECT_EQ(v32.caches[1].official_bytes, 128 + 4);
+  EXPECT_LT(v32.decode_flops, v3.decode_flops);  // at 128K: 2048 keys instead of 131072
   EXPECT_GT(v3.decode_flops, 2 * v3.activated());        // matmuls plus attention over the context
   const Plan r2 = plan_of("deepseek-r2.json");
   double mhc = 0;

@@ -24,7 +24,7 @@ namespace whale {
 
 namespace {
 struct BenchOptions {
-  std::string tokenizer, docs, model, spec, load = "auto";
+  std::string tokenizer, docs, model, spec, load = "auto", numerics = "auto";
   int repeats = 5, threads = 0, draft = 2;
   int64_t n_prompt = 512, n_gen = 128;
   bool json = false;
@@ -36,6 +36,7 @@ struct BenchOptions {
 void bench_kv_cli(const BenchOptions& o) {
   ThreadPool pool(o.threads);
   auto model = Model::load(resolve_model(o.model), pool, parse_load_mode(o.load));
+  apply_numerics(*model, o.numerics);
   KVBenchOptions ko;
   ko.disk_dir = o.kv_disk;
   ko.prompt_tokens = o.n_prompt;
@@ -86,6 +87,7 @@ void bench_model_cli(const BenchOptions& o) {
   ThreadPool pool(o.threads);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = Model::load(resolve_model(o.model), pool, parse_load_mode(o.load));
+  apply_numerics(*model, o.numerics);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = model->config();
   // What --load did: auto decides per file, so a sharded checkpoint can end up partly copied.
@@ -198,7 +200,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--spec", o->spec, "Speculative decoding to compare against plain decoding: mtp");
   cmd->add_option("--draft", o->draft, "Draft tokens per verify step (default 2)")->check(CLI::Range(1, 8));
   cmd->add_flag("--json", o->json, "Print one JSON object");
-  add_load_option(cmd, o->load);
+  add_load_option(cmd, o->load, o->numerics);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer to benchmark (model directory or tokenizer.json)");
   cmd->add_option("--docs", o->docs, "Documents to encode: one JSON string per line");
   cmd->add_option("-r,--repeats", o->repeats, "Timed repeats after one warm-up (default 5)")->check(CLI::Range(1, 1000));

@@ -15,7 +15,7 @@ namespace whale {
 
 namespace {
 struct GenerateOptions {
-  std::string model, tokens, load = "auto";
+  std::string model, tokens, load = "auto", numerics = "auto";
   int64_t max_tokens = 0;
   SamplingParams sampling;
   int threads = 0;
@@ -29,6 +29,7 @@ void run(const GenerateOptions& o) {
   if (!o.spec.empty() && o.spec != "mtp") fail("--spec: only 'mtp' is supported");
   ThreadPool pool(o.threads);
   auto model = Model::load(resolve_model(o.model), pool, parse_load_mode(o.load));
+  apply_numerics(*model, o.numerics);
   const ModelConfig& c = model->config();
   check_token_range(prompt, c.vocab_size, "--tokens");
   if (o.max_tokens == 0) {
@@ -79,7 +80,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--spec", o->spec, "Speculative decoding with the model's MTP module: mtp (the same ids, in fewer steps)");
   cmd->add_option("--draft", o->draft, "Draft tokens per verify step with --spec mtp (default 2)")->check(CLI::Range(1, 8));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  add_load_option(cmd, o->load);
+  add_load_option(cmd, o->load, o->numerics);
   cmd->callback([o] { run(*o); });
 }
 

@@ -42,7 +42,14 @@ void register_info(CLI::App& app) {
                   (long long)c.n_shared_experts);
     std::printf("vocab            %lld\n", (long long)c.vocab_size);
     std::printf("weights          %.1f MiB%s\n", mib(int64_t(model->weights().weight_bytes)), c.fp8 ? " (FP8 blocks)" : "");
-    std::printf("kv cache         %lld values per token per layer\n", (long long)c.kv_cache_dim());
+    if (c.sparse_attention()) {
+      std::printf("sparse attention lightning indexer %lld heads x %lld, top %lld tokens\n", (long long)c.index_n_heads,
+                  (long long)c.index_head_dim, (long long)c.index_topk);
+      std::printf("kv cache         %lld latent + %lld index-key values per token per layer (%s numerics)\n",
+                  (long long)c.kv_cache_dim(), (long long)c.index_head_dim, to_string(c.cache_numerics));
+    } else {
+      std::printf("kv cache         %lld values per token per layer\n", (long long)c.kv_cache_dim());
+    }
     std::printf("threads          %d\n", pool.size());
     std::printf("load time        %.3f s\n", load_s);
     auto report = [](const char* when) {

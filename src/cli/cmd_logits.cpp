@@ -14,7 +14,7 @@ namespace whale {
 
 namespace {
 struct LogitsOptions {
-  std::string model, tokens;
+  std::string model, tokens, numerics = "auto";
   int64_t prefill = -1;
   int threads = 0;
   std::string attention = "auto";
@@ -45,6 +45,7 @@ void run(const LogitsOptions& o) {
 
   ThreadPool pool(o.threads);
   auto model = Model::load(resolve_model(o.model), pool);
+  apply_numerics(*model, o.numerics);
   const ModelConfig& c = model->config();
   check_token_range(tokens, c.vocab_size, "--tokens");
   if (o.attention == "mha") model->set_attention_form(AttentionForm::MHA);
@@ -78,6 +79,8 @@ void register_logits(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--attention", o->attention, "MLA form: auto (MHA for prefill, absorbed for decode), mha, absorbed")
       ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
+  cmd->add_option("--numerics", o->numerics, "Caches of DeepSeek-V3.2: official (default) or float (as transformers)")
+      ->check(CLI::IsMember({"auto", "official", "float"}));
   cmd->callback([o] { run(*o); });
 }
 

@@ -44,6 +44,9 @@ void run(const PlanOptions& o) {
     out["weight_bytes"] = {{"bf16", p.bytes_bf16()}, {"fp8", p.bytes_fp8()}, {"q4_k", p.bytes_q4()}};
     out["kv_cache"] = {{"values_per_token", p.kv_values_per_token}, {"bytes_per_token_bf16", p.kv_bytes_per_token()},
                        {"context", o.context}, {"bytes_at_context", kv_ctx}};
+    for (const PlanCache& k : p.caches)
+      out["kv_cache"]["kinds"].push_back({{"name", k.name}, {"layers", k.layers}, {"values_per_token_per_layer", k.values},
+                                          {"official_bytes_per_token_per_layer", k.official_bytes}});
     out["flops_per_token"] = {{"decode", p.decode_flops}, {"prefill", p.prefill_flops}};
     out["memory"] = {{"cpu_host_fp8", p.bytes_fp8() + kv_ctx}, {"cpu_host_q4_k", p.bytes_q4() + kv_ctx},
                      {"gpus", o.gpus}, {"per_gpu_fp8_expert_parallel", per_gpu}};
@@ -62,6 +65,16 @@ void run(const PlanOptions& o) {
               GiB(p.bytes_bf16()), GiB(p.bytes_fp8()), GiB(p.bytes_q4()));
   std::printf("KV cache (BF16): %.0f values = %.1f KiB per token; %.2f GiB at %lld tokens\n", p.kv_values_per_token,
               p.kv_bytes_per_token() / 1024, GiB(kv_ctx), (long long)o.context);
+  if (!p.caches.empty()) {
+    double official = 0;
+    std::printf("\n| cache, per token and layer | layers | values | bytes as DeepSeek stores them |\n|---|---|---|---|\n");
+    for (const PlanCache& k : p.caches) {
+      std::printf("| %s | %lld | %.0f | %.0f |\n", k.name.c_str(), (long long)k.layers, k.values, k.official_bytes);
+      official += double(k.layers) * k.official_bytes;
+    }
+    std::printf("\nKV cache as DeepSeek stores it: %.1f KiB per token; %.2f GiB at %lld tokens\n", official / 1024,
+                GiB(official * double(o.context)), (long long)o.context);
+  }
   std::printf("FLOPs per token at %lld tokens of context: decode %.1f GFLOP, prefill %.1f GFLOP\n", (long long)o.context,
               p.decode_flops / 1e9, p.prefill_flops / 1e9);
   std::printf("Memory, weights + one %lld-token sequence: CPU host %.1f GiB (FP8) / %.1f GiB (Q4_K); "

@@ -72,7 +72,7 @@ int interruptible_getc(FILE*) {
 }
 
 struct RunOptions {
-  std::string model, prompt, system, chat_format = "auto", load = "auto", spec, format;
+  std::string model, prompt, system, chat_format = "auto", load = "auto", numerics = "auto", spec, format;
   bool think = false, no_think = false, json = false, collapse = false;
   std::string color = "auto";
   int64_t ctx = 4096, max_tokens = 2048, budget = -1;
@@ -105,7 +105,7 @@ const char* kHelp =
 class ChatApp {
  public:
   explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
-    bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format, parse_load_mode(o_.load));
+    bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format, parse_load_mode(o_.load), o_.numerics);
     // One sequence at a time; the prefix cache keeps the conversation so far, so each turn
     // recomputes only what is new.
     EngineConfig ec;
@@ -586,7 +586,7 @@ void register_run(CLI::App& app) {
       ->check(CLI::IsMember({"mtp"}));
   cmd->add_option("--draft", o->draft, "Draft tokens per step with --spec mtp (default 2)")->check(CLI::Range(1, 8));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  add_load_option(cmd, o->load);
+  add_load_option(cmd, o->load, o->numerics);
   o->kv.disk = user_cache_dir() + "/kv";
   o->kv.disk_size = "8G";
   add_kv_store_options(cmd, o->kv, "default " + o->kv.disk + ", at most 8G; off: none");

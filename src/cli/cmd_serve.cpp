@@ -42,7 +42,7 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  add_load_option(cmd, o->load);
+  add_load_option(cmd, o->load, o->numerics);
   cmd->callback([o, spec, draft, kv, price] {
     o->engine.draft = spec->empty() ? 0 : *draft;
     if (!price->empty()) o->price = parse_price(*price);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/token_list.h"
+#include "model/model.h"
 
 namespace whale {
 
@@ -16,10 +17,18 @@ std::string resolve_model(const std::string& name);
 // Whether a path is the embedded default model (so the name "default" also names it).
 bool is_default_model(const std::string& path);
 
-// The --load option of the commands that load a model (core/mmap.h's LoadMode by name).
-inline void add_load_option(CLI::App* cmd, std::string& load) {
+// The options of the commands that load a model: --load (core/mmap.h's LoadMode by name) and
+// --numerics (model/config.h's CacheNumerics; "auto" keeps the model's own default).
+inline void add_load_option(CLI::App* cmd, std::string& load, std::string& numerics) {
   cmd->add_option("--load", load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")
       ->check(CLI::IsMember({"auto", "mmap", "copy"}));
+  cmd->add_option("--numerics", numerics,
+                  "Caches of models whose official code quantizes them (DeepSeek-V3.2): official (default: FP8 as DeepSeek "
+                  "runs them) or float (float32, as Hugging Face transformers)")
+      ->check(CLI::IsMember({"auto", "official", "float"}));
+}
+inline void apply_numerics(Model& model, const std::string& numerics) {
+  if (numerics != "auto") model.set_cache_numerics(parse_cache_numerics(numerics));
 }
 
 // The KV cache's lower tiers (runtime/kv_store.h): --kv-ram, --kv-disk, --kv-disk-size.

@@ -105,5 +105,7 @@ struct ModelConfig {
 const char* to_string(ScoringFunc f);
 const char* to_string(TopkMethod m);
 const char* to_string(CacheNumerics n);
+// "float" or "official"; throws naming the accepted values otherwise.
+CacheNumerics parse_cache_numerics(const std::string& name);
 
 }  // namespace whale

@@ -63,6 +63,11 @@ class Fields {
 
 const char* to_string(ScoringFunc f) { return f == ScoringFunc::Softmax ? "softmax" : "sigmoid"; }
 const char* to_string(CacheNumerics n) { return n == CacheNumerics::Float ? "float" : "official"; }
+CacheNumerics parse_cache_numerics(const std::string& name) {
+  if (name == "float") return CacheNumerics::Float;
+  if (name == "official") return CacheNumerics::Official;
+  fail("unknown numerics '", name, "' (expected official or float)");
+}
 const char* to_string(TopkMethod m) {
   switch (m) {
     case TopkMethod::Greedy: return "greedy";

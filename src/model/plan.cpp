@@ -80,6 +80,11 @@ Plan plan_mla(const json& j, const std::string& source, int64_t context) {
     a += D * (r + rope) + r * H * (nope + v) + H * v * D;
     t.add("attention", a);
     t.add("norms", 2 * D + r + double(c.q_lora_rank));
+    if (c.sparse_attention()) {  // V3.2's lightning indexer: wq_b, wk, weights_proj; k_norm with bias
+      const double ih = double(c.index_n_heads), ihd = double(c.index_head_dim);
+      t.add("indexer", double(c.q_lora_rank) * ih * ihd + D * ihd + D * ih);
+      t.add("norms", 2 * ihd);
+    }
   };
   auto ffn = [&](Tally& t, int64_t layer) {
     if (!c.is_moe_layer(layer)) {
@@ -125,12 +130,25 @@ Plan plan_mla(const json& j, const std::string& source, int64_t context) {
   p.groups = main.groups;
   p.mtp = mtp.groups.empty() ? PlanGroup{"mtp", 0, 0, true} : mtp.groups[0];
   p.context = context;
-  p.kv_values_per_token = double(c.num_hidden_layers) * (r + rope);
+  p.kv_values_per_token = double(c.num_hidden_layers) * (r + rope + double(c.index_head_dim));
+  if (c.sparse_attention()) {  // V3.2: FP8 latent with a float32 scale per 128, BF16 k_pe; FP8 index key + scale
+    p.caches.push_back({"MLA latent (c_kv FP8, k_pe BF16)", c.num_hidden_layers, r + rope, r + 4 * std::ceil(r / 128) + 2 * rope});
+    p.caches.push_back({"indexer key (FP8)", c.num_hidden_layers, double(c.index_head_dim),
+                        double(c.index_head_dim) + 4 * std::ceil(double(c.index_head_dim) / 128)});
+  } else {
+    p.caches.push_back({"MLA latent (BF16)", c.num_hidden_layers, r + rope, 2 * (r + rope)});
+  }
   const double L = double(c.num_hidden_layers), ctx = double(context);
+  // Keys a token attends to: all of its context, or with sparse attention at most index_topk
+  // (on average over a prompt: each position's min(position, topk)).
+  const double K = c.sparse_attention() ? double(c.index_topk) : ctx;
+  const double attended = std::min(ctx, K), attended_avg = ctx <= K ? ctx / 2 : K - K * K / (2 * ctx);
+  // The indexer scores every cached key with each of its heads.
+  const double index = c.sparse_attention() ? L * 2 * double(c.index_n_heads * c.index_head_dim) : 0;
   // Decode uses the absorbed form: scores over the r + rope latent, weighted sum over r.
-  p.decode_flops = 2 * p.activated() + L * H * 2 * ctx * (2 * r + rope);
+  p.decode_flops = 2 * p.activated() + L * H * 2 * attended * (2 * r + rope) + index * ctx;
   // Prefill uses the MHA form: causal attention, on average over half the context.
-  p.prefill_flops = 2 * p.activated() + L * H * 2 * (ctx / 2) * (qk + v);
+  p.prefill_flops = 2 * p.activated() + L * H * 2 * attended_avg * (qk + v) + index * ctx / 2;
   return p;
 }
 

@@ -20,12 +20,21 @@ struct PlanGroup {
   bool quantizable = true;  // stored FP8 / Q4 in quantized checkpoints (projections); else BF16/F32
 };
 
+// One kind of cached state, per token and layer.
+struct PlanCache {
+  std::string name;         // "MLA latent", "indexer key", ...
+  int64_t layers = 0;       // layers that hold it
+  double values = 0;        // values per token per layer
+  double official_bytes = 0;  // bytes per token per layer as DeepSeek's inference code stores it
+};
+
 struct Plan {
   std::string architecture;
   int64_t layers = 0;
   std::vector<PlanGroup> groups;  // the main model
   PlanGroup mtp;                  // MTP modules (separate, as DeepSeek reports them)
   double kv_values_per_token = 0; // cached values per token, all layers (the average over a long context for V4)
+  std::vector<PlanCache> caches;  // by kind (V2/V3/V3.2)
   int64_t context = 131072;
   // FLOPs per token: matmuls (2 per activated parameter) plus attention at the given context.
   double decode_flops = 0, prefill_flops = 0;

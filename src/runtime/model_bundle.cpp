@@ -12,10 +12,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   return Tokenizer::from_json(texts.tokenizer_json, texts.config_json, path);
 }
 
-ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const std::string& chat_format, LoadMode mode) {
+ModelBundle ModelBundle::load(const std::string& path, ThreadPool& pool, const std::string& chat_format, LoadMode mode,
+                              const std::string& numerics) {
   ModelBundle b;
   b.path = path;
   b.model = Model::load(path, pool, mode);
+  if (numerics != "auto") b.model->set_cache_numerics(parse_cache_numerics(numerics));
   std::string template_source = path + "/tokenizer_config.json";
   if (is_gguf_file(path)) template_source = path + " (tokenizer.chat_template)";
   b.tokenizer = load_tokenizer(path);

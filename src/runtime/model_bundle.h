@@ -20,9 +20,10 @@ struct ModelBundle {
   std::unique_ptr<Tokenizer> tokenizer;
   ChatFormat chat_format = ChatFormat::V3;
 
-  // chat_format: "auto" (from tokenizer_config.json's template and the architecture) or a name.
+  // chat_format: "auto" (from tokenizer_config.json's template and the architecture) or a name;
+  // numerics: "auto" (the model's default) or a CacheNumerics name.
   static ModelBundle load(const std::string& path, ThreadPool& pool, const std::string& chat_format = "auto",
-                          LoadMode mode = LoadMode::kAuto);
+                          LoadMode mode = LoadMode::kAuto, const std::string& numerics = "auto");
 };
 
 }  // namespace whale

@@ -152,7 +152,7 @@ struct Server::Impl {
   void load() {
     const auto t0 = std::chrono::steady_clock::now();
     pool = std::make_unique<ThreadPool>(o.threads);
-    bundle = ModelBundle::load(o.model, *pool, o.chat_format, parse_load_mode(o.load));
+    bundle = ModelBundle::load(o.model, *pool, o.chat_format, parse_load_mode(o.load), o.numerics);
     engine = std::make_unique<Engine>(*bundle.model, *bundle.tokenizer, o.engine);
     std::string id = o.alias;
     if (id.empty()) {

@@ -20,6 +20,7 @@ struct ServerOptions {
   std::string api_key;           // empty: no authentication
   std::string chat_format = "auto";
   std::string load = "auto";     // weights copied or mapped: core/mmap.h's LoadMode
+  std::string numerics = "auto"; // caches of V3.2-style models: model/config.h's CacheNumerics
   EngineConfig engine;
   int threads = 0;               // compute threads; 0: all cores
   int http_threads = 128;        // connections served at once
