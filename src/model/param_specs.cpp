@@ -41,6 +41,13 @@ std::vector<ParamSpec> hf_param_specs(const ModelConfig& c) {
     add(a + ".kv_a_layernorm.weight", {c.kv_lora_rank}, ParamRole::Norm);
     add(a + ".kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, ParamRole::Linear);
     add(a + ".o_proj.weight", {D, H * c.v_head_dim}, ParamRole::Linear);
+    if (c.sparse_attention()) {  // V3.2's lightning indexer: weights_proj stays BF16 like a router
+      add(a + ".indexer.wq_b.weight", {c.index_n_heads * c.index_head_dim, c.q_lora_rank}, ParamRole::Linear);
+      add(a + ".indexer.wk.weight", {c.index_head_dim, D}, ParamRole::Linear);
+      add(a + ".indexer.k_norm.weight", {c.index_head_dim}, ParamRole::Norm);
+      add(a + ".indexer.k_norm.bias", {c.index_head_dim}, ParamRole::Bias);
+      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, D}, ParamRole::Router);
+    }
     if (c.hyper_connections()) {
       hyper(p + ".hc_attn");
       hyper(p + ".hc_ffn");

@@ -15,7 +15,7 @@ enum class ParamRole {
   Linear,      // a [out, in] projection
   Router,      // the MoE gate (kept in high precision in FP8 checkpoints)
   Norm,        // RMSNorm weight, initialised to one
-  Bias,        // e_score_correction_bias, float32
+  Bias,        // e_score_correction_bias or a LayerNorm bias: float32, initialised to zero
   Hyper,       // mHC projection (fn), float32
   HyperBase,   // mHC bias (base), float32, initialised to zero
   HyperScale,  // mHC gates (scale), float32, initialised to one
