@@ -68,6 +68,29 @@ const Case kCases[] = {
     {"<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\": 1", false, ToolCallSyntax::V31,
      {"", "", {{"f", "{\"a\": 1"}}}},
     {"<thi", false, ToolCallSyntax::V3, {"", "<thi", {}}},
+    // DSML (V3.2's function_calls, V4's tool_calls, ASCII bars): markup never reaches content,
+    // arguments are always a JSON object.
+    {"<think>need the weather</think>Let me check.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+     "<｜DSML｜parameter name=\"city\" string=\"true\">Paris \"centre\"</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+     "<｜DSML｜invoke name=\"now\">\n</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+     false, ToolCallSyntax::Dsml,
+     {"need the weather", "Let me check.", {{"get_weather", "{\"city\": \"Paris \\\"centre\\\"\", \"days\": 3}"}, {"now", "{}"}}}},
+    {"\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"opts\" string=\"false\">"
+     "{\"a\": [1, 2]}</｜DSML｜parameter>\n<｜DSML｜parameter name=\"note\" string=\"false\">not json</｜DSML｜parameter>\n"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls>",
+     false, ToolCallSyntax::Dsml, {"", "", {{"f", "{\"opts\": {\"a\": [1, 2]}, \"note\": \"not json\"}"}}}},
+    {"ok\n\n<|DSML|tool_calls>\n<|DSML|invoke name=\"g\">\n<|DSML|parameter name=\"x\" string=\"true\">1</|DSML|parameter>\n"
+     "</|DSML|invoke>\n</|DSML|tool_calls>",
+     false, ToolCallSyntax::Dsml, {"", "ok", {{"g", "{\"x\": \"1\"}"}}}},
+    // Cut off by the end of generation: the call closes, nothing leaks.
+    {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"h\">\n<｜DSML｜parameter name=\"q\" string=\"true\">half",
+     false, ToolCallSyntax::Dsml, {"", "", {{"h", "{\"q\": \"half\"}"}}}},
+    {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"h\">\n<｜DSML｜param", false, ToolCallSyntax::Dsml, {"", "", {{"h", "{}"}}}},
+    {"<｜DSML｜function_calls>\ngarbage <b>\n<｜DSML｜invoke name=\"k\">junk</｜DSML｜invoke>", false, ToolCallSyntax::Dsml,
+     {"", "", {{"k", "{}"}}}},
+    {"two\n\nparagraphs, a | bar and <｜DSML｜ text", false, ToolCallSyntax::Dsml,
+     {"", "two\n\nparagraphs, a | bar and <｜DSML｜ text", {}}},
     {"ends with a partial marker </thi", true, ToolCallSyntax::V3, {"ends with a partial marker </thi", "", {}}},
 };
 

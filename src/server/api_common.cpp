@@ -233,6 +233,11 @@ bool Heartbeat::operator()() {
 }
 
 std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name) {
+  if (tool_call_syntax(m.format) == ToolCallSyntax::Dsml) {  // V3.2's block, as its encoder writes it
+    std::string s = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"";
+    if (!name.empty()) s += name + "\">\n";
+    return m.tokenizer->encode(s);
+  }
   std::string s = kCallsBegin + kCallBegin;
   if (tool_call_syntax(m.format) == ToolCallSyntax::V31) {
     if (!name.empty()) s += name + kSep;

@@ -382,7 +382,11 @@ bool prompt_opens_reasoning(ChatFormat format, const ChatOptions& o) {
 }
 
 ToolCallSyntax tool_call_syntax(ChatFormat format) {
-  return format == ChatFormat::V31 ? ToolCallSyntax::V31 : ToolCallSyntax::V3;
+  switch (format) {
+    case ChatFormat::V31: return ToolCallSyntax::V31;
+    case ChatFormat::V32: return ToolCallSyntax::Dsml;
+    default: return ToolCallSyntax::V3;
+  }
 }
 
 ChatFormat detect_chat_format(const std::string& tpl, const std::string& architecture, const std::string& source) {

@@ -1,6 +1,8 @@
 #include "tokenizer/output_parser.h"
 
 #include <algorithm>
+#include <array>
+#include <nlohmann/json.hpp>
 
 namespace whale {
 
@@ -20,6 +22,59 @@ size_t partial_suffix(std::string_view s, std::string_view marker) {
   for (size_t n = std::min(s.size(), marker.size() - 1); n > 0; --n)
     if (s.substr(s.size() - n) == marker.substr(0, n)) return n;
   return 0;
+}
+
+// DSML tags, with the tokenizer's fullwidth bars or ASCII ones.
+constexpr std::array<std::string_view, 2> kBars = {"｜DSML｜", "|DSML|"};
+std::vector<std::string> dsml_tags(std::string_view open, std::initializer_list<std::string_view> names) {
+  std::vector<std::string> out;
+  for (std::string_view bar : kBars)
+    for (std::string_view name : names) out.push_back(std::string(open) + std::string(bar) + std::string(name));
+  return out;
+}
+const std::vector<std::string> kBlockOpen = dsml_tags("<", {"function_calls>", "tool_calls>"});
+const std::vector<std::string> kBlockClose = dsml_tags("</", {"function_calls>", "tool_calls>"});
+const std::vector<std::string> kInvokeOpen = dsml_tags("<", {"invoke name=\""});
+const std::vector<std::string> kInvokeClose = dsml_tags("</", {"invoke>"});
+const std::vector<std::string> kParamOpen = dsml_tags("<", {"parameter name=\""});
+const std::vector<std::string> kParamClose = dsml_tags("</", {"parameter>"});
+
+// The earliest occurrence of any marker: (position, length), or npos.
+std::pair<size_t, size_t> find_any(std::string_view s, const std::vector<std::string>& markers) {
+  std::pair<size_t, size_t> best{std::string_view::npos, 0};
+  for (const std::string& m : markers)
+    if (size_t p = s.find(m); p < best.first) best = {p, m.size()};
+  return best;
+}
+size_t partial_any(std::string_view s, const std::vector<std::string>& markers) {
+  size_t n = 0;
+  for (const std::string& m : markers) n = std::max(n, partial_suffix(s, m));
+  return n;
+}
+// Length of the marker `s` starts with, 0 if none; `maybe`: s is a proper prefix of one.
+size_t starts_with_any(std::string_view s, const std::vector<std::string>& markers, bool& maybe) {
+  for (const std::string& m : markers) {
+    if (s.substr(0, m.size()) == m) return m.size();
+    if (s.size() < m.size() && m.substr(0, s.size()) == s) maybe = true;
+  }
+  return 0;
+}
+size_t skip_space(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && (s[i] == '\n' || s[i] == ' ' || s[i] == '\r' || s[i] == '\t')) ++i;
+  return i;
+}
+// A parameter's value as JSON: string="true" quotes it; otherwise the model's JSON, or the text
+// quoted when it is not JSON (a client's json.loads(arguments) must never fail).
+std::string dsml_value(std::string_view v, bool is_string) {
+  using json = nlohmann::json;
+  if (!is_string) {
+    const std::string_view t = v.substr(skip_space(v));
+    std::string_view u = t;
+    while (!u.empty() && std::string_view("\n\r \t").find(u.back()) != std::string_view::npos) u.remove_suffix(1);
+    if (!u.empty() && json::accept(u)) return std::string(u);
+  }
+  return json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -65,6 +120,11 @@ std::vector<ParseEvent> OutputParser::finish() {
 // held-back text is released as whatever it is.
 void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
   for (;;) {
+    if (syntax_ == ToolCallSyntax::Dsml &&
+        (state_ == State::Content || state_ == State::DsmlBlock || state_ == State::DsmlInvoke || state_ == State::DsmlParam)) {
+      if (!step_dsml(final, out)) return;
+      continue;
+    }
     std::string_view b = buf_;
     switch (state_) {
       case State::Start: {  // a think block may open at the very beginning
@@ -199,7 +259,116 @@ void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
         emit(ParseEvent::Content, b, out);
         buf_.clear();
         return;
+      case State::DsmlBlock: case State::DsmlInvoke: case State::DsmlParam:
+        return;  // handled by step_dsml
     }
+  }
+}
+
+bool OutputParser::step_dsml(bool final, std::vector<ParseEvent>& out) {
+  const std::string_view b = buf_;
+  switch (state_) {
+    case State::Content: {
+      const auto [p, len] = find_any(b, kBlockOpen);
+      if (p == std::string_view::npos) {
+        // Hold back what may start a block, and the newlines before it ("\n\n<｜DSML｜...").
+        size_t keep = final ? 0 : partial_any(b, kBlockOpen);
+        if (!final)
+          while (keep < b.size() && b[b.size() - keep - 1] == '\n') ++keep;
+        emit(ParseEvent::Content, b.substr(0, b.size() - keep), out);
+        buf_.erase(0, b.size() - keep);
+        return false;
+      }
+      size_t end = p;
+      while (end > 0 && b[end - 1] == '\n') --end;  // the block's leading newlines are markup
+      emit(ParseEvent::Content, b.substr(0, end), out);
+      buf_.erase(0, p + len);
+      state_ = State::DsmlBlock;
+      return true;
+    }
+    case State::DsmlBlock: {  // between invokes
+      const size_t i = skip_space(b);
+      const std::string_view rest = b.substr(i);
+      bool maybe = false;
+      if (size_t n = starts_with_any(rest, kInvokeOpen, maybe)) {
+        const size_t q = rest.find('"', n);
+        if (q == std::string_view::npos && !final) return false;
+        const std::string_view name = rest.substr(n, q == std::string_view::npos ? std::string_view::npos : q - n);
+        const size_t gt = q == std::string_view::npos ? std::string_view::npos : rest.find('>', q);
+        if (gt == std::string_view::npos && !final) return false;
+        emit(ParseEvent::ToolCallStart, name, out);
+        emit(ParseEvent::ToolCallArguments, "{", out);
+        first_param_ = true;
+        buf_.erase(0, gt == std::string_view::npos ? b.size() : i + gt + 1);
+        state_ = State::DsmlInvoke;
+        return true;
+      }
+      if (size_t n = starts_with_any(rest, kBlockClose, maybe)) {
+        buf_.erase(0, i + n);
+        state_ = State::Content;  // text after the block (there should be none) is content again
+        return true;
+      }
+      if (final && rest.empty()) {
+        buf_.clear();
+        state_ = State::Content;
+        return false;
+      }
+      if ((maybe || rest.empty()) && !final) return false;
+      // Not a tag: dropped up to the next one (markup never becomes content).
+      const size_t lt = rest.find('<', 1);
+      buf_.erase(0, lt == std::string_view::npos ? b.size() : i + lt);
+      return true;
+    }
+    case State::DsmlInvoke: {  // between parameters
+      const size_t i = skip_space(b);
+      const std::string_view rest = b.substr(i);
+      bool maybe = false;
+      if (size_t n = starts_with_any(rest, kParamOpen, maybe)) {
+        const size_t gt = rest.find('>', n);
+        if (gt == std::string_view::npos && !final) return false;
+        const std::string_view attrs = rest.substr(n, gt == std::string_view::npos ? std::string_view::npos : gt - n);
+        const size_t q = attrs.find('"');
+        param_name_ = std::string(attrs.substr(0, q));
+        param_string_ = attrs.find("string=\"true\"") != std::string_view::npos;
+        buf_.erase(0, gt == std::string_view::npos ? b.size() : i + gt + 1);
+        state_ = State::DsmlParam;
+        return true;
+      }
+      const size_t close = starts_with_any(rest, kInvokeClose, maybe);
+      if (close || (final && (rest.empty() || !maybe))) {  // the end, or cut off: the object closes
+        emit(ParseEvent::ToolCallArguments, "}", out);
+        buf_.erase(0, close ? i + close : b.size());
+        state_ = State::DsmlBlock;
+        return true;
+      }
+      if (maybe || rest.empty()) {
+        if (final) {  // a tag cut off by the end of generation
+          emit(ParseEvent::ToolCallArguments, "}", out);
+          buf_.clear();
+          state_ = State::DsmlBlock;
+          return true;
+        }
+        return false;
+      }
+      const size_t lt = rest.find('<', 1);
+      buf_.erase(0, lt == std::string_view::npos ? b.size() : i + lt);
+      return true;
+    }
+    case State::DsmlParam: {
+      const auto [p, len] = find_any(b, kParamClose);
+      if (p == std::string_view::npos && !final) return false;
+      const std::string_view value = p == std::string_view::npos ? b : b.substr(0, p);
+      std::string text = first_param_ ? "" : ", ";
+      text += nlohmann::json(param_name_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + ": " +
+              dsml_value(value, param_string_);
+      emit(ParseEvent::ToolCallArguments, text, out);
+      first_param_ = false;
+      buf_.erase(0, p == std::string_view::npos ? b.size() : p + len);
+      state_ = State::DsmlInvoke;
+      return true;
+    }
+    default:
+      return false;
   }
 }
 

@@ -7,6 +7,13 @@
 //   V3:   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
 //         [\n<｜tool▁call▁begin｜>...]<｜tool▁calls▁end｜>
 //   V3.1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+//   DSML (V3.2, V4): \n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="NAME">\n
+//         <｜DSML｜parameter name="P" string="true|false">VALUE</｜DSML｜parameter>\n...</｜DSML｜invoke>\n
+//         </｜DSML｜function_calls>   (V4 names the block tool_calls; both are accepted, and ASCII
+//         bars |DSML| too). Arguments become a JSON object: string="true" values as JSON strings,
+//         others as the JSON the model wrote (a string when it is not JSON), so they always parse.
+//         Markup is never content: malformed text inside a block is dropped, and a block cut off
+//         by the end of generation closes what it opened.
 #pragma once
 #include <string>
 #include <string_view>
@@ -14,7 +21,7 @@
 
 namespace whale {
 
-enum class ToolCallSyntax { V3, V31 };
+enum class ToolCallSyntax { V3, V31, Dsml };
 
 struct ParsedToolCall {
   std::string name;
@@ -50,14 +57,20 @@ class OutputParser {
   static ParsedOutput parse(std::string_view text, bool starts_in_reasoning, ToolCallSyntax syntax);
 
  private:
-  enum class State { Start, Reasoning, Content, ToolCalls, ToolName, ToolArgsOpen, ToolArgs, Done };
+  enum class State { Start, Reasoning, Content, ToolCalls, ToolName, ToolArgsOpen, ToolArgs, Done,
+                     DsmlBlock, DsmlInvoke, DsmlParam };
   void step(bool final, std::vector<ParseEvent>& out);
+  // One DSML state's work (Content included); false when it needs more text.
+  bool step_dsml(bool final, std::vector<ParseEvent>& out);
   void emit(ParseEvent::Kind kind, std::string_view text, std::vector<ParseEvent>& out);
 
   State state_;
   ToolCallSyntax syntax_;
   std::string buf_;  // text received but not yet consumed
   ParsedOutput result_;
+  std::string param_name_;      // DSML: the parameter being read
+  bool param_string_ = false;   // its string="true"
+  bool first_param_ = true;     // no parameter written yet in this invoke
 };
 
 }  // namespace whale

@@ -303,6 +303,50 @@ class ApiKey(unittest.TestCase):
             self.assertEqual(post(s.url + "/api/chat", {})[0], 401)
 
 
+class DeepSeekV32(unittest.TestCase):
+    """A V3.2 model (sparse attention, DSML tool calls, thinking switch) through the openai client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.model = make_chat_model(WHALE, os.path.join(cls.tmp.name, "tiny-v32"), base="v32")
+        cls.s = WhaleServer(WHALE, cls.model, "--ctx", "512", "--alias", "tiny-v32").__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def test_format_is_v32_and_thinking_switches(self):
+        c = client(self.s)
+        msgs = [{"role": "user", "content": "What is 2+2? Explain."}]
+        off = c.chat.completions.create(model="tiny-v32", messages=msgs, max_tokens=10, temperature=0)
+        self.assertIsNone(getattr(off.choices[0].message, "reasoning_content", None))
+        on = c.chat.completions.create(model="tiny-v32", messages=msgs, max_tokens=10, temperature=0,
+                                       reasoning_effort="high")
+        self.assertTrue(on.choices[0].message.reasoning_content)
+        self.assertGreater(on.usage.completion_tokens_details.reasoning_tokens, 0)
+
+    def test_dsml_tool_calls_never_leak_and_stream_like_non_stream(self):
+        c = client(self.s)
+        for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
+            for seed in range(4):
+                kw = dict(model="tiny-v32", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
+                          tool_choice=choice, max_tokens=24, temperature=1.0, seed=seed)
+                r = c.chat.completions.create(**kw)
+                m = r.choices[0].message
+                self.assertNotIn("DSML", m.content or "")
+                self.assertEqual(len(m.tool_calls), 1, m)
+                if isinstance(choice, dict):
+                    self.assertEqual(m.tool_calls[0].function.name, "get_weather")
+                self.assertIsInstance(json.loads(m.tool_calls[0].function.arguments), dict)
+                _, content, calls, finish, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
+                self.assertNotIn("DSML", content)
+                self.assertEqual([(x["name"], x["arguments"]) for x in calls],
+                                 [(t.function.name, t.function.arguments) for t in m.tool_calls])
+                self.assertEqual(finish, r.choices[0].finish_reason)
+
+
 class Ollama(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

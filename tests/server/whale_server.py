@@ -10,9 +10,10 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def make_chat_model(whale, out_dir, layers=None, hidden=None, seed=1):
-    """A random-weight DeepSeek-V3-layout model with the real DeepSeek-V3 tokenizer."""
-    cfg = json.load(open(os.path.join(ROOT, "tests/golden/v3/config.json")))
+def make_chat_model(whale, out_dir, layers=None, hidden=None, seed=1, base="v3"):
+    """A random-weight model in the layout of tests/golden/BASE (DeepSeek-V3, or "v32" for
+    DeepSeek-V3.2) with the real DeepSeek-V3 tokenizer."""
+    cfg = json.load(open(os.path.join(ROOT, "tests/golden", base, "config.json")))
     cfg["vocab_size"] = 129280
     if layers:
         cfg["num_hidden_layers"] = layers
