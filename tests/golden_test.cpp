@@ -68,10 +68,11 @@ TEST_P(GoldenTest, EveryLayerMatchesReference) {
   for (const auto& c : load_golden(GetParam())) {
     if (c.layers.empty()) continue;
     std::vector<std::vector<float>> got(c.layers.size());
-    model_->set_layer_probe([&](int64_t l, const float* h, int64_t T) { got[size_t(l)].assign(h, h + T * model_->config().hidden_size); });
+    // The residual: [T, hidden], or [T, hc_mult · hidden] with mHC.
+    const int64_t D = model_->config().hidden_size * std::max<int64_t>(1, model_->config().hc_mult);
+    model_->set_layer_probe([&](int64_t l, const float* h, int64_t T) { got[size_t(l)].assign(h, h + T * D); });
     run(c.tokens, int64_t(c.tokens.size()), AttentionForm::Auto);
     model_->set_layer_probe(nullptr);
-    const int64_t D = model_->config().hidden_size;
     for (size_t l = 0; l < c.layers.size(); ++l)
       for (size_t i = 0; i < c.layers[l].size(); ++i)
         EXPECT_TRUE(logits_close(std::vector<float>(got[l].begin() + int64_t(i) * D, got[l].begin() + int64_t(i + 1) * D),
@@ -154,7 +155,7 @@ TEST_P(GoldenTest, PromptChunkingDoesNotChangeResults) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, GoldenTest,
                          ::testing::Values("v2_lite", "v2", "v3", "v3_fp8", "v31_fp8_ue8m0", "dense_tied", "r2", "r2_hc1",
-                                           "v3_mtp", "v32@float", "v32@official", "v32_fp8@float", "v32_fp8@official"),
+                                           "v3_mtp", "v32@float", "v32@official", "v32_fp8@float", "v32_fp8@official", "v4@float"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name) if (ch == '@') ch = '_';

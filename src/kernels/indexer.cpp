@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/dtype.h"
@@ -68,6 +69,48 @@ void top_k_positions(const float* scores, int64_t n, int64_t k, std::vector<int3
     out.resize(size_t(k));
   }
   std::sort(out.begin(), out.end());
+}
+
+}  // namespace whale
+
+namespace whale {
+
+void rmsnorm_unweighted(float* x, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void compress_slots(const float* const* kv, const float* const* gate, int64_t n_slots, int64_t dim, float* out) {
+  for (int64_t c = 0; c < dim; ++c) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t s = 0; s < n_slots; ++s) mx = std::max(mx, gate[s][c]);
+    double sum = 0;
+    for (int64_t s = 0; s < n_slots; ++s) sum += std::exp(double(gate[s][c] - mx));
+    float acc = 0;
+    for (int64_t s = 0; s < n_slots; ++s) acc += float(std::exp(double(gate[s][c] - mx)) / sum) * kv[s][c];
+    out[c] = acc;
+  }
+}
+
+void fp4_round_blocks(float* x, int64_t n, int64_t block) {
+  static constexpr float kLevels[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    const int64_t b1 = std::min(n, b0 + block);
+    float amax = 6.0f * std::ldexp(1.0f, -126);
+    for (int64_t i = b0; i < b1; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float s = std::exp2(std::ceil(std::log2(amax / 6.0f)));
+    for (int64_t i = b0; i < b1; ++i) {
+      const float a = std::min(std::fabs(x[i]) / s, 6.0f);
+      int best = 0;
+      for (int k = 1; k < 8; ++k) {
+        const float d = std::fabs(a - kLevels[k]), db = std::fabs(a - kLevels[best]);
+        if (d < db || (d == db && (k & 1) == 0)) best = k;
+      }
+      x[i] = std::copysign(kLevels[best] * s, x[i]);
+    }
+  }
 }
 
 }  // namespace whale

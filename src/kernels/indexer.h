@@ -35,3 +35,19 @@ void index_scores(const float* q, const float* w, int64_t n_heads, int64_t dim, 
 void top_k_positions(const float* scores, int64_t n, int64_t k, std::vector<int32_t>& out);
 
 }  // namespace whale
+
+namespace whale {
+
+// x <- x / sqrt(mean(x²) + eps)   (RMSNorm without a weight: V4's per-head query norm)
+void rmsnorm_unweighted(float* x, int64_t n, float eps);
+
+// DeepSeek-V4's compressor pooling, per channel c < dim: out[c] = Σ_s softmax_s(gate_s[c]) · kv_s[c]
+// over the n_slots rows (each slot's kv and gate are `dim` values at the given pointers).
+void compress_slots(const float* const* kv, const float* const* gate, int64_t n_slots, int64_t dim, float* out);
+
+// What DeepSeek's FP4 activation quantization followed by a dequantization does to x, in place:
+// per block of `block` values a power-of-two scale s = 2^ceil(log2(max(amax, 6·2^-126) / 6)) and
+// values rounded to float4 e2m1 {0, 0.5, 1, 1.5, 2, 3, 4, 6} (nearest, ties to even), times s.
+void fp4_round_blocks(float* x, int64_t n, int64_t block = 32);
+
+}  // namespace whale

@@ -7,7 +7,14 @@
 
 namespace whale {
 
-enum class ScoringFunc { Softmax, Sigmoid };
+enum class ScoringFunc { Softmax, Sigmoid, SqrtSoftplus /* V4: sqrt(softplus(logit)) */ };
+
+// What a layer attends with. MLA: DeepSeek-V2/V3's latent attention (V3.2 adds an indexer).
+// DeepSeek-V4's shared-KV attention (one head_dim-wide key = value vector per token) over a
+// sliding window of the last sliding_window tokens, plus, per layer type, compressed entries:
+// CSA one per compress_rate_csa tokens (the indexer's top-k), HCA one per compress_rate_hca
+// tokens (all of them).
+enum class LayerAttention { MLA, Sliding, CSA, HCA };
 enum class TopkMethod {
   Greedy,              // plain top-k over all experts (V2-Lite)
   GroupLimitedGreedy,  // keep topk_group groups by their max score, then top-k (V2)
@@ -75,6 +82,16 @@ struct ModelConfig {
   int64_t fp8_block_rows = 128, fp8_block_cols = 128;
   bool fp8_ue8m0 = false;  // scale_fmt "ue8m0": power-of-two scales (V3.1)
 
+  // DeepSeek-V4 (shared-KV attention; see LayerAttention). Empty layer_attention: MLA everywhere.
+  std::vector<LayerAttention> layer_attention;  // per layer (+ the MTP module's)
+  int64_t head_dim = 0;                         // key = value width (512); qk_rope_head_dim of it rotated
+  int64_t sliding_window = 0;
+  int64_t o_groups = 0, o_lora_rank = 0;        // grouped low-rank output projection
+  int64_t compress_rate_csa = 4, compress_rate_hca = 128;
+  double compress_rope_theta = 160000.0;        // RoPE of CSA/HCA layers (with `yarn`); sliding layers: rope_theta
+  double swiglu_limit = 0;                      // SwiGLU clamp (0: none): gate <= limit, |up| <= limit
+  int64_t num_hash_layers = 0;                  // first layers route by token id (tid2eid)
+
   // DeepSeek Sparse Attention (V3.2): a lightning indexer in every layer scores the cached
   // tokens (index_n_heads heads of index_head_dim) and attention keeps the index_topk best.
   int64_t index_n_heads = 0;  // 0: dense attention
@@ -94,7 +111,14 @@ struct ModelConfig {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t kv_cache_dim() const { return kv_lora_rank + qk_rope_head_dim; }  // latent values per token per layer
   bool hyper_connections() const { return hc_mult > 0; }
-  bool sparse_attention() const { return index_n_heads > 0; }
+  bool sparse_attention() const { return index_n_heads > 0 && !shared_kv(); }  // V3.2's indexer
+  bool shared_kv() const { return !layer_attention.empty(); }                   // DeepSeek-V4
+  LayerAttention attention_of(int64_t layer) const {
+    return shared_kv() ? layer_attention[size_t(layer)] : LayerAttention::MLA;
+  }
+  int64_t compress_rate(LayerAttention a) const {
+    return a == LayerAttention::CSA ? compress_rate_csa : a == LayerAttention::HCA ? compress_rate_hca : 0;
+  }
   bool is_moe_layer(int64_t layer) const {
     return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }
@@ -105,6 +129,7 @@ struct ModelConfig {
 const char* to_string(ScoringFunc f);
 const char* to_string(TopkMethod m);
 const char* to_string(CacheNumerics n);
+const char* to_string(LayerAttention a);
 // "float" or "official"; throws naming the accepted values otherwise.
 CacheNumerics parse_cache_numerics(const std::string& name);
 

@@ -8,8 +8,12 @@ KVPool::KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n
     : groups_(std::move(groups)), block_size_(block_size), n_blocks_(n_blocks) {
   WHALE_CHECK(!groups_.empty() && block_size > 0 && n_blocks > 0, "KV cache: invalid geometry");
   for (const CacheGroupSpec& g : groups_) {
-    WHALE_CHECK(g.n_layers > 0 && g.dim > 0, "KV cache: invalid geometry of group ", g.kind);
-    data_.emplace_back(new float[size_t(g.n_layers * g.dim * block_size * n_blocks)]);
+    WHALE_CHECK(g.n_layers > 0 && g.dim > 0 && g.stride > 0, "KV cache: invalid geometry of group ", g.kind);
+    if (block_size % g.stride != 0 && g.stride % block_size != 0)
+      fail("KV cache: a block of ", block_size, " tokens cannot hold the ", g.kind, " entries (one per ", g.stride,
+           " tokens); choose a block size that divides or is a multiple of ", g.stride);
+    entries_.push_back(g.stride >= block_size ? 1 : block_size / g.stride);
+    data_.emplace_back(new float[size_t(g.n_layers * g.dim * entries_.back() * n_blocks)]);
   }
   refs_.assign(size_t(n_blocks), 0);
   free_.reserve(size_t(n_blocks));

@@ -23,7 +23,12 @@ namespace whale {
 struct CacheGroupSpec {
   std::string kind;      // "mla_latent", "index_key", ...: names what the values mean (and block keys)
   int64_t n_layers = 0;  // layers stored per block (the MTP module's latents as one more)
-  int64_t dim = 0;       // float32 values per token and layer
+  int64_t dim = 0;       // float32 values per entry and layer
+  // Tokens per entry: 1 for per-token values; m for one entry per window of m tokens (DeepSeek-V4's
+  // compressed entries). Entry j belongs to the block of token (j+1)·m − 1, the token that
+  // completes it, so a block's entries depend only on its own and earlier tokens. The stride
+  // and the block size must divide one another.
+  int64_t stride = 1;
 };
 
 // The blocks of every group of a model's cache. Block ids are shared by the groups: block b
@@ -45,18 +50,20 @@ class KVPool {
   void release(int32_t block);  // returns the block to the pool when its count reaches 0
   int32_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
 
-  // Layout of a group's block: [n_layers][block_size][dim] float32.
+  // Layout of a group's block: [n_layers][entries_per_block(group)][dim] float32; `offset` is
+  // the token (stride 1) or entry index within the block.
   float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) {
     const CacheGroupSpec& g = groups_[group];
-    return data_[group].get() + ((int64_t(block) * g.n_layers + layer) * block_size_ + offset) * g.dim;
+    return data_[group].get() + ((int64_t(block) * g.n_layers + layer) * entries_[group] + offset) * g.dim;
   }
+  int64_t entries_per_block(size_t group) const { return entries_[group]; }
   const float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) const {
     return const_cast<KVPool*>(this)->slot(block, layer, offset, group);
   }
   float* block_data(int32_t block, size_t group) { return slot(block, 0, 0, group); }  // group_bytes(group) bytes
   const float* block_data(int32_t block, size_t group) const { return slot(block, 0, 0, group); }
   size_t group_bytes(size_t group) const {
-    return size_t(groups_[group].n_layers * block_size_ * groups_[group].dim) * sizeof(float);
+    return size_t(groups_[group].n_layers * entries_[group] * groups_[group].dim) * sizeof(float);
   }
   size_t bytes_per_block() const;  // over all groups
 
@@ -64,6 +71,7 @@ class KVPool {
   std::vector<CacheGroupSpec> groups_;
   int64_t block_size_, n_blocks_;
   std::vector<std::unique_ptr<float[]>> data_;  // per group, uninitialised: pages are touched only when used
+  std::vector<int64_t> entries_;                 // per group: entries per block
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
 };
@@ -82,6 +90,14 @@ struct SeqCache {
   }
   const float* slot(const KVPool& cache, int64_t layer, int64_t pos, size_t group = 0) const {
     return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size(), group);
+  }
+  // Entry j of a strided group (CacheGroupSpec::stride), in the block of the token completing it.
+  float* entry(KVPool& cache, int64_t layer, int64_t j, size_t group) {
+    const int64_t m = cache.groups()[group].stride, p = (j + 1) * m - 1, bs = cache.block_size();
+    return cache.slot(blocks[size_t(p / bs)], layer, m >= bs ? 0 : (p % bs) / m, group);
+  }
+  const float* entry(const KVPool& cache, int64_t layer, int64_t j, size_t group) const {
+    return const_cast<SeqCache*>(this)->entry(const_cast<KVPool&>(cache), layer, j, group);
   }
 };
 

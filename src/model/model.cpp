@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -13,8 +14,33 @@
 
 namespace whale {
 
+namespace {
+Rope main_rope(const ModelConfig& c) {
+  if (!c.shared_kv()) return Rope(c);
+  Rope r(c.qk_rope_head_dim, c.rope_theta, YarnConfig{});
+  r.softmax_scale = float(1.0 / std::sqrt(double(c.head_dim)));
+  return r;
+}
+}  // namespace
+
 Model::Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool)
-    : config_(std::move(c)), tensors_(std::move(t)), rope_(config_), pool_(pool), ws_(std::make_unique<Workspace>()) {
+    : config_(std::move(c)), tensors_(std::move(t)), rope_(main_rope(config_)),
+      rope_compress_(config_.qk_rope_head_dim, config_.compress_rope_theta, config_.yarn), pool_(pool),
+      ws_(std::make_unique<Workspace>()) {
+  rope_compress_.softmax_scale = rope_.softmax_scale;
+  if (config_.shared_kv()) {
+    int64_t n_csa = 0, n_hca = 0;
+    for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+      const LayerAttention a = config_.attention_of(l);
+      v4_type_layer_.push_back(a == LayerAttention::CSA ? n_csa++ : a == LayerAttention::HCA ? n_hca++ : -1);
+    }
+    int64_t g = 0;
+    v4_.kv = g++;
+    if (n_csa) v4_.csa_state = g++;
+    if (n_hca) v4_.hca_state = g++;
+    if (n_csa) v4_.csa_entries = g++;
+    if (n_hca) v4_.hca_entries = g++;
+  }
   weights_ = bind_hf_weights(*tensors_, config_);
   routers_.reserve(weights_->layers.size());
   for (const LayerWeights& L : weights_->layers) routers_.emplace_back(config_, &L.moe.e_score_correction_bias);
@@ -42,6 +68,21 @@ std::unique_ptr<Model> Model::from_tensors(ModelConfig config, std::unique_ptr<T
 std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
   const ModelConfig& c = config_;
   const int64_t layers = c.num_hidden_layers + (with_mtp ? 1 : 0);
+  if (c.shared_kv()) {  // V4: per-token and per-window values, appended like MLA's latents (shared_kv.cpp)
+    const bool fp8 = c.cache_numerics == CacheNumerics::Official;
+    int64_t n_csa = 0, n_hca = 0;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      n_csa += c.attention_of(l) == LayerAttention::CSA;
+      n_hca += c.attention_of(l) == LayerAttention::HCA;
+    }
+    const int64_t hd = c.head_dim, ihd = c.index_head_dim;
+    std::vector<CacheGroupSpec> g{{fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd}};
+    if (n_csa) g.push_back({"v4_csa_state", n_csa, 4 * hd + 4 * ihd});
+    if (n_hca) g.push_back({"v4_hca_state", n_hca, 2 * hd});
+    if (n_csa) g.push_back({fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", n_csa, hd + ihd, c.compress_rate_csa});
+    if (n_hca) g.push_back({fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", n_hca, hd, c.compress_rate_hca});
+    return g;
+  }
   if (!c.sparse_attention()) return {{"mla_latent", layers, c.kv_cache_dim()}};
   // The kinds name the numerics: blocks of one are never read as the other (block_key.h).
   const bool fp8 = c.cache_numerics == CacheNumerics::Official;
@@ -80,8 +121,11 @@ void Model::embed(const Weight& table, const Batch& batch, Workspace& ws) {
     for (int64_t i = 1; i < n; ++i) std::memcpy(x + i * D, x, size_t(D) * sizeof(float));
   }
   for (const BatchSeq& s : batch.seqs)
-    for (int64_t i = 0; i < s.n_tokens; ++i)
-      rope_.angles(s.cache->length + i, &ws.cos[size_t((s.first + i) * P)], &ws.sin[size_t((s.first + i) * P)]);
+    for (int64_t i = 0; i < s.n_tokens; ++i) {
+      const size_t at = size_t((s.first + i) * P);
+      rope_.angles(s.cache->length + i, &ws.cos[at], &ws.sin[at]);
+      if (config_.shared_kv()) rope_compress_.angles(s.cache->length + i, &ws.ccos[at], &ws.csin[at]);
+    }
 }
 
 const float* Model::sublayer_input(const HyperConnectionWeights& site, int64_t T, Workspace& ws) {
@@ -126,10 +170,11 @@ void Model::layer_forward(const LayerWeights& L, const Router& router, int64_t c
     });
   };
   norm_rows(sublayer_input(L.hc_attn, T, ws), L.input_layernorm);
-  attention(L.attn, cache_layer, batch, cache, ws);
+  if (config_.shared_kv()) attention_v4(L.attn, cache_layer, batch, cache, ws);
+  else attention(L.attn, cache_layer, batch, cache, ws);
   sublayer_output(L.hc_attn, T, ws);
   norm_rows(sublayer_input(L.hc_ffn, T, ws), L.post_attention_layernorm);
-  if (L.is_moe) moe(L.moe, router, T, ws);
+  if (L.is_moe) moe(L.moe, router, batch, ws);
   else dense_ffn(L.mlp, ws.xn.data(), T, ws.out.data(), ws);
   sublayer_output(L.hc_ffn, T, ws);
 }

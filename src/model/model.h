@@ -102,15 +102,27 @@ class Model {
                           const Selection& sel, Workspace& ws);
   void attention_absorbed_chunk(const AttentionWeights& A, int64_t cache_layer, const BatchSeq& s, const KVPool& cache,
                                 const Selection& sel, Workspace& ws);
+  // DeepSeek-V4's shared-KV attention of one layer (shared_kv.cpp), and its compressed entries.
+  void attention_v4(const AttentionWeights& A, int64_t layer, const Batch& batch, KVPool& cache, Workspace& ws);
+  void compress_entries(const CompressorWeights& C, int64_t m, bool overlap, const BatchSeq& s, int64_t layer,
+                        KVPool& cache, size_t state_group, int64_t state_offset, size_t entry_group, int64_t entry_offset,
+                        bool index_key);
   void dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws);
-  void moe(const MoEWeights& M, const Router& router, int64_t n_tok, Workspace& ws);
+  void moe(const MoEWeights& M, const Router& router, const Batch& batch, Workspace& ws);
 
   ModelConfig config_;
   std::unique_ptr<TensorSet> tensors_;
   std::unique_ptr<ModelWeights> weights_;
   std::vector<Router> routers_;      // per layer (unused for dense layers)
   std::vector<Router> mtp_routers_;  // per MTP module
-  Rope rope_;
+  Rope rope_;           // MLA's RoPE; V4: the sliding layers' (rope_theta, no scaling)
+  Rope rope_compress_;  // V4: CSA / HCA layers' (compress_rope_theta with YaRN)
+  // V4 cache groups (indices into cache_groups(), -1 when absent) and each layer's index among
+  // the layers of its type in the CSA / HCA groups.
+  struct V4Groups {
+    int64_t kv = -1, csa_state = -1, hca_state = -1, csa_entries = -1, hca_entries = -1;
+  } v4_;
+  std::vector<int64_t> v4_type_layer_;
   ThreadPool& pool_;
   AttentionForm attention_form_ = AttentionForm::Auto;
   std::unique_ptr<Workspace> ws_;

@@ -14,6 +14,15 @@
 
 namespace whale {
 
+namespace {
+void clamp_swiglu_inputs(float* gate, float* up, int64_t n, float limit) {
+  for (int64_t i = 0; i < n; ++i) {
+    gate[i] = std::min(gate[i], limit);
+    up[i] = std::clamp(up[i], -limit, limit);
+  }
+}
+}  // namespace
+
 void Model::dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float* out, Workspace& ws) {
   const int64_t inter = w.gate_proj.rows;
   matmul_batch({{&w.gate_proj, x, n_tok, ws.gate.data()}, {&w.up_proj, x, n_tok, ws.up.data()}}, pool_);  // [n, inter]
@@ -21,13 +30,17 @@ void Model::dense_ffn(const MLPWeights& w, const float* x, int64_t n_tok, float*
   matmul(w.down_proj, ws.gate.data(), n_tok, out, pool_);  // [n, hidden]
 }
 
-void Model::moe(const MoEWeights& M, const Router& router, int64_t T, Workspace& ws) {
+void Model::moe(const MoEWeights& M, const Router& router, const Batch& batch, Workspace& ws) {
   const ModelConfig& c = config_;
+  const int64_t T = int64_t(batch.tokens.size());
   const int64_t D = c.hidden_size, E = c.n_routed_experts, K = c.num_experts_per_tok, I = c.moe_intermediate_size;
 
   matmul(M.gate, ws.xn.data(), T, ws.router_logits.data(), pool_);  // [T, E]
-  for (int64_t t = 0; t < T; ++t)
-    router.route(&ws.router_logits[size_t(t * E)], &ws.topk_idx[size_t(t * K)], &ws.topk_weight[size_t(t * K)]);
+  for (int64_t t = 0; t < T; ++t) {
+    // V4 hash layers: the experts of the input token, fixed (tid2eid); the gate only weights them.
+    const int32_t* fixed = M.tid2eid.empty() ? nullptr : &M.tid2eid[size_t(batch.tokens[size_t(t)]) * size_t(K)];
+    router.route(&ws.router_logits[size_t(t * E)], &ws.topk_idx[size_t(t * K)], &ws.topk_weight[size_t(t * K)], fixed);
+  }
 
   std::vector<std::vector<int64_t>> routed(static_cast<size_t>(E));  // expert -> entries t·K + k
   for (int64_t i = 0; i < T * K; ++i) routed[size_t(ws.topk_idx[size_t(i)])].push_back(i);
@@ -66,6 +79,10 @@ void Model::moe(const MoEWeights& M, const Router& router, int64_t T, Workspace&
       down.push_back({&s.down_proj, ws.gate.data(), T, ws.shared_out.data()});  // [T, D]
     }
     matmul_batch(gate_up, pool_);
+    if (c.swiglu_limit > 0) {  // V4: gate clamped from above, up on both sides, shared experts too
+      clamp_swiglu_inputs(ws.expert_gate.data(), ws.expert_up.data(), rows * I, float(c.swiglu_limit));
+      if (with_shared) clamp_swiglu_inputs(ws.gate.data(), ws.up.data(), T * s.gate_proj.rows, float(c.swiglu_limit));
+    }
     swiglu_forward(ws.expert_gate.data(), ws.expert_up.data(), rows * I, ws.expert_gate.data(), pool_);
     if (with_shared) swiglu_forward(ws.gate.data(), ws.up.data(), T * s.gate_proj.rows, ws.gate.data(), pool_);
     matmul_batch(down, pool_);

@@ -10,18 +10,25 @@ double yarn_mscale(double factor, double mscale) {
   return 0.1 * mscale * std::log(factor) + 1.0;
 }
 
-Rope::Rope(const ModelConfig& c) {
-  const int64_t dim = c.qk_rope_head_dim, half = dim / 2;
-  const double base = c.rope_theta;
+Rope::Rope(const ModelConfig& c) : Rope(c.qk_rope_head_dim, c.rope_theta, c.yarn) {
+  double scale = 1.0 / std::sqrt(double(c.qk_head_dim()));
+  if (c.yarn.enabled && c.yarn.mscale_all_dim != 0) {
+    const double m = yarn_mscale(c.yarn.factor, c.yarn.mscale_all_dim);
+    scale *= m * m;
+  }
+  softmax_scale = float(scale);
+}
+
+Rope::Rope(int64_t dim, double base, const YarnConfig& yarn) {
+  const int64_t half = dim / 2;
   inv_freq.resize(size_t(half));
   // theta^(2i/d) in float32, as torch evaluates `base ** (arange(0, d, 2).float() / d)`.
   auto pos_freq = [&](int64_t i) { return float(std::pow(base, double(float(2 * i) / float(dim)))); };
-  double scale = 1.0 / std::sqrt(double(c.qk_head_dim()));
 
-  if (!c.yarn.enabled) {
+  if (!yarn.enabled) {
     for (int64_t i = 0; i < half; ++i) inv_freq[size_t(i)] = 1.0f / pos_freq(i);
   } else {
-    const YarnConfig& y = c.yarn;
+    const YarnConfig& y = yarn;
     const double L = double(y.original_max_position_embeddings);
     auto correction_dim = [&](double rotations) {
       return double(dim) * std::log(L / (rotations * 2 * M_PI)) / (2 * std::log(base));
@@ -45,12 +52,7 @@ Rope::Rope(const ModelConfig& c) {
     else if (y.mscale != 0 && y.mscale_all_dim != 0)
       attention_factor = float(yarn_mscale(y.factor, y.mscale) / yarn_mscale(y.factor, y.mscale_all_dim));
     else attention_factor = float(yarn_mscale(y.factor, 1.0));
-    if (y.mscale_all_dim != 0) {
-      const double m = yarn_mscale(y.factor, y.mscale_all_dim);
-      scale *= m * m;
-    }
   }
-  softmax_scale = float(scale);
 }
 
 void Rope::angles(int64_t pos, float* cos_out, float* sin_out) const {

@@ -18,7 +18,8 @@ struct Rope {
   float attention_factor = 1.0f;
   float softmax_scale = 1.0f;
 
-  explicit Rope(const ModelConfig& c);
+  explicit Rope(const ModelConfig& c);  // MLA's: qk_rope_head_dim, rope_theta, yarn, and its softmax scale
+  Rope(int64_t dim, double theta, const YarnConfig& yarn);  // any rotary width and base (softmax_scale 1)
   int64_t n_pairs() const { return int64_t(inv_freq.size()); }
   // cos/sin for one position, n_pairs values each.
   void angles(int64_t pos, float* cos_out, float* sin_out) const;

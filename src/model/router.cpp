@@ -25,7 +25,7 @@ std::vector<int32_t> top_indices(const std::vector<float>& v, int64_t k) {
 }
 }  // namespace
 
-void Router::route(const float* logits, int32_t* idx, float* weight) const {
+void Router::route(const float* logits, int32_t* idx, float* weight, const int32_t* fixed) const {
   const size_t E = size_t(n_experts_);
   std::vector<float> scores(logits, logits + E);
   if (scoring_ == ScoringFunc::Softmax) {
@@ -33,8 +33,21 @@ void Router::route(const float* logits, int32_t* idx, float* weight) const {
     double sum = 0;
     for (float& s : scores) sum += (s = std::exp(s - mx));
     for (float& s : scores) s = float(s / sum);
-  } else {
+  } else if (scoring_ == ScoringFunc::Sigmoid) {
     for (float& s : scores) s = 1.0f / (1.0f + std::exp(-s));
+  } else {  // sqrt(softplus), softplus as torch computes it (linear above 20)
+    for (float& s : scores) s = std::sqrt(s > 20.0f ? s : std::log1p(std::exp(s)));
+  }
+  if (fixed) {
+    std::vector<int32_t> chosen(fixed, fixed + top_k_);
+    std::sort(chosen.begin(), chosen.end());
+    float sum = 0;
+    for (int64_t k = 0; k < top_k_; ++k) sum += (weight[k] = scores[size_t(idx[k] = chosen[size_t(k)])]);
+    for (int64_t k = 0; k < top_k_; ++k) {
+      if (norm_topk_prob_) weight[k] /= sum + 1e-20f;
+      weight[k] *= routed_scaling_factor_;
+    }
+    return;
   }
 
   std::vector<float> choice = scores;

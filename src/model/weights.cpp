@@ -35,13 +35,12 @@ class Binder {
       w.block_cols = config_.fp8_block_cols;
       const int64_t sr = (rows + w.block_rows - 1) / w.block_rows;
       w.scale_cols = (cols + w.block_cols - 1) / w.block_cols;
-      std::string scale_name = name;
-      if (scale_name.size() > 7 && scale_name.compare(scale_name.size() - 7, 7, ".weight") == 0)
-        scale_name += "_scale_inv";
-      else
-        scale_name += ".weight_scale_inv";
+      // V3-style `<name>_scale_inv` (F32), or V4-style `<module>.scale` (F8_E8M0).
+      const bool has_suffix = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+      std::string scale_name = has_suffix ? name + "_scale_inv" : name + ".weight_scale_inv";
       const TensorRef* s = tensors_.find(scale_name);
-      if (!s) fail(t.file, ": FP8 tensor '", name, "' has no '", scale_name, "'");
+      if (!s && has_suffix) s = tensors_.find(name.substr(0, name.size() - 7) + ".scale");
+      if (!s) fail(t.file, ": FP8 tensor '", name, "' has no '", scale_name, "' (or '.scale')");
       expect_shape(*s, {sr, w.scale_cols});
       w.scale = floats(*s);
     }
@@ -133,6 +132,90 @@ class Binder {
     return L;
   }
 
+  // DeepSeek-V4 layer N (released names): mHC sites, shared-KV attention with its compressor
+  // and indexer per layer type, MoE with hash or score routing.
+  LayerWeights v4_layer(const std::string& p, int64_t index) {
+    const ModelConfig& c = config_;
+    const int64_t D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim;
+    LayerWeights L;
+    L.input_layernorm = vector(p + ".attn_norm.weight", D);
+    L.post_attention_layernorm = vector(p + ".ffn_norm.weight", D);
+    L.hc_attn = hyper(p + ".hc_attn", c.hc_mult, D);
+    L.hc_ffn = hyper(p + ".hc_ffn", c.hc_mult, D);
+    AttentionWeights& A = L.attn;
+    SharedKVWeights& V = A.v4;
+    const std::string a = p + ".attn";
+    A.q_a_proj = matrix(a + ".wq_a.weight", c.q_lora_rank, D);
+    A.q_a_layernorm = vector(a + ".q_norm.weight", c.q_lora_rank);
+    A.q_b_proj = matrix(a + ".wq_b.weight", H * hd, c.q_lora_rank);
+    V.wkv = matrix(a + ".wkv.weight", hd, D);
+    V.kv_norm = vector(a + ".kv_norm.weight", hd);
+    V.wo_a = matrix(a + ".wo_a.weight", c.o_groups * c.o_lora_rank, H * hd / c.o_groups);
+    V.wo_b = matrix(a + ".wo_b.weight", D, c.o_groups * c.o_lora_rank);
+    V.attn_sink = vector(a + ".attn_sink", H);
+    const LayerAttention type = c.attention_of(index);
+    const int64_t m = c.compress_rate(type);
+    if (m > 0) {
+      const int64_t coff = type == LayerAttention::CSA ? 2 : 1;
+      V.compressor = compressor(a + ".compressor", m, coff, hd);
+      if (type == LayerAttention::CSA) {
+        V.index_wq_b = matrix(a + ".indexer.wq_b.weight", c.index_n_heads * c.index_head_dim, c.q_lora_rank);
+        V.index_weights_proj = matrix(a + ".indexer.weights_proj.weight", c.index_n_heads, D);
+        V.index_compressor = compressor(a + ".indexer.compressor", m, 2, c.index_head_dim);
+      }
+    }
+    L.is_moe = true;
+    MoEWeights& M = L.moe;
+    const std::string f = p + ".ffn";
+    M.gate = matrix(f + ".gate.weight", c.n_routed_experts, D);
+    if (index < c.num_hash_layers) M.tid2eid = table(f + ".gate.tid2eid", c.vocab_size, c.num_experts_per_tok, c.n_routed_experts);
+    else M.e_score_correction_bias = vector(f + ".gate.bias", c.n_routed_experts);
+    M.experts.reserve(size_t(c.n_routed_experts));
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) M.experts.push_back(v4_mlp(f + ".experts." + std::to_string(e), D, c.moe_intermediate_size));
+    if (c.n_shared_experts > 0) M.shared_experts = v4_mlp(f + ".shared_experts", D, c.moe_intermediate_size * c.n_shared_experts);
+    return L;
+  }
+
+  CompressorWeights compressor(const std::string& p, int64_t m, int64_t coff, int64_t d) {
+    CompressorWeights w;
+    w.wkv = matrix(p + ".wkv.weight", coff * d, config_.hidden_size);
+    w.wgate = matrix(p + ".wgate.weight", coff * d, config_.hidden_size);
+    const TensorRef& ape = tensors_.get(p + ".ape");
+    expect_shape(ape, {m, coff * d});
+    w.ape = to_f32(ape);
+    w.norm = vector(p + ".norm.weight", d);
+    return w;
+  }
+
+  MLPWeights v4_mlp(const std::string& p, int64_t hidden, int64_t inter) {  // w1 gate, w3 up, w2 down
+    MLPWeights m;
+    m.gate_proj = matrix(p + ".w1.weight", inter, hidden);
+    m.up_proj = matrix(p + ".w3.weight", inter, hidden);
+    m.down_proj = matrix(p + ".w2.weight", hidden, inter);
+    return m;
+  }
+
+  // An integer table [rows, cols] whose entries must lie in [0, limit).
+  std::vector<int32_t> table(const std::string& name, int64_t rows, int64_t cols, int64_t limit) {
+    const TensorRef& t = tensors_.get(name);
+    expect_shape(t, {rows, cols});
+    if (t.dtype != DType::I64 && t.dtype != DType::I32)
+      fail(t.file, ": tensor '", name, "' has dtype ", dtype_name(t.dtype), ", expected I64 or I32");
+    std::vector<int32_t> out(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < out.size(); ++i) {
+      int64_t v;
+      if (t.dtype == DType::I64) std::memcpy(&v, t.data + i * 8, 8);
+      else {
+        int32_t w;
+        std::memcpy(&w, t.data + i * 4, 4);
+        v = w;
+      }
+      if (v < 0 || v >= limit) fail(t.file, ": tensor '", name, "' entry ", i, " is ", v, ", outside [0, ", limit, ")");
+      out[i] = int32_t(v);
+    }
+    return out;
+  }
+
   MLPWeights mlp(const std::string& prefix, int64_t hidden, int64_t inter) {
     MLPWeights m;
     m.gate_proj = matrix(prefix + ".gate_proj.weight", inter, hidden);
@@ -186,6 +269,15 @@ std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const Mo
   auto w = std::make_unique<ModelWeights>();
   Binder b(tensors, c, *w);
   const int64_t D = c.hidden_size;
+  if (c.shared_kv()) {  // DeepSeek-V4, released names
+    w->embed_tokens = b.matrix("embed.weight", c.vocab_size, D);
+    w->layers.reserve(size_t(c.num_hidden_layers));
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) w->layers.push_back(b.v4_layer("layers." + std::to_string(l), l));
+    w->hc_head = b.hyper_head("hc_head", c.hc_mult, D);
+    w->norm = b.vector("norm.weight", D);
+    w->lm_head = b.matrix("head.weight", c.vocab_size, D);
+    return w;  // the MTP module (mtp.0.*) is not bound yet
+  }
 
   w->embed_tokens = b.matrix("model.embed_tokens.weight", c.vocab_size, D);
   w->layers.reserve(size_t(c.num_hidden_layers));

@@ -26,6 +26,30 @@ struct IndexerWeights {        // DeepSeek Sparse Attention's lightning indexer 
   bool empty() const { return wq_b.empty(); }
 };
 
+// DeepSeek-V4's compressor: per token kv = wkv x and gate = wgate x + ape[pos % m]; a window
+// of m tokens (CSA: two overlapping halves, 2m) becomes one entry: Σ softmax(gate) ⊙ kv per
+// channel, then `norm`. coff = 2 for CSA (the previous window's half and the current one's).
+struct CompressorWeights {
+  Weight wkv, wgate;            // [coff·d, hidden]
+  std::vector<float> ape;       // [m, coff·d]
+  std::vector<float> norm;      // [d]
+  bool empty() const { return wkv.empty(); }
+};
+
+// DeepSeek-V4's shared-KV attention (released names layers.N.attn.*), beside the query path
+// it shares with MLA (q_a_proj = wq_a, q_a_layernorm = q_norm, q_b_proj = wq_b).
+struct SharedKVWeights {
+  Weight wkv;                     // [head_dim, hidden]   the one key = value vector
+  std::vector<float> kv_norm;     // [head_dim]
+  Weight wo_a;                    // [o_groups·o_lora_rank, H·head_dim / o_groups]   per group
+  Weight wo_b;                    // [hidden, o_groups·o_lora_rank]
+  std::vector<float> attn_sink;   // [H] a logit per head with a zero value
+  CompressorWeights compressor;   // CSA and HCA layers
+  Weight index_wq_b;              // [index_n_heads·index_head_dim, q_lora_rank]   CSA only
+  Weight index_weights_proj;      // [index_n_heads, hidden]
+  CompressorWeights index_compressor;  // d = index_head_dim
+};
+
 struct AttentionWeights {      // Multi-head Latent Attention
   Weight q_proj;               // [H·qk_head_dim, hidden]            (only without q LoRA)
   Weight q_a_proj;             // [q_lora_rank, hidden]              (only with q LoRA)
@@ -39,6 +63,7 @@ struct AttentionWeights {      // Multi-head Latent Attention
   Weight v_b_proj;             // [H·v_head_dim, kv_lora_rank]        per head W_UV
   Weight o_proj;               // [hidden, H·v_head_dim]
   IndexerWeights indexer;      // V3.2 only
+  SharedKVWeights v4;          // DeepSeek-V4 only
 };
 
 struct MoEWeights {
@@ -46,6 +71,7 @@ struct MoEWeights {
   std::vector<float> e_score_correction_bias;   // [n_routed_experts]; empty if absent
   std::vector<MLPWeights> experts;              // n_routed_experts × [moe_inter, hidden] ...
   MLPWeights shared_experts;                    // [n_shared·moe_inter, hidden]; empty if none
+  std::vector<int32_t> tid2eid;                 // V4 hash layers: [vocab, top_k] experts by token id
 };
 
 // One mHC site (DeepSeek-V4 names: hc_attn_* / hc_ffn_*), n = hc_mult.
@@ -97,7 +123,8 @@ struct ModelWeights {
   size_t weight_bytes = 0;      // bytes of all bound matrices
 };
 
-// Binds the standard Hugging Face names (model.layers.N.self_attn.q_a_proj.weight, ...).
+// Binds the standard Hugging Face names (model.layers.N.self_attn.q_a_proj.weight, ...), or
+// for DeepSeek-V4 the released names (embed.weight, layers.N.attn.wq_a.weight, ...).
 std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const ModelConfig& config);
 
 }  // namespace whale

@@ -27,6 +27,9 @@ struct Model::Workspace {
   std::vector<float> kva;     // [T, kv_lora_rank + qk_rope_head_dim]   c_kv, then k_pe
   std::vector<float> attn;    // [T, H, v_head_dim]
   std::vector<float> iq, ik, iw;  // lightning indexer: [T, index_n_heads, index_head_dim], [T, index_head_dim], [T, index_n_heads]
+  std::vector<float> ccos, csin;  // V4: [T, qk_rope_head_dim / 2] angles of the compress RoPE
+  std::vector<float> state;       // V4: [T, compressor state] the compressors' per-token inputs
+  std::vector<float> z;           // V4: [T, o_groups · o_lora_rank] grouped output
   std::vector<float> cos, sin;  // [T, qk_rope_head_dim / 2]
   std::vector<float> gate, up;  // [T, intermediate] SwiGLU halves
   std::vector<float> router_logits;  // [T, n_routed_experts]
@@ -45,9 +48,15 @@ struct Model::Workspace {
     xn.resize(size_t(T * D));
     out.resize(size_t(T * D));
     cq.resize(size_t(T * c.q_lora_rank));
-    q.resize(size_t(T * H * c.qk_head_dim()));
-    kva.resize(size_t(T * c.kv_cache_dim()));
-    attn.resize(size_t(T * H * c.v_head_dim));
+    q.resize(size_t(T * H * std::max(c.qk_head_dim(), c.head_dim)));
+    kva.resize(size_t(T * std::max(c.kv_cache_dim(), c.head_dim)));
+    attn.resize(size_t(T * H * std::max(c.v_head_dim, c.head_dim)));
+    if (c.shared_kv()) {
+      ccos.resize(size_t(T * c.qk_rope_head_dim / 2));
+      csin.resize(size_t(T * c.qk_rope_head_dim / 2));
+      state.resize(size_t(T * (4 * c.head_dim + 4 * c.index_head_dim)));
+      z.resize(size_t(T * c.o_groups * c.o_lora_rank));
+    }
     iq.resize(size_t(T * c.index_n_heads * c.index_head_dim));
     ik.resize(size_t(T * c.index_head_dim));
     iw.resize(size_t(T * c.index_n_heads));

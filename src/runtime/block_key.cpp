@@ -22,6 +22,7 @@ BlockKey cache_root(const Digest& model_identity, const std::vector<CacheGroupSp
   for (const CacheGroupSpec& g : groups) {
     h.update(g.kind).update_u64(g.kind.size());
     h.update_u64(uint64_t(g.n_layers)).update_u64(uint64_t(g.dim)).update("f32");
+    if (g.stride != 1) h.update("stride").update_u64(uint64_t(g.stride));
   }
   return h.finish();
 }
@@ -69,6 +70,14 @@ std::string config_fingerprint(const ModelConfig& c) {
     << c.routed_scaling_factor << '|' << c.first_k_dense_replace << '|' << c.moe_layer_freq << '|' << c.fp8 << '|'
     << c.fp8_block_rows << '|' << c.fp8_block_cols << '|' << c.fp8_ue8m0 << '|' << c.hc_mult << '|'
     << c.hc_sinkhorn_iters << '|' << c.hc_eps << '|' << c.num_nextn_predict_layers;
+  if (c.sparse_attention() || c.shared_kv())  // V3.2 / V4: the indexer, layer types and the rest
+    s << "|idx" << c.index_n_heads << '|' << c.index_head_dim << '|' << c.index_topk;
+  if (c.shared_kv()) {
+    s << "|v4" << c.head_dim << '|' << c.sliding_window << '|' << c.o_groups << '|' << c.o_lora_rank << '|'
+      << c.compress_rate_csa << '|' << c.compress_rate_hca << '|' << c.compress_rope_theta << '|' << c.swiglu_limit << '|'
+      << c.num_hash_layers << '|';
+    for (LayerAttention a : c.layer_attention) s << to_string(a) << ',';
+  }
   return s.str();
 }
 
