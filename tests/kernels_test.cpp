@@ -52,8 +52,15 @@ Matrix make_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
   m.w.dtype = t;
   m.w.rows = rows;
   m.w.cols = cols;
-  m.data.resize(size_t(rows * cols) * dtype_size(t));
+  m.data.resize(t == DType::F4_E2M1 ? size_t(rows * cols / 2) : size_t(rows * cols) * dtype_size(t));
   m.real.resize(size_t(rows * cols));
+  if (t == DType::F4_E2M1) {  // DeepSeek-V4's experts: a power-of-two scale per 32 values of a row
+    m.w.block_rows = 1;
+    m.w.block_cols = 32;
+    m.w.scale_cols = cols / 32;
+    m.scale.resize(size_t(rows * m.w.scale_cols));
+    for (auto& s : m.scale) s = std::ldexp(1.0f, int(std::lround(nd(rng) * 3)) - 3);
+  }
   if (t == DType::F8_E4M3) {
     m.w.scale_cols = (cols + 127) / 128;
     m.scale.resize(size_t(((rows + 127) / 128) * m.w.scale_cols));
@@ -67,6 +74,12 @@ Matrix make_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
         case DType::F32: std::memcpy(&m.data[4 * i], &v, 4); m.real[i] = v; break;
         case DType::BF16: { uint16_t h = f32_to_bf16(v); std::memcpy(&m.data[2 * i], &h, 2); m.real[i] = bf16_to_f32(h); break; }
         case DType::F16: { uint16_t h = f32_to_f16(v); std::memcpy(&m.data[2 * i], &h, 2); m.real[i] = f16_to_f32(h); break; }
+        case DType::F4_E2M1: {
+          const uint8_t code = uint8_t(std::uniform_int_distribution<int>(0, 15)(rng));
+          m.data[i / 2] = uint8_t(m.data[i / 2] | (code << (4 * (i % 2))));
+          m.real[i] = double(fp4_e2m1_to_f32(code)) * m.scale[size_t(r * m.w.scale_cols + c / 32)];
+          break;
+        }
         case DType::F8_E4M3: {
           uint8_t q = f32_to_fp8_e4m3(v * 50);
           m.data[i] = q;
@@ -86,7 +99,8 @@ class MatmulTest : public ::testing::TestWithParam<DType> {};
 TEST_P(MatmulTest, MatchesDoubleReferenceAndIsBatchInvariant) {
   std::mt19937 rng(42);
   ThreadPool pool(2);
-  const int64_t rows = 200, cols = 300, T = 5;  // partial FP8 tiles in both directions
+  // Partial FP8 tiles in both directions; FP4 rows are whole blocks of 32.
+  const int64_t rows = 200, cols = GetParam() == DType::F4_E2M1 ? 320 : 300, T = 5;
   Matrix m = make_matrix(GetParam(), rows, cols, rng);
   std::normal_distribution<float> nd;
   std::vector<float> x(static_cast<size_t>(T * cols));
@@ -135,7 +149,8 @@ TEST_P(MatmulTest, SimdMatchesScalarReference) {
   std::mt19937 rng(7);
   ThreadPool pool(2);
   std::printf("SIMD target: %s\n", simd_target_name());
-  for (int64_t cols : {1, 3, 15, 16, 17, 31, 64, 65, 127, 128, 129, 257, 1000}) {
+  for (int64_t cols : {1, 3, 15, 16, 17, 31, 32, 64, 65, 96, 127, 128, 129, 160, 257, 1000}) {
+    if (GetParam() == DType::F4_E2M1 && cols % 32) continue;
     Matrix m = make_matrix(GetParam(), 37, cols, rng);
     for (int64_t T : {1, 2, 3, 4, 5, 9}) {
       std::normal_distribution<float> nd;
@@ -153,7 +168,7 @@ TEST_P(MatmulTest, SimdMatchesScalarReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, MatmulTest, ::testing::Values(DType::F32, DType::BF16, DType::F16, DType::F8_E4M3),
+INSTANTIATE_TEST_SUITE_P(Types, MatmulTest, ::testing::Values(DType::F32, DType::BF16, DType::F16, DType::F8_E4M3, DType::F4_E2M1),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(Ops, RmsnormSoftmaxRope) {

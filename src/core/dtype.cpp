@@ -18,7 +18,7 @@ constexpr DTypeEntry kDTypes[] = {
     {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1}, {DType::F64, "F64", 8},
     {DType::I64, "I64", 8},        {DType::I32, "I32", 4},         {DType::I16, "I16", 2},
     {DType::I8, "I8", 1},          {DType::U8, "U8", 1},           {DType::BOOL, "BOOL", 1},
-    {DType::E8M0, "F8_E8M0", 1},
+    {DType::E8M0, "F8_E8M0", 1},      {DType::F4_E2M1, "F4_E2M1", 0},
     {DType::Q8_0, "Q8_0", 0}, {DType::Q4_0, "Q4_0", 0}, {DType::Q5_0, "Q5_0", 0}, {DType::Q4_K, "Q4_K", 0}, {DType::Q6_K, "Q6_K", 0},
 };
 
@@ -34,6 +34,7 @@ int64_t dtype_block_elems(DType t) {
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: return 32;
     case DType::Q4_K: case DType::Q6_K: return 256;
+    case DType::F4_E2M1: return 2;
     default: return 1;
   }
 }
@@ -45,6 +46,7 @@ int64_t dtype_block_bytes(DType t) {
     case DType::Q5_0: return 22;
     case DType::Q4_K: return 144;
     case DType::Q6_K: return 210;
+    case DType::F4_E2M1: return 1;
     default: return int64_t(dtype_size(t));
   }
 }

@@ -13,6 +13,9 @@ namespace whale {
 enum class DType : uint8_t {
   F32, F16, BF16, F8_E4M3, F8_E5M2, F64, I64, I32, I16, I8, U8, BOOL,
   E8M0,  // unsigned power-of-two exponent (UE8M0 scales)
+  // float4 e2m1, two per byte (element 2k in the low nibble): DeepSeek-V4's FP4 experts, with a
+  // power-of-two scale per 32 values kept beside them. Stored as I8 in safetensors.
+  F4_E2M1,
   // GGUF block-quantized types (llama.cpp's ggml formats): a row is a whole number of blocks.
   Q8_0,  // 32 values: f16 scale + 32 int8                        (34 bytes)
   Q4_K,  // 256 values: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles (144)
@@ -34,6 +37,14 @@ std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string ("BF16", "F8_E4M3", ...); returns false if unknown.
 bool dtype_from_safetensors(std::string_view s, DType* out);
 size_t dtype_size(DType t);  // bytes per element
+
+// float4 e2m1 code (sign bit 3, exponent bits 2-1, mantissa bit 0) as f16 bits: 2^-14 times
+// its value {0, .5, 1, 1.5, 2, 3, 4, 6} (the magnitude bits land in the f16 exponent's low bits).
+inline uint16_t fp4_e2m1_f16_bits(uint8_t code) { return uint16_t(((code & 7) << 9) | ((code & 8) << 12)); }
+inline float fp4_e2m1_to_f32(uint8_t code) {
+  constexpr float kMag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  return (code & 8) ? -kMag[code & 7] : kMag[code & 7];
+}
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;

@@ -68,6 +68,25 @@ struct RowFP8 {
   float at(size_t i) const { return fp8_e4m3_to_f32(p[i]) * (1.0f / 256.0f); }
 };
 
+// e2m1 -> f16 bits (dtype.h): 2^-14 times the value, folded into the block scale like FP8's.
+// Two codes per byte, element 2k in the low nibble; rows start at a block of 32, so c is even.
+struct RowFP4 {
+  const uint8_t* p;
+  HWY_INLINE VF operator()(DF d, size_t c) const {
+    const hn::Rebind<uint16_t, DF> d16;
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    HWY_ALIGN uint16_t bits[HWY_MAX_BYTES / sizeof(float)];
+    const size_t N = hn::Lanes(d);
+    for (size_t i = 0; i < N; i += 2) {
+      const uint8_t b = p[(c + i) / 2];
+      bits[i] = fp4_e2m1_f16_bits(b & 15);
+      bits[i + 1] = fp4_e2m1_f16_bits(b >> 4);
+    }
+    return hn::PromoteTo(d, hn::BitCast(dh, hn::Load(d16, bits)));
+  }
+  float at(size_t i) const { return fp4_e2m1_to_f32((p[i / 2] >> (4 * (i % 2))) & 15) * (1.0f / 16384.0f); }
+};
+
 // acc[t][u] += row[c] · x_t[c] over columns [c0, c1): full groups of 4 vectors go to the four
 // accumulators u (independent chains, so loads and FMAs overlap), remaining full vectors and
 // the zero-padded tail to acc[t][0]. One row at a time keeps the weights a single sequential
@@ -182,6 +201,8 @@ void GemmRows(const GemmArgs& a) {
       return gemm<RowF16>(a, [&](int64_t r) { return RowF16{reinterpret_cast<const hwy::float16_t*>(base + size_t(r) * rb)}; });
     case DType::F8_E4M3:
       return gemm<RowFP8>(a, [&](int64_t r) { return RowFP8{base + size_t(r) * rb}; });
+    case DType::F4_E2M1:
+      return gemm<RowFP4>(a, [&](int64_t r) { return RowFP4{base + size_t(r) * rb}; });
     default: return;
   }
 }

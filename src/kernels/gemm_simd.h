@@ -11,7 +11,7 @@ namespace whale {
 
 // y[t * ldy + (r - r0)] = Σ_c W[r][c] · x[t * ldx + c], r in [r0, r1), t in [0, n_tok).
 struct GemmArgs {
-  DType dtype;              // F32, BF16, F16 or F8_E4M3
+  DType dtype;              // F32, BF16, F16, F8_E4M3 or F4_E2M1
   const uint8_t* data;      // row-major weights
   size_t row_bytes;
   int64_t cols;
@@ -23,7 +23,7 @@ struct GemmArgs {
   // FP8 block scales (nullptr otherwise): W_real = W · scale[(r / block_rows) · scale_cols + c / block_cols]
   const float* scale = nullptr;
   int64_t block_rows = 128, block_cols = 128, scale_cols = 0;
-  float scale_factor = 1.0f;  // FP8: 256, undoing the e4m3 -> f16 exponent shift
+  float scale_factor = 1.0f;  // FP8: 256, FP4: 2^14, undoing the e4m3 / e2m1 -> f16 exponent shift
 };
 
 void gemm_rows_simd(const GemmArgs& args);

@@ -35,6 +35,11 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
       for (int64_t c = 0; c < w.cols; ++c) out[c] = fp8_e4m3_to_f32(p[c]) * s[c / w.block_cols];
       return;
     }
+    case DType::F4_E2M1: {
+      const float* s = w.scale + (r / w.block_rows) * w.scale_cols;
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = fp4_e2m1_to_f32((p[c / 2] >> (4 * (c % 2))) & 15) * s[c / w.block_cols];
+      return;
+    }
     case DType::Q8_0: dequantize_q8_0(reinterpret_cast<const BlockQ8_0*>(p), w.cols, out); return;
     case DType::Q4_0: dequantize_q4_0(reinterpret_cast<const BlockQ4_0*>(p), w.cols, out); return;
     case DType::Q5_0: dequantize_q5_0(reinterpret_cast<const BlockQ5_0*>(p), w.cols, out); return;
@@ -51,16 +56,16 @@ constexpr int64_t kRowsPerTask = 16;
 GemmArgs gemm_args(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx, int64_t n_tok, float* y,
                    int64_t ldy) {
   switch (w.dtype) {
-    case DType::F32: case DType::BF16: case DType::F16: case DType::F8_E4M3: break;
+    case DType::F32: case DType::BF16: case DType::F16: case DType::F8_E4M3: case DType::F4_E2M1: break;
     default: fail("matmul: unsupported weight type ", dtype_name(w.dtype));
   }
   GemmArgs a{w.dtype, w.data, w.row_bytes(), w.cols, r0, r1, x, ldx, n_tok, y, ldy};
-  if (w.dtype == DType::F8_E4M3) {
+  if (w.dtype == DType::F8_E4M3 || w.dtype == DType::F4_E2M1) {
     a.scale = w.scale;
     a.block_rows = w.block_rows;
     a.block_cols = w.block_cols;
     a.scale_cols = w.scale_cols;
-    a.scale_factor = 256.0f;
+    a.scale_factor = w.dtype == DType::F8_E4M3 ? 256.0f : 16384.0f;  // the f16 exponent shifts
   }
   return a;
 }

@@ -43,6 +43,20 @@ float dot_fp8(const Weight& w, int64_t r, const float* x) {
   return sum;
 }
 
+float dot_fp4(const Weight& w, int64_t r, const float* x) {
+  const uint8_t* q = w.row(r);
+  const float* s = w.scale + (r / w.block_rows) * w.scale_cols;
+  float sum = 0;
+  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b) {
+    const int64_t n = std::min(w.block_cols, w.cols - c0);
+    sum += s[b] * dot_lanes(n, x + c0, [q, c0](int64_t i) {
+      const int64_t c = c0 + i;
+      return fp4_e2m1_to_f32((q[c / 2] >> (4 * (c % 2))) & 15);
+    });
+  }
+  return sum;
+}
+
 }  // namespace
 
 float dot_row(const Weight& w, int64_t r, const float* x) {
@@ -51,6 +65,7 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
     case DType::BF16: return dot_bf16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
     case DType::F16: return dot_f16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
     case DType::F8_E4M3: return dot_fp8(w, r, x);
+    case DType::F4_E2M1: return dot_fp4(w, r, x);
     case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: {
       std::vector<ActQ8> a(static_cast<size_t>(w.cols / 32));
       quantize_act(x, w.cols, act_scale_span(w.dtype), a.data());

@@ -10,10 +10,10 @@
 namespace whale {
 
 struct Weight {
-  DType dtype = DType::F32;  // F32, F16, BF16 or F8_E4M3
+  DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3 or F4_E2M1
   int64_t rows = 0, cols = 0;
   const uint8_t* data = nullptr;  // row-major, rows * cols elements
-  // FP8 only: one f32 scale per [block_rows x block_cols] tile ("weight_scale_inv"),
+  // FP8 and FP4: one f32 scale per [block_rows x block_cols] tile ("weight_scale_inv"; FP4: 1 x 32),
   // W_real[r][c] = W[r][c] * scale[(r / block_rows) * scale_cols + c / block_cols].
   // Edge tiles may be smaller than the block.
   const float* scale = nullptr;

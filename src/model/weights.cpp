@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -15,6 +16,7 @@ class Binder {
   // A linear weight [rows, cols]; FP8 weights bring their `weight_scale_inv` tiles.
   Weight matrix(const std::string& name, int64_t rows, int64_t cols) {
     const TensorRef& t = tensors_.get(name);
+    if (t.dtype == DType::I8 && t.shape == std::vector<int64_t>{rows, cols / 2} && cols % 32 == 0) return fp4(t, rows, cols);
     expect_shape(t, {rows, cols});
     Weight w;
     w.dtype = t.dtype;
@@ -44,6 +46,29 @@ class Binder {
       expect_shape(*s, {sr, w.scale_cols});
       w.scale = floats(*s);
     }
+    out_.weight_bytes += w.bytes();
+    return w;
+  }
+
+  // DeepSeek-V4's FP4 experts: I8 [rows, cols/2], element 2c in the low nibble of byte c and
+  // 2c+1 in the high one (e2m1), with an F8_E8M0 `.scale` [rows, cols/32]. Used as stored (the
+  // kernels read e2m1 directly); only the scales become float32.
+  Weight fp4(const TensorRef& t, int64_t rows, int64_t cols) {
+    const std::string& name = t.name;
+    const std::string scale_name = name.substr(0, name.size() - (name.ends_with(".weight") ? 7 : 0)) + ".scale";
+    const TensorRef* s = tensors_.find(scale_name);
+    if (!s) fail(t.file, ": FP4 tensor '", name, "' has no '", scale_name, "'");
+    expect_shape(*s, {rows, cols / 32});
+    if (s->dtype != DType::E8M0) fail(s->file, ": FP4 scale '", scale_name, "' has dtype ", dtype_name(s->dtype), ", expected F8_E8M0");
+    Weight w;
+    w.dtype = DType::F4_E2M1;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = t.data;
+    w.block_rows = 1;
+    w.block_cols = 32;
+    w.scale_cols = cols / 32;
+    w.scale = floats(*s);
     out_.weight_bytes += w.bytes();
     return w;
   }

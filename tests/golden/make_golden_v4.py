@@ -9,6 +9,22 @@ DeepseekV4ForCausalLM (float32, CPU, eager), which loads that layout through its
 mapping, for every position of a few sequences, and the residual streams after every layer
 for the first sequence. This is whale's float numerics (--numerics float).
 
+`expected_official.json`: the same with the roundings DeepSeek's official V4 inference code
+applies in the graph (whale's default, --numerics official), added to transformers by hooks:
+  1. the sliding-window kv and every compressed entry: their non-RoPE dims rounded to FP8 e4m3,
+     one power-of-two scale per 64 values (RoPE touches only the last dims, so rounding before
+     or after it is the same);
+  2. the indexer's queries and keys, after RoPE: the orthonormal Hadamard transform, then FP4
+     e2m1 (nearest, ties to even) with one power-of-two scale per 32 values,
+     s = 2^ceil(log2(max(amax, 6·2^-126) / 6)).
+bf16 rounding of activations is not simulated (whale runs float32).
+
+These roundings are discontinuous: two correct float32 implementations that sum in different
+orders can round a value that sits within float noise of a rounding boundary differently, and
+one flipped FP4 index key can change a top-k choice. The sequences are therefore drawn so that
+the official reference is stable: computed in float64 as well, it must agree with the float32
+one to 1e-4 (relative); sequences that fail are redrawn (the attempt number is recorded).
+
     pip install torch transformers==5.23.0 safetensors
     python3 tests/golden/make_golden_v4.py          # rewrites tests/golden/v4*/
 """
@@ -45,8 +61,54 @@ CASES = {
                compress_rates={"compressed_sparse_attention": 4, "heavily_compressed_attention": 8},
                index_n_heads=16, index_head_dim=16, index_topk=4, n_routed_experts=8, n_shared_experts=1,
                num_experts_per_tok=2, moe_intermediate_size=16, num_hash_layers=2, swiglu_limit=1.0),
+    # The released layout in full: compress_ratios 0 / 4 / 128 (the MTP block's 0 last),
+    # qk_rope_head_dim, num_hash_layers, rope_scaling; FP8 e4m3 projections with F8_E8M0 `.scale`
+    # per 128x128 (partial edge blocks), FP4 e2m1 routed experts (I8, two per byte) with an
+    # F8_E8M0 scale per 32. The first sequence crosses an HCA window of 128.
+    "v4_fp8": dict(BASE, vocab_size=300, hidden_size=160, num_hidden_layers=5, num_attention_heads=4,
+                   num_key_value_heads=1, head_dim=64, qk_rope_head_dim=16, q_lora_rank=144, o_groups=2,
+                   o_lora_rank=48, sliding_window=16, compress_ratios=[0, 4, 128, 4, 0, 0],
+                   index_n_heads=16, index_head_dim=32, index_topk=8, n_routed_experts=8, n_shared_experts=1,
+                   num_experts_per_tok=2, moe_intermediate_size=64, num_hash_layers=1, swiglu_limit=2.0,
+                   quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                        "weight_block_size": [128, 128], "scale_fmt": "ue8m0"},
+                   expert_dtype="fp4"),
 }
-SEQ_LENGTHS = {"v4": [40, 11, 5]}
+SEQ_LENGTHS = {"v4": [40, 11, 5], "v4_fp8": [136, 12]}
+WITH_LAYERS = {"v4"}  # residual streams per layer (v4_fp8's would be megabytes)
+
+# FP8 in the released V4 checkpoints; routed experts are FP4 when expert_dtype says so.
+FP8_NAMES = ("attn.wq_a.weight", "attn.wq_b.weight", "attn.wkv.weight", "attn.wo_a.weight", "attn.wo_b.weight",
+             "shared_experts.w1.weight", "shared_experts.w2.weight", "shared_experts.w3.weight", "indexer.wq_b.weight")
+
+
+def quantize_fp8_e8m0(w):
+    """e4m3 per 128x128 tile with a power-of-two scale stored as F8_E8M0; (q, scale, dequantized)."""
+    rows, cols = w.shape
+    br, bc = math.ceil(rows / 128), math.ceil(cols / 128)
+    padded = torch.zeros(br * 128, bc * 128)
+    padded[:rows, :cols] = w
+    amax = padded.view(br, 128, bc, 128).abs().amax(dim=(1, 3)).clamp(min=1e-4)
+    scale = torch.pow(2.0, torch.ceil(torch.log2(amax / 448.0)))
+    expanded = scale.repeat_interleave(128, 0).repeat_interleave(128, 1)[:rows, :cols]
+    q = (w / expanded).to(torch.float8_e4m3fn)
+    return q, scale.to(torch.float8_e8m0fnu), q.float() * expanded
+
+
+def quantize_fp4(w):
+    """e2m1 with a power-of-two scale per 32 values of a row: (I8 packed, F8_E8M0 scale, dequantized)."""
+    rows, cols = w.shape
+    blocks = w.view(rows, cols // 32, 32)
+    amax = blocks.abs().amax(dim=-1, keepdim=True).clamp(min=6.0 * 2.0 ** -126)
+    scale = torch.pow(2.0, torch.ceil(torch.log2(amax / 6.0)))
+    deq = fp4_round_blocks(w)  # same rounding, scale per 32
+    mag = (deq.view(rows, cols // 32, 32).abs() / scale).view(rows, cols)
+    code = torch.zeros(rows, cols, dtype=torch.uint8)
+    for k, level in enumerate(FP4_LEVELS.tolist()):
+        code[mag == level] = k
+    code |= (deq < 0).to(torch.uint8) << 3
+    packed = (code[:, 0::2] | (code[:, 1::2] << 4)).to(torch.int8)
+    return packed, scale.view(rows, cols // 32).to(torch.float8_e8m0fnu), deq
 
 
 def kind_of(c, l):
@@ -135,8 +197,73 @@ def random_weights(c, seed):
     return out
 
 
-def reference(ref_dir, sequences):
-    model, info = AutoModelForCausalLM.from_pretrained(ref_dir, dtype=torch.float32, attn_implementation="eager",
+def fp8_round_blocks(x, block):
+    out = x.clone()
+    for b0 in range(0, x.shape[-1], block):
+        xb = x[..., b0:b0 + block]
+        amax = xb.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
+        s = torch.pow(2.0, torch.ceil(torch.log2(amax / 448.0)))
+        out[..., b0:b0 + block] = (xb / s).to(torch.float8_e4m3fn).to(torch.float32) * s
+    return out
+
+
+FP4_LEVELS = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+
+
+def fp4_round_blocks(x, block=32):
+    out = x.clone()
+    for b0 in range(0, x.shape[-1], block):
+        xb = x[..., b0:b0 + block]
+        amax = xb.abs().amax(dim=-1, keepdim=True).clamp(min=6.0 * 2.0 ** -126)
+        s = torch.pow(2.0, torch.ceil(torch.log2(amax / 6.0)))
+        a = (xb.abs() / s).clamp(max=6.0)
+        d = (a.unsqueeze(-1) - FP4_LEVELS).abs()  # [..., block, 8]
+        best = d.min(dim=-1, keepdim=True).values
+        # nearest level, ties to the even code (the lower index among equals that is even)
+        cand = (d == best) & (torch.arange(8) % 2 == 0)
+        idx = torch.where(cand.any(-1), cand.float().argmax(-1), d.argmin(-1))
+        out[..., b0:b0 + block] = torch.sign(xb) * FP4_LEVELS[idx] * s
+    return out
+
+
+def hadamard(x):
+    n = x.shape[-1]
+    x = x.clone()
+    h = 1
+    while h < n:
+        y = x.view(*x.shape[:-1], n // (2 * h), 2, h)
+        a, b = y[..., 0, :].clone(), y[..., 1, :].clone()
+        y[..., 0, :] = a + b
+        y[..., 1, :] = a - b
+        h *= 2
+    return x * (n ** -0.5)
+
+
+def official_hooks(model, rope_dim):
+    """The official code's roundings, as hooks on transformers' modules (see the docstring)."""
+    hooks = []
+
+    def nope_fp8(module, inputs, out):
+        head = out[..., :out.shape[-1] - rope_dim]
+        return torch.cat([fp8_round_blocks(head, 64), out[..., out.shape[-1] - rope_dim:]], dim=-1)
+
+    def indexer_fp4(module, args):
+        q, keys, hidden = args
+        return fp4_round_blocks(hadamard(q)), fp4_round_blocks(hadamard(keys)), hidden
+
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        hooks.append(attn.kv_norm.register_forward_hook(nope_fp8))
+        if attn.compressor is not None:
+            hooks.append(attn.compressor.kv_norm.register_forward_hook(nope_fp8))
+            if hasattr(attn.compressor, "indexer"):
+                hooks.append(attn.compressor.indexer.scorer.register_forward_pre_hook(indexer_fp4))
+    return hooks
+
+
+def reference(ref_dir, sequences, official=False, with_layers=True, dtype=torch.float32):
+    model, info = AutoModelForCausalLM.from_pretrained(ref_dir, dtype=dtype, attn_implementation="eager",
+                                                       experts_implementation="eager",
                                                        output_loading_info=True)
     missing = [k for k in info["missing_keys"] if "rotary" not in k]
     if missing or info["unexpected_keys"] or info.get("mismatched_keys"):
@@ -144,7 +271,8 @@ def reference(ref_dir, sequences):
     assert type(model).__name__ == "DeepseekV4ForCausalLM", type(model)
     model.eval()
     layer_out = []
-    hooks = [layer.register_forward_hook(lambda m, i, o: layer_out.append((o[0] if isinstance(o, tuple) else o)[0].clone()))
+    hooks = official_hooks(model, model.config.qk_rope_head_dim) if official else []
+    hooks += [layer.register_forward_hook(lambda m, i, o: layer_out.append((o[0] if isinstance(o, tuple) else o)[0].clone()))
              for layer in model.model.layers]
     cases = []
     with torch.no_grad():
@@ -152,7 +280,7 @@ def reference(ref_dir, sequences):
             layer_out.clear()
             logits = model(torch.tensor([seq])).logits[0]
             case = {"tokens": seq, "logits": [[float(f"{v:.7g}") for v in row] for row in logits.tolist()]}
-            if k == 0:  # [layer][position][hc_mult · hidden]
+            if k == 0 and with_layers:  # [layer][position][hc_mult · hidden]
                 case["layers"] = [[[float(f"{v:.7g}") for v in row.flatten().tolist()] for row in h] for h in layer_out]
             cases.append(case)
     for h in hooks:
@@ -166,22 +294,45 @@ def build(case, seed):
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     weights = random_weights(config, seed)
-    save_file({k: v.contiguous() for k, v in sorted(weights.items())}, os.path.join(out_dir, "model.safetensors"),
+    stored, ref = {}, {}
+    for name, w in weights.items():
+        if "quantization_config" in config and name.endswith(FP8_NAMES):
+            q, scale, deq = quantize_fp8_e8m0(w.float())
+            stored[name], stored[name[:-len(".weight")] + ".scale"], ref[name] = q, scale, deq
+        elif config.get("expert_dtype") == "fp4" and ".experts." in name:
+            q, scale, deq = quantize_fp4(w.float())
+            stored[name], stored[name[:-len(".weight")] + ".scale"], ref[name] = q, scale, deq
+        else:
+            stored[name], ref[name] = w, (w if w.dtype == torch.long else w.float())
+    save_file({k: v.contiguous() for k, v in sorted(stored.items())}, os.path.join(out_dir, "model.safetensors"),
               metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    g = torch.Generator().manual_seed(seed + 1)
-    sequences = [torch.randint(0, config["vocab_size"], (n,), generator=g).tolist() for n in SEQ_LENGTHS[case]]
-    with tempfile.TemporaryDirectory() as ref_dir:
-        shutil.copy(os.path.join(out_dir, "config.json"), ref_dir)
-        ref = {k: (v if v.dtype == torch.long else v.float()) for k, v in weights.items()}
+    with tempfile.TemporaryDirectory() as ref_dir:  # transformers gets the dequantized values in float32
+        with open(os.path.join(ref_dir, "config.json"), "w") as f:
+            json.dump({k: v for k, v in config.items() if k not in ("quantization_config", "expert_dtype")}, f)
         save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(ref_dir, "model.safetensors"),
                   metadata={"format": "pt"})
-        cases = reference(ref_dir, sequences)
-    with open(os.path.join(out_dir, "expected.json"), "w") as f:
-        json.dump({"source": "transformers " + __import__("transformers").__version__ + ", float32, eager",
-                   "cases": cases}, f, separators=(",", ":"))
-    print(f"{case}: {len(weights)} tensors, sequences {SEQ_LENGTHS[case]}")
+        for attempt in range(20):  # sequences whose official reference is stable (see the docstring)
+            g = torch.Generator().manual_seed(seed + 1 + 1000 * attempt)
+            sequences = [torch.randint(0, config["vocab_size"], (n,), generator=g).tolist() for n in SEQ_LENGTHS[case]]
+            f32 = reference(ref_dir, sequences, True, False)
+            f64 = reference(ref_dir, sequences, True, False, torch.float64)
+            worst = max(max(abs(a - b) for a, b in zip(r32, r64)) / max(abs(b) for b in r64)
+                        for c32, c64 in zip(f32, f64) for r32, r64 in zip(c32["logits"], c64["logits"]))
+            print(f"{case}: attempt {attempt}: official float32 vs float64 {worst:.2e}")
+            if worst < 1e-4:
+                break
+        else:
+            sys.exit(f"{case}: no stable sequences in 20 attempts")
+        for official, fname in ((False, "expected.json"), (True, "expected_official.json")):
+            cases = reference(ref_dir, sequences, official, case in WITH_LAYERS)
+            source = "transformers " + __import__("transformers").__version__ + ", float32, eager, sequences of attempt " + str(attempt)
+            if official:
+                source += ", with the official FP8 kv / entry and Hadamard + FP4 indexer roundings"
+            with open(os.path.join(out_dir, fname), "w") as f:
+                json.dump({"source": source, "cases": cases}, f, separators=(",", ":"))
+    print(f"{case}: {len(stored)} tensors, sequences {SEQ_LENGTHS[case]}")
 
 
 if __name__ == "__main__":
