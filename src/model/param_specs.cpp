@@ -2,7 +2,72 @@
 
 namespace whale {
 
+namespace {
+// DeepSeek-V4, released names (weights.cpp's v4_layer reads the same).
+std::vector<ParamSpec> v4_param_specs(const ModelConfig& c) {
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim, ql = c.q_lora_rank, n = c.hc_mult;
+  const int64_t ih = c.index_n_heads, ihd = c.index_head_dim, E = c.n_routed_experts, I = c.moe_intermediate_size;
+  std::vector<ParamSpec> out;
+  auto add = [&](std::string name, std::vector<int64_t> shape, ParamRole role) {
+    out.push_back({std::move(name), std::move(shape), role});
+  };
+  auto mlp = [&](const std::string& p, int64_t inter) {
+    add(p + ".w1.weight", {inter, D}, ParamRole::Linear);
+    add(p + ".w3.weight", {inter, D}, ParamRole::Linear);
+    add(p + ".w2.weight", {D, inter}, ParamRole::Linear);
+  };
+  auto compressor = [&](const std::string& p, int64_t m, int64_t coff, int64_t d) {
+    add(p + ".wkv.weight", {coff * d, D}, ParamRole::Router);  // BF16 in the released files
+    add(p + ".wgate.weight", {coff * d, D}, ParamRole::Router);
+    add(p + ".ape", {m, coff * d}, ParamRole::Hyper);
+    add(p + ".norm.weight", {d}, ParamRole::Norm);
+  };
+  add("embed.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l);
+    add(p + ".attn_norm.weight", {D}, ParamRole::Norm);
+    add(p + ".ffn_norm.weight", {D}, ParamRole::Norm);
+    for (const char* site : {".hc_attn", ".hc_ffn"}) {
+      add(p + site + "_fn", {(2 + n) * n, n * D}, ParamRole::Hyper);
+      add(p + site + "_base", {(2 + n) * n}, ParamRole::HyperBase);
+      add(p + site + "_scale", {3}, ParamRole::HyperScale);
+    }
+    const std::string a = p + ".attn";
+    add(a + ".wq_a.weight", {ql, D}, ParamRole::Linear);
+    add(a + ".q_norm.weight", {ql}, ParamRole::Norm);
+    add(a + ".wq_b.weight", {H * hd, ql}, ParamRole::Linear);
+    add(a + ".wkv.weight", {hd, D}, ParamRole::Linear);
+    add(a + ".kv_norm.weight", {hd}, ParamRole::Norm);
+    add(a + ".wo_a.weight", {c.o_groups * c.o_lora_rank, H * hd / c.o_groups}, ParamRole::Linear);
+    add(a + ".wo_b.weight", {D, c.o_groups * c.o_lora_rank}, ParamRole::Linear);
+    add(a + ".attn_sink", {H}, ParamRole::Bias);
+    const LayerAttention type = c.attention_of(l);
+    if (const int64_t m = c.compress_rate(type); m > 0) {
+      compressor(a + ".compressor", m, type == LayerAttention::CSA ? 2 : 1, hd);
+      if (type == LayerAttention::CSA) {
+        add(a + ".indexer.wq_b.weight", {ih * ihd, ql}, ParamRole::Linear);
+        add(a + ".indexer.weights_proj.weight", {ih, D}, ParamRole::Router);
+        compressor(a + ".indexer.compressor", m, 2, ihd);
+      }
+    }
+    const std::string f = p + ".ffn";
+    add(f + ".gate.weight", {E, D}, ParamRole::Router);
+    if (l < c.num_hash_layers) add(f + ".gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, ParamRole::TokenTable);
+    else add(f + ".gate.bias", {E}, ParamRole::Bias);
+    for (int64_t e = 0; e < E; ++e) mlp(f + ".experts." + std::to_string(e), I);
+    if (c.n_shared_experts > 0) mlp(f + ".shared_experts", I * c.n_shared_experts);
+  }
+  add("hc_head_fn", {n, n * D}, ParamRole::Hyper);
+  add("hc_head_base", {n}, ParamRole::HyperBase);
+  add("hc_head_scale", {1}, ParamRole::HyperScale);
+  add("norm.weight", {D}, ParamRole::Norm);
+  add("head.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  return out;
+}
+}  // namespace
+
 std::vector<ParamSpec> hf_param_specs(const ModelConfig& c) {
+  if (c.shared_kv()) return v4_param_specs(c);
   const int64_t D = c.hidden_size, H = c.num_attention_heads;
   std::vector<ParamSpec> out;
   auto add = [&](std::string name, std::vector<int64_t> shape, ParamRole role) {

@@ -19,6 +19,7 @@ enum class ParamRole {
   Hyper,       // mHC projection (fn), float32
   HyperBase,   // mHC bias (base), float32, initialised to zero
   HyperScale,  // mHC gates (scale), float32, initialised to one
+  TokenTable,  // V4 hash routing (tid2eid): I64 [vocab, top_k], distinct experts per token
 };
 
 struct ParamSpec {

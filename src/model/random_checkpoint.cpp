@@ -67,6 +67,7 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
     if (s.role == ParamRole::Bias || s.role == ParamRole::Hyper || s.role == ParamRole::HyperBase ||
         s.role == ParamRole::HyperScale)
       t = DType::F32;  // mHC parameters and the router bias stay float32, as DeepSeek keeps them
+    if (s.role == ParamRole::TokenTable) t = DType::I64;
     if (fp8 && s.role == ParamRole::Linear) t = DType::F8_E4M3;
     plan.push_back({{s.name, t, s.shape}, &s});
     if (t == DType::F8_E4M3)
@@ -104,12 +105,21 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
         std::memcpy(buf, scale.data(), scale.size() * sizeof(float));
         return;
       }
+      if (p.spec->role == ParamRole::TokenTable) {  // token t's k-th expert: (t·7 + k) mod E, distinct
+        const int64_t K = p.spec->shape[1];
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t v = ((i / K) * 7 + i % K) % c.n_routed_experts;
+          std::memcpy(buf + 8 * i, &v, 8);
+        }
+        return;
+      }
       values.resize(size_t(n));
       const ParamSpec& s = *p.spec;
       if (s.role == ParamRole::Norm || s.role == ParamRole::HyperScale) std::fill(values.begin(), values.end(), 1.0f);
       else if (s.role == ParamRole::Bias || s.role == ParamRole::HyperBase) std::fill(values.begin(), values.end(), 0.0f);
       else {
-        const float stddev = s.name == "model.embed_tokens.weight" ? 1.0f : float(1.0 / std::sqrt(double(s.shape[1])));
+        const bool embedding = s.name == "model.embed_tokens.weight" || s.name == "embed.weight";
+        const float stddev = embedding ? 1.0f : float(1.0 / std::sqrt(double(s.shape[1])));
         fill_normal(values.data(), n, stddev, o.seed ^ name_hash(s.name), pool);
       }
       switch (p.header.dtype) {

@@ -48,6 +48,9 @@ struct TrainModel::Saved {
 
 TrainModel::TrainModel(const ModelConfig& c, ThreadPool& pool) : config_(c), pool_(pool) {
   WHALE_CHECK(!c.fp8, "training needs float weights: the config asks for FP8");
+  if (c.shared_kv() || c.sparse_attention())
+    fail("training runs DeepSeek-V2/V3/R2-style models; ", c.architecture, " (", c.shared_kv() ? "shared-KV" : "sparse",
+         " attention) is inference-only in whale for now");
   size_t offset = 0;
   for (const ParamSpec& s : hf_param_specs(c)) {
     int64_t numel = 1;
