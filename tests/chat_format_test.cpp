@@ -16,9 +16,10 @@ TEST(ChatFormat, MatchesOfficialTemplates) {
     ChatOptions o;
     o.add_generation_prompt = c["add_generation_prompt"];
     o.thinking = c["thinking"];
+    o.reasoning_effort = c.value("reasoning_effort", "");
     const std::string got = render_chat(parse_chat_format(c["format"]), messages, o);
     EXPECT_EQ(got, c["expected"].get<std::string>()) << c["format"] << " / " << c["name"] << " gen=" << o.add_generation_prompt
-                                                     << " thinking=" << o.thinking;
+                                                     << " thinking=" << o.thinking << " effort=" << o.reasoning_effort;
     ++n;
   }
   EXPECT_GE(n, 60u);

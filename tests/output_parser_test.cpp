@@ -87,6 +87,7 @@ const Case kCases[] = {
     {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"h\">\n<｜DSML｜parameter name=\"q\" string=\"true\">half",
      false, ToolCallSyntax::Dsml, {"", "", {{"h", "{\"q\": \"half\"}"}}}},
     {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"h\">\n<｜DSML｜param", false, ToolCallSyntax::Dsml, {"", "", {{"h", "{}"}}}},
+    {"ok\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_", false, ToolCallSyntax::Dsml, {"", "ok", {}}},
     {"<｜DSML｜function_calls>\ngarbage <b>\n<｜DSML｜invoke name=\"k\">junk</｜DSML｜invoke>", false, ToolCallSyntax::Dsml,
      {"", "", {{"k", "{}"}}}},
     {"two\n\nparagraphs, a | bar and <｜DSML｜ text", false, ToolCallSyntax::Dsml,

@@ -79,7 +79,7 @@ void register_logits(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--attention", o->attention, "MLA form: auto (MHA for prefill, absorbed for decode), mha, absorbed")
       ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
-  cmd->add_option("--numerics", o->numerics, "Caches of DeepSeek-V3.2: official (default) or float (as transformers)")
+  cmd->add_option("--numerics", o->numerics, "Caches of DeepSeek-V3.2 / V4: official (default) or float (as transformers)")
       ->check(CLI::IsMember({"auto", "official", "float"}));
   cmd->callback([o] { run(*o); });
 }

@@ -72,7 +72,7 @@ int interruptible_getc(FILE*) {
 }
 
 struct RunOptions {
-  std::string model, prompt, system, chat_format = "auto", load = "auto", numerics = "auto", spec, format;
+  std::string model, prompt, system, chat_format = "auto", load = "auto", numerics = "auto", spec, format, effort;
   bool think = false, no_think = false, json = false, collapse = false;
   std::string color = "auto";
   int64_t ctx = 4096, max_tokens = 2048, budget = -1;
@@ -133,7 +133,8 @@ class ChatApp {
     }
     engine_ = std::make_unique<Engine>(*bundle_.model, bundle_.tokenizer.get(), ec);
     const ChatFormat f = bundle_.chat_format;
-    thinking_ = f == ChatFormat::R1 || (o_.think && f != ChatFormat::V3);
+    // R1 always thinks; V4 thinks by default (DeepSeek's own default for it); others on --think.
+    thinking_ = f == ChatFormat::R1 || f == ChatFormat::V4 || (o_.think && f != ChatFormat::V3);
     if (o_.no_think) thinking_ = false;
     if (o_.think && f == ChatFormat::V3)
       std::fprintf(stderr, "whale: note: the %s chat format has no thinking mode\n", chat_format_name(f));
@@ -294,6 +295,7 @@ class ChatApp {
   ChatOptions chat_options() const {
     ChatOptions co;
     co.thinking = thinking_;
+    co.reasoning_effort = o_.effort;
     if (bundle_.tokenizer->bos_id() >= 0) co.bos_token = bundle_.tokenizer->token_bytes(bundle_.tokenizer->bos_id());
     return co;
   }
@@ -563,13 +565,15 @@ void register_run(CLI::App& app) {
   cmd->add_option("prompt", o->prompt, "Answer this prompt and exit");
   cmd->add_flag("--think", o->think, "Start with thinking mode on");
   cmd->add_flag("--no-think", o->no_think, "Start with thinking mode off");
+  cmd->add_option("--reasoning-effort", o->effort, "DeepSeek-V4 in thinking mode: high (default) or max (its maximum-effort prompt)")
+      ->check(CLI::IsMember({"high", "max"}));
   cmd->add_option("--budget", o->budget, "Thinking budget: force </think> after N reasoning tokens")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", o->json, "Print each answer as one JSON object (reasoning, content, usage, timings)");
   cmd->add_flag("--collapse", o->collapse, "Hide reasoning behind a one-line summary");
   cmd->add_option("--color", o->color, "auto (default), always, never")->check(CLI::IsMember({"auto", "always", "never"}));
   cmd->add_option("--system", o->system, "System prompt");
-  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2")
-      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2"}));
+  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2, v4")
+      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2", "v4"}));
   cmd->add_option("--ctx", o->ctx, "Context length in tokens (default 4096)")->check(CLI::Range(int64_t(16), int64_t(1) << 24));
   cmd->add_option("--max-tokens", o->max_tokens, "Most tokens per answer (default 2048)")->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", o->sampling.temperature, "Sampling temperature (default 0.6; 0 = greedy)")->check(CLI::Range(0.0f, 100.0f));

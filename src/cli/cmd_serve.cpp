@@ -37,8 +37,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or env WHALE_API_KEY)")
       ->envname("WHALE_API_KEY");
   cmd->add_option("--alias", o->alias, "Model name clients use (default: the file or directory name)");
-  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2")
-      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2"}));
+  cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2, v4")
+      ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2", "v4"}));
   cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);

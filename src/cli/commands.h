@@ -23,7 +23,7 @@ inline void add_load_option(CLI::App* cmd, std::string& load, std::string& numer
   cmd->add_option("--load", load, "How weights reach memory: auto (default: copied when they fit in available memory, else mapped), mmap, copy")
       ->check(CLI::IsMember({"auto", "mmap", "copy"}));
   cmd->add_option("--numerics", numerics,
-                  "Caches of models whose official code quantizes them (DeepSeek-V3.2): official (default: FP8 as DeepSeek "
+                  "Caches of models whose official code quantizes them (DeepSeek-V3.2, V4): official (default: FP8 / FP4 as DeepSeek "
                   "runs them) or float (float32, as Hugging Face transformers)")
       ->check(CLI::IsMember({"auto", "official", "float"}));
 }

@@ -78,6 +78,7 @@ struct Job {
   bool include_usage = false;
   bool logprobs = false;
   bool thinking = false;
+  std::string effort;  // V4 in thinking mode: "max" for DeepSeek's maximum-effort prompt
   bool raw = false;  // completion-style text: no reasoning / tool-call parsing
 };
 
@@ -122,7 +123,8 @@ std::vector<std::string> get_stop(const ojson& o, const char* key, const std::st
 ojson get_tools(const ojson& body);
 // Renders the conversation (with tools and the thinking mode) into prompt tokens and the
 // parser settings of the request.
-EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking);
+EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking,
+                           const std::string& effort = "");
 // Forces the answer to start with a tool call (to `name` if not empty).
 std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name);
 std::string random_id(const std::string& prefix);

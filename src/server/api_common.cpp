@@ -179,11 +179,12 @@ std::string tools_prompt(const ojson& tools, ToolCallSyntax syntax) {
 }
 }  // namespace
 
-EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking) {
+EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking,
+                           const std::string& effort) {
   if (messages.empty()) throw ApiError(400, "'messages' must not be empty", "messages");
   const bool has_tools = tools.is_array() && !tools.empty();
   if (has_tools) {
-    if (m.format == ChatFormat::V32) {  // V3.2's encoder renders tools on the system turn
+    if (m.format == ChatFormat::V32 || m.format == ChatFormat::V4) {  // their encoders render tools on the system turn
       auto sys = std::find_if(messages.begin(), messages.end(), [](const ChatMessage& x) { return x.role == "system"; });
       if (sys == messages.end()) {
         ChatMessage s;
@@ -202,6 +203,7 @@ EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messag
   }
   ChatOptions o;
   o.thinking = thinking;
+  o.reasoning_effort = effort;
   std::string text;
   try {
     text = render_chat(m.format, messages, o);
@@ -233,8 +235,9 @@ bool Heartbeat::operator()() {
 }
 
 std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name) {
-  if (tool_call_syntax(m.format) == ToolCallSyntax::Dsml) {  // V3.2's block, as its encoder writes it
-    std::string s = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"";
+  if (tool_call_syntax(m.format) == ToolCallSyntax::Dsml) {  // the block as the encoders write it
+    const std::string block = m.format == ChatFormat::V4 ? "tool_calls" : "function_calls";
+    std::string s = "\n\n<｜DSML｜" + block + ">\n<｜DSML｜invoke name=\"";
     if (!name.empty()) s += name + "\">\n";
     return m.tokenizer->encode(s);
   }

@@ -40,8 +40,15 @@ void parse_options(const ojson& b, EngineRequest& r, const ServedModel& m) {
   r.options.stop = get_stop(o, "stop", "options");
 }
 
-bool parse_think(const ojson& b, ChatFormat f) {
-  bool think = f == ChatFormat::R1;
+bool it_is_max(const ojson& b) {
+  const auto it = b.find("think");
+  return it != b.end() && it->is_string() && *it == "max";
+}
+
+// `think`: a boolean, or a level ("max" selects V4's maximum effort). R1 always thinks, V4
+// by default, V3 never.
+bool parse_think(const ojson& b, ChatFormat f, std::string& effort) {
+  bool think = f == ChatFormat::R1 || f == ChatFormat::V4;
   if (auto it = b.find("think"); it != b.end() && !it->is_null()) {
     if (it->is_boolean()) think = it->get<bool>();
     else if (it->is_string() && (*it == "low" || *it == "medium" || *it == "high" || *it == "max")) think = true;
@@ -49,6 +56,7 @@ bool parse_think(const ojson& b, ChatFormat f) {
   }
   if (f == ChatFormat::R1) think = true;
   if (f == ChatFormat::V3) think = false;
+  if (f == ChatFormat::V4 && think && it_is_max(b)) effort = "max";
   return think;
 }
 
@@ -186,9 +194,9 @@ Job parse_ollama_chat(const ojson& b, const ServedModel& m) {
   }
   ojson tools = get_tools(b);
   Job job;
-  job.thinking = parse_think(b, m.format);
+  job.thinking = parse_think(b, m.format, job.effort);
   job.stream = get_bool(b, "stream", true);
-  EngineRequest r = chat_request(m, std::move(messages), tools, job.thinking);
+  EngineRequest r = chat_request(m, std::move(messages), tools, job.thinking, job.effort);
   parse_options(b, r, m);
   r.json = parse_format(b);
   job.requests.push_back(std::move(r));
@@ -202,7 +210,7 @@ Job parse_ollama_generate(const ojson& b, const ServedModel& m) {
   const std::string prompt = get_string(b, "prompt", "");
   const bool raw = get_bool(b, "raw", false);
   Job job;
-  job.thinking = parse_think(b, m.format);
+  job.thinking = parse_think(b, m.format, job.effort);
   job.stream = get_bool(b, "stream", true);
   EngineRequest r;
   if (raw) {
@@ -222,7 +230,7 @@ Job parse_ollama_generate(const ojson& b, const ServedModel& m) {
     u.role = "user";
     u.content = prompt;
     messages.push_back(u);
-    r = chat_request(m, std::move(messages), ojson::array(), job.thinking);
+    r = chat_request(m, std::move(messages), ojson::array(), job.thinking, job.effort);
   }
   parse_options(b, r, m);
   r.json = parse_format(b);

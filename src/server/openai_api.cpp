@@ -47,11 +47,15 @@ void replicate(Job& job, EngineRequest r, int64_t n) {
   }
 }
 
-bool default_thinking(ChatFormat f) { return f == ChatFormat::R1; }
+// R1 always thinks; V4 thinks by default (as DeepSeek's API serves it, effort high); the
+// others answer directly unless asked.
+bool default_thinking(ChatFormat f) { return f == ChatFormat::R1 || f == ChatFormat::V4; }
 
 // DeepSeek's `thinking: {type}`, `chat_template_kwargs: {thinking | enable_thinking}` and
-// OpenAI's `reasoning_effort` all toggle the thinking mode; R1 always thinks, V3 never.
-bool resolve_thinking(const ojson& b, ChatFormat f, int64_t& budget) {
+// OpenAI's `reasoning_effort` all toggle the thinking mode; R1 always thinks, V3 never. For V4
+// `reasoning_effort` max and xhigh select the maximum effort (DeepSeek's API maps xhigh to max,
+// lower levels to high).
+bool resolve_thinking(const ojson& b, ChatFormat f, int64_t& budget, std::string& effort) {
   bool thinking = default_thinking(f);
   if (auto it = b.find("reasoning_effort"); it != b.end() && !it->is_null()) {
     if (!it->is_string()) throw ApiError(400, "'reasoning_effort' must be a string", "reasoning_effort");
@@ -59,6 +63,7 @@ bool resolve_thinking(const ojson& b, ChatFormat f, int64_t& budget) {
     if (e == "none") thinking = false;
     else if (e == "minimal" || e == "low" || e == "medium" || e == "high" || e == "xhigh" || e == "max") thinking = true;
     else throw ApiError(400, "'reasoning_effort' must be none, minimal, low, medium, high, xhigh or max", "reasoning_effort");
+    if (f == ChatFormat::V4 && (e == "max" || e == "xhigh")) effort = "max";
   }
   if (auto it = b.find("chat_template_kwargs"); it != b.end() && !it->is_null()) {
     if (!it->is_object()) throw ApiError(400, "'chat_template_kwargs' must be an object", "chat_template_kwargs");
@@ -181,7 +186,7 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
   }
   int64_t budget = -1;
   Job job;
-  job.thinking = resolve_thinking(b, m.format, budget);
+  job.thinking = resolve_thinking(b, m.format, budget, job.effort);
   job.stream = get_bool(b, "stream", false);
   if (auto so = b.find("stream_options"); so != b.end() && !so->is_null()) {
     if (!so->is_object()) throw ApiError(400, "'stream_options' must be an object", "stream_options");
@@ -193,7 +198,7 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
     throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
   const int64_t n = get_int(b, "n", 1, 1, 16);
 
-  EngineRequest r = chat_request(m, std::move(messages), tools, job.thinking);
+  EngineRequest r = chat_request(m, std::move(messages), tools, job.thinking, job.effort);
   parse_sampling(b, r);
   int64_t max_tokens = get_int(b, "max_tokens", m.ctx, 1, INT32_MAX);
   max_tokens = get_int(b, "max_completion_tokens", max_tokens, 1, INT32_MAX);

@@ -264,6 +264,174 @@ std::string render_v32(const std::vector<ChatMessage>& msgs, const ChatOptions& 
   return out;
 }
 
+// ---- DeepSeek-V4 (encoding/encoding_dsv4.py) ----
+// Tool results have no role of their own: they join a user turn as <tool_result> blocks (in
+// the order of the calls), and user turns that follow one another merge, blocks joined by
+// "\n\n". In thinking mode earlier turns' reasoning is dropped, unless tools are defined.
+const std::string kReasoningEffortMax =
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively decompose the problem to resolve the root cause, "
+    "rigorously stress-testing your logic against all potential paths, edge cases, and adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting every intermediate step, considered "
+    "alternative, and rejected hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
+
+std::string render_tools_v4(const ojson& tools) {
+  static const std::string tmpl =
+      "## Tools\n\nYou have access to a set of tools to help answer the user's question. You can invoke tools by writing "
+      "a \"<{dsml_token}tool_calls>\" block like the following:\n\n<{dsml_token}tool_calls>\n<{dsml_token}invoke "
+      "name=\"$TOOL_NAME\">\n<{dsml_token}parameter name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE"
+      "</{dsml_token}parameter>\n...\n</{dsml_token}invoke>\n<{dsml_token}invoke name=\"$TOOL_NAME2\">\n...\n"
+      "</{dsml_token}invoke>\n</{dsml_token}tool_calls>\n\nString parameters should be specified as is and set "
+      "`string=\"true\"`. For all other types (numbers, booleans, arrays, objects), pass the value in JSON format and set "
+      "`string=\"false\"`.\n\nIf thinking_mode is enabled (triggered by {thinking_start_token}), you MUST output your "
+      "complete reasoning inside {thinking_start_token}...{thinking_end_token} BEFORE any tool calls or final "
+      "response.\n\nOtherwise, output directly after {thinking_end_token} with tool calls or final response.\n\n### "
+      "Available Tool Schemas\n\n{tool_schemas}\n\nYou MUST strictly follow the above defined tool name and parameter "
+      "schemas to invoke tool calls.\n";
+  std::string schemas;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const ojson& t = tools[i];
+    if (!t.is_object() || !t.contains("function")) fail("tools[", i, "]: expected {\"type\": \"function\", \"function\": {...}}");
+    schemas += (i ? "\n" : "") + python_json_dumps(t["function"]);
+  }
+  std::string s = replace_all(tmpl, "{dsml_token}", kDsml);
+  s = replace_all(s, "{thinking_start_token}", kThinkOpen);
+  s = replace_all(s, "{thinking_end_token}", kThinkClose);
+  return replace_all(s, "{tool_schemas}", schemas);
+}
+
+// V4's argument encoding: a string value as is (string="true"), anything else as JSON;
+// arguments that are not a JSON object become one parameter named "arguments".
+std::string dsml_arguments_v4(const ChatToolCall& t) {
+  ojson args = ojson::parse(t.arguments, nullptr, false);
+  if (args.is_discarded() || !args.is_object()) args = ojson{{"arguments", t.arguments}};
+  std::string out;
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    const bool is_str = it.value().is_string();
+    out += (it == args.begin() ? "" : "\n") +
+           ("<" + kDsml + "parameter name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") + "\">" +
+            (is_str ? it.value().get<std::string>() : python_json_dumps(it.value())) + "</" + kDsml + "parameter>");
+  }
+  return out;
+}
+
+std::string render_v4(const std::vector<ChatMessage>& input, const ChatOptions& o) {
+  // Tool results into user turns (as <tool_result> blocks, in call order); user turns merge.
+  struct Turn {
+    ChatMessage m;
+    std::vector<std::pair<std::string, std::string>> blocks;  // (tool_call_id or "", rendered block)
+    bool merged_user = false;
+  };
+  std::vector<Turn> turns;
+  for (size_t i = 0; i < input.size(); ++i) {
+    const ChatMessage& m = input[i];
+    if (m.role == "tool" || m.role == "user") {
+      const bool tool = m.role == "tool";
+      std::string block = tool ? "<tool_result>" + text(m.content) + "</tool_result>" : text(m.content);
+      if (!turns.empty() && turns.back().merged_user) {
+        turns.back().blocks.emplace_back(tool ? m.tool_call_id : "", block);
+      } else {
+        Turn t;
+        t.m.role = "user";
+        t.merged_user = true;
+        t.blocks.emplace_back(tool ? m.tool_call_id : "", block);
+        turns.push_back(std::move(t));
+      }
+      continue;
+    }
+    Turn t;
+    t.m = m;
+    turns.push_back(std::move(t));
+  }
+  // Results in the order of the preceding assistant turn's calls (ids that match; others keep their place).
+  {
+    std::vector<std::string> order;
+    for (Turn& t : turns) {
+      if (t.m.role == "assistant" && t.m.tool_calls) {
+        order.clear();
+        for (const ChatToolCall& c : *t.m.tool_calls) order.push_back(c.id);
+      }
+      if (!t.merged_user || order.empty()) continue;
+      std::vector<size_t> slots;
+      std::vector<std::pair<std::string, std::string>> results;
+      for (size_t k = 0; k < t.blocks.size(); ++k)
+        if (t.blocks[k].second.rfind("<tool_result>", 0) == 0 && !t.blocks[k].first.empty()) {
+          slots.push_back(k);
+          results.push_back(t.blocks[k]);
+        }
+      auto rank = [&](const std::string& id) {
+        const auto it = std::find(order.begin(), order.end(), id);
+        return it == order.end() ? 0 : int64_t(it - order.begin());
+      };
+      std::stable_sort(results.begin(), results.end(), [&](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
+      for (size_t k = 0; k < slots.size(); ++k) t.blocks[slots[k]] = results[k];
+    }
+  }
+
+  const bool thinking = o.thinking;
+  bool any_tools = false;
+  for (const Turn& t : turns) any_tools |= t.m.tools.is_array() && !t.m.tools.empty();
+  const bool drop = !any_tools;  // reasoning is kept when tools are defined
+  auto last_user_of = [](const std::vector<Turn>& ts) {
+    for (int64_t i = int64_t(ts.size()) - 1; i >= 0; --i)
+      if (ts[size_t(i)].m.role == "user" || ts[size_t(i)].m.role == "developer") return i;
+    return int64_t(-1);
+  };
+  if (thinking && drop) {  // before the last user turn: reasoning removed, developer turns dropped
+    const int64_t last = last_user_of(turns);
+    std::vector<Turn> kept;
+    for (int64_t i = 0; i < int64_t(turns.size()); ++i) {
+      Turn& t = turns[size_t(i)];
+      if (i < last && t.m.role == "developer") continue;
+      if (i < last && t.m.role == "assistant") t.m.reasoning_content.reset();
+      kept.push_back(std::move(t));
+    }
+    turns = std::move(kept);
+  }
+  const int64_t last_user = last_user_of(turns);
+
+  std::string out = o.bos_token;
+  for (int64_t i = 0; i < int64_t(turns.size()); ++i) {
+    const Turn& t = turns[size_t(i)];
+    const ChatMessage& m = t.m;
+    const bool has_tools = m.tools.is_array() && !m.tools.empty();
+    if (i == 0 && thinking && o.reasoning_effort == "max") out += kReasoningEffortMax;
+    if (m.role == "system") {
+      out += text(m.content);
+      if (has_tools) out += "\n\n" + render_tools_v4(m.tools);
+      if (!m.response_format.is_null()) out += response_format_v32(m.response_format);
+    } else if (m.role == "developer") {
+      if (text(m.content).empty()) fail("messages[", i, "]: a developer message needs content");
+      out += kUser + *m.content;
+      if (has_tools) out += "\n\n" + render_tools_v4(m.tools);
+      if (!m.response_format.is_null()) out += response_format_v32(m.response_format);
+    } else if (m.role == "user") {
+      out += kUser;
+      for (size_t k = 0; k < t.blocks.size(); ++k) out += (k ? "\n\n" : "") + t.blocks[k].second;
+    } else if (m.role == "assistant") {
+      std::string calls;
+      if (m.tool_calls && !m.tool_calls->empty()) {
+        std::string joined;
+        for (size_t k = 0; k < m.tool_calls->size(); ++k) {
+          const ChatToolCall& c = (*m.tool_calls)[k];
+          joined += (k ? "\n" : "") +
+                    ("<" + kDsml + "invoke name=\"" + c.name + "\">\n" + dsml_arguments_v4(c) + "\n</" + kDsml + "invoke>");
+        }
+        calls = "\n\n<" + kDsml + "tool_calls>\n" + joined + "\n</" + kDsml + "tool_calls>";
+      }
+      std::string reasoning;
+      if (thinking && (!drop || i > last_user)) reasoning = text(m.reasoning_content) + kThinkClose;
+      out += reasoning + text(m.content) + calls + kEos;
+    } else {
+      fail("messages[", i, "]: unknown role '", m.role, "'");
+    }
+    if (i + 1 < int64_t(turns.size()) && turns[size_t(i + 1)].m.role != "assistant") continue;
+    if (m.role == "user" || m.role == "developer")
+      out += kAssistant + (thinking && (!drop || i >= last_user) ? kThinkOpen : kThinkClose);
+  }
+  return out;
+}
+
 void dump_python(const ojson& v, std::string& out) {
   if (v.is_object()) {
     out += '{';
@@ -368,6 +536,7 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
     case ChatFormat::R1: return render_r1(messages, options);
     case ChatFormat::V31: return render_v31(messages, options);
     case ChatFormat::V32: return render_v32(messages, options);
+    case ChatFormat::V4: return render_v4(messages, options);
   }
   return "";
 }
@@ -376,7 +545,7 @@ bool prompt_opens_reasoning(ChatFormat format, const ChatOptions& o) {
   switch (format) {
     case ChatFormat::V3: return false;
     case ChatFormat::R1: return true;
-    case ChatFormat::V31: case ChatFormat::V32: return o.thinking;
+    case ChatFormat::V31: case ChatFormat::V32: case ChatFormat::V4: return o.thinking;
   }
   return false;
 }
@@ -384,13 +553,14 @@ bool prompt_opens_reasoning(ChatFormat format, const ChatOptions& o) {
 ToolCallSyntax tool_call_syntax(ChatFormat format) {
   switch (format) {
     case ChatFormat::V31: return ToolCallSyntax::V31;
-    case ChatFormat::V32: return ToolCallSyntax::Dsml;
+    case ChatFormat::V32: case ChatFormat::V4: return ToolCallSyntax::Dsml;
     default: return ToolCallSyntax::V3;
   }
 }
 
 ChatFormat detect_chat_format(const std::string& tpl, const std::string& architecture, const std::string& source) {
-  // V3.2 ships no Jinja template: its encoder is Python code beside the weights.
+  // V3.2 and V4 ship no Jinja template: their encoders are Python code beside the weights.
+  if (architecture == "DeepseekV4ForCausalLM" || tpl.find("DSML｜tool_calls") != std::string::npos) return ChatFormat::V4;
   if (architecture == "DeepseekV32ForCausalLM" || tpl.find("DSML") != std::string::npos) return ChatFormat::V32;
   if (tpl.empty()) fail(source, ": no chat_template; choose one with --chat-format v3|r1|v3.1|v3.2");
   if (tpl.find(kUser) == std::string::npos || tpl.find(kAssistant) == std::string::npos)
@@ -405,7 +575,8 @@ ChatFormat parse_chat_format(const std::string& name) {
   if (name == "r1") return ChatFormat::R1;
   if (name == "v3.1") return ChatFormat::V31;
   if (name == "v3.2") return ChatFormat::V32;
-  fail("unknown chat format '", name, "' (expected v3, r1, v3.1 or v3.2)");
+  if (name == "v4") return ChatFormat::V4;
+  fail("unknown chat format '", name, "' (expected v3, r1, v3.1, v3.2 or v4)");
 }
 
 const char* chat_format_name(ChatFormat f) {
@@ -414,6 +585,7 @@ const char* chat_format_name(ChatFormat f) {
     case ChatFormat::R1: return "r1";
     case ChatFormat::V31: return "v3.1";
     case ChatFormat::V32: return "v3.2";
+    case ChatFormat::V4: return "v4";
   }
   return "?";
 }

@@ -1,6 +1,7 @@
 // DeepSeek chat formats: message lists -> the exact prompt text the official templates
 // produce (V3, R1 and V3.1 Jinja templates from the models' tokenizer_config.json; V3.2's
-// encoding_dsv32.py), quirks included, so a model sees what it was trained on.
+// encoding_dsv32.py and V4's encoding_dsv4.py), quirks included, so a model sees what it was
+// trained on.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -11,7 +12,7 @@
 
 namespace whale {
 
-enum class ChatFormat { V3, R1, V31, V32 };
+enum class ChatFormat { V3, R1, V31, V32, V4 };
 
 struct ChatToolCall {
   std::string id, type = "function", name;
@@ -34,7 +35,8 @@ struct ChatMessage {
 
 struct ChatOptions {
   bool add_generation_prompt = true;
-  bool thinking = false;  // V3.1 `thinking`, V3.2 thinking_mode; R1 always thinks, V3 never
+  bool thinking = false;  // V3.1 `thinking`, V3.2 / V4 thinking_mode; R1 always thinks, V3 never
+  std::string reasoning_effort;  // V4 in thinking mode: "max" prepends DeepSeek's maximum-effort instruction
   std::string bos_token = "<｜begin▁of▁sentence｜>";
 };
 
@@ -49,7 +51,7 @@ ToolCallSyntax tool_call_syntax(ChatFormat format);
 // Throws when the template is missing or is not a DeepSeek one; `source` names the file.
 ChatFormat detect_chat_format(const std::string& chat_template, const std::string& architecture = "",
                               const std::string& source = "tokenizer_config.json");
-ChatFormat parse_chat_format(const std::string& name);  // "v3", "r1", "v3.1", "v3.2"
+ChatFormat parse_chat_format(const std::string& name);  // "v3", "r1", "v3.1", "v3.2", "v4"
 const char* chat_format_name(ChatFormat f);
 
 // json.dumps(value, ensure_ascii=False) as Python writes it (", " and ": " separators).

@@ -292,14 +292,18 @@ bool OutputParser::step_dsml(bool final, std::vector<ParseEvent>& out) {
       bool maybe = false;
       if (size_t n = starts_with_any(rest, kInvokeOpen, maybe)) {
         const size_t q = rest.find('"', n);
-        if (q == std::string_view::npos && !final) return false;
-        const std::string_view name = rest.substr(n, q == std::string_view::npos ? std::string_view::npos : q - n);
         const size_t gt = q == std::string_view::npos ? std::string_view::npos : rest.find('>', q);
-        if (gt == std::string_view::npos && !final) return false;
+        if (gt == std::string_view::npos) {
+          if (!final) return false;
+          buf_.clear();  // the name was cut off by the end of generation: no call rather than a wrong name
+          state_ = State::Content;
+          return false;
+        }
+        const std::string_view name = rest.substr(n, q - n);
         emit(ParseEvent::ToolCallStart, name, out);
         emit(ParseEvent::ToolCallArguments, "{", out);
         first_param_ = true;
-        buf_.erase(0, gt == std::string_view::npos ? b.size() : i + gt + 1);
+        buf_.erase(0, i + gt + 1);
         state_ = State::DsmlInvoke;
         return true;
       }

@@ -13,7 +13,7 @@
 //         bars |DSML| too). Arguments become a JSON object: string="true" values as JSON strings,
 //         others as the JSON the model wrote (a string when it is not JSON), so they always parse.
 //         Markup is never content: malformed text inside a block is dropped, and a block cut off
-//         by the end of generation closes what it opened.
+//         by the end of generation closes what it opened (a call whose name was cut off is dropped).
 #pragma once
 #include <string>
 #include <string_view>

@@ -8,6 +8,10 @@ TEMPLATE_DIR holds copies of the official templates, which are not part of this 
   deepseek-r1.jinja     chat_template of deepseek-ai/DeepSeek-R1 (tokenizer_config.json)
   deepseek-v3.1.jinja   chat_template of deepseek-ai/DeepSeek-V3.1
   encoding_dsv32.py     encoding/encoding_dsv32.py of deepseek-ai/DeepSeek-V3.2
+  encoding_dsv4.py      encoding/encoding_dsv4.py of deepseek-ai/DeepSeek-V4-Flash (reasoning efforts
+                        None / "high" / "max", "max" prepending the "Absolute maximum" paragraph)
+With --only v4, only the V4 cases are rebuilt (the others are kept from golden.json), so only
+encoding_dsv4.py is needed.
 The V3 template is read from ../shared/tokenizers/deepseek-v3/tokenizer_config.json.
 Jinja templates are compiled by transformers' own chat-template compiler (its sandboxed jinja2
 environment with trim_blocks/lstrip_blocks) and rendered with the messages exactly as an
@@ -102,7 +106,63 @@ def v32_conversations():
     return convs
 
 
+def v4_conversations():
+    """V4: tool results merge into user turns (in call order), user turns merge, tools keep reasoning."""
+    convs = v32_conversations()
+    convs["results_out_of_order"] = [
+        {"role": "system", "content": "", "tools": [WEATHER_TOOL]},
+        {"role": "user", "content": "Weather in Paris and Tokyo?"},
+        {"role": "assistant", "content": "", "reasoning_content": "Two calls.",
+         "tool_calls": [call("get_weather", {"city": "Paris"}, "a"), call("get_weather", {"city": "Tokyo"}, "b")]},
+        {"role": "tool", "tool_call_id": "b", "content": "rain"},
+        {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+        {"role": "user", "content": "And tomorrow?"}]
+    convs["reasoning_history_dropped"] = [
+        {"role": "user", "content": "What is 3*7?"},
+        {"role": "assistant", "content": "21", "reasoning_content": "3*7=21"},
+        {"role": "user", "content": "And 3*8?"},
+        {"role": "assistant", "content": "24", "reasoning_content": "3*8=24"},
+        {"role": "user", "content": "And 3*9?"}]
+    convs["raw_arguments"] = [
+        {"role": "user", "content": "Run it."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "x", "type": "function", "function": {"name": "calc", "arguments": "not json"}}]},
+        {"role": "tool", "tool_call_id": "x", "content": "ok"}]
+    return convs
+
+
+def v4_cases(tdir):
+    spec = importlib.util.spec_from_file_location("encoding_dsv4", os.path.join(tdir, "encoding_dsv4.py"))
+    dsv4 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dsv4)
+    cases = []
+    for name, messages in v4_conversations().items():
+        for thinking, effort in ((False, None), (True, None), (True, "high"), (True, "max")):
+            mode = "thinking" if thinking else "chat"
+            try:
+                text = dsv4.encode_messages(copy.deepcopy(messages), thinking_mode=mode, reasoning_effort=effort)
+            except (AssertionError, NotImplementedError):
+                continue
+            case = {"format": "v4", "name": name, "add_generation_prompt": True, "thinking": thinking,
+                    "messages": messages, "expected": text}
+            if effort:
+                case["reasoning_effort"] = effort
+            cases.append(case)
+    return cases
+
+
 def main():
+    if "--only" in sys.argv:
+        i = sys.argv.index("--only")
+        assert sys.argv[i + 1] == "v4", "only the v4 cases can be rebuilt alone"
+        del sys.argv[i:i + 2]
+        tdir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/templates"
+        path = os.path.join(HERE, "golden.json")
+        cases = [c for c in json.load(open(path, encoding="utf-8"))["cases"] if c["format"] != "v4"] + v4_cases(tdir)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"cases": cases}, f, ensure_ascii=False, indent=1)
+        print(f"{len(cases)} cases")
+        return
     tdir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/templates"
     tok = AutoTokenizer.from_pretrained(SHARED_V3)
     templates = {
@@ -138,6 +198,7 @@ def main():
                 continue  # the encoder rejects e.g. assistant turns without reasoning in thinking mode
             cases.append({"format": "v3.2", "name": name, "add_generation_prompt": True, "thinking": thinking,
                           "messages": messages, "expected": text})
+    cases += v4_cases(tdir)
     with open(os.path.join(HERE, "golden.json"), "w", encoding="utf-8") as f:
         json.dump({"cases": cases}, f, ensure_ascii=False, indent=1)
     print(f"{len(cases)} cases")
