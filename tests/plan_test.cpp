@@ -22,7 +22,10 @@ TEST(Plan, ReproducesPublishedTotals) {
       {"deepseek-v3.json", 671.026e9, 36.626e9, 671e9, 37e9},
       // V3.2: V3 plus a lightning indexer per layer (the activated count is whale's own).
       {"deepseek-v32.json", 671.878e9, 37.478e9, 671e9, 37e9},
-      {"deepseek-v4-flash.json", 284.326e9, 13.264e9, 284e9, 13e9},
+      // V4 as released (compress_ratios: Flash's layers 0-1 sliding-only, Pro's 0-1 HCA); the
+      // activated counts are whale's own (transformers does not report them).
+      {"deepseek-v4-flash.json", 284.332e9, 13.269e9, 284e9, 13e9},
+      {"deepseek-v4-pro.json", 1572.997e9, 48.85e9, 1.6e12, 49e9},
   };
   for (const auto& c : cases) {
     const Plan p = plan_of(c.file);
@@ -59,6 +62,15 @@ TEST(Plan, CacheAndFlops) {
   EXPECT_EQ(v32.caches[0].official_bytes, 512 + 4 * 4 + 2 * 64);
   EXPECT_EQ(v32.caches[1].official_bytes, 128 + 4);
   EXPECT_LT(v32.decode_flops, v3.decode_flops);  // at 128K: 2048 keys instead of 131072
+  // V4-Flash: a ring of 128 kv per layer, CSA entries every 4 tokens (+ FP4 index keys), HCA every 128.
+  const Plan flash = plan_of("deepseek-v4-flash.json");
+  ASSERT_EQ(flash.caches.size(), 4u);
+  EXPECT_EQ(flash.caches[0].ring, 128);
+  EXPECT_EQ(flash.caches[1].layers, 21);
+  EXPECT_EQ(flash.caches[3].layers, 20);
+  EXPECT_NEAR(flash.kv_values_per_token, 21 * (512.0 + 128) / 4 + 20 * 512.0 / 128, 1e-6);
+  // 1M tokens cost about 8x 128K (the ring is fixed): compressed entries grow, the window does not.
+  EXPECT_NEAR(flash.official_cache_bytes(1 << 20) / flash.official_cache_bytes(1 << 17), 8.0, 0.1);
   EXPECT_GT(v3.decode_flops, 2 * v3.activated());        // matmuls plus attention over the context
   const Plan r2 = plan_of("deepseek-r2.json");
   double mhc = 0;
@@ -83,8 +95,11 @@ TEST(Plan, BadConfigsAreClearErrors) {
   r2["num_attention_heads"] = r2["num_key_value_heads"] = 100;  // 8192 is not divisible by 100
   EXPECT_NE(err(r2.dump()).find("not divisible by num_attention_heads"), std::string::npos);
   auto v4 = nlohmann::json::parse(test::read_file(test::source_path("configs/deepseek-v4-flash.json")));
-  v4.erase("layer_types");
-  EXPECT_NE(err(v4.dump()).find("layer_types"), std::string::npos);
+  v4.erase("compress_ratios");  // no layer schedule at all
+  EXPECT_NE(err(v4.dump()).find("'layer_types' or 'compress_ratios'"), std::string::npos);
+  v4["compress_ratios"] = std::vector<int>(44, 4);
+  v4["compress_ratios"][1] = 7;  // neither sliding (0), CSA (4) nor HCA (128)
+  EXPECT_NE(err(v4.dump()).find("compress_ratios[1]"), std::string::npos);
   auto v3 = nlohmann::json::parse(test::read_file(test::source_path("configs/deepseek-v3.json")));
   v3["hc_mult"] = 4;  // mHC belongs to the R2 architecture
   EXPECT_NE(err(v3.dump()).find("DeepseekR2ForCausalLM"), std::string::npos);

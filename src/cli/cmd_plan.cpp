@@ -46,7 +46,8 @@ void run(const PlanOptions& o) {
                        {"context", o.context}, {"bytes_at_context", kv_ctx}};
     for (const PlanCache& k : p.caches)
       out["kv_cache"]["kinds"].push_back({{"name", k.name}, {"layers", k.layers}, {"values_per_token_per_layer", k.values},
-                                          {"official_bytes_per_token_per_layer", k.official_bytes}});
+                                          {"official_bytes_per_token_per_layer", k.official_bytes}, {"ring_tokens", k.ring}});
+    if (!p.caches.empty()) out["kv_cache"]["official_bytes_at_context"] = p.official_cache_bytes(o.context);
     out["flops_per_token"] = {{"decode", p.decode_flops}, {"prefill", p.prefill_flops}};
     out["memory"] = {{"cpu_host_fp8", p.bytes_fp8() + kv_ctx}, {"cpu_host_q4_k", p.bytes_q4() + kv_ctx},
                      {"gpus", o.gpus}, {"per_gpu_fp8_expert_parallel", per_gpu}};
@@ -66,14 +67,15 @@ void run(const PlanOptions& o) {
   std::printf("KV cache (BF16): %.0f values = %.1f KiB per token; %.2f GiB at %lld tokens\n", p.kv_values_per_token,
               p.kv_bytes_per_token() / 1024, GiB(kv_ctx), (long long)o.context);
   if (!p.caches.empty()) {
-    double official = 0;
     std::printf("\n| cache, per token and layer | layers | values | bytes as DeepSeek stores them |\n|---|---|---|---|\n");
-    for (const PlanCache& k : p.caches) {
-      std::printf("| %s | %lld | %.0f | %.0f |\n", k.name.c_str(), (long long)k.layers, k.values, k.official_bytes);
-      official += double(k.layers) * k.official_bytes;
-    }
-    std::printf("\nKV cache as DeepSeek stores it: %.1f KiB per token; %.2f GiB at %lld tokens\n", official / 1024,
-                GiB(official * double(o.context)), (long long)o.context);
+    for (const PlanCache& k : p.caches)
+      std::printf("| %s | %lld | %.4g | %.4g |\n", k.name.c_str(), (long long)k.layers, k.values, k.official_bytes);
+    std::printf("\nKV cache as DeepSeek stores it, one sequence:");
+    std::vector<int64_t> at = {int64_t(131072), int64_t(1) << 20};
+    if (o.context != at[0] && o.context != at[1]) at.push_back(o.context);
+    for (size_t i = 0; i < at.size(); ++i)
+      std::printf("%s %.2f GiB at %lld tokens", i ? ";" : "", GiB(p.official_cache_bytes(at[i])), (long long)at[i]);
+    std::printf("\n");
   }
   std::printf("FLOPs per token at %lld tokens of context: decode %.1f GFLOP, prefill %.1f GFLOP\n", (long long)o.context,
               p.decode_flops / 1e9, p.prefill_flops / 1e9);

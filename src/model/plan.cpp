@@ -152,40 +152,28 @@ Plan plan_mla(const json& j, const std::string& source, int64_t context) {
   return p;
 }
 
-int64_t get_int(const json& j, const char* key, const std::string& source) {
-  if (!j.contains(key) || !j[key].is_number_integer()) fail(source, ": field '", key, "' must be an integer");
-  return j[key].get<int64_t>();
-}
 
 // DeepSeek-V4: shared-KV attention with a sliding window and compressed (CSA/HCA) branches,
-// grouped low-rank output, DeepSeekMoE in every layer, mHC.
+// grouped low-rank output, DeepSeekMoE in every layer, mHC. The config as released
+// (compress_ratios) or in transformers' names; parse_hf_config reads both.
 Plan plan_v4(const json& j, const std::string& source, int64_t context) {
-  const double D = double(get_int(j, "hidden_size", source)), H = double(get_int(j, "num_attention_heads", source));
-  const double hd = double(get_int(j, "head_dim", source)), q_lora = double(get_int(j, "q_lora_rank", source));
-  const double og = double(get_int(j, "o_groups", source)), o_lora = double(get_int(j, "o_lora_rank", source));
-  const double ih = double(get_int(j, "index_n_heads", source)), ihd = double(get_int(j, "index_head_dim", source));
-  const double topk = double(get_int(j, "index_topk", source)), window = double(get_int(j, "sliding_window", source));
-  const double E = double(get_int(j, "n_routed_experts", source)), K = double(get_int(j, "num_experts_per_tok", source));
-  const double I = double(get_int(j, "moe_intermediate_size", source)), S = double(get_int(j, "n_shared_experts", source));
-  const double n = double(get_int(j, "hc_mult", source)), vocab = double(get_int(j, "vocab_size", source));
-  const int64_t layers = get_int(j, "num_hidden_layers", source);
-  const int64_t n_mtp = j.value("num_nextn_predict_layers", 0);
-  if (!j.contains("layer_types") || !j["layer_types"].is_array() || int64_t(j["layer_types"].size()) < layers)
-    fail(source, ": field 'layer_types' must list the attention type of every layer");
-  const json rates = j.value("compress_rates", json::object());
-  auto ratio_of = [&](const std::string& type) -> double {
-    if (type == "sliding_attention") return 0;
-    if (!rates.contains(type) || !rates[type].is_number()) fail(source, ": no compress rate for layer type '", type, "'");
-    return rates[type].get<double>();
-  };
+  const ModelConfig c = parse_hf_config(j.dump(), source);
+  const double D = double(c.hidden_size), H = double(c.num_attention_heads), hd = double(c.head_dim);
+  const double q_lora = double(c.q_lora_rank), og = double(c.o_groups), o_lora = double(c.o_lora_rank);
+  const double ih = double(c.index_n_heads), ihd = double(c.index_head_dim), topk = double(c.index_topk);
+  const double window = double(c.sliding_window), rope = double(c.qk_rope_head_dim);
+  const double E = double(c.n_routed_experts), K = double(c.num_experts_per_tok), I = double(c.moe_intermediate_size);
+  const double S = double(c.n_shared_experts), n = double(c.hc_mult), vocab = double(c.vocab_size);
+  const int64_t layers = c.num_hidden_layers;
 
   double kv_values = 0, attn_flops = 0;
   const double ctx = double(context);
-  auto layer = [&](Tally& t, const std::string& type, bool count_cache) {
+  int64_t n_csa = 0, n_hca = 0;
+  auto layer = [&](Tally& t, LayerAttention type, bool count_cache) {
     t.add("attention", D * q_lora + q_lora * H * hd + D * hd + og * o_lora * (H * hd / og) + D * og * o_lora + H);
     t.add("norms", 2 * D + q_lora + hd);
-    const double m = ratio_of(type);
-    const bool sparse = type == "compressed_sparse_attention";
+    const double m = double(c.compress_rate(type));
+    const bool sparse = type == LayerAttention::CSA;
     if (m > 0) {
       const double width = sparse ? 2 * hd : hd;  // CSA compresses overlapping windows of 2m tokens
       t.add("attention", 2 * D * width + m * width);
@@ -197,6 +185,8 @@ Plan plan_v4(const json& j, const std::string& source, int64_t context) {
     t.add("routers", E * D + E);
     t.add("mHC", 2 * ((2 + n) * n * n * D + (2 + n) * n + 3));
     if (!count_cache) return;
+    n_csa += sparse;
+    n_hca += type == LayerAttention::HCA;
     // Long-context average: the window is bounded; compressed entries grow with the context.
     if (m > 0) kv_values += hd / m + (sparse ? ihd / m : 0);
     attn_flops += H * 2 * std::min(window, ctx) * 2 * hd;
@@ -206,15 +196,15 @@ Plan plan_v4(const json& j, const std::string& source, int64_t context) {
 
   Tally main;
   main.add("embedding", vocab * D, 0.0);
-  for (int64_t l = 0; l < layers; ++l) layer(main, j["layer_types"][size_t(l)].get<std::string>(), true);
+  for (int64_t l = 0; l < layers; ++l) layer(main, c.attention_of(l), true);
   main.add("mHC", n * n * D + n + 1);
   main.add("norms", D);
   main.add("LM head", vocab * D);
 
   Tally mtp;
-  for (int64_t k = 0; k < n_mtp; ++k) {  // e_proj, h_proj, enorm, hnorm, a block, hc_head, norm
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {  // e_proj, h_proj, enorm, hnorm, a block, hc_head, norm
     Tally block;
-    layer(block, j["layer_types"][size_t(layers - 1)].get<std::string>(), false);
+    layer(block, c.attention_of(layers + k), false);
     mtp.add("mtp", 2 * D * D + 3 * D + n * n * D + n + 1);
     mtp["mtp"].params += block.total();
     mtp["mtp"].activated += block.activated() + vocab * D;
@@ -227,12 +217,30 @@ Plan plan_v4(const json& j, const std::string& source, int64_t context) {
   p.mtp = mtp.groups.empty() ? PlanGroup{"mtp", 0, 0, true} : mtp.groups[0];
   p.context = context;
   p.kv_values_per_token = kv_values;
+  // As DeepSeek's code stores them: kv vectors with FP8 non-RoPE dims (a float32 scale per 64)
+  // and BF16 RoPE dims; indexer keys FP4 with a scale byte per 32. Per token: an entry / m.
+  const double entry_bytes = (hd - rope) + 4 * std::ceil((hd - rope) / 64) + 2 * rope;
+  const double index_bytes = ihd / 2 + std::ceil(ihd / 32);
+  const double mc = double(c.compress_rate_csa), mh = double(c.compress_rate_hca);
+  p.caches.push_back({"sliding window kv (a ring of sliding_window tokens)", layers, hd, entry_bytes, c.sliding_window});
+  if (n_csa) {
+    p.caches.push_back({"CSA compressed kv (1 per " + std::to_string(c.compress_rate_csa) + " tokens)", n_csa, hd / mc, entry_bytes / mc});
+    p.caches.push_back({"CSA indexer keys (FP4)", n_csa, ihd / mc, index_bytes / mc});
+  }
+  if (n_hca) p.caches.push_back({"HCA compressed kv (1 per " + std::to_string(c.compress_rate_hca) + " tokens)", n_hca, hd / mh, entry_bytes / mh});
   p.decode_flops = 2 * p.activated() + attn_flops;
   p.prefill_flops = 2 * p.activated() + attn_flops / 2;
   return p;
 }
 
 }  // namespace
+
+double Plan::official_cache_bytes(int64_t tokens) const {
+  double b = 0;
+  for (const PlanCache& k : caches)
+    b += double(k.layers) * k.official_bytes * double(k.ring > 0 ? std::min<int64_t>(k.ring, tokens) : tokens);
+  return b;
+}
 
 Plan make_plan(const json& config, const std::string& source, int64_t context) {
   if (!config.is_object()) fail(source, ": not a JSON object");

@@ -26,6 +26,7 @@ struct PlanCache {
   int64_t layers = 0;       // layers that hold it
   double values = 0;        // values per token per layer
   double official_bytes = 0;  // bytes per token per layer as DeepSeek's inference code stores it
+  int64_t ring = 0;         // > 0: a ring of this many tokens per sequence (V4's window), not growing
 };
 
 struct Plan {
@@ -34,7 +35,9 @@ struct Plan {
   std::vector<PlanGroup> groups;  // the main model
   PlanGroup mtp;                  // MTP modules (separate, as DeepSeek reports them)
   double kv_values_per_token = 0; // cached values per token, all layers (the average over a long context for V4)
-  std::vector<PlanCache> caches;  // by kind (V2/V3/V3.2)
+  std::vector<PlanCache> caches;  // by kind
+  // Bytes of one sequence's cache at `tokens` tokens, as DeepSeek stores it (rings count once).
+  double official_cache_bytes(int64_t tokens) const;
   int64_t context = 131072;
   // FLOPs per token: matmuls (2 per activated parameter) plus attention at the given context.
   double decode_flops = 0, prefill_flops = 0;
