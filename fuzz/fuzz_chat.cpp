@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     std::vector<whale::ChatMessage> msgs;
     for (size_t i = 0; i < j.size(); ++i) msgs.push_back(whale::ChatMessage::from_json(j[i], "messages"));
-    for (auto f : {whale::ChatFormat::V3, whale::ChatFormat::R1, whale::ChatFormat::V31, whale::ChatFormat::V32})
+    for (auto f : {whale::ChatFormat::V3, whale::ChatFormat::R1, whale::ChatFormat::V31, whale::ChatFormat::V32,
+                   whale::ChatFormat::V4})
       for (bool thinking : {false, true}) {
         whale::ChatOptions o;
         o.thinking = thinking;

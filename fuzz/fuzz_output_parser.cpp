@@ -8,7 +8,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const bool reasoning = data[0] & 1;
-  const auto syntax = (data[0] & 2) ? whale::ToolCallSyntax::V31 : whale::ToolCallSyntax::V3;
+  const auto syntax = (data[0] & 6) == 2   ? whale::ToolCallSyntax::V31
+                      : (data[0] & 6) == 4 ? whale::ToolCallSyntax::Dsml
+                                           : whale::ToolCallSyntax::V3;
   const size_t step = 1 + data[1] % 9;
   std::string_view text(reinterpret_cast<const char*>(data + 2), size - 2);
   whale::ParsedOutput one = whale::OutputParser::parse(text, reasoning, syntax);

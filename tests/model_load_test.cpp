@@ -94,6 +94,27 @@ TEST(ModelLoad, SparseAttentionTensorsAreChecked) {
   EXPECT_NE(err.find("config implies"), std::string::npos) << err;
 }
 
+// V4: released tensor names, FP8 `.scale` and FP4 experts are checked like the rest.
+TEST(ModelLoad, V4TensorsAreChecked) {
+  TempDir a, b, c;
+  copy_checkpoint("v4_fp8", a.path(), [](TensorToWrite& t) { return t.name != "layers.2.attn.compressor.ape"; });
+  EXPECT_NE(load_error(a.path()).find("missing tensor 'layers.2.attn.compressor.ape'"), std::string::npos);
+  copy_checkpoint("v4_fp8", b.path(), [](TensorToWrite& t) { return t.name != "layers.1.ffn.experts.3.w2.scale"; });
+  EXPECT_NE(load_error(b.path()).find("FP4 tensor 'layers.1.ffn.experts.3.w2.weight' has no 'layers.1.ffn.experts.3.w2.scale'"),
+            std::string::npos)
+      << load_error(b.path());
+  copy_checkpoint("v4_fp8", c.path());
+  auto j = nlohmann::json::parse(test::read_file(c / "config.json"));
+  j["engram_num_slots"] = 8;  // a V4 variant's key: refused, not ignored
+  test::write_file(c / "config.json", j.dump());
+  EXPECT_NE(load_error(c.path()).find("'engram_num_slots' belongs to a DeepSeek-V4 variant"), std::string::npos);
+  j.erase("engram_num_slots");
+  j["index_head_dim"] = 64;  // the config disagrees with the indexer's tensors
+  test::write_file(c / "config.json", j.dump());
+  const std::string err = load_error(c.path());
+  EXPECT_NE(err.find("layers.1.attn.indexer.wq_b.weight' has shape"), std::string::npos) << err;
+}
+
 TEST(ModelLoad, WrongDtypeIsNamed) {
   TempDir dir;
   copy_checkpoint("v3", dir.path(), [](TensorToWrite& t) {
