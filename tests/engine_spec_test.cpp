@@ -79,7 +79,7 @@ TEST_P(GoldenSpeculation, AcceptedDraftsKeepTheOutputExact) {
   EXPECT_LT(m.spec_accepted_tokens_total, m.spec_draft_tokens_total);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenSpeculation, ::testing::Values("r2", "v3_mtp"),
+INSTANTIATE_TEST_SUITE_P(Models, GoldenSpeculation, ::testing::Values("r2", "v3_mtp", "v4_mtp"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST(GoldenSpeculationConfig, NeedsAnMtpModuleAndASaneDraftLength) {

@@ -156,7 +156,7 @@ TEST_P(GoldenTest, PromptChunkingDoesNotChangeResults) {
 INSTANTIATE_TEST_SUITE_P(Variants, GoldenTest,
                          ::testing::Values("v2_lite", "v2", "v3", "v3_fp8", "v31_fp8_ue8m0", "dense_tied", "r2", "r2_hc1",
                                            "v3_mtp", "v32@float", "v32@official", "v32_fp8@float", "v32_fp8@official", "v4@float", "v4@official", "v4_fp8@float",
-                                           "v4_fp8@official"),
+                                           "v4_fp8@official", "v4_mtp@official"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name) if (ch == '@') ch = '_';

@@ -73,16 +73,22 @@ struct RowFP8 {
 struct RowFP4 {
   const uint8_t* p;
   HWY_INLINE VF operator()(DF d, size_t c) const {
+#if HWY_TARGET == HWY_SCALAR  // one lane: no byte to split
+    return hn::Set(d, at(c));
+#else
+    const hn::Rebind<uint8_t, DF> d8;
     const hn::Rebind<uint16_t, DF> d16;
     const hn::Rebind<hwy::float16_t, DF> dh;
-    HWY_ALIGN uint16_t bits[HWY_MAX_BYTES / sizeof(float)];
     const size_t N = hn::Lanes(d);
-    for (size_t i = 0; i < N; i += 2) {
-      const uint8_t b = p[(c + i) / 2];
-      bits[i] = fp4_e2m1_f16_bits(b & 15);
-      bits[i + 1] = fp4_e2m1_f16_bits(b >> 4);
-    }
-    return hn::PromoteTo(d, hn::BitCast(dh, hn::Load(d16, bits)));
+    // N/2 bytes -> N codes: low nibbles and high nibbles interleaved (element 2k is the low one).
+    HWY_ALIGN uint8_t buf[HWY_MAX_BYTES / sizeof(float)] = {};
+    std::memcpy(buf, p + c / 2, N / 2);
+    const auto bytes = hn::Load(d8, buf);
+    const auto codes = hn::InterleaveLower(d8, hn::And(bytes, hn::Set(d8, 15)), hn::ShiftRight<4>(bytes));
+    const auto w = hn::PromoteTo(d16, codes);
+    const auto bits = hn::Or(hn::ShiftLeft<9>(hn::And(w, hn::Set(d16, 7))), hn::ShiftLeft<12>(hn::And(w, hn::Set(d16, 8))));
+    return hn::PromoteTo(d, hn::BitCast(dh, bits));
+#endif
   }
   float at(size_t i) const { return fp4_e2m1_to_f32((p[i / 2] >> (4 * (i % 2))) & 15) * (1.0f / 16384.0f); }
 };

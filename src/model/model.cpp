@@ -192,14 +192,16 @@ void Model::head(const HyperHeadWeights& hc_head, const std::vector<float>& norm
     }
     rmsnorm(out, norm.data(), D, float(c.rms_norm_eps), out);
   };
-  if (hidden)
+  const bool streams = c.shared_kv();  // V4: MTP reads the residual streams, not the normed output
+  if (hidden && streams) std::memcpy(hidden, ws.h.data(), size_t(T * mtp_hidden_width()) * sizeof(float));
+  else if (hidden)
     for (int64_t t = 0; t < T; ++t) final_hidden(t, hidden + t * D);
   const int64_t R = int64_t(batch.logit_rows.size());
   if (!logits || R == 0) return;
   std::vector<float> rows(static_cast<size_t>(R * D));
   for (int64_t i = 0; i < R; ++i) {
     const int64_t t = batch.logit_rows[size_t(i)];
-    if (hidden) std::memcpy(&rows[size_t(i * D)], hidden + t * D, size_t(D) * sizeof(float));
+    if (hidden && !streams) std::memcpy(&rows[size_t(i * D)], hidden + t * D, size_t(D) * sizeof(float));
     else final_hidden(t, &rows[size_t(i * D)]);
   }
   matmul(lm_head, rows.data(), R, logits, pool_);
@@ -231,6 +233,20 @@ void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, K
   Workspace& ws = *ws_;
   ws.resize(c, T);
   embed(m.embed_tokens, batch, ws);  // fills cos/sin; the embedding is re-read below
+  if (c.shared_kv()) {
+    // V4: z_i = e_proj(enorm(emb)) + h_proj(hnorm(X_i)) for each residual stream i of hidden_in.
+    std::vector<float> e(static_cast<size_t>(T * D)), hs(static_cast<size_t>(T * n * D)), ez(e.size()), hz(hs.size());
+    for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(&ws.h[size_t(t * n * D)], m.enorm.data(), D, float(c.rms_norm_eps), &e[size_t(t * D)]);
+      for (int64_t i = 0; i < n; ++i)
+        rmsnorm(hidden_in + (t * n + i) * D, m.hnorm.data(), D, float(c.rms_norm_eps), &hs[size_t((t * n + i) * D)]);
+    }
+    matmul_batch({{&m.e_proj, e.data(), T, ez.data()}, {&m.h_proj, hs.data(), T * n, hz.data()}}, pool_);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t d = 0; d < D; ++d)
+          ws.h[size_t((t * n + i) * D + d)] = ez[size_t(t * D + d)] + hz[size_t((t * n + i) * D + d)];
+  } else {
   // z = eh_proj([enorm(emb(token)); hnorm(h)])   (embedding half first, as DeepSeek's checkpoints)
   std::vector<float> cat(static_cast<size_t>(T * 2 * D));
   for (int64_t t = 0; t < T; ++t) {
@@ -242,6 +258,7 @@ void Model::mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, K
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(&ws.h[size_t((t * n + i) * D)], &ws.out[size_t(t * D)], size_t(D) * sizeof(float));
+  }
   WHALE_CHECK(cache_layer >= 0 && cache_layer < cache.n_layers(), "mtp_forward: no cache layer ", cache_layer);
   layer_forward(m.block, mtp_routers_[size_t(k)], cache_layer, batch, cache, ws);
   for (const BatchSeq& s : batch.seqs) s.cache->length += s.n_tokens;

@@ -69,6 +69,11 @@ class Model {
   void mtp_forward(int64_t k, const Batch& batch, const float* hidden_in, KVPool& cache, float* logits,
                    float* hidden_out = nullptr, int64_t cache_layer = 0);
   int64_t mtp_modules() const { return int64_t(weights_->mtp.size()); }
+  // Values per token of `hidden` (forward) and `hidden_in` (mtp_forward): hidden_size, or for
+  // DeepSeek-V4 the hc_mult residual streams before hc_head, which its MTP module reads.
+  int64_t mtp_hidden_width() const {
+    return config_.shared_kv() ? config_.hidden_size * config_.hc_mult : config_.hidden_size;
+  }
   std::unique_ptr<KVPool> make_mtp_cache(int64_t max_tokens, int64_t block_size = 16) const;
 
  private:

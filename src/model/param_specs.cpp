@@ -22,9 +22,7 @@ std::vector<ParamSpec> v4_param_specs(const ModelConfig& c) {
     add(p + ".ape", {m, coff * d}, ParamRole::Hyper);
     add(p + ".norm.weight", {d}, ParamRole::Norm);
   };
-  add("embed.weight", {c.vocab_size, D}, ParamRole::Embedding);
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "layers." + std::to_string(l);
+  auto block = [&](const std::string& p, LayerAttention type, bool hash) {
     add(p + ".attn_norm.weight", {D}, ParamRole::Norm);
     add(p + ".ffn_norm.weight", {D}, ParamRole::Norm);
     for (const char* site : {".hc_attn", ".hc_ffn"}) {
@@ -41,7 +39,6 @@ std::vector<ParamSpec> v4_param_specs(const ModelConfig& c) {
     add(a + ".wo_a.weight", {c.o_groups * c.o_lora_rank, H * hd / c.o_groups}, ParamRole::Linear);
     add(a + ".wo_b.weight", {D, c.o_groups * c.o_lora_rank}, ParamRole::Linear);
     add(a + ".attn_sink", {H}, ParamRole::Bias);
-    const LayerAttention type = c.attention_of(l);
     if (const int64_t m = c.compress_rate(type); m > 0) {
       compressor(a + ".compressor", m, type == LayerAttention::CSA ? 2 : 1, hd);
       if (type == LayerAttention::CSA) {
@@ -52,16 +49,32 @@ std::vector<ParamSpec> v4_param_specs(const ModelConfig& c) {
     }
     const std::string f = p + ".ffn";
     add(f + ".gate.weight", {E, D}, ParamRole::Router);
-    if (l < c.num_hash_layers) add(f + ".gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, ParamRole::TokenTable);
+    if (hash) add(f + ".gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, ParamRole::TokenTable);
     else add(f + ".gate.bias", {E}, ParamRole::Bias);
     for (int64_t e = 0; e < E; ++e) mlp(f + ".experts." + std::to_string(e), I);
     if (c.n_shared_experts > 0) mlp(f + ".shared_experts", I * c.n_shared_experts);
-  }
-  add("hc_head_fn", {n, n * D}, ParamRole::Hyper);
-  add("hc_head_base", {n}, ParamRole::HyperBase);
-  add("hc_head_scale", {1}, ParamRole::HyperScale);
+  };
+  auto hyper_head = [&](const std::string& p) {
+    add(p + "hc_head_fn", {n, n * D}, ParamRole::Hyper);
+    add(p + "hc_head_base", {n}, ParamRole::HyperBase);
+    add(p + "hc_head_scale", {1}, ParamRole::HyperScale);
+  };
+  add("embed.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    block("layers." + std::to_string(l), c.attention_of(l), l < c.num_hash_layers);
+  hyper_head("");
   add("norm.weight", {D}, ParamRole::Norm);
   add("head.weight", {c.vocab_size, D}, ParamRole::Embedding);
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {  // mtp.k: its projections, a sliding block, its head
+    const std::string p = "mtp." + std::to_string(k);
+    add(p + ".e_proj.weight", {D, D}, ParamRole::Linear);
+    add(p + ".h_proj.weight", {D, D}, ParamRole::Linear);
+    add(p + ".enorm.weight", {D}, ParamRole::Norm);
+    add(p + ".hnorm.weight", {D}, ParamRole::Norm);
+    add(p + ".norm.weight", {D}, ParamRole::Norm);
+    block(p, c.attention_of(c.num_hidden_layers + k), false);
+    hyper_head(p + ".");
+  }
   return out;
 }
 }  // namespace

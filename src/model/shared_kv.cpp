@@ -93,7 +93,10 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
   const int64_t T = int64_t(batch.tokens.size()), D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim;
   const int64_t P = c.qk_rope_head_dim / 2, ql = c.q_lora_rank, ih = c.index_n_heads, ihd = c.index_head_dim;
   const float eps = float(c.rms_norm_eps);
-  const LayerAttention type = c.attention_of(layer);
+  // The type from the weights: `layer` is the cache layer, which for the MTP block is not its index.
+  const LayerAttention type = V.compressor.empty()         ? LayerAttention::Sliding
+                              : V.index_compressor.empty() ? LayerAttention::HCA
+                                                           : LayerAttention::CSA;
   const int64_t m = c.compress_rate(type);
   const bool csa = type == LayerAttention::CSA, official = c.cache_numerics == CacheNumerics::Official;
   const std::vector<float>& cos = m > 0 ? ws.ccos : ws.cos;

@@ -301,7 +301,26 @@ std::unique_ptr<ModelWeights> bind_hf_weights(const TensorSet& tensors, const Mo
     w->hc_head = b.hyper_head("hc_head", c.hc_mult, D);
     w->norm = b.vector("norm.weight", D);
     w->lm_head = b.matrix("head.weight", c.vocab_size, D);
-    return w;  // the MTP module (mtp.0.*) is not bound yet
+    // MTP modules (mtp.k.*): optional, as for V3; a sliding-window block with its own hc_head.
+    for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
+      const std::string p = "mtp." + std::to_string(k);
+      if (!tensors.find(p + ".e_proj.weight")) break;
+      if (c.attention_of(c.num_hidden_layers + k) != LayerAttention::Sliding)
+        fail(tensors.root(), ": the MTP module ", p, " is configured as ", to_string(c.attention_of(c.num_hidden_layers + k)),
+             "; whale runs sliding-window MTP blocks (compress_ratios ends with 0)");
+      MtpWeights m;
+      m.enorm = b.vector(p + ".enorm.weight", D);
+      m.hnorm = b.vector(p + ".hnorm.weight", D);
+      m.e_proj = b.matrix(p + ".e_proj.weight", D, D);
+      m.h_proj = b.matrix(p + ".h_proj.weight", D, D);
+      m.block = b.v4_layer(p, c.num_hidden_layers + k);
+      m.hc_head = b.hyper_head(p + ".hc_head", c.hc_mult, D);
+      m.shared_head_norm = b.vector(p + ".norm.weight", D);
+      m.embed_tokens = w->embed_tokens;
+      m.head = w->lm_head;
+      w->mtp.push_back(std::move(m));
+    }
+    return w;
   }
 
   w->embed_tokens = b.matrix("model.embed_tokens.weight", c.vocab_size, D);

@@ -103,9 +103,13 @@ struct LayerWeights {
 // A multi-token-prediction module (DeepSeek-V3 layout: layer index num_hidden_layers + k).
 // From the main model's final hidden state h_i and the embedding of token i+1 it predicts
 // token i+2:  z = eh_proj([enorm(emb); hnorm(h)]) -> decoder block -> shared_head.
+//
+// DeepSeek-V4's module (mtp.k.*) reads the main model's hc_mult residual streams instead:
+// z_i = e_proj(enorm(emb)) + h_proj(hnorm(X_i)) per stream, then a block and its own hc_head.
 struct MtpWeights {
   std::vector<float> enorm, hnorm;              // [hidden]
   Weight eh_proj;                               // [hidden, 2·hidden], embedding half first
+  Weight e_proj, h_proj;                        // V4: [hidden, hidden] each
   LayerWeights block;
   HyperHeadWeights hc_head;                     // mHC models only
   std::vector<float> shared_head_norm;          // [hidden]

@@ -7,12 +7,12 @@ namespace whale {
 ModelRunner::ModelRunner(Model& model, KVCacheManager& cache, const EngineConfig& config)
     : model_(model), cache_(cache), config_(config) {
   if (config.draft > 0 && model.mtp_modules() == 0)
-    fail("this model has no MTP module (model.layers.", model.config().num_hidden_layers,
-         ".eh_proj.weight is missing); speculative decoding with --spec mtp needs one");
+    fail("this model has no MTP module (", model.config().shared_kv() ? "mtp.0.e_proj.weight" : "model.layers." +
+         std::to_string(model.config().num_hidden_layers) + ".eh_proj.weight", " is missing); speculative decoding with --spec mtp needs one");
 }
 
 StepResult& ModelRunner::execute(const StepPlan& plan) {
-  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  const int64_t V = model_.config().vocab_size, D = model_.mtp_hidden_width();
   if (drafting()) propose(plan);
   StepResult& r = result_;
   r.vocab = V;
@@ -54,7 +54,7 @@ StepResult& ModelRunner::execute(const StepPlan& plan) {
 }
 
 void ModelRunner::propose(const StepPlan& plan) {
-  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  const int64_t V = model_.config().vocab_size, D = model_.mtp_hidden_width();
   std::vector<std::pair<Sequence*, int64_t>> drafting;  // sequence, drafts planned
   for (const PlannedChunk& c : plan.chunks) {
     Sequence& s = *c.seq;
@@ -96,7 +96,7 @@ void ModelRunner::propose(const StepPlan& plan) {
 // after a step every kept position's next token is known (prompt, or the token just chosen).
 void ModelRunner::catch_up(const StepPlan& plan) {
   if (!drafting()) return;
-  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  const int64_t V = model_.config().vocab_size, D = model_.mtp_hidden_width();
   const StepResult& r = result_;
   Batch b;
   std::vector<Sequence*> in;

@@ -74,7 +74,10 @@ CASES = {
                                         "weight_block_size": [128, 128], "scale_fmt": "ue8m0"},
                    expert_dtype="fp4"),
 }
-SEQ_LENGTHS = {"v4": [40, 11, 5], "v4_fp8": [136, 12]}
+# The v4 shape with the MTP module (mtp.0.*, which transformers ignores): the main model's logits
+# are checked against transformers, the module by speculation giving plain decoding's tokens.
+CASES["v4_mtp"] = dict(CASES["v4"], num_nextn_predict_layers=1)
+SEQ_LENGTHS = {"v4": [40, 11, 5], "v4_fp8": [136, 12], "v4_mtp": [24, 9]}
 WITH_LAYERS = {"v4"}  # residual streams per layer (v4_fp8's would be megabytes)
 
 # FP8 in the released V4 checkpoints; routed experts are FP4 when expert_dtype says so.
@@ -123,44 +126,57 @@ def ratio_of(c, l):
     return {"sliding": 0, "csa": rates["compressed_sparse_attention"], "hca": rates["heavily_compressed_attention"]}[kind_of(c, l)]
 
 
-def shapes(c):
+def layer_shapes(c, p, kind, hash_routed):
+    """One block's tensors under prefix p ("layers.N." or the MTP module's "mtp.0.")."""
     D, H, hd, ql = c["hidden_size"], c["num_attention_heads"], c["head_dim"], c["q_lora_rank"]
     G, R, n = c["o_groups"], c["o_lora_rank"], c["hc_mult"]
     ih, ihd, E, I = c["index_n_heads"], c["index_head_dim"], c["n_routed_experts"], c["moe_intermediate_size"]
+    out = {p + "attn_norm.weight": (D,), p + "ffn_norm.weight": (D,)}
+    for site in ("attn", "ffn"):
+        out.update({f"{p}hc_{site}_fn": ((2 + n) * n, n * D), f"{p}hc_{site}_base": ((2 + n) * n,),
+                    f"{p}hc_{site}_scale": (3,)})
+    a = p + "attn."
+    out.update({a + "wq_a.weight": (ql, D), a + "q_norm.weight": (ql,), a + "wq_b.weight": (H * hd, ql),
+                a + "wkv.weight": (hd, D), a + "kv_norm.weight": (hd,), a + "wo_a.weight": (G * R, H * hd // G),
+                a + "wo_b.weight": (D, G * R), a + "attn_sink": (H,)})
+    rates = c.get("compress_rates", {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128})
+    m = {"sliding": 0, "csa": rates["compressed_sparse_attention"], "hca": rates["heavily_compressed_attention"]}[kind]
+    if m:
+        coff = 2 if kind == "csa" else 1
+        out.update({a + "compressor.wkv.weight": (coff * hd, D), a + "compressor.wgate.weight": (coff * hd, D),
+                    a + "compressor.ape": (m, coff * hd), a + "compressor.norm.weight": (hd,)})
+        if kind == "csa":
+            x = a + "indexer."
+            out.update({x + "wq_b.weight": (ih * ihd, ql), x + "weights_proj.weight": (ih, D),
+                        x + "compressor.wkv.weight": (2 * ihd, D), x + "compressor.wgate.weight": (2 * ihd, D),
+                        x + "compressor.ape": (m, 2 * ihd), x + "compressor.norm.weight": (ihd,)})
+    f = p + "ffn."
+    out[f + "gate.weight"] = (E, D)
+    if hash_routed:
+        out[f + "gate.tid2eid"] = (c["vocab_size"], c["num_experts_per_tok"])
+    else:
+        out[f + "gate.bias"] = (E,)
+    for e in range(E):
+        out.update({f"{f}experts.{e}.w1.weight": (I, D), f"{f}experts.{e}.w3.weight": (I, D),
+                    f"{f}experts.{e}.w2.weight": (D, I)})
+    S = I * c["n_shared_experts"]
+    out.update({f + "shared_experts.w1.weight": (S, D), f + "shared_experts.w3.weight": (S, D),
+                f + "shared_experts.w2.weight": (D, S)})
+    return out
+
+
+def shapes(c):
+    D, n = c["hidden_size"], c["hc_mult"]
     out = {"embed.weight": (c["vocab_size"], D), "head.weight": (c["vocab_size"], D), "norm.weight": (D,),
            "hc_head_fn": (n, n * D), "hc_head_base": (n,), "hc_head_scale": (1,)}
     for l in range(c["num_hidden_layers"]):
-        p = f"layers.{l}."
-        out.update({p + "attn_norm.weight": (D,), p + "ffn_norm.weight": (D,)})
-        for site in ("attn", "ffn"):
-            out.update({f"{p}hc_{site}_fn": ((2 + n) * n, n * D), f"{p}hc_{site}_base": ((2 + n) * n,),
-                        f"{p}hc_{site}_scale": (3,)})
-        a = p + "attn."
-        out.update({a + "wq_a.weight": (ql, D), a + "q_norm.weight": (ql,), a + "wq_b.weight": (H * hd, ql),
-                    a + "wkv.weight": (hd, D), a + "kv_norm.weight": (hd,), a + "wo_a.weight": (G * R, H * hd // G),
-                    a + "wo_b.weight": (D, G * R), a + "attn_sink": (H,)})
-        ratio = ratio_of(c, l)
-        if ratio:
-            m, coff = ratio, (2 if kind_of(c, l) == "csa" else 1)
-            out.update({a + "compressor.wkv.weight": (coff * hd, D), a + "compressor.wgate.weight": (coff * hd, D),
-                        a + "compressor.ape": (m, coff * hd), a + "compressor.norm.weight": (hd,)})
-            if coff == 2:
-                x = a + "indexer."
-                out.update({x + "wq_b.weight": (ih * ihd, ql), x + "weights_proj.weight": (ih, D),
-                            x + "compressor.wkv.weight": (2 * ihd, D), x + "compressor.wgate.weight": (2 * ihd, D),
-                            x + "compressor.ape": (m, 2 * ihd), x + "compressor.norm.weight": (ihd,)})
-        f = p + "ffn."
-        out[f + "gate.weight"] = (E, D)
-        if l < c["num_hash_layers"]:
-            out[f + "gate.tid2eid"] = (c["vocab_size"], c["num_experts_per_tok"])
-        else:
-            out[f + "gate.bias"] = (E,)
-        for e in range(E):
-            out.update({f"{f}experts.{e}.w1.weight": (I, D), f"{f}experts.{e}.w3.weight": (I, D),
-                        f"{f}experts.{e}.w2.weight": (D, I)})
-        S = I * c["n_shared_experts"]
-        out.update({f + "shared_experts.w1.weight": (S, D), f + "shared_experts.w3.weight": (S, D),
-                    f + "shared_experts.w2.weight": (D, S)})
+        out.update(layer_shapes(c, f"layers.{l}.", kind_of(c, l), l < c["num_hash_layers"]))
+    for k in range(c.get("num_nextn_predict_layers", 0)):  # V4-REF's MTPBlock: sliding attention, score routing
+        p = f"mtp.{k}."
+        out.update({p + "e_proj.weight": (D, D), p + "h_proj.weight": (D, D), p + "enorm.weight": (D,),
+                    p + "hnorm.weight": (D,), p + "norm.weight": (D,), p + "hc_head_fn": (n, n * D),
+                    p + "hc_head_base": (n,), p + "hc_head_scale": (1,)})
+        out.update(layer_shapes(c, p, "sliding", False))
     return out
 
 
