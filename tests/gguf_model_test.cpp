@@ -71,6 +71,9 @@ TEST_P(GgufModelTest, ConvertedF32FileGivesTheReferenceLogits) {
   ASSERT_TRUE(is_gguf_file(out));
   auto model = Model::load(out, pool_);
   auto hf = Model::load(dir, pool_);
+  model->set_cache_numerics(CacheNumerics::Float);  // V3.2: the reference is transformers' float32
+  EXPECT_EQ(model->config().architecture, hf->config().architecture);
+  EXPECT_EQ(model->config().index_topk, hf->config().index_topk);
   EXPECT_EQ(model->config().num_hidden_layers, hf->config().num_hidden_layers);
   EXPECT_EQ(model->config().topk_method, hf->config().topk_method);
   EXPECT_EQ(model->config().scoring_func, hf->config().scoring_func);
@@ -91,6 +94,7 @@ TEST_P(GgufModelTest, PromptChunksOfSplitLayoutMatchTheReferenceWhateverTheChunk
   const std::string dir = with_tokenizer(GetParam(), tmp), out = tmp / "model.gguf";
   convert_to_gguf(dir, out, GgufFileType::F32, pool_);
   auto model = Model::load(out, pool_);
+  model->set_cache_numerics(CacheNumerics::Float);
   const int64_t V = model->config().vocab_size;
   for (const auto& c : test::load_golden(GetParam())) {
     const int64_t n = int64_t(c.tokens.size());
@@ -133,9 +137,10 @@ void compare(const std::vector<float>& ref, const std::vector<float>& got, Agree
 
 // Top-1 agreement on at least `min_top1` of the positions; mean KL below 0.01 for 8 bits
 // (min_top1 0.9), below 0.1 for 4-5 bits.
-void expect_within_quantization_error(const Agreement& a, double min_top1, const std::string& what) {
+void expect_within_quantization_error(const Agreement& a, double min_top1, const std::string& what,
+                                      double max_kl = -1) {
   EXPECT_GE(a.top1, min_top1 * a.positions) << what;
-  EXPECT_LT(a.kl_sum / a.positions, min_top1 < 0.9 ? 0.1 : 0.01) << what;
+  EXPECT_LT(a.kl_sum / a.positions, max_kl > 0 ? max_kl : min_top1 < 0.9 ? 0.1 : 0.01) << what;
 }
 
 TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
@@ -146,6 +151,7 @@ TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
     const std::string out = tmp / (std::string(name) + ".gguf");
     convert_to_gguf(dir, out, type, pool_);
     auto model = Model::load(out, pool_);
+    model->set_cache_numerics(CacheNumerics::Float);
     Agreement a;
     for (const auto& c : test::load_golden(GetParam())) {
       auto got = logits_of(*model, c.tokens);
@@ -159,11 +165,19 @@ TEST_P(GgufModelTest, QuantizedFilesStayWithinQuantizationError) {
     // fallback), and 4-5 bits flip about a quarter of these near ties (bench/quant_quality.sh
     // measures a trained model: 98% top-1 for Q4_K_M). Q4_0 (4 bits, one scale per 32 values)
     // flips about half of them: measured 21/30, 23/49 and 12/19 here.
+    if (std::string(GetParam()) == "v32") {
+      // V3.2's indexer choice is discontinuous: quantized indexer weights change which 8 of these
+      // ~40 positions a token attends to, on top of the near ties above. Measured: q8_0 47/55
+      // top-1 (KL 0.023), q4_0 20/55 (0.20), q4_k_m 24/55 (0.13); bf16 agrees exactly.
+      const bool eight = type == GgufFileType::BF16 || type == GgufFileType::Q8_0;
+      expect_within_quantization_error(a, eight ? 0.8 : 0.3, name, eight ? 0.05 : 0.3);
+      continue;
+    }
     expect_within_quantization_error(a, type == GgufFileType::Q4_0 ? 0.4 : type == GgufFileType::Q4_K_M ? 2.0 / 3 : 0.9, name);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GgufModelTest, ::testing::Values("v2_lite", "v3", "v3_fp8"));
+INSTANTIATE_TEST_SUITE_P(Golden, GgufModelTest, ::testing::Values("v2_lite", "v3", "v3_fp8", "v32"));
 
 // Files written by llama.cpp's own converter and llama-quantize (tests/golden/llamacpp, made by
 // make_llamacpp_ggufs.py from the same golden checkpoints): what users download. BF16 files give
@@ -187,6 +201,9 @@ TEST_P(LlamaCppGgufTest, LoadsAndGivesTheReferenceLogits) {
   EXPECT_TRUE(std::any_of(file->tensors().begin(), file->tensors().end(), [&](const TensorRef& t) { return t.dtype == p.must_hold; }))
       << p.file << " holds no " << dtype_name(p.must_hold) << " tensor";
   auto model = Model::load(path, pool_);
+  model->set_cache_numerics(CacheNumerics::Float);  // V3.2: the reference is transformers' float32
+  const bool v32 = std::string(p.golden) == "v32";
+  EXPECT_EQ(model->config().sparse_attention(), v32);
   Agreement a;
   for (const auto& c : test::load_golden(p.golden)) {
     auto got = logits_of(*model, c.tokens);
@@ -199,7 +216,9 @@ TEST_P(LlamaCppGgufTest, LoadsAndGivesTheReferenceLogits) {
   }
   std::printf("llama.cpp file %-22s KL mean %.3g max %.3g  top-1 %d/%d\n", p.file, a.kl_sum / a.positions, a.kl_max,
               a.top1, a.positions);
-  if (p.must_hold != DType::BF16)  // Q8_0, or Q5_0 (4-5 bits): see QuantizedFilesStayWithinQuantizationError
+  if (p.must_hold != DType::BF16 && v32)  // the indexer's choice flips too: see QuantizedFilesStayWithinQuantizationError
+    expect_within_quantization_error(a, 0.8, p.file, 0.05);
+  else if (p.must_hold != DType::BF16)  // Q8_0, or Q5_0 (4-5 bits): see QuantizedFilesStayWithinQuantizationError
     expect_within_quantization_error(a, p.must_hold == DType::Q8_0 ? 0.9 : 2.0 / 3, p.file);
 
   TempDir tmp;
@@ -240,7 +259,9 @@ INSTANTIATE_TEST_SUITE_P(
     Files, LlamaCppGgufTest,
     ::testing::Values(LlamaCppFile{"v2_lite", "v2_lite-bf16.gguf", DType::BF16},
                       LlamaCppFile{"v3", "v3-bf16.gguf", DType::BF16}, LlamaCppFile{"v3", "v3-q8_0.gguf", DType::Q8_0},
-                      LlamaCppFile{"v3", "v3-q4_k_m.gguf", DType::Q5_0}),
+                      LlamaCppFile{"v3", "v3-q4_k_m.gguf", DType::Q5_0},
+                      // deepseek32 (V3.2): llama.cpp's converter; whale writes the same bytes
+                      LlamaCppFile{"v32", "v32-bf16.gguf", DType::BF16}, LlamaCppFile{"v32", "v32-q8_0.gguf", DType::Q8_0}),
     [](const auto& info) {
       std::string n = info.param.file;
       n = n.substr(0, n.size() - 5);

@@ -66,7 +66,9 @@ DType fallback(DType want, int64_t cols) {
 
 DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64_t n_ffn_down, bool tied,
                   int64_t cols, bool matrix) {
-  if (!matrix || name.find("_norm.weight") != std::string::npos || name.find("ffn_gate_inp") != std::string::npos)
+  // Norms, routers and V3.2's indexer head weights (computed in float32 by DeepSeek) stay F32.
+  if (!matrix || name.find("_norm.weight") != std::string::npos || name.find("ffn_gate_inp") != std::string::npos ||
+      name.find("indexer.proj") != std::string::npos)
     return DType::F32;
   // llama-quant.cpp: in the 4-bit mixes the output matrix (or tied embeddings) gets Q6_K.
   const bool output = name == "output.weight" || (tied && name == "token_embd.weight");
@@ -169,9 +171,11 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
   auto tensors = TensorSet::open(dir);
   auto W = bind_hf_weights(*tensors, c);
 
+  if (c.shared_kv()) fail(dir, ": DeepSeek-V4 (deepseek4) GGUF files are not written yet");
   GgufWriter w;
-  const std::string A = "deepseek2.";
-  w.set_string("general.architecture", "deepseek2");
+  // V3.2 is llama.cpp's deepseek32: deepseek2's tensors and keys plus the lightning indexer's.
+  const std::string arch = c.sparse_attention() ? "deepseek32" : "deepseek2", A = arch + ".";
+  w.set_string("general.architecture", arch);
   w.set_string("general.name", dir.substr(dir.find_last_of('/', dir.size() - 2) + 1));
   w.set_u32("general.quantization_version", 2);
   w.set_u32("general.file_type", llama_ftype(ft));
@@ -206,6 +210,11 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
   }
   w.set_u32(A + "expert_shared_count", uint32_t(c.n_shared_experts));
   w.set_u32(A + "rope.dimension_count", uint32_t(c.qk_rope_head_dim));
+  if (c.sparse_attention()) {
+    w.set_u32(A + "attention.indexer.head_count", uint32_t(c.index_n_heads));
+    w.set_u32(A + "attention.indexer.key_length", uint32_t(c.index_head_dim));
+    w.set_u32(A + "attention.indexer.top_k", uint32_t(c.index_topk));
+  }
   if (c.yarn.enabled) {
     if (c.yarn.mscale != c.yarn.mscale_all_dim)
       fail(dir, ": rope_scaling mscale != mscale_all_dim cannot be expressed in a deepseek2 GGUF");
@@ -269,6 +278,13 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
                      dequantize_row(*kvb, row / dv * kv_row + nope + row % dv, o);
                    }});
     mat(p + "attn_output.weight", a.o_proj);
+    if (c.sparse_attention()) {
+      mat(p + "indexer.attn_q_b.weight", a.indexer.wq_b);
+      mat(p + "indexer.attn_k.weight", a.indexer.wk);
+      vec(p + "indexer.k_norm.weight", a.indexer.k_norm_weight);
+      vec(p + "indexer.k_norm.bias", a.indexer.k_norm_bias);
+      mat(p + "indexer.proj.weight", a.indexer.weights_proj);
+    }
     vec(p + "ffn_norm.weight", L.post_attention_layernorm);
     if (!L.is_moe) {
       mat(p + "ffn_gate.weight", L.mlp.gate_proj);

@@ -14,12 +14,12 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kArch = "deepseek2";
-
-// Metadata access with the file and key in every error.
+// Metadata access with the file and key in every error. `arch`: deepseek2, or deepseek32 for
+// DeepSeek-V3.2 (deepseek2's layout plus the lightning indexer).
 struct Meta {
   const GgufFile& f;
-  std::string key(const std::string& k) const { return std::string(kArch) + "." + k; }
+  std::string arch;
+  std::string key(const std::string& k) const { return arch + "." + k; }
   const GgufValue* find(const std::string& k) const { return f.find(key(k)); }
   int64_t integer(const std::string& k) const {
     const GgufValue& v = f.get(key(k));
@@ -45,12 +45,12 @@ struct Meta {
 ModelConfig gguf_model_config(const GgufFile& f) {
   const GgufValue& arch = f.get("general.architecture");
   if (arch.type != GgufValue::STRING) fail(f.path(), ": metadata 'general.architecture' is not a string");
-  if (arch.as_string() != kArch)
-    fail(f.path(), ": architecture '", arch.as_string(), "' is not supported (whale loads '", kArch,
-         "', llama.cpp's name for DeepSeek-V2/V3 models)");
-  Meta m{f};
+  if (arch.as_string() != "deepseek2" && arch.as_string() != "deepseek32")
+    fail(f.path(), ": architecture '", arch.as_string(), "' is not supported (whale loads 'deepseek2' and 'deepseek32', "
+         "llama.cpp's names for DeepSeek-V2/V3 and V3.2 models)");
+  Meta m{f, arch.as_string()};
   ModelConfig c;
-  c.model_type = "gguf:deepseek2";
+  c.model_type = "gguf:" + m.arch;
 
   const int64_t blocks = m.integer("block_count");
   c.num_nextn_predict_layers = m.integer("nextn_predict_layers", 0);
@@ -117,6 +117,13 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.vocab_size = embd->shape[0];
   c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
   c.architecture = c.scoring_func == ScoringFunc::Sigmoid ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM";
+  if (m.arch == "deepseek32") {
+    c.architecture = "DeepseekV32ForCausalLM";
+    c.index_n_heads = m.integer("attention.indexer.head_count");
+    c.index_head_dim = m.integer("attention.indexer.key_length");
+    c.index_topk = m.integer("attention.indexer.top_k");
+    c.cache_numerics = CacheNumerics::Official;  // as for the safetensors checkpoint (config.h)
+  }
   if (const GgufValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = v->as_int();
   if (const GgufValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {v->as_int()};
   c.validate(f.path());
@@ -142,6 +149,12 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
       {"attn_k_b.weight", "self_attn.k_b_proj.weight"},
       {"attn_v_b.weight", "self_attn.v_b_proj.weight"},
       {"attn_output.weight", "self_attn.o_proj.weight"},
+      // deepseek32: the lightning indexer
+      {"indexer.attn_q_b.weight", "self_attn.indexer.wq_b.weight"},
+      {"indexer.attn_k.weight", "self_attn.indexer.wk.weight"},
+      {"indexer.k_norm.weight", "self_attn.indexer.k_norm.weight"},
+      {"indexer.k_norm.bias", "self_attn.indexer.k_norm.bias"},
+      {"indexer.proj.weight", "self_attn.indexer.weights_proj.weight"},
       {"ffn_gate.weight", "mlp.gate_proj.weight"},
       {"ffn_up.weight", "mlp.up_proj.weight"},
       {"ffn_down.weight", "mlp.down_proj.weight"},

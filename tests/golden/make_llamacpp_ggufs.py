@@ -12,9 +12,14 @@ DeepSeek-V3's pre-tokenizer but not its vocabulary, so the converter's pre-token
 hash of token ids of a sample text) does not recognise it; the converter is told it is
 "deepseek-v3", which is what it would detect for the real tokenizer. Nothing else is changed.
 
+DeepSeek-V3.2's converter (deepseek32) asserts the tokenizer's add_bos_token, which
+transformers 5's tokenizer objects no longer carry; it is set to True on the loaded tokenizer,
+as the converter's own message asks of tokenizer_config.json. Nothing else is changed.
+
 Needs a llama.cpp checkout built outside this repository (llama-quantize in build/bin) and the
 converter's Python requirements (torch, transformers, numpy, sentencepiece). From the repo root:
-    [LLAMA_CPP_COMMIT=sha] python3 tests/golden/make_llamacpp_ggufs.py /path/to/llama.cpp
+    [LLAMA_CPP_COMMIT=sha] python3 tests/golden/make_llamacpp_ggufs.py /path/to/llama.cpp [--only GOLDEN ...]
+(--only rebuilds those goldens' files and keeps the others and their README lines.)
 """
 import json
 import os
@@ -32,7 +37,7 @@ OUT = os.path.join(HERE, "llamacpp")
 # converter's no-q_lora layout.
 # llama-quantize has no fallback for Q4_0 and stops at the goldens' 16- and 24-wide matrices, so
 # Q4_0 is covered by whale's own files and the block fixtures (make_quant_fixtures.py) instead.
-FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"])}
+FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"]), "v32": (["bf16", "q8_0"], [])}
 
 
 def convert(llama_cpp, model_dir, outtype, outfile):
@@ -42,11 +47,23 @@ def convert(llama_cpp, model_dir, outtype, outfile):
     from conversion.base import TextModel
 
     TextModel.get_vocab_base_pre = lambda self, tokenizer: "deepseek-v3"
+    import transformers
+    load = transformers.AutoTokenizer.from_pretrained
+
+    def with_bos(*a, **k):  # deepseek32's set_vocab asserts it (see the docstring)
+        t = load(*a, **k)
+        t.add_bos_token = True
+        return t
+    transformers.AutoTokenizer.from_pretrained = with_bos
     sys.argv = ["convert_hf_to_gguf.py", model_dir, "--outtype", outtype, "--outfile", outfile]
     convert_hf_to_gguf.main()
 
 
 def main():
+    only = None
+    if "--only" in sys.argv:
+        i = sys.argv.index("--only")
+        only, sys.argv = sys.argv[i + 1:], sys.argv[:i]
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     llama_cpp = os.path.abspath(sys.argv[1])
@@ -55,7 +72,14 @@ def main():
     commit = os.environ.get("LLAMA_CPP_COMMIT") or subprocess.run(
         ["git", "-C", llama_cpp, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     made = {}
+    readme = os.path.join(OUT, "README.md")
+    if only and os.path.exists(readme):  # keep the other goldens' lines
+        for line in open(readme).read().splitlines():
+            if line.startswith("- `") and line.split("`")[1].split("-")[0] not in only:
+                made[line.split("`")[1]] = line.split(": ", 1)[1]
     for golden, (outtypes, qtypes) in FILES.items():
+        if only and golden not in only:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             model = os.path.join(tmp, golden)
             os.makedirs(model)
