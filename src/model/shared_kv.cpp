@@ -178,17 +178,20 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
   }
   (void)sd;
 
-  // Attention, token by token (each token's keys: its window and its entries).
+  // Attention: first each token's keys (its window, its entries: for CSA the indexer's choice),
+  // then every (token, band of heads) as one task, so a single decode token still uses every
+  // thread. A head's result does not depend on its band (dot_rows / weighted_rows per head).
   const float scale = rope_.softmax_scale;
   for (const BatchSeq& s : batch.seqs) {
     const int64_t p0 = s.cache->length;
+    std::vector<std::vector<const float*>> keys(static_cast<size_t>(s.n_tokens));
     pool_.parallel_for(s.n_tokens, [&](int64_t i0, int64_t i1) {
-      std::vector<const float*> rows, index_rows;
-      std::vector<float> scores, probs, iscore, scratch;
+      std::vector<const float*> index_rows;
+      std::vector<float> iscore, scratch;
       std::vector<int32_t> picked;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t t = s.first + i, pos = p0 + i;
-        rows.clear();
+        std::vector<const float*>& rows = keys[size_t(i)];
         for (int64_t j = std::max<int64_t>(0, pos - c.sliding_window + 1); j <= pos; ++j)
           rows.push_back(s.cache->slot(cache, layer, j, size_t(v4_.kv)));
         const int64_t n_entries = m > 0 ? (pos + 1) / m : 0;
@@ -209,22 +212,32 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
           }
           for (int32_t j : picked) rows.push_back(s.cache->entry(cache, gl, j, g_entry));
         }
+      }
+    });
+    const int64_t band = std::max<int64_t>(1, std::min<int64_t>(H, 8));  // heads per task
+    const int64_t bands = (H + band - 1) / band;
+    pool_.parallel_for(s.n_tokens * bands, [&](int64_t k0, int64_t k1) {
+      std::vector<float> scores, probs;
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t i = k / bands, h0 = (k % bands) * band, nh = std::min(band, H - h0);
+        const int64_t t = s.first + i;
+        const std::vector<const float*>& rows = keys[size_t(i)];
         const int64_t n = int64_t(rows.size());
-        scores.resize(size_t(H * n));
-        probs.resize(size_t(n * H));
-        dot_rows(&ws.q[size_t(t * H * hd)], H, hd, rows.data(), n, hd, scale, scores.data(), n);
-        for (int64_t h = 0; h < H; ++h) {  // softmax over the keys and the head's sink (zero value)
+        scores.resize(size_t(nh * n));
+        probs.resize(size_t(n * nh));
+        dot_rows(&ws.q[size_t((t * H + h0) * hd)], nh, hd, rows.data(), n, hd, scale, scores.data(), n);
+        for (int64_t h = 0; h < nh; ++h) {  // softmax over the keys and the head's sink (zero value)
           float* sc = &scores[size_t(h * n)];
-          const float sink = V.attn_sink[size_t(h)];
+          const float sink = V.attn_sink[size_t(h0 + h)];
           float mx = sink;
           for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sc[j]);
           double sum = std::exp(double(sink - mx));
           for (int64_t j = 0; j < n; ++j) sum += std::exp(double(sc[j] - mx));
-          for (int64_t j = 0; j < n; ++j) probs[size_t(j * H + h)] = float(std::exp(double(sc[j] - mx)) / sum);
+          for (int64_t j = 0; j < n; ++j) probs[size_t(j * nh + h)] = float(std::exp(double(sc[j] - mx)) / sum);
         }
-        float* o = &ws.attn[size_t(t * H * hd)];
-        weighted_rows(probs.data(), H, rows.data(), n, 0, hd, o, hd);
-        for (int64_t h = 0; h < H; ++h) rope_tail(o + h * hd, hd, &cos[size_t(t * P)], &sin[size_t(t * P)], P, true);
+        float* o = &ws.attn[size_t((t * H + h0) * hd)];
+        weighted_rows(probs.data(), nh, rows.data(), n, 0, hd, o, hd);
+        for (int64_t h = 0; h < nh; ++h) rope_tail(o + h * hd, hd, &cos[size_t(t * P)], &sin[size_t(t * P)], P, true);
       }
     });
   }
