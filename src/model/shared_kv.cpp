@@ -90,7 +90,7 @@ void Model::compress_entries(const CompressorWeights& C, int64_t m, bool overlap
 void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& batch, KVPool& cache, Workspace& ws) {
   const ModelConfig& c = config_;
   const SharedKVWeights& V = A.v4;
-  const int64_t T = int64_t(batch.tokens.size()), D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim;
+  const int64_t T = int64_t(batch.tokens.size()), H = c.num_attention_heads, hd = c.head_dim;
   const int64_t P = c.qk_rope_head_dim / 2, ql = c.q_lora_rank, ih = c.index_n_heads, ihd = c.index_head_dim;
   const float eps = float(c.rms_norm_eps);
   // The type from the weights: `layer` is the cache layer, which for the MTP block is not its index.
@@ -103,7 +103,6 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
   const std::vector<float>& sin = m > 0 ? ws.csin : ws.sin;
 
   // Projections of the normed input: query latent, kv, and the compressors' inputs.
-  const int64_t sd = csa ? 4 * hd + 4 * ihd : 2 * hd;  // state width
   std::vector<MatmulJob> jobs{{&A.q_a_proj, ws.xn.data(), T, ws.cq.data()}, {&V.wkv, ws.xn.data(), T, ws.kva.data()}};
   std::vector<float> proj;  // [4, T, ...] kv and gate of the compressor, then of the indexer's
   const int64_t cw = (csa ? 2 : 1) * hd, iw = 2 * ihd;
@@ -176,7 +175,6 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
       if (csa) compress_entries(V.index_compressor, m, true, s, gl, cache, g_state, 2 * cw, g_entry, hd, true);
     }
   }
-  (void)sd;
 
   // Attention: first each token's keys (its window, its entries: for CSA the indexer's choice),
   // then every (token, band of heads) as one task, so a single decode token still uses every
@@ -247,7 +245,6 @@ void Model::attention_v4(const AttentionWeights& A, int64_t layer, const Batch& 
   for (int64_t g = 0; g < G; ++g)
     matmul_rows(V.wo_a, g * R, (g + 1) * R, ws.attn.data() + g * in_g, H * hd, T, ws.z.data() + g * R, G * R, pool_);
   matmul(V.wo_b, ws.z.data(), T, ws.out.data(), pool_);  // [T, hidden]
-  (void)D;
 }
 
 }  // namespace whale

@@ -28,7 +28,6 @@ struct Model::Workspace {
   std::vector<float> attn;    // [T, H, v_head_dim]
   std::vector<float> iq, ik, iw;  // lightning indexer: [T, index_n_heads, index_head_dim], [T, index_head_dim], [T, index_n_heads]
   std::vector<float> ccos, csin;  // V4: [T, qk_rope_head_dim / 2] angles of the compress RoPE
-  std::vector<float> state;       // V4: [T, compressor state] the compressors' per-token inputs
   std::vector<float> z;           // V4: [T, o_groups · o_lora_rank] grouped output
   std::vector<float> cos, sin;  // [T, qk_rope_head_dim / 2]
   std::vector<float> gate, up;  // [T, intermediate] SwiGLU halves
@@ -54,7 +53,6 @@ struct Model::Workspace {
     if (c.shared_kv()) {
       ccos.resize(size_t(T * c.qk_rope_head_dim / 2));
       csin.resize(size_t(T * c.qk_rope_head_dim / 2));
-      state.resize(size_t(T * (4 * c.head_dim + 4 * c.index_head_dim)));
       z.resize(size_t(T * c.o_groups * c.o_lora_rank));
     }
     iq.resize(size_t(T * c.index_n_heads * c.index_head_dim));
