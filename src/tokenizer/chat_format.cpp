@@ -158,6 +158,20 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
+// A DSML tools section: the encoder's template with its tokens and one JSON schema per line.
+std::string fill_tools_template(const std::string& tmpl, const ojson& tools) {
+  std::string schemas;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const ojson& t = tools[i];
+    if (!t.is_object() || !t.contains("function")) fail("tools[", i, "]: expected {\"type\": \"function\", \"function\": {...}}");
+    schemas += (i ? "\n" : "") + python_json_dumps(t["function"]);
+  }
+  std::string s = replace_all(tmpl, "{dsml_token}", kDsml);
+  s = replace_all(s, "{thinking_start_token}", kThinkOpen);
+  s = replace_all(s, "{thinking_end_token}", kThinkClose);
+  return replace_all(s, "{tool_schemas}", schemas);
+}
+
 std::string render_tools_v32(const ojson& tools) {
   static const std::string tmpl =
       "## Tools\n\nYou have access to a set of tools you can use to answer the user's question.\n"
@@ -172,36 +186,43 @@ std::string render_tools_v32(const ojson& tools) {
       "Here is an example:\n\n<{dsml_token}function_calls>\n...\n</{dsml_token}function_calls>\n\n<function_results>\n"
       "...\n</function_results>\n\n{thinking_start_token}...thinking about results{thinking_end_token}\n\nHere are the "
       "functions available in JSONSchema format:\n<functions>\n{tool_schemas}\n</functions>\n";
-  std::string schemas;
-  for (size_t i = 0; i < tools.size(); ++i) {
-    const ojson& t = tools[i];
-    if (!t.is_object() || !t.contains("function")) fail("tools[", i, "]: expected {\"type\": \"function\", \"function\": {...}}");
-    schemas += (i ? "\n" : "") + python_json_dumps(t["function"]);
-  }
-  std::string s = replace_all(tmpl, "{dsml_token}", kDsml);
-  s = replace_all(s, "{thinking_start_token}", kThinkOpen);
-  s = replace_all(s, "{thinking_end_token}", kThinkClose);
-  return replace_all(s, "{tool_schemas}", schemas);
+  return fill_tools_template(tmpl, tools);
 }
 
 std::string response_format_v32(const ojson& rf) {
   return "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n" + python_json_dumps(rf);
 }
 
+// One DSML parameter line per argument: a string as is (string="true"), anything else as JSON.
+std::string dsml_parameters(const ojson& args) {
+  std::string out;
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    const bool is_str = it.value().is_string();
+    out += (it == args.begin() ? "" : "\n") +
+           ("<" + kDsml + "parameter name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") + "\">" +
+            (is_str ? it.value().get<std::string>() : python_json_dumps(it.value())) + "</" + kDsml + "parameter>");
+  }
+  return out;
+}
+
+// V3.2's encoder needs arguments that are a JSON object.
 std::string dsml_arguments(const ChatToolCall& t) {
   ojson args = ojson::parse(t.arguments, nullptr, false);
   if (args.is_discarded() || !args.is_object())
     fail("tool call '", t.name, "': arguments must be a JSON object, got ", t.arguments);
-  std::string out;
-  bool first = true;
-  for (auto it = args.begin(); it != args.end(); ++it) {
-    const bool is_str = it.value().is_string();
-    out += (first ? "" : "\n") + ("<" + kDsml + "parameter name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") +
-                                  "\">" + (is_str ? it.value().get<std::string>() : python_json_dumps(it.value())) + "</" +
-                                  kDsml + "parameter>");
-    first = false;
+  return dsml_parameters(args);
+}
+
+// An assistant turn's calls as a DSML block ("function_calls" for V3.2, "tool_calls" for V4),
+// or nothing without calls.
+std::string dsml_calls(const ChatMessage& m, const std::string& block, std::string (*arguments)(const ChatToolCall&)) {
+  if (!m.tool_calls || m.tool_calls->empty()) return "";
+  std::string joined;
+  for (size_t k = 0; k < m.tool_calls->size(); ++k) {
+    const ChatToolCall& c = (*m.tool_calls)[k];
+    joined += (k ? "\n" : "") + ("<" + kDsml + "invoke name=\"" + c.name + "\">\n" + arguments(c) + "\n</" + kDsml + "invoke>");
   }
-  return out;
+  return "\n\n<" + kDsml + block + ">\n" + joined + "\n</" + kDsml + block + ">";
 }
 
 std::string render_v32(const std::vector<ChatMessage>& msgs, const ChatOptions& o) {
@@ -240,16 +261,7 @@ std::string render_v32(const std::vector<ChatMessage>& msgs, const ChatOptions& 
       out += "\n<result>" + text(m.content) + "</result>";
       if (order == n_calls) out += "\n</function_results>\n\n" + (i >= last_user && thinking ? kThinkOpen : kThinkClose);
     } else if (m.role == "assistant") {
-      std::string calls;
-      if (m.tool_calls && !m.tool_calls->empty()) {
-        std::string joined;
-        for (size_t k = 0; k < m.tool_calls->size(); ++k) {
-          const ChatToolCall& t = (*m.tool_calls)[k];
-          joined += (k ? "\n" : "") + ("<" + kDsml + "invoke name=\"" + t.name + "\">\n" + dsml_arguments(t) + "\n</" +
-                                       kDsml + "invoke>");
-        }
-        calls = "\n\n<" + kDsml + "function_calls>\n" + joined + "\n</" + kDsml + "function_calls>";
-      }
+      const std::string calls = dsml_calls(m, "function_calls", dsml_arguments);
       std::string reasoning;
       if (thinking && i > last_user) {  // earlier turns' reasoning is dropped
         if (text(m.reasoning_content).empty() && calls.empty())
@@ -288,16 +300,7 @@ std::string render_tools_v4(const ojson& tools) {
       "response.\n\nOtherwise, output directly after {thinking_end_token} with tool calls or final response.\n\n### "
       "Available Tool Schemas\n\n{tool_schemas}\n\nYou MUST strictly follow the above defined tool name and parameter "
       "schemas to invoke tool calls.\n";
-  std::string schemas;
-  for (size_t i = 0; i < tools.size(); ++i) {
-    const ojson& t = tools[i];
-    if (!t.is_object() || !t.contains("function")) fail("tools[", i, "]: expected {\"type\": \"function\", \"function\": {...}}");
-    schemas += (i ? "\n" : "") + python_json_dumps(t["function"]);
-  }
-  std::string s = replace_all(tmpl, "{dsml_token}", kDsml);
-  s = replace_all(s, "{thinking_start_token}", kThinkOpen);
-  s = replace_all(s, "{thinking_end_token}", kThinkClose);
-  return replace_all(s, "{tool_schemas}", schemas);
+  return fill_tools_template(tmpl, tools);
 }
 
 // V4's argument encoding: a string value as is (string="true"), anything else as JSON;
@@ -305,14 +308,7 @@ std::string render_tools_v4(const ojson& tools) {
 std::string dsml_arguments_v4(const ChatToolCall& t) {
   ojson args = ojson::parse(t.arguments, nullptr, false);
   if (args.is_discarded() || !args.is_object()) args = ojson{{"arguments", t.arguments}};
-  std::string out;
-  for (auto it = args.begin(); it != args.end(); ++it) {
-    const bool is_str = it.value().is_string();
-    out += (it == args.begin() ? "" : "\n") +
-           ("<" + kDsml + "parameter name=\"" + it.key() + "\" string=\"" + (is_str ? "true" : "false") + "\">" +
-            (is_str ? it.value().get<std::string>() : python_json_dumps(it.value())) + "</" + kDsml + "parameter>");
-  }
-  return out;
+  return dsml_parameters(args);
 }
 
 std::string render_v4(const std::vector<ChatMessage>& input, const ChatOptions& o) {
@@ -409,16 +405,7 @@ std::string render_v4(const std::vector<ChatMessage>& input, const ChatOptions& 
       out += kUser;
       for (size_t k = 0; k < t.blocks.size(); ++k) out += (k ? "\n\n" : "") + t.blocks[k].second;
     } else if (m.role == "assistant") {
-      std::string calls;
-      if (m.tool_calls && !m.tool_calls->empty()) {
-        std::string joined;
-        for (size_t k = 0; k < m.tool_calls->size(); ++k) {
-          const ChatToolCall& c = (*m.tool_calls)[k];
-          joined += (k ? "\n" : "") +
-                    ("<" + kDsml + "invoke name=\"" + c.name + "\">\n" + dsml_arguments_v4(c) + "\n</" + kDsml + "invoke>");
-        }
-        calls = "\n\n<" + kDsml + "tool_calls>\n" + joined + "\n</" + kDsml + "tool_calls>";
-      }
+      const std::string calls = dsml_calls(m, "tool_calls", dsml_arguments_v4);
       std::string reasoning;
       if (thinking && (!drop || i > last_user)) reasoning = text(m.reasoning_content) + kThinkClose;
       out += reasoning + text(m.content) + calls + kEos;
