@@ -28,18 +28,17 @@ Model::Model(ModelConfig c, std::unique_ptr<TensorSet> t, ThreadPool& pool)
       rope_compress_(config_.qk_rope_head_dim, config_.compress_rope_theta, config_.yarn), pool_(pool),
       ws_(std::make_unique<Workspace>()) {
   rope_compress_.softmax_scale = rope_.softmax_scale;
-  if (config_.shared_kv()) {
-    int64_t n_csa = 0, n_hca = 0;
+  if (config_.shared_kv()) {  // the order of cache_groups(): kv, states, entries; absent types take no group
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
       const LayerAttention a = config_.attention_of(l);
-      v4_type_layer_.push_back(a == LayerAttention::CSA ? n_csa++ : a == LayerAttention::HCA ? n_hca++ : -1);
+      v4_type_layer_.push_back(a == LayerAttention::CSA ? v4_.n_csa++ : a == LayerAttention::HCA ? v4_.n_hca++ : -1);
     }
     int64_t g = 0;
     v4_.kv = g++;
-    if (n_csa) v4_.csa_state = g++;
-    if (n_hca) v4_.hca_state = g++;
-    if (n_csa) v4_.csa_entries = g++;
-    if (n_hca) v4_.hca_entries = g++;
+    if (v4_.n_csa) v4_.csa_state = g++;
+    if (v4_.n_hca) v4_.hca_state = g++;
+    if (v4_.n_csa) v4_.csa_entries = g++;
+    if (v4_.n_hca) v4_.hca_entries = g++;
   }
   weights_ = bind_hf_weights(*tensors_, config_);
   routers_.reserve(weights_->layers.size());
@@ -70,17 +69,17 @@ std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
   const int64_t layers = c.num_hidden_layers + (with_mtp ? 1 : 0);
   if (c.shared_kv()) {  // V4: per-token and per-window values, appended like MLA's latents (shared_kv.cpp)
     const bool fp8 = c.cache_numerics == CacheNumerics::Official;
-    int64_t n_csa = 0, n_hca = 0;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      n_csa += c.attention_of(l) == LayerAttention::CSA;
-      n_hca += c.attention_of(l) == LayerAttention::HCA;
-    }
     const int64_t hd = c.head_dim, ihd = c.index_head_dim;
-    std::vector<CacheGroupSpec> g{{fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd}};
-    if (n_csa) g.push_back({"v4_csa_state", n_csa, 4 * hd + 4 * ihd});
-    if (n_hca) g.push_back({"v4_hca_state", n_hca, 2 * hd});
-    if (n_csa) g.push_back({fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", n_csa, hd + ihd, c.compress_rate_csa});
-    if (n_hca) g.push_back({fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", n_hca, hd, c.compress_rate_hca});
+    std::vector<CacheGroupSpec> g(size_t(1 + 2 * ((v4_.n_csa > 0) + (v4_.n_hca > 0))));
+    g[size_t(v4_.kv)] = {fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd};
+    if (v4_.n_csa) {
+      g[size_t(v4_.csa_state)] = {"v4_csa_state", v4_.n_csa, 4 * hd + 4 * ihd};
+      g[size_t(v4_.csa_entries)] = {fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", v4_.n_csa, hd + ihd, c.compress_rate_csa};
+    }
+    if (v4_.n_hca) {
+      g[size_t(v4_.hca_state)] = {"v4_hca_state", v4_.n_hca, 2 * hd};
+      g[size_t(v4_.hca_entries)] = {fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", v4_.n_hca, hd, c.compress_rate_hca};
+    }
     return g;
   }
   if (!c.sparse_attention()) return {{"mla_latent", layers, c.kv_cache_dim()}};

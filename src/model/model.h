@@ -126,6 +126,7 @@ class Model {
   // the layers of its type in the CSA / HCA groups.
   struct V4Groups {
     int64_t kv = -1, csa_state = -1, hca_state = -1, csa_entries = -1, hca_entries = -1;
+    int64_t n_csa = 0, n_hca = 0;  // layers of each type
   } v4_;
   std::vector<int64_t> v4_type_layer_;
   ThreadPool& pool_;
