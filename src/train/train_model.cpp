@@ -167,6 +167,7 @@ void TrainModel::init_random(uint64_t seed) {
       case ParamRole::Linear:
         fill_normal(ends_with("o_proj.weight") || ends_with("down_proj.weight") || ends_with("eh_proj.weight") ? 0.02 * out_scale : 0.02);
         break;
+      case ParamRole::TokenTable: break;  // V4 only; the constructor refuses V4 configs
     }
   }
   for (auto& [name, b] : buffers_) std::fill(b.begin(), b.end(), 0.0f);
