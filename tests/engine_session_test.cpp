@@ -5,6 +5,7 @@
 #include "model/hf_config.h"
 #include "model/random_checkpoint.h"
 #include "runtime/engine.h"
+#include "engine_util.h"
 #include "test_util.h"
 
 namespace whale {
@@ -25,21 +26,11 @@ TEST(StopMatcher, HoldsBackPartialMatchesAndCutsAtTheStop) {
 class Session : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    pool_ = new ThreadPool(2);
-    auto cfg = nlohmann::json::parse(test::read_file(test::golden_dir("v3") + "/config.json"));
-    cfg["vocab_size"] = 129280;
-    const std::string text = cfg.dump();
-    write_random_checkpoint(text, parse_hf_config(text, "cfg"), dir_->path(), {}, *pool_);
-    tok_ = Tokenizer::load(test::deepseek_v3_tokenizer()).release();
-    model_ = Model::load(dir_->path(), *pool_).release();
+    chat_ = new test::RandomChatModel("v3");
+    tok_ = chat_->tok.get();
+    model_ = chat_->model.get();
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tok_;
-    delete pool_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete chat_; }
   static EngineConfig chat(int64_t ctx) {  // as `whale run` sizes its engine
     EngineConfig c;
     c.parallel = 1;
@@ -52,13 +43,11 @@ class Session : public ::testing::Test {
     r.options.max_tokens = max_tokens;
     return r;
   }
-  static test::TempDir* dir_;
-  static ThreadPool* pool_;
+  static test::RandomChatModel* chat_;
   static Tokenizer* tok_;
   static Model* model_;
 };
-test::TempDir* Session::dir_;
-ThreadPool* Session::pool_;
+test::RandomChatModel* Session::chat_;
 Tokenizer* Session::tok_;
 Model* Session::model_;
 

@@ -39,27 +39,12 @@ EngineMetrics idle_metrics(const Engine& e) {
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    pool_ = new ThreadPool(2);
-    auto cfg = nlohmann::json::parse(test::read_file(test::golden_dir("v3") + "/config.json"));
-    cfg["vocab_size"] = 129280;
-    const std::string text = cfg.dump();
-    write_random_checkpoint(text, parse_hf_config(text, "cfg"), dir_->path(), {}, *pool_);
-    tok_ = Tokenizer::load(test::deepseek_v3_tokenizer()).release();
-    model_ = Model::load(dir_->path(), *pool_).release();
+    chat_ = new test::RandomChatModel("v3");
+    tok_ = chat_->tok.get();
+    model_ = chat_->model.get();
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tok_;
-    delete pool_;
-    delete dir_;
-  }
-  static EngineRequest request(const std::string& user, int64_t max_tokens) {
-    EngineRequest r;
-    r.prompt = tok_->encode("<｜User｜>" + user + "<｜Assistant｜>", true);
-    r.options.max_tokens = max_tokens;
-    return r;
-  }
+  static void TearDownTestSuite() { delete chat_; }
+  static EngineRequest request(const std::string& user, int64_t max_tokens) { return chat_->request(user, max_tokens); }
   static std::vector<std::string> prompts(int n) {
     std::vector<std::string> out;
     for (int i = 0; i < n; ++i)
@@ -67,13 +52,11 @@ class EngineTest : public ::testing::Test {
                     std::to_string(i * 37) + " plus " + std::to_string(i + 5) + "?");
     return out;
   }
-  static test::TempDir* dir_;
-  static ThreadPool* pool_;
+  static test::RandomChatModel* chat_;
   static Tokenizer* tok_;
   static Model* model_;
 };
-test::TempDir* EngineTest::dir_;
-ThreadPool* EngineTest::pool_;
+test::RandomChatModel* EngineTest::chat_;
 Tokenizer* EngineTest::tok_;
 Model* EngineTest::model_;
 

@@ -2,10 +2,7 @@
 // tokens) a request still gets the same tokens alone or batched, chunked or not, prefix-cache
 // hit or miss, in both numerics. The indexer's keys are a second cache group: they are shared,
 // copied and reused with the latents.
-#include <nlohmann/json.hpp>
 
-#include "model/hf_config.h"
-#include "model/random_checkpoint.h"
 #include "runtime/engine.h"
 #include "engine_util.h"
 #include "test_util.h"
@@ -16,29 +13,14 @@ namespace {
 class EngineV32Test : public ::testing::TestWithParam<CacheNumerics> {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    pool_ = new ThreadPool(2);
-    auto cfg = nlohmann::json::parse(test::read_file(test::golden_dir("v32") + "/config.json"));
-    cfg["vocab_size"] = 129280;
-    const std::string text = cfg.dump();
-    write_random_checkpoint(text, parse_hf_config(text, "cfg"), dir_->path(), {}, *pool_);
-    tok_ = Tokenizer::load(test::deepseek_v3_tokenizer()).release();
-    model_ = Model::load(dir_->path(), *pool_).release();
+    chat_ = new test::RandomChatModel("v32");
+    tok_ = chat_->tok.get();
+    model_ = chat_->model.get();
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tok_;
-    delete pool_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete chat_; }
   void SetUp() override { model_->set_cache_numerics(GetParam()); }
 
-  static EngineRequest request(const std::string& user, int64_t max_tokens) {
-    EngineRequest r;
-    r.prompt = tok_->encode("<｜User｜>" + user + "<｜Assistant｜>", true);
-    r.options.max_tokens = max_tokens;
-    return r;
-  }
+  static EngineRequest request(const std::string& user, int64_t max_tokens) { return chat_->request(user, max_tokens); }
   static std::vector<EngineRequest> requests(int n) {
     std::vector<EngineRequest> out;
     for (int i = 0; i < n; ++i)
@@ -48,13 +30,11 @@ class EngineV32Test : public ::testing::TestWithParam<CacheNumerics> {
     return out;
   }
 
-  static test::TempDir* dir_;
-  static ThreadPool* pool_;
+  static test::RandomChatModel* chat_;
   static Tokenizer* tok_;
   static Model* model_;
 };
-test::TempDir* EngineV32Test::dir_;
-ThreadPool* EngineV32Test::pool_;
+test::RandomChatModel* EngineV32Test::chat_;
 Tokenizer* EngineV32Test::tok_;
 Model* EngineV32Test::model_;
 

@@ -1,10 +1,7 @@
 // DeepSeek-V4 in the serving engine: requests crossing the sliding window and the CSA / HCA
 // windows get the same tokens alone or batched, chunked or not, prefix-cache hit or miss, in
 // both numerics (the window, compressor inputs and entries are cache groups like the latents).
-#include <nlohmann/json.hpp>
 
-#include "model/hf_config.h"
-#include "model/random_checkpoint.h"
 #include "runtime/engine.h"
 #include "core/error.h"
 #include "engine_util.h"
@@ -16,37 +13,20 @@ namespace {
 class EngineV4Test : public ::testing::TestWithParam<CacheNumerics> {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    pool_ = new ThreadPool(2);
-    auto cfg = nlohmann::json::parse(test::read_file(test::golden_dir("v4") + "/config.json"));
-    cfg["vocab_size"] = 129280;
-    const std::string text = cfg.dump();
-    write_random_checkpoint(text, parse_hf_config(text, "cfg"), dir_->path(), {}, *pool_);
-    tok_ = Tokenizer::load(test::deepseek_v3_tokenizer()).release();
-    model_ = Model::load(dir_->path(), *pool_).release();
+    chat_ = new test::RandomChatModel("v4");
+    tok_ = chat_->tok.get();
+    model_ = chat_->model.get();
   }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tok_;
-    delete pool_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete chat_; }
   void SetUp() override { model_->set_cache_numerics(GetParam()); }
 
-  static EngineRequest request(const std::string& user, int64_t max_tokens) {
-    EngineRequest r;
-    r.prompt = tok_->encode("<｜User｜>" + user + "<｜Assistant｜>", true);
-    r.options.max_tokens = max_tokens;
-    return r;
-  }
+  static EngineRequest request(const std::string& user, int64_t max_tokens) { return chat_->request(user, max_tokens); }
 
-  static test::TempDir* dir_;
-  static ThreadPool* pool_;
+  static test::RandomChatModel* chat_;
   static Tokenizer* tok_;
   static Model* model_;
 };
-test::TempDir* EngineV4Test::dir_;
-ThreadPool* EngineV4Test::pool_;
+test::RandomChatModel* EngineV4Test::chat_;
 Tokenizer* EngineV4Test::tok_;
 Model* EngineV4Test::model_;
 
