@@ -104,31 +104,6 @@ def random_weights(c, seed):
 
 # --- the official code's roundings, added to transformers for expected_official.json ---------
 
-def fp8_round_blocks(x, block=128):
-    """act_quant then dequantize along the last dim: ue8m0 scale per block, e4m3 values."""
-    n = x.shape[-1]
-    out = torch.empty_like(x)
-    for b0 in range(0, n, block):
-        xb = x[..., b0:b0 + block]
-        amax = xb.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
-        s = torch.pow(2.0, torch.ceil(torch.log2(amax / 448.0)))
-        out[..., b0:b0 + block] = (xb / s).to(torch.float8_e4m3fn).to(torch.float32) * s
-    return out
-
-
-def hadamard(x):
-    """Sylvester-order Walsh-Hadamard butterfly along the last dim, times n^-0.5 (rotate_activation)."""
-    n = x.shape[-1]
-    x = x.clone()
-    h = 1
-    while h < n:
-        y = x.view(*x.shape[:-1], n // (2 * h), 2, h)
-        a, b = y[..., 0, :].clone(), y[..., 1, :].clone()
-        y[..., 0, :] = a + b
-        y[..., 1, :] = a - b
-        h *= 2
-    return x * (n ** -0.5)
-
 
 def official_indexer_forward(self, hidden_states, q_resid, position_embeddings, attention_mask, position_ids,
                              past_key_values=None):
@@ -140,8 +115,8 @@ def official_indexer_forward(self, hidden_states, q_resid, position_embeddings, 
     k = self.k_norm(self.wk(hidden_states)).unsqueeze(2)
     k_rot, k_pass = torch.split(k, [self.qk_rope_head_dim, self.head_dim - self.qk_rope_head_dim], dim=-1)
     q_rot, k_rot = v32.apply_rotary_pos_emb(q_rot, k_rot, cos, sin, unsqueeze_dim=2)
-    q = fp8_round_blocks(hadamard(torch.cat([q_rot, q_pass], dim=-1)))
-    k = fp8_round_blocks(hadamard(torch.cat([k_rot, k_pass], dim=-1).squeeze(2)))
+    q = mg.fp8_round_blocks(mg.hadamard(torch.cat([q_rot, q_pass], dim=-1)))
+    k = mg.fp8_round_blocks(mg.hadamard(torch.cat([k_rot, k_pass], dim=-1).squeeze(2)))
     scores = torch.relu(torch.matmul(q.float(), k.transpose(-1, -2).float().unsqueeze(1)) * self.softmax_scale)
     weights = self.weights_proj(hidden_states).float() * (self.n_heads ** -0.5)
     index_scores = torch.matmul(weights.unsqueeze(-2), scores).squeeze(-2)
@@ -162,7 +137,7 @@ def reference(ref_dir, sequences, official, dtype=torch.float32):
     hooks = []
     if official:
         for layer in model.model.layers:
-            hooks.append(layer.self_attn.kv_a_layernorm.register_forward_hook(lambda m, i, o: fp8_round_blocks(o)))
+            hooks.append(layer.self_attn.kv_a_layernorm.register_forward_hook(lambda m, i, o: mg.fp8_round_blocks(o)))
         saved = v32.DeepseekV32Indexer.forward
         v32.DeepseekV32Indexer.forward = official_indexer_forward
     layer_out = []
@@ -213,18 +188,8 @@ def build(case, seed):
         with open(os.path.join(ref_dir, "config.json"), "w") as f:
             json.dump({k: v for k, v in config.items() if k != "quantization_config"}, f)
         mg.write_checkpoint(ref_dir, ref, 1)
-        for attempt in range(20):
-            g = torch.Generator().manual_seed(seed + 1 + 1000 * attempt)
-            sequences = [torch.randint(0, config["vocab_size"], (n,), generator=g).tolist() for n in SEQ_LENGTHS[case]]
-            f32 = reference(ref_dir, sequences, True)
-            f64 = reference(ref_dir, sequences, True, torch.float64)
-            worst = max(max(abs(a - b) for a, b in zip(r32, r64)) / max(abs(b) for b in r64)
-                        for c32, c64 in zip(f32, f64) for r32, r64 in zip(c32["logits"], c64["logits"]))
-            print(f"{case}: attempt {attempt}: official float32 vs float64 {worst:.2e}")
-            if worst < 1e-4:
-                break
-        else:
-            sys.exit(f"{case}: no stable sequences in 20 attempts")
+        sequences, attempt = mg.stable_sequences(case, config["vocab_size"], SEQ_LENGTHS[case], seed,
+                                                 lambda seqs, dtype: reference(ref_dir, seqs, True, dtype))
         for official, fname in ((False, "expected.json"), (True, "expected_official.json")):
             cases = reference(ref_dir, sequences, official)
             source = "transformers " + __import__("transformers").__version__ + ", float32, eager, sequences of attempt " + str(attempt)

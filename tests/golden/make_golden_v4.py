@@ -39,6 +39,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_golden as mg  # noqa: E402  (shared: FP8 rounding, Hadamard, stable sequences)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.set_num_threads(2)
 
@@ -213,16 +216,6 @@ def random_weights(c, seed):
     return out
 
 
-def fp8_round_blocks(x, block):
-    out = x.clone()
-    for b0 in range(0, x.shape[-1], block):
-        xb = x[..., b0:b0 + block]
-        amax = xb.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
-        s = torch.pow(2.0, torch.ceil(torch.log2(amax / 448.0)))
-        out[..., b0:b0 + block] = (xb / s).to(torch.float8_e4m3fn).to(torch.float32) * s
-    return out
-
-
 FP4_LEVELS = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
 
 
@@ -242,18 +235,6 @@ def fp4_round_blocks(x, block=32):
     return out
 
 
-def hadamard(x):
-    n = x.shape[-1]
-    x = x.clone()
-    h = 1
-    while h < n:
-        y = x.view(*x.shape[:-1], n // (2 * h), 2, h)
-        a, b = y[..., 0, :].clone(), y[..., 1, :].clone()
-        y[..., 0, :] = a + b
-        y[..., 1, :] = a - b
-        h *= 2
-    return x * (n ** -0.5)
-
 
 def official_hooks(model, rope_dim):
     """The official code's roundings, as hooks on transformers' modules (see the docstring)."""
@@ -261,11 +242,11 @@ def official_hooks(model, rope_dim):
 
     def nope_fp8(module, inputs, out):
         head = out[..., :out.shape[-1] - rope_dim]
-        return torch.cat([fp8_round_blocks(head, 64), out[..., out.shape[-1] - rope_dim:]], dim=-1)
+        return torch.cat([mg.fp8_round_blocks(head, 64), out[..., out.shape[-1] - rope_dim:]], dim=-1)
 
     def indexer_fp4(module, args):
         q, keys, hidden = args
-        return fp4_round_blocks(hadamard(q)), fp4_round_blocks(hadamard(keys)), hidden
+        return fp4_round_blocks(mg.hadamard(q)), fp4_round_blocks(mg.hadamard(keys)), hidden
 
     for layer in model.model.layers:
         attn = layer.self_attn
@@ -329,18 +310,8 @@ def build(case, seed):
             json.dump({k: v for k, v in config.items() if k not in ("quantization_config", "expert_dtype")}, f)
         save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(ref_dir, "model.safetensors"),
                   metadata={"format": "pt"})
-        for attempt in range(20):  # sequences whose official reference is stable (see the docstring)
-            g = torch.Generator().manual_seed(seed + 1 + 1000 * attempt)
-            sequences = [torch.randint(0, config["vocab_size"], (n,), generator=g).tolist() for n in SEQ_LENGTHS[case]]
-            f32 = reference(ref_dir, sequences, True, False)
-            f64 = reference(ref_dir, sequences, True, False, torch.float64)
-            worst = max(max(abs(a - b) for a, b in zip(r32, r64)) / max(abs(b) for b in r64)
-                        for c32, c64 in zip(f32, f64) for r32, r64 in zip(c32["logits"], c64["logits"]))
-            print(f"{case}: attempt {attempt}: official float32 vs float64 {worst:.2e}")
-            if worst < 1e-4:
-                break
-        else:
-            sys.exit(f"{case}: no stable sequences in 20 attempts")
+        sequences, attempt = mg.stable_sequences(case, config["vocab_size"], SEQ_LENGTHS[case], seed,
+                                                 lambda seqs, dtype: reference(ref_dir, seqs, True, False, dtype))
         for official, fname in ((False, "expected.json"), (True, "expected_official.json")):
             cases = reference(ref_dir, sequences, official, case in WITH_LAYERS)
             source = "transformers " + __import__("transformers").__version__ + ", float32, eager, sequences of attempt " + str(attempt)
