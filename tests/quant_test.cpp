@@ -28,6 +28,7 @@ TEST(Quant, LayoutsMatchGgufPy) {
     else if (type == "Q4_0") dequantize_q4_0(reinterpret_cast<const BlockQ4_0*>(bytes.data()), 32, got.data());
     else if (type == "Q5_0") dequantize_q5_0(reinterpret_cast<const BlockQ5_0*>(bytes.data()), 32, got.data());
     else if (type == "Q4_K") dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(bytes.data()), 256, got.data());
+    else if (type == "MXFP4") dequantize_mxfp4(reinterpret_cast<const BlockMXFP4*>(bytes.data()), 32, got.data());
     else dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(bytes.data()), 256, got.data());
     for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6 * (1 + std::fabs(expected[i]))) << type << " " << i;
   }
@@ -40,11 +41,12 @@ TEST(Quant, LayoutsMatchGgufPy) {
     if (type == "Q8_0") quantize_q8_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ8_0*>(out.data()));
     else if (type == "Q4_0") quantize_q4_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ4_0*>(out.data()));
     else if (type == "Q5_0") quantize_q5_0(x.data(), int64_t(x.size()), reinterpret_cast<BlockQ5_0*>(out.data()));
+    else if (type == "MXFP4") quantize_mxfp4(x.data(), int64_t(x.size()), reinterpret_cast<BlockMXFP4*>(out.data()));
     else FAIL() << type;
     ++types;
     EXPECT_EQ(std::vector<uint8_t>(out.begin(), out.begin() + std::ptrdiff_t(expected.size())), expected) << type;
   }
-  EXPECT_EQ(types, 3u);
+  EXPECT_EQ(types, 4u);
 }
 
 template <class Block>
@@ -69,6 +71,7 @@ TEST(Quant, QuantizersAreAccurate) {
   EXPECT_LT(relative_rmse(quantize_q4_k, dequantize_q4_k, 256), 0.12);  // 4 bits
   EXPECT_LT(relative_rmse(quantize_q5_0, dequantize_q5_0, 32), 0.08);   // 5 bits, symmetric
   EXPECT_LT(relative_rmse(quantize_q4_0, dequantize_q4_0, 32), 0.16);   // 4 bits, symmetric
+  EXPECT_LT(relative_rmse(quantize_mxfp4, dequantize_mxfp4, 32), 0.2);  // e2m1 with a power-of-two scale
 }
 
 // Activations round half to even (lrintf's default), ties included: each block's largest value
@@ -169,6 +172,7 @@ Weight quantized_weight(DType type, int64_t rows, int64_t cols, std::vector<uint
     else if (type == DType::Q4_0) quantize_q4_0(row.data(), cols, reinterpret_cast<BlockQ4_0*>(dst));
     else if (type == DType::Q5_0) quantize_q5_0(row.data(), cols, reinterpret_cast<BlockQ5_0*>(dst));
     else if (type == DType::Q4_K) quantize_q4_k(row.data(), cols, reinterpret_cast<BlockQ4_K*>(dst));
+    else if (type == DType::MXFP4) quantize_mxfp4(row.data(), cols, reinterpret_cast<BlockMXFP4*>(dst));
     else quantize_q6_k(row.data(), cols, reinterpret_cast<BlockQ6_K*>(dst));
   }
   Weight w;
@@ -231,6 +235,8 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
   const Weight q5 = quantized_weight(DType::Q5_0, 21, 256, s5, rng);
   const Weight q4 = quantized_weight(DType::Q4_K, 37, 512, s4, rng);
   const Weight q6 = quantized_weight(DType::Q6_K, 70, 256, s6, rng);
+  std::vector<uint8_t> sm;
+  const Weight mx = quantized_weight(DType::MXFP4, 33, 512, sm, rng);
   std::vector<float> f32_values(size_t(19 * 512));
   for (auto& v : f32_values) v = nd(rng);
   Weight f32;
@@ -249,7 +255,7 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
     };
     const std::vector<Case> cases = {{&q8, xa.data(), T}, {&q4, xa.data(), T}, {&q6, xb.data(), T},
                                      {&f32, xa.data(), T}, {&q4, xa.data(), 0}, {&q8, xa.data(), 1},
-                                     {&q5, xb.data(), T}};
+                                     {&q5, xb.data(), T}, {&mx, xa.data(), T}};
     std::vector<std::vector<float>> got(cases.size()), want(cases.size());
     std::vector<MatmulJob> jobs;
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -264,7 +270,7 @@ TEST(QuantMatmul, BatchOfProductsEqualsEachAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K),
+INSTANTIATE_TEST_SUITE_P(Types, QuantMatmul, ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K, DType::MXFP4),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace

@@ -20,6 +20,7 @@ constexpr DTypeEntry kDTypes[] = {
     {DType::I8, "I8", 1},          {DType::U8, "U8", 1},           {DType::BOOL, "BOOL", 1},
     {DType::E8M0, "F8_E8M0", 1},      {DType::F4_E2M1, "F4_E2M1", 0},
     {DType::Q8_0, "Q8_0", 0}, {DType::Q4_0, "Q4_0", 0}, {DType::Q5_0, "Q5_0", 0}, {DType::Q4_K, "Q4_K", 0}, {DType::Q6_K, "Q6_K", 0},
+    {DType::MXFP4, "MXFP4", 0},
 };
 
 }  // namespace
@@ -32,7 +33,7 @@ std::string_view dtype_name(DType t) {
 
 int64_t dtype_block_elems(DType t) {
   switch (t) {
-    case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: return 32;
+    case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::MXFP4: return 32;
     case DType::Q4_K: case DType::Q6_K: return 256;
     case DType::F4_E2M1: return 2;
     default: return 1;
@@ -44,6 +45,7 @@ int64_t dtype_block_bytes(DType t) {
     case DType::Q8_0: return 34;
     case DType::Q4_0: return 18;
     case DType::Q5_0: return 22;
+    case DType::MXFP4: return 17;
     case DType::Q4_K: return 144;
     case DType::Q6_K: return 210;
     case DType::F4_E2M1: return 1;

@@ -22,13 +22,15 @@ enum class DType : uint8_t {
   Q6_K,  // 256 values: 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales, f16 d (210)
   Q4_0,  // 32 values: f16 scale + 16 bytes of nibbles, offset 8    (18)
   Q5_0,  // 32 values: f16 scale + 4 bytes of fifth bits + 16 bytes of nibbles, offset 16 (22)
+  MXFP4,  // 32 values: e8m0 scale + 16 bytes of e2m1 nibbles (as Q4_0's) (17): DeepSeek-V4's experts
 };
 
 // Values per block and bytes per block; 1 and dtype_size() for plain types.
 int64_t dtype_block_elems(DType t);
 int64_t dtype_block_bytes(DType t);
 inline bool is_block_quantized(DType t) {
-  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q6_K;
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q6_K ||
+         t == DType::MXFP4;
 }
 // Bytes of n values (n a multiple of the block size).
 inline size_t dtype_row_bytes(DType t, int64_t n) { return size_t(n / dtype_block_elems(t) * dtype_block_bytes(t)); }

@@ -23,12 +23,15 @@ struct GgmlTypeEntry {
 };
 constexpr GgmlTypeEntry kGgmlTypes[] = {
     {0, DType::F32}, {1, DType::F16}, {2, DType::Q4_0}, {6, DType::Q5_0}, {8, DType::Q8_0}, {12, DType::Q4_K}, {14, DType::Q6_K}, {30, DType::BF16},
+    {26, DType::I32}, {39, DType::MXFP4},
 };
 
 const char* ggml_type_name(uint32_t id) {
   static const char* names[] = {"F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
                                 "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
-                                "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16"};
+                                "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+                                "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8",
+                                "IQ4_NL_8_8", "MXFP4", "NVFP4", "Q1_0", "Q2_0"};
   return id < sizeof(names) / sizeof(names[0]) ? names[id] : "unknown";
 }
 
@@ -237,7 +240,7 @@ std::unique_ptr<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, cons
     ref.file = name;
     if (!dtype_from_ggml(t.type, &ref.dtype))
       fail(name, ": tensor '", t.name, "' has ggml type ", ggml_type_name(t.type), " (", t.type,
-           "), which whale does not support (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K)");
+           "), which whale does not support (F32, F16, BF16, I32, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, MXFP4)");
     if (t.ne[0] % dtype_block_elems(ref.dtype))
       fail(name, ": tensor '", t.name, "': row of ", t.ne[0], " values is not a whole number of ", dtype_name(ref.dtype), " blocks");
     uint64_t bytes = dtype_row_bytes(ref.dtype, t.ne[0]);

@@ -45,6 +45,7 @@ void dequantize_row(const Weight& w, int64_t r, float* out) {
     case DType::Q5_0: dequantize_q5_0(reinterpret_cast<const BlockQ5_0*>(p), w.cols, out); return;
     case DType::Q4_K: dequantize_q4_k(reinterpret_cast<const BlockQ4_K*>(p), w.cols, out); return;
     case DType::Q6_K: dequantize_q6_k(reinterpret_cast<const BlockQ6_K*>(p), w.cols, out); return;
+    case DType::MXFP4: dequantize_mxfp4(reinterpret_cast<const BlockMXFP4*>(p), w.cols, out); return;
     default: fail("dequantize: unsupported weight type ", dtype_name(w.dtype));
   }
 }

@@ -174,6 +174,38 @@ void dequantize_q6_k(const BlockQ6_K* b, int64_t n, float* out) {
   }
 }
 
+// Nibble j (0..31) of an MXFP4 block: values 0-15 low, 16-31 high, as Q4_0's levels.
+static int mxfp4_code(const BlockMXFP4& b, int j) { return j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4; }
+
+void dequantize_mxfp4(const BlockMXFP4* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const float d = mxfp4_scale(b[i].e);
+    for (int j = 0; j < 32; ++j) out[i * 32 + j] = d * float(kMxfp4Levels[mxfp4_code(b[i], j)]);
+  }
+}
+
+void quantize_mxfp4(const float* x, int64_t n, BlockMXFP4* out) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const float* xb = x + i * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const uint8_t e = amax > 0 ? uint8_t(std::floor(std::log2(amax)) - 2 + 127) : 0;
+    const float d = mxfp4_scale(e);
+    uint8_t L[32];
+    for (int j = 0; j < 32; ++j) {  // the first level of least error, as best_index_mxfp4
+      int best = 0;
+      float err = std::fabs(float(kMxfp4Levels[0]) * d - xb[j]);
+      for (int k = 1; k < 16; ++k) {
+        const float e2 = std::fabs(float(kMxfp4Levels[k]) * d - xb[j]);
+        if (e2 < err) best = k, err = e2;
+      }
+      L[j] = uint8_t(best);
+    }
+    out[i].e = e;
+    for (int j = 0; j < 16; ++j) out[i].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
+}
+
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* out) {
   for (int64_t i = 0; i < n / 32; ++i) {
     float amax = 0;
@@ -363,6 +395,16 @@ float dot_x_0(const Block* w, const ActQ8* x, int64_t n) {
 
 float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n) { return dot_x_0(w, x, n); }
 float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n) { return dot_x_0(w, x, n); }
+
+float dot_mxfp4(const BlockMXFP4* w, const ActQ8* x, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    int s = 0;
+    for (int j = 0; j < 32; ++j) s += int(kMxfp4Levels[mxfp4_code(w[i], j)]) * int(x[i].q[j]);
+    sum += mxfp4_scale(w[i].e) * x[i].d * float(s);
+  }
+  return sum;
+}
 
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n) {
   float sum = 0;

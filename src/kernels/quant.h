@@ -1,4 +1,4 @@
-// llama.cpp's block-quantized weight formats (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): layouts,
+// llama.cpp's block-quantized weight formats (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, MXFP4): layouts,
 // scalar dequantization, reference quantizers, and the quantized activations they are multiplied
 // with.
 //
@@ -11,6 +11,8 @@
 //                     6-bit scale s and min m: v = d·s·q − dmin·m, q a nibble
 //   Q6_K  256 values  { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; } 16 sub-blocks of 16:
 //                     v = d·scale·(q − 32), q 6 bits (4 from ql, 2 from qh)
+//   MXFP4 32 values   { e8m0 e; u8 qs[16]; }                          v = 2^(e−128)·k[q], q an e2m1
+//                     nibble (placed as in Q4_0), k = twice its value: {0,1,2,3,4,6,8,12, 0,−1,..,−12}
 //
 // Activations are quantized per token to int8 with one float32 scale per weight block, as in
 // llama.cpp (Q8_0 for the 32-value types, Q8_K for the K types): products are then integer dot
@@ -21,6 +23,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "core/dtype.h"
@@ -51,6 +54,21 @@ struct BlockQ6_K {
   int8_t scales[16];
   uint16_t d;  // f16
 };
+struct BlockMXFP4 {
+  uint8_t e;  // e8m0: the block's scale is 2^(e − 127), halved for the doubled levels
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockMXFP4) == 17, "ggml block size");
+// The doubled e2m1 values (ggml's kvalues_mxfp4) and the scale they are multiplied by.
+inline constexpr int8_t kMxfp4Levels[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+// 2^(e − 128) as float bits, exact for every e (ggml's ggml_e8m0_to_fp32_half; e < 2 subnormal).
+inline float mxfp4_scale(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ4_K) == 144 &&
                   sizeof(BlockQ6_K) == 210,
               "ggml block sizes");
@@ -67,6 +85,7 @@ void dequantize_q4_0(const BlockQ4_0* b, int64_t n, float* out);
 void dequantize_q5_0(const BlockQ5_0* b, int64_t n, float* out);
 void dequantize_q4_k(const BlockQ4_K* b, int64_t n, float* out);
 void dequantize_q6_k(const BlockQ6_K* b, int64_t n, float* out);
+void dequantize_mxfp4(const BlockMXFP4* b, int64_t n, float* out);
 
 // Reference quantizers (n a multiple of the block size).
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* out);
@@ -74,6 +93,8 @@ void quantize_q4_0(const float* x, int64_t n, BlockQ4_0* out);
 void quantize_q5_0(const float* x, int64_t n, BlockQ5_0* out);
 void quantize_q4_k(const float* x, int64_t n, BlockQ4_K* out);
 void quantize_q6_k(const float* x, int64_t n, BlockQ6_K* out);
+// llama.cpp's quantize_row_mxfp4_ref: e from the block's largest magnitude, each value the nearest level.
+void quantize_mxfp4(const float* x, int64_t n, BlockMXFP4* out);
 
 // n values with one scale per `span` values (32, or 256 for the K types: see act_scale_span);
 // n a multiple of span.
@@ -91,6 +112,7 @@ float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n);
 float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n);
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n);
 float dot_q6_k(const BlockQ6_K* w, const ActQ8* x, int64_t n);
+float dot_mxfp4(const BlockMXFP4* w, const ActQ8* x, int64_t n);
 
 // Level j (0..31) of a Q4_0 / Q5_0 block, before its offset: 0..15 / 0..31; value = d·(level − offset).
 inline int level(const BlockQ4_0& b, int j) { return j < 16 ? b.qs[j] & 0xf : b.qs[j - 16] >> 4; }

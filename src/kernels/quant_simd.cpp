@@ -169,6 +169,27 @@ struct RowQx_0 {
   static constexpr int kPerBlock = 1;
 };
 
+// ---- MXFP4: 32 signed levels per block (quant.h's kMxfp4Levels of the nibbles, placed as Q4_0's),
+// the e8m0 scale as float. Looked up through a small array: the SIMD decode of the levels is a
+// table lookup Highway 1.0 has no portable byte form of.
+struct RowMXFP4 {
+  const BlockMXFP4* b;
+  HWY_INLINE float decode(int64_t j, Decoded& out) const {
+    const D16 d16;
+    const size_t N = hn::Lanes(d16);
+    const BlockMXFP4& blk = b[j];
+    alignas(64) int16_t v[32];
+    for (int k = 0; k < 16; ++k) {
+      v[k] = kMxfp4Levels[blk.qs[k] & 0xf];
+      v[k + 16] = kMxfp4Levels[blk.qs[k] >> 4];
+    }
+    for (size_t k = 0; k < 32 / N; ++k) out.v[k] = hn::Load(d16, v + k * N);
+    return mxfp4_scale(blk.e);
+  }
+  static constexpr bool kHasMin = false;
+  static constexpr int kPerBlock = 1;
+};
+
 // ---- Q4_K: sub-block j % 8 of super-block j / 8: nibbles times the 6-bit scale (folded into
 // the int16 values), minus dmin · min · Σx.
 struct RowQ4_K {
@@ -616,6 +637,7 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q4_K: return generic(RowQ4_K{});
     case DType::Q6_K: return generic(RowQ6_K{});
 #endif
+    case DType::MXFP4: return generic(RowMXFP4{});
     default: return;
   }
 }

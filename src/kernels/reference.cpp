@@ -66,7 +66,7 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
     case DType::F16: return dot_f16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
     case DType::F8_E4M3: return dot_fp8(w, r, x);
     case DType::F4_E2M1: return dot_fp4(w, r, x);
-    case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: case DType::MXFP4: {
       std::vector<ActQ8> a(static_cast<size_t>(w.cols / 32));
       quantize_act(x, w.cols, act_scale_span(w.dtype), a.data());
       const uint8_t* p = w.row(r);
@@ -74,6 +74,7 @@ float dot_row(const Weight& w, int64_t r, const float* x) {
         case DType::Q8_0: return dot_q8_0(reinterpret_cast<const BlockQ8_0*>(p), a.data(), w.cols);
         case DType::Q4_0: return dot_q4_0(reinterpret_cast<const BlockQ4_0*>(p), a.data(), w.cols);
         case DType::Q5_0: return dot_q5_0(reinterpret_cast<const BlockQ5_0*>(p), a.data(), w.cols);
+        case DType::MXFP4: return dot_mxfp4(reinterpret_cast<const BlockMXFP4*>(p), a.data(), w.cols);
         case DType::Q4_K: return dot_q4_k(reinterpret_cast<const BlockQ4_K*>(p), a.data(), w.cols);
         default: return dot_q6_k(reinterpret_cast<const BlockQ6_K*>(p), a.data(), w.cols);
       }

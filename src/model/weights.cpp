@@ -24,7 +24,7 @@ class Binder {
     w.cols = cols;
     switch (t.dtype) {
       case DType::F32: case DType::F16: case DType::BF16: case DType::F8_E4M3: break;
-      case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K:
+      case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: case DType::MXFP4:
         if (cols % dtype_block_elems(t.dtype) != 0)
           fail(t.file, ": tensor '", name, "' has ", cols, " columns, not a multiple of the ", dtype_name(t.dtype),
                " block (", dtype_block_elems(t.dtype), ")");

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Block-format fixtures from llama.cpp's own gguf-py (PyPI `gguf`): random raw Q8_0, Q4_0, Q5_0,
-Q4_K and Q6_K blocks and their values as gguf.quants.dequantize computes them, plus F32 rows and
-their Q8_0, Q4_0 and Q5_0 quantizations by gguf.quants.quantize (the same bytes as ggml's
-quantize_row_*_ref). Writes tests/golden/quant_blocks.json.
+Q4_K, Q6_K and MXFP4 blocks and their values as gguf.quants.dequantize computes them, plus F32
+rows and their Q8_0, Q4_0, Q5_0 and MXFP4 quantizations by gguf.quants.quantize (the same bytes
+as ggml's quantize_row_*_ref). Writes tests/golden/quant_blocks.json. (MXFP4 is drawn after the
+others, so adding it left their fixtures unchanged.)
 
     pip install gguf numpy
     python3 tests/golden/make_quant_fixtures.py
@@ -35,6 +36,16 @@ for qtype in (Q.Q8_0, Q.Q4_0, Q.Q5_0):
     x = rng.standard_normal((2, 64)).astype(np.float32)
     q = quants.quantize(x, qtype)
     out["quantize"].append({"type": qtype.name, "x": x.reshape(-1).tolist(), "bytes": q.reshape(-1).tolist()})
+for _ in range(6):  # MXFP4: any e (0 and 1 give subnormal scales), any nibbles
+    raw = rng.integers(0, 256, size=17, dtype=np.uint8)
+    raw[0] = rng.choice([0, 1, 2, 100, 127, 130, 140])
+    values = quants.dequantize(raw.reshape(1, -1), Q.MXFP4).reshape(-1)
+    out["blocks"].append({"type": "MXFP4", "bytes": raw.tolist(), "values": [float(v) for v in values]})
+x = rng.standard_normal((2, 64)).astype(np.float32)
+x[1, :32] *= 1e-3
+x[1, 32:] = 0  # an all-zero block: e = 0
+q = quants.quantize(x, Q.MXFP4)
+out["quantize"].append({"type": "MXFP4", "x": x.reshape(-1).tolist(), "bytes": q.reshape(-1).tolist()})
 with open(os.path.join(HERE, "quant_blocks.json"), "w") as f:
     json.dump(out, f)
 print(len(out["blocks"]), "blocks")
