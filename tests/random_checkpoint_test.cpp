@@ -1,6 +1,8 @@
 // `whale init` checkpoints: the writer and the loader agree on every tensor name and shape.
 #include <set>
 
+#include "kernels/matmul.h"
+#include "model/gguf_convert.h"
 #include "model/hf_config.h"
 #include "model/model.h"
 #include "model/param_specs.h"
@@ -47,6 +49,59 @@ TEST_P(RandomCheckpoint, LoadsRunsAndBindsEveryTensor) {
       mx = std::max(mx, std::fabs(v));
     }
     EXPECT_GT(mx, 0.1f);  // not degenerate
+  }
+}
+
+// DeepSeek-V4 in FP8 is written in the released layout llama.cpp's converter takes: FP8 projections
+// with F8_E8M0 `.scale` tiles, FP4 routed experts (I8-packed e2m1, a scale per 32), BF16 router and
+// compressors. whale's f32 GGUF of it gives the same logits (to float rounding); its mxfp4_moe GGUF holds the experts
+// as MXFP4 with exactly the FP4 values. (Logits of the MXFP4 file are not compared: its products
+// quantize activations to int8, and this random model's near-tied routing and indexer choices
+// turn that into flips at some positions; tests/gguf_model_test.cpp bounds it on the golden.)
+TEST(RandomCheckpoint, DeepSeekV4Fp8IsTheReleasedLayout) {
+  test::TempDir dir;
+  const std::string text = test::read_file(test::golden_dir("v4_fp8") + "/config.json");
+  const ModelConfig c = parse_hf_config(text, "v4_fp8");
+  ThreadPool pool(2);
+  RandomCheckpointOptions opt;
+  opt.dtype = DType::F8_E4M3;
+  write_random_checkpoint(text, c, dir.path(), opt, pool);
+  auto tensors = TensorSet::open(dir.path());
+  EXPECT_EQ(tensors->get("layers.1.ffn.experts.0.w1.weight").dtype, DType::I8);
+  EXPECT_EQ(tensors->get("layers.1.ffn.experts.0.w1.scale").dtype, DType::E8M0);
+  EXPECT_EQ(tensors->get("layers.1.attn.wq_a.weight").dtype, DType::F8_E4M3);
+  EXPECT_EQ(tensors->get("layers.1.attn.wq_a.scale").dtype, DType::E8M0);
+  EXPECT_EQ(tensors->get("layers.1.ffn.gate.weight").dtype, DType::BF16);
+  EXPECT_EQ(tensors->find("layers.1.attn.wq_a.weight_scale_inv"), nullptr);
+  const std::string cfg = test::read_file(dir / "config.json");
+  EXPECT_NE(cfg.find("\"expert_dtype\": \"fp4\""), std::string::npos);
+
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    test::fs::copy_file(test::source_path("tests/fixtures/tiny_tokenizer/") + f, dir / f);
+  convert_to_gguf(dir.path(), dir / "f32.gguf", GgufFileType::F32, pool);
+  convert_to_gguf(dir.path(), dir / "mx.gguf", GgufFileType::MXFP4_MOE, pool);
+  auto hf = Model::load(dir.path(), pool), f32 = Model::load(dir / "f32.gguf", pool), mx = Model::load(dir / "mx.gguf", pool);
+  const std::vector<int32_t> toks = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto run = [&](Model& m) {
+    auto cache = m.make_cache(16);
+    SeqCache seq;
+    EXPECT_TRUE(seq.reserve(*cache, int64_t(toks.size())));
+    Batch b;
+    b.add(&seq, toks.data(), int64_t(toks.size()));
+    std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+    m.forward(b, *cache, logits.data());
+    return logits;
+  };
+  EXPECT_TRUE(test::logits_close(run(*f32), run(*hf)));  // FP8 / FP4 and f32 kernels sum in other orders
+  const Weight& fp4 = hf->weights().layers[1].moe.experts[3].down_proj;
+  const Weight& mxfp4 = mx->weights().layers[1].moe.experts[3].down_proj;
+  ASSERT_EQ(fp4.dtype, DType::F4_E2M1);
+  ASSERT_EQ(mxfp4.dtype, DType::MXFP4);
+  std::vector<float> a(size_t(fp4.cols)), b(a.size());
+  for (int64_t r = 0; r < fp4.rows; ++r) {
+    dequantize_row(fp4, r, a.data());
+    dequantize_row(mxfp4, r, b.data());
+    ASSERT_EQ(a, b) << "row " << r;
   }
 }
 

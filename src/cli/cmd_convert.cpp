@@ -1,4 +1,4 @@
-// whale convert MODEL_DIR OUT.gguf [--type f16]      HF checkpoint -> llama.cpp deepseek2 GGUF
+// whale convert MODEL_DIR OUT.gguf [--type f16]      HF checkpoint -> llama.cpp deepseek2/32/4 GGUF
 // whale quantize MODEL_DIR OUT.gguf --type q4_k_m     the same, the type required
 #include <unistd.h>
 
@@ -22,8 +22,8 @@ void add_convert(CLI::App& app, const char* name, const char* help, bool type_re
   auto* cmd = app.add_subcommand(name, help);
   cmd->add_option("MODEL", o->model, "Hugging Face model directory (config.json, safetensors, tokenizer.json)")->required();
   cmd->add_option("OUT", o->out, "Output .gguf file (written atomically)")->required();
-  auto* type = cmd->add_option("--type", o->type, "f32, f16 (default), bf16, q8_0, q4_0, q4_k_m")
-                   ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}));
+  auto* type = cmd->add_option("--type", o->type, "f32, f16 (default), bf16, q8_0, q4_0, q4_k_m; mxfp4_moe for DeepSeek-V4 (llama.cpp's layout)")
+                   ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "mxfp4_moe"}));
   if (type_required) type->required();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([o] {

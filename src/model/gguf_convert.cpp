@@ -23,7 +23,8 @@ GgufFileType parse_gguf_file_type(const std::string& name) {
   if (name == "q8_0") return GgufFileType::Q8_0;
   if (name == "q4_0") return GgufFileType::Q4_0;
   if (name == "q4_k_m") return GgufFileType::Q4_K_M;
-  fail("unknown GGUF type '", name, "' (f32, f16, bf16, q8_0, q4_0, q4_k_m)");
+  if (name == "mxfp4_moe") return GgufFileType::MXFP4_MOE;
+  fail("unknown GGUF type '", name, "' (f32, f16, bf16, q8_0, q4_0, q4_k_m, mxfp4_moe)");
 }
 
 namespace {
@@ -37,6 +38,7 @@ uint32_t llama_ftype(GgufFileType t) {
     case GgufFileType::Q4_0: return 2;
     case GgufFileType::Q4_K_M: return 15;
     case GgufFileType::BF16: return 32;
+    case GgufFileType::MXFP4_MOE: return 38;
   }
   return 0;
 }
@@ -50,6 +52,9 @@ struct Source {
   // For tensors whose rows are not rows of a source (a transpose): all rows × cols at once.
   std::function<void(float*)> whole = {};
   DType dtype = DType::F32;
+  // Tensors written as stored bytes, not from f32 rows (integer tables, MXFP4 repacks).
+  std::function<void(uint8_t*)> raw = {};
+  bool typed = false;  // dtype already fixed (else choose_type's rules pick it: assign_types)
 };
 
 // llama.cpp's Q4_K_M rule for "more bits" layers (llama-quant.cpp use_more_bits).
@@ -66,9 +71,11 @@ DType fallback(DType want, int64_t cols) {
 
 DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64_t n_ffn_down, bool tied,
                   int64_t cols, bool matrix) {
-  // Norms, routers and V3.2's indexer head weights (computed in float32 by DeepSeek) stay F32.
+  // Norms, routers, V3.2's indexer head weights (computed in float32 by DeepSeek) and V4's mHC
+  // mixing weights and compressor position biases (stored in float32) stay F32.
   if (!matrix || name.find("_norm.weight") != std::string::npos || name.find("ffn_gate_inp") != std::string::npos ||
-      name.find("indexer.proj") != std::string::npos)
+      name.find("indexer.proj") != std::string::npos || name.find("hc_") != std::string::npos ||
+      name.find("_ape.") != std::string::npos)
     return DType::F32;
   // llama-quant.cpp: in the 4-bit mixes the output matrix (or tied embeddings) gets Q6_K.
   const bool output = name == "output.weight" || (tied && name == "token_embd.weight");
@@ -79,6 +86,7 @@ DType choose_type(GgufFileType ft, const std::string& name, int64_t layer, int64
     case GgufFileType::Q8_0: return fallback(DType::Q8_0, cols);
     case GgufFileType::Q4_0: return fallback(output ? DType::Q6_K : DType::Q4_0, cols);
     case GgufFileType::Q4_K_M: break;
+    case GgufFileType::MXFP4_MOE: fail("choose_type: mxfp4_moe is DeepSeek-V4's layout (v4_sources)");
   }
   if (output) return fallback(DType::Q6_K, cols);
   if (name.find("ffn_down") != std::string::npos && use_more_bits(layer, n_ffn_down)) return fallback(DType::Q6_K, cols);
@@ -105,6 +113,7 @@ void encode_row(DType t, const float* x, int64_t n, uint8_t* out) {
     case DType::Q5_0: quantize_q5_0(x, n, reinterpret_cast<BlockQ5_0*>(out)); break;
     case DType::Q4_K: quantize_q4_k(x, n, reinterpret_cast<BlockQ4_K*>(out)); break;
     case DType::Q6_K: quantize_q6_k(x, n, reinterpret_cast<BlockQ6_K*>(out)); break;
+    case DType::MXFP4: quantize_mxfp4(x, n, reinterpret_cast<BlockMXFP4*>(out)); break;
     default: fail("encode_row: unsupported type ", dtype_name(t));
   }
 }
@@ -162,17 +171,266 @@ void add_tokenizer(const std::string& dir, int64_t vocab_size, GgufWriter& w) {
     w.set_string("tokenizer.chat_template", cfg["chat_template"].get<std::string>());
 }
 
+
+// DeepSeek-V4's FP4 experts as ggml MXFP4, byte for byte what llama.cpp's converter writes
+// (_pack_mxfp4_blocks): per 32 values the E8M0 scale byte, then values 0-15 in the low nibbles
+// and 16-31 in the high ones. Lossless: the scale is a power of two and the values e2m1.
+void repack_fp4_as_mxfp4(const Weight& w, uint8_t* out) {
+  const int64_t blocks = w.cols / 32;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const uint8_t* src = w.row(r);
+    for (int64_t b = 0; b < blocks; ++b) {
+      BlockMXFP4 blk;
+      int exp = 0;
+      std::frexp(w.scale[r * w.scale_cols + b], &exp);  // scale = 2^(e − 127) = 0.5 · 2^exp
+      blk.e = uint8_t(exp - 1 + 127);
+      auto code = [&](int j) { return (src[(b * 32 + j) / 2] >> (4 * (j % 2))) & 15; };
+      for (int j = 0; j < 16; ++j) blk.qs[j] = uint8_t(code(j) | (code(j + 16) << 4));
+      std::memcpy(out + size_t(r * blocks + b) * sizeof(BlockMXFP4), &blk, sizeof(BlockMXFP4));
+    }
+  }
+}
+
+// llama.cpp's deepseek4 metadata (conversion/deepseek.py, DeepseekV4Model.set_gguf_parameters).
+void v4_metadata(const ModelConfig& c, GgufWriter& w) {
+  const std::string A = "deepseek4.";
+  const int64_t L = c.num_hidden_layers;
+  w.set_u32(A + "block_count", uint32_t(L));
+  w.set_u32(A + "context_length", uint32_t(c.max_position_embeddings));
+  w.set_u32(A + "embedding_length", uint32_t(c.hidden_size));
+  w.set_u32(A + "attention.head_count", uint32_t(c.num_attention_heads));
+  w.set_u32(A + "attention.head_count_kv", 1);
+  if (c.yarn.enabled) {
+    w.set_string(A + "rope.scaling.type", "yarn");
+    w.set_f32(A + "rope.scaling.factor", float(c.yarn.factor));
+    w.set_u32(A + "rope.scaling.original_context_length", uint32_t(c.yarn.original_max_position_embeddings));
+    w.set_f32(A + "rope.scaling.yarn_beta_fast", float(c.yarn.beta_fast));
+    w.set_f32(A + "rope.scaling.yarn_beta_slow", float(c.yarn.beta_slow));
+  }
+  w.set_f32(A + "rope.freq_base", float(c.rope_theta));
+  w.set_f32(A + "attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
+  w.set_u32(A + "expert_count", uint32_t(c.n_routed_experts));
+  w.set_u32(A + "expert_used_count", uint32_t(c.num_experts_per_tok));
+  const uint32_t gating = c.scoring_func == ScoringFunc::SqrtSoftplus ? 4 : c.scoring_func == ScoringFunc::Sigmoid ? 2 : 1;
+  w.set_u32(A + "expert_gating_func", gating);
+  w.set_u32(A + "attention.key_length", uint32_t(c.head_dim));
+  w.set_u32(A + "attention.value_length", uint32_t(c.head_dim));
+  w.set_u32(A + "rope.dimension_count", uint32_t(c.qk_rope_head_dim));
+  w.set_u32(A + "attention.q_lora_rank", uint32_t(c.q_lora_rank));
+  w.set_u32(A + "attention.sliding_window", uint32_t(c.sliding_window));
+  w.set_u32(A + "expert_feed_forward_length", uint32_t(c.moe_intermediate_size));
+  w.set_u32(A + "expert_shared_count", uint32_t(c.n_shared_experts));
+  w.set_f32(A + "expert_weights_scale", float(c.routed_scaling_factor));
+  w.set_bool(A + "expert_weights_norm", c.norm_topk_prob);
+  w.set_f32_array(A + "swiglu_clamp_exp", std::vector<float>(size_t(L), float(c.swiglu_limit)));
+  w.set_f32_array(A + "swiglu_clamp_shexp", std::vector<float>(size_t(L), float(c.swiglu_limit)));
+  w.set_u32(A + "attention.indexer.head_count", uint32_t(c.index_n_heads));
+  w.set_u32(A + "attention.indexer.key_length", uint32_t(c.index_head_dim));
+  w.set_u32(A + "attention.indexer.top_k", uint32_t(c.index_topk));
+  w.set_u32(A + "attention.output_group_count", uint32_t(c.o_groups));
+  w.set_u32(A + "attention.output_lora_rank", uint32_t(c.o_lora_rank));
+  std::vector<int32_t> ratios;  // every layer's, then the MTP block's (as config.json lists them)
+  for (LayerAttention a : c.layer_attention) ratios.push_back(int32_t(c.compress_rate(a)));
+  w.set_i32_array(A + "attention.compress_ratios", ratios);
+  w.set_f32(A + "attention.compress_rope_freq_base", float(c.compress_rope_theta));
+  w.set_u32(A + "hyper_connection.count", uint32_t(c.hc_mult));
+  w.set_u32(A + "hyper_connection.sinkhorn_iterations", uint32_t(c.hc_sinkhorn_iters));
+  w.set_f32(A + "hyper_connection.epsilon", float(c.hc_eps));
+  w.set_u32(A + "hash_layer_count", uint32_t(c.num_hash_layers));
+  w.set_u32(A + "embedding_length_out", uint32_t(c.hidden_size * c.hc_mult));
+}
+
+// DeepSeek-V4's tensors under llama.cpp's deepseek4 names, each with its GGUF type. mxfp4_moe is
+// the layout llama.cpp's converter writes from the released FP8/FP4 checkpoints (it has no
+// other): FP8 matrices Q8_0 (F16 where rows are not whole blocks), BF16 ones BF16, F32 ones and
+// vectors F32, the experts MXFP4. Other types follow deepseek2's rules (choose_type), except that
+// FP4 experts are repacked to MXFP4 (lossless, the smallest exact form) under every type but f32:
+// an f32 file is whale's float reference, and MXFP4 products quantize the activations to int8.
+std::vector<Source> v4_sources(const ModelConfig& c, const ModelWeights& W, const TensorSet& tensors, GgufFileType ft) {
+  std::vector<Source> src;
+  auto vec = [&](const std::string& name, const std::vector<float>& v) {
+    const std::vector<float>* p = &v;
+    src.push_back({name, {int64_t(v.size())}, 1, int64_t(v.size()), [p](int64_t, float* o) {
+                     std::memcpy(o, p->data(), p->size() * 4);
+                   }});
+  };
+  auto typed = [&](Source& s, DType stored) {
+    if (ft != GgufFileType::MXFP4_MOE) return;  // assign_types
+    s.typed = true;
+    if (s.shape.size() < 2 || stored == DType::F32) s.dtype = DType::F32;
+    else if (stored == DType::F8_E4M3) s.dtype = fallback(DType::Q8_0, s.cols);
+    else if (stored == DType::BF16 || stored == DType::F16) s.dtype = stored;
+    else s.dtype = DType::F32;
+  };
+  auto mat = [&](const std::string& name, const Weight& m) {
+    const Weight* p = &m;
+    src.push_back({name, {m.rows, m.cols}, m.rows, m.cols, [p](int64_t r, float* o) { dequantize_row(*p, r, o); }});
+    typed(src.back(), m.dtype);
+  };
+  auto vec_typed = [&](const std::string& name, const std::vector<float>& v) {
+    vec(name, v);
+    typed(src.back(), DType::F32);
+  };
+  // A 2-D table held as floats (the compressors' ape): typed by its stored dtype.
+  auto table = [&](const std::string& name, const std::string& source_name, const std::vector<float>& v, int64_t cols) {
+    const std::vector<float>* p = &v;
+    const int64_t rows = int64_t(v.size()) / cols;
+    src.push_back({name, {rows, cols}, rows, cols, [p, cols](int64_t r, float* o) {
+                     std::memcpy(o, p->data() + r * cols, size_t(cols) * 4);
+                   }});
+    typed(src.back(), tensors.get(source_name).dtype);
+  };
+  auto experts = [&](const std::string& name, const std::vector<MLPWeights>& e, Weight MLPWeights::*which) {
+    const std::vector<MLPWeights>* p = &e;
+    const int64_t rows = (e[0].*which).rows, cols = (e[0].*which).cols, E = int64_t(e.size());
+    src.push_back({name, {E, rows, cols}, E * rows, cols,
+                   [p, which, rows](int64_t r, float* o) { dequantize_row((*p)[size_t(r / rows)].*which, r % rows, o); }});
+    Source& s = src.back();
+    if ((e[0].*which).dtype == DType::F4_E2M1 && ft != GgufFileType::F32) {
+      s.dtype = DType::MXFP4;
+      s.typed = true;
+      const size_t bytes = dtype_row_bytes(DType::MXFP4, cols) * size_t(rows);
+      s.raw = [p, which, bytes](uint8_t* out) {
+        for (size_t x = 0; x < p->size(); ++x) repack_fp4_as_mxfp4((*p)[x].*which, out + x * bytes);
+      };
+    } else if (ft == GgufFileType::MXFP4_MOE) {
+      s.dtype = fallback(DType::MXFP4, cols);
+      s.typed = true;
+    }
+  };
+  auto hyper = [&](const std::string& p, const HyperConnectionWeights& h) {
+    mat(p + "_fn.weight", h.fn);
+    vec_typed(p + "_base.weight", h.base);
+    vec_typed(p + "_scale.weight", h.scale);
+  };
+  auto compressor = [&](const std::string& p, const std::string& source, const CompressorWeights& cw) {
+    table(p + "_ape.weight", source + ".ape", cw.ape, int64_t(cw.ape.size()) / tensors.get(source + ".ape").shape[0]);
+    vec_typed(p + "_norm.weight", cw.norm);
+    mat(p + "_gate.weight", cw.wgate);
+    mat(p + "_kv.weight", cw.wkv);
+  };
+
+  mat("token_embd.weight", W.embed_tokens);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& L = W.layers[size_t(l)];
+    const SharedKVWeights& V = L.attn.v4;
+    const std::string p = "blk." + std::to_string(l) + ".", hf = "layers." + std::to_string(l) + ".";
+    vec_typed(p + "attn_sinks.weight", V.attn_sink);
+    if (!V.compressor.empty()) compressor(p + "attn_compressor", hf + "attn.compressor", V.compressor);
+    if (!V.index_compressor.empty()) {
+      compressor(p + "indexer_compressor", hf + "attn.indexer.compressor", V.index_compressor);
+      mat(p + "indexer.proj.weight", V.index_weights_proj);
+      mat(p + "indexer.attn_q_b.weight", V.index_wq_b);
+    }
+    vec_typed(p + "attn_kv_a_norm.weight", V.kv_norm);
+    vec_typed(p + "attn_q_a_norm.weight", L.attn.q_a_layernorm);
+    mat(p + "attn_kv.weight", V.wkv);
+    mat(p + "attn_output_a.weight", V.wo_a);
+    mat(p + "attn_output_b.weight", V.wo_b);
+    mat(p + "attn_q_a.weight", L.attn.q_a_proj);
+    mat(p + "attn_q_b.weight", L.attn.q_b_proj);
+    vec_typed(p + "attn_norm.weight", L.input_layernorm);
+    const MoEWeights& M = L.moe;
+    if (!M.e_score_correction_bias.empty()) vec_typed(p + "exp_probs_b.bias", M.e_score_correction_bias);
+    mat(p + "ffn_gate_inp.weight", M.gate);
+    if (!M.tid2eid.empty()) {  // the hash layers' [vocab, top_k] expert table, I32
+      const std::vector<int32_t>* t = &M.tid2eid;
+      src.push_back({p + "ffn_gate_tid2eid.weight", {c.vocab_size, c.num_experts_per_tok}, c.vocab_size, c.num_experts_per_tok,
+                     nullptr});
+      src.back().dtype = DType::I32;
+      src.back().typed = true;
+      src.back().raw = [t](uint8_t* out) { std::memcpy(out, t->data(), t->size() * 4); };
+    }
+    experts(p + "ffn_gate_exps.weight", M.experts, &MLPWeights::gate_proj);
+    experts(p + "ffn_down_exps.weight", M.experts, &MLPWeights::down_proj);
+    experts(p + "ffn_up_exps.weight", M.experts, &MLPWeights::up_proj);
+    if (c.n_shared_experts > 0) {
+      mat(p + "ffn_gate_shexp.weight", M.shared_experts.gate_proj);
+      mat(p + "ffn_down_shexp.weight", M.shared_experts.down_proj);
+      mat(p + "ffn_up_shexp.weight", M.shared_experts.up_proj);
+    }
+    vec_typed(p + "ffn_norm.weight", L.post_attention_layernorm);
+    hyper(p + "hc_attn", L.hc_attn);
+    hyper(p + "hc_ffn", L.hc_ffn);
+  }
+  vec_typed("output_hc_base.weight", W.hc_head.base);
+  mat("output_hc_fn.weight", W.hc_head.fn);
+  {
+    const float scale = W.hc_head.scale;
+    src.push_back({"output_hc_scale.weight", {1}, 1, 1, [scale](int64_t, float* o) { o[0] = scale; }});
+    typed(src.back(), DType::F32);
+  }
+  vec_typed("output_norm.weight", W.norm);
+  mat("output.weight", W.lm_head);
+  return src;
+}
+// choose_type for every source whose type is not fixed yet (Q4_K_M counts the ffn_down tensors).
+void assign_types(std::vector<Source>& src, GgufFileType ft, bool tied) {
+  int64_t n_ffn_down = 0;
+  for (const Source& s : src) n_ffn_down += s.name.find("ffn_down") != std::string::npos;
+  for (Source& s : src) {
+    if (s.typed) continue;
+    int64_t layer = 0;
+    if (s.name.rfind("blk.", 0) == 0) layer = std::stoll(s.name.substr(4));
+    s.dtype = choose_type(ft, s.name, layer, n_ffn_down, tied, s.cols, s.shape.size() >= 2);
+  }
+}
+
+// Writes every source's rows in its type (the raw ones as they produce themselves), in parallel.
+void write_tensors(const GgufWriter& w, const std::string& out, const std::vector<Source>& src, ThreadPool& pool,
+                   const std::function<void(size_t, size_t)>& progress) {
+  size_t done = 0;
+  w.write(out, [&](size_t i, uint8_t* buf) {
+    const Source& s = src[i];
+    if (s.raw) {
+      s.raw(buf);
+      if (progress) progress(++done, src.size());
+      return;
+    }
+    const size_t row_bytes = dtype_row_bytes(s.dtype, s.cols);
+    std::vector<float> all;
+    if (s.whole) {
+      all.resize(size_t(s.rows * s.cols));
+      s.whole(all.data());
+    }
+    pool.parallel_for(s.rows, [&](int64_t r0, int64_t r1) {
+      std::vector<float> row(size_t(s.cols));
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* x = all.empty() ? row.data() : &all[size_t(r * s.cols)];
+        if (all.empty()) s.row(r, row.data());
+        encode_row(s.dtype, x, s.cols, buf + size_t(r) * row_bytes);
+      }
+    }, 16);
+    if (progress) progress(++done, src.size());
+  });
+}
+
+
 }  // namespace
 
 void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileType ft, ThreadPool& pool,
                      const std::function<void(size_t, size_t)>& progress) {
   const ModelConfig c = load_hf_config(dir);
-  if (c.hyper_connections()) fail(dir, ": mHC models (hc_mult) have no llama.cpp GGUF layout");
+  if (c.hyper_connections() && !c.shared_kv()) fail(dir, ": mHC models (hc_mult) other than DeepSeek-V4 have no llama.cpp GGUF layout");
+  if (ft == GgufFileType::MXFP4_MOE && !c.shared_kv())
+    fail(dir, ": mxfp4_moe is DeepSeek-V4's layout (llama.cpp's converter writes it for V4 only)");
   auto tensors = TensorSet::open(dir);
   auto W = bind_hf_weights(*tensors, c);
 
-  if (c.shared_kv()) fail(dir, ": DeepSeek-V4 (deepseek4) GGUF files are not written yet");
   GgufWriter w;
+  if (c.shared_kv()) {  // DeepSeek-V4: llama.cpp's deepseek4
+    w.set_string("general.architecture", "deepseek4");
+    w.set_string("general.name", dir.substr(dir.find_last_of('/', dir.size() - 2) + 1));
+    w.set_u32("general.quantization_version", 2);
+    w.set_u32("general.file_type", llama_ftype(ft));
+    v4_metadata(c, w);
+    add_tokenizer(dir, c.vocab_size, w);
+    std::vector<Source> src = v4_sources(c, *W, *tensors, ft);
+    assign_types(src, ft, false);
+    for (const Source& s : src) w.add_tensor(s.name, s.dtype, s.shape);
+    write_tensors(w, out, src, pool, progress);
+    return;
+  }
   // V3.2 is llama.cpp's deepseek32: deepseek2's tensors and keys plus the lightning indexer's.
   const std::string arch = c.sparse_attention() ? "deepseek32" : "deepseek2", A = arch + ".";
   w.set_string("general.architecture", arch);
@@ -307,34 +565,9 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
   const bool tied = c.tie_word_embeddings && W->lm_head.data == W->embed_tokens.data;
   if (!tied) mat("output.weight", W->lm_head);
 
-  int64_t n_ffn_down = 0;
-  for (const Source& s : src) n_ffn_down += s.name.find("ffn_down") != std::string::npos;
-  for (Source& s : src) {
-    int64_t layer = 0;
-    if (s.name.rfind("blk.", 0) == 0) layer = std::stoll(s.name.substr(4));
-    s.dtype = choose_type(ft, s.name, layer, n_ffn_down, tied, s.cols, s.shape.size() >= 2);
-    w.add_tensor(s.name, s.dtype, s.shape);
-  }
-
-  size_t done = 0;
-  w.write(out, [&](size_t i, uint8_t* buf) {
-    const Source& s = src[i];
-    const size_t row_bytes = dtype_row_bytes(s.dtype, s.cols);
-    std::vector<float> all;
-    if (s.whole) {
-      all.resize(size_t(s.rows * s.cols));
-      s.whole(all.data());
-    }
-    pool.parallel_for(s.rows, [&](int64_t r0, int64_t r1) {
-      std::vector<float> row(size_t(s.cols));
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* x = all.empty() ? row.data() : &all[size_t(r * s.cols)];
-        if (all.empty()) s.row(r, row.data());
-        encode_row(s.dtype, x, s.cols, buf + size_t(r) * row_bytes);
-      }
-    }, 16);
-    if (progress) progress(++done, src.size());
-  });
+  assign_types(src, ft, tied);
+  for (const Source& s : src) w.add_tensor(s.name, s.dtype, s.shape);
+  write_tensors(w, out, src, pool, progress);
 }
 
 }  // namespace whale

@@ -1,5 +1,6 @@
-// llama.cpp's `deepseek2` GGUF files as whale models: the metadata becomes a ModelConfig and
-// the tensors are renamed to the Hugging Face names the weight binder knows (stacked expert
+// llama.cpp's `deepseek2`, `deepseek32` and `deepseek4` GGUF files as whale models: the metadata
+// becomes a ModelConfig and the tensors are renamed to the Hugging Face (V4: DeepSeek's released)
+// names the weight binder knows (stacked expert
 // tensors sliced per expert without copying). The embedded tokenizer: formats/gguf_tokenizer.h.
 #pragma once
 #include <memory>

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "formats/safetensors_writer.h"
+#include "kernels/indexer.h"
 #include "model/param_specs.h"
 
 namespace whale {
@@ -50,6 +51,24 @@ struct Planned {
   const ParamSpec* spec;  // nullptr for a scale tensor, which follows its weight
 };
 
+// DeepSeek-V4's released FP8 layout: these projections are FP8 e4m3 with a power-of-two F8_E8M0
+// `.scale` per 128x128 tile, the routed experts FP4 (e2m1, I8-packed) with one per 32 values of a
+// row; the other matrices (router, compressors, indexer head weights, embedding, head) are BF16.
+bool v4_fp8_projection(const std::string& name) {
+  for (const char* suffix : {"attn.wq_a.weight", "attn.wq_b.weight", "attn.wkv.weight", "attn.wo_a.weight", "attn.wo_b.weight",
+                             "shared_experts.w1.weight", "shared_experts.w2.weight", "shared_experts.w3.weight",
+                             "indexer.wq_b.weight"})
+    if (name.ends_with(suffix)) return true;
+  return false;
+}
+bool v4_routed_expert(const std::string& name) { return name.find(".ffn.experts.") != std::string::npos; }
+std::string v4_scale_name(const std::string& weight) { return weight.substr(0, weight.size() - 7) + ".scale"; }
+uint8_t e8m0_of_pow2(float s) {  // s = 2^k exactly
+  int e = 0;
+  std::frexp(s, &e);
+  return uint8_t(e - 1 + 127);
+}
+
 }  // namespace
 
 void write_random_checkpoint(const std::string& config_json, const ModelConfig& c, const std::string& out_dir,
@@ -58,6 +77,7 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
               "random checkpoint: dtype must be F32, BF16 or F8_E4M3");
   if (::mkdir(out_dir.c_str(), 0755) != 0 && errno != EEXIST) fail(out_dir, ": cannot create directory");
   const bool fp8 = o.dtype == DType::F8_E4M3;
+  const bool v4 = fp8 && c.shared_kv();  // the released V4 layout (above)
   const int64_t B = 128;
 
   const std::vector<ParamSpec> specs = hf_param_specs(c);
@@ -68,6 +88,18 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
         s.role == ParamRole::HyperScale)
       t = DType::F32;  // mHC parameters and the router bias stay float32, as DeepSeek keeps them
     if (s.role == ParamRole::TokenTable) t = DType::I64;
+    if (v4) {
+      if (s.role == ParamRole::Linear && v4_routed_expert(s.name) && s.shape[1] % 32 == 0) {
+        plan.push_back({{s.name, DType::I8, {s.shape[0], s.shape[1] / 2}}, &s});
+        plan.push_back({{v4_scale_name(s.name), DType::E8M0, {s.shape[0], s.shape[1] / 32}}, nullptr});
+      } else if (s.role == ParamRole::Linear && (v4_fp8_projection(s.name) || v4_routed_expert(s.name))) {  // FP8 where rows are not FP4 blocks
+        plan.push_back({{s.name, DType::F8_E4M3, s.shape}, &s});
+        plan.push_back({{v4_scale_name(s.name), DType::E8M0, {(s.shape[0] + B - 1) / B, (s.shape[1] + B - 1) / B}}, nullptr});
+      } else {
+        plan.push_back({{s.name, t, s.shape}, &s});
+      }
+      continue;
+    }
     if (fp8 && s.role == ParamRole::Linear) t = DType::F8_E4M3;
     plan.push_back({{s.name, t, s.shape}, &s});
     if (t == DType::F8_E4M3)
@@ -88,6 +120,7 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
   }
 
   std::vector<float> values, scale;
+  std::vector<uint8_t> scale_e8m0;  // V4: the scales as F8_E8M0 bytes
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   for (size_t k = 0; k < shards.size(); ++k) {
     char name[64];
@@ -101,8 +134,9 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
     write_safetensors_streaming(out_dir + "/" + name, headers, [&](size_t j, uint8_t* buf) {
       const Planned& p = plan[shards[k][j]];
       const int64_t n = int64_t(p.header.nbytes() / dtype_size(p.header.dtype));
-      if (!p.spec) {  // the scale computed with the preceding FP8 weight
-        std::memcpy(buf, scale.data(), scale.size() * sizeof(float));
+      if (!p.spec) {  // the scale computed with the preceding FP8 / FP4 weight
+        if (p.header.dtype == DType::E8M0) std::memcpy(buf, scale_e8m0.data(), scale_e8m0.size());
+        else std::memcpy(buf, scale.data(), scale.size() * sizeof(float));
         return;
       }
       if (p.spec->role == ParamRole::TokenTable) {  // token t's k-th expert: (t·7 + k) mod E, distinct
@@ -132,6 +166,33 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
             }
           }, 1 << 16);
           break;
+        case DType::I8: {  // V4's FP4 experts: e2m1 codes (2c low nibble, 2c+1 high), scale per 32
+          const int64_t rows = s.shape[0], cols = s.shape[1];
+          scale_e8m0.assign(size_t(rows * (cols / 32)), 0);
+          pool.parallel_for(rows, [&](int64_t b, int64_t e) {
+            static constexpr float kLevels[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+            for (int64_t r = b; r < e; ++r) {
+              float* row = &values[size_t(r * cols)];
+              for (int64_t k = 0; k < cols / 32; ++k) {  // the scale fp4_round_blocks uses
+                float amax = 6.0f * std::ldexp(1.0f, -126);
+                for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(row[k * 32 + j]));
+                scale_e8m0[size_t(r * (cols / 32) + k)] = e8m0_of_pow2(std::exp2(std::ceil(std::log2(amax / 6.0f))));
+              }
+              fp4_round_blocks(row, cols, 32);
+              for (int64_t col = 0; col < cols; ++col) {
+                const float sc = e8m0_to_f32(scale_e8m0[size_t(r * (cols / 32) + col / 32)]);
+                const float mag = std::fabs(row[col]) / sc;
+                uint8_t code = 0;
+                for (uint8_t k = 0; k < 8; ++k)
+                  if (kLevels[k] == mag) code = k;
+                if (std::signbit(row[col]) && mag > 0) code |= 8;
+                uint8_t& byte = buf[r * (cols / 2) + col / 2];
+                byte = col % 2 ? uint8_t(byte | (code << 4)) : code;
+              }
+            }
+          });
+          break;
+        }
         case DType::F8_E4M3: {
           const int64_t rows = s.shape[0], cols = s.shape[1], sc = (cols + B - 1) / B;
           scale.assign(size_t(((rows + B - 1) / B) * sc), 0.0f);
@@ -141,6 +202,13 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
               m = std::max(m, std::fabs(values[size_t(r * cols + col)]));
             }
           for (float& m : scale) m = std::max(m, 1e-4f) / 448.0f;
+          if (v4) {  // power-of-two scales, stored as F8_E8M0
+            scale_e8m0.clear();
+            for (float& m : scale) {
+              m = std::exp2(std::ceil(std::log2(m)));
+              scale_e8m0.push_back(e8m0_of_pow2(m));
+            }
+          }
           pool.parallel_for(rows, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r)
               for (int64_t col = 0; col < cols; ++col)
@@ -165,7 +233,10 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
   }
 
   nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(config_json);
-  if (fp8)
+  if (v4)
+    cfg["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+                                  {"weight_block_size", {B, B}}, {"scale_fmt", "ue8m0"}, {"expert_dtype", "fp4"}};
+  else if (fp8)
     cfg["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
                                   {"weight_block_size", {B, B}}};
   else cfg.erase("quantization_config");

@@ -277,7 +277,8 @@ class Binder {
   // Kernels read elements through typed pointers; a file whose offsets break alignment
   // gets that one tensor copied rather than misread.
   const uint8_t* aligned(const TensorRef& t) {
-    const size_t align = is_block_quantized(t.dtype) ? 2 : dtype_size(t.dtype);  // blocks start with an f16
+    // Blocks start with an f16 (MXFP4's with a byte); plain types align to their size.
+    const size_t align = t.dtype == DType::MXFP4 ? 1 : is_block_quantized(t.dtype) ? 2 : dtype_size(t.dtype);
     if (reinterpret_cast<uintptr_t>(t.data) % align == 0) return t.data;
     out_.owned.raw.emplace_back(t.data, t.data + t.nbytes);
     return out_.owned.raw.back().data();

@@ -12,6 +12,11 @@ DeepSeek-V3's pre-tokenizer but not its vocabulary, so the converter's pre-token
 hash of token ids of a sample text) does not recognise it; the converter is told it is
 "deepseek-v3", which is what it would detect for the real tokenizer. Nothing else is changed.
 
+DeepSeek-V4's converter (deepseek4) writes one layout whatever --outtype says: the FP4 experts
+repacked to MXFP4, FP8 matrices Q8_0 (F16 where a row is not whole blocks), BF16 and F32 tensors as
+stored, general.file_type MOSTLY_MXFP4_MOE; it takes only the released FP8/FP4 layout (v4_fp8).
+Its file is named after that type ("mxfp4_moe=bf16": file label = the --outtype passed).
+
 DeepSeek-V3.2's converter (deepseek32) asserts the tokenizer's add_bos_token, which
 transformers 5's tokenizer objects no longer carry; it is set to True on the loaded tokenizer,
 as the converter's own message asks of tokenizer_config.json. Nothing else is changed.
@@ -37,7 +42,8 @@ OUT = os.path.join(HERE, "llamacpp")
 # converter's no-q_lora layout.
 # llama-quantize has no fallback for Q4_0 and stops at the goldens' 16- and 24-wide matrices, so
 # Q4_0 is covered by whale's own files and the block fixtures (make_quant_fixtures.py) instead.
-FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"]), "v32": (["bf16", "q8_0"], [])}
+FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"]), "v32": (["bf16", "q8_0"], []),
+         "v4_fp8": (["mxfp4_moe=bf16"], [])}
 
 
 def convert(llama_cpp, model_dir, outtype, outfile):
@@ -88,10 +94,12 @@ def main():
             for f in ("tokenizer.json", "tokenizer_config.json"):
                 shutil.copy(os.path.join(REPO, "tests", "fixtures", "tiny_tokenizer", f), model)
             # Each conversion in a fresh interpreter: the converter keeps module-level state.
-            for outtype in outtypes:
-                dst = os.path.join(OUT, f"{golden}-{outtype}.gguf")
+            for entry in outtypes:
+                label, _, outtype = entry.rpartition("=")
+                dst = os.path.join(OUT, f"{golden}-{label or outtype}.gguf")
                 subprocess.run([sys.executable, __file__, "--convert", llama_cpp, model, outtype, dst], check=True)
-                made[os.path.basename(dst)] = f"convert_hf_to_gguf.py --outtype {outtype}"
+                made[os.path.basename(dst)] = f"convert_hf_to_gguf.py --outtype {outtype}" + (
+                    f" (writes {label} whatever the outtype)" if label else "")
             for q in qtypes:
                 dst = os.path.join(OUT, f"{golden}-{q.lower()}.gguf")
                 subprocess.run([quantize, os.path.join(OUT, f"{golden}-bf16.gguf"), dst, q], check=True, capture_output=True)
