@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# whale vs llama.cpp on identical deepseek2 GGUF files, side by side, one run, same threads.
+# whale vs llama.cpp on identical GGUF files, side by side, one run, same threads.
 #
-#   bench/gguf_vs_llamacpp.sh LLAMA_BIN_DIR [tiny] [v2lite]
+#   bench/gguf_vs_llamacpp.sh LLAMA_BIN_DIR [tiny] [v2lite] [v4flash]
 #
 # LLAMA_BIN_DIR holds llama.cpp's llama-bench, built by you from a snapshot outside this
 # repository. For each shape the script writes a random-weight checkpoint (whale init, with
@@ -13,15 +13,22 @@
 # row per file: medians over the rounds (each engine's own figure per round: whale's median,
 # llama.cpp's mean), and whether whale copied the file or mapped it.
 #   WORK  where models go (default /work/bench-models; V2-Lite needs ~60 GB free)
-#   TYPES  which files (default "q8_0 q4_k_m")
+#   TYPES  which files (default "q8_0 q4_k_m"; v4flash always "mxfp4_moe")
+# v4flash is DeepSeek-V4-Flash's shape cut to 4 layers and 16 experts
+# (bench/configs/deepseek-v4-flash-4l.json), written in V4's released FP8/FP4 layout (whale init
+# --dtype fp8); its mxfp4_moe file is what llama.cpp's converter writes from that checkpoint
+# (whale convert writes the same bytes: tests/gguf_model_test.cpp).
 #   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
+#   LM_NONE=0 skips llama.cpp's `-lm none` run (then both of its columns are the mmap run)
+#   DEPTHS  context depths to measure at (default "0"): pp and tg after that many context tokens
+#           (llama-bench -d; whale bench -d serves them from its prefix cache)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 llama=${1:?usage: $0 LLAMA_BIN_DIR [tiny] [v2lite]}
 shift
 shapes=${*:-tiny v2lite}
-WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2} TYPES=${TYPES:-"q8_0 q4_k_m"}
-ROUNDS=${ROUNDS:-1}
+WORK=${WORK:-/work/bench-models} P=${P:-512} N=${N:-128} R=${R:-3} T=${T:-2}
+ROUNDS=${ROUNDS:-1} DEPTHS=${DEPTHS:-0}
 whale=$here/build/whale
 tok=$here/../shared/tokenizers/deepseek-v3
 mkdir -p "$WORK"
@@ -30,40 +37,47 @@ config_of() {
   case $1 in
     tiny) echo "$here/bench/configs/deepseek2-tiny-300m.json" ;;
     v2lite) echo "$here/configs/deepseek-v2-lite.json" ;;
+    v4flash) echo "$here/bench/configs/deepseek-v4-flash-4l.json" ;;
     *) echo "unknown shape $1" >&2; exit 2 ;;
   esac
 }
 
-echo "| shape | type | file | whale load | whale pp$P | llama.cpp pp$P mmap / none | ratio | whale tg$N | llama.cpp tg$N mmap / none | ratio | whale roofline |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| shape | type | depth | file | whale load | whale pp$P | llama.cpp pp$P mmap / none | ratio | whale tg$N | llama.cpp tg$N mmap / none | ratio | whale roofline |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for shape in $shapes; do
   cfg=$(config_of "$shape")
   bf16=$WORK/$shape-bf16
+  dtype=bf16
+  types=${TYPES:-"q8_0 q4_k_m"}
+  if [ "$shape" = v4flash ]; then types=mxfp4_moe dtype=fp8; fi
   need=0
-  for type in $TYPES; do [ -f "$WORK/$shape-$type.gguf" ] || need=1; done
+  for type in $types; do [ -f "$WORK/$shape-$type.gguf" ] || need=1; done
   if [ $need = 1 ]; then
     if [ ! -f "$bf16/config.json" ]; then
-      "$whale" init --config "$cfg" --out "$bf16" >&2
+      "$whale" init --config "$cfg" --out "$bf16" --dtype $dtype >&2
       vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$cfg")
       python3 "$here/bench/make_bench_tokenizer.py" "$tok" "$vocab" "$bf16" >&2
     fi
-    for type in $TYPES; do
+    for type in $types; do
       [ -f "$WORK/$shape-$type.gguf" ] || "$whale" quantize "$bf16" "$WORK/$shape-$type.gguf" --type "$type" >&2
     done
   fi
   [ "${KEEP_BF16:-0}" = 1 ] || rm -rf "$bf16"
-  for type in $TYPES; do
+  for type in $types; do
+   for depth in $DEPTHS; do
     f=$WORK/$shape-$type.gguf
     # ROUNDS alternating runs of the two engines: this machine's memory bandwidth drifts by tens
     # of percent within minutes, so one run of each can compare two different machines.
     for round in $(seq "$ROUNDS"); do
-      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -o json >"$WORK/llama-$shape-$type-$round.json" 2>/dev/null
-      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -lm none -o json >"$WORK/llama_none-$shape-$type-$round.json" 2>/dev/null
-      "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" --json >"$WORK/whale-$shape-$type-$round.json" 2>/dev/null
+      id=$shape-$type-d$depth-$round
+      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" -o json >"$WORK/llama-$id.json" 2>/dev/null
+      if [ "${LM_NONE:-1}" = 0 ]; then cp "$WORK/llama-$id.json" "$WORK/llama_none-$id.json"
+      else "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" -lm none -o json >"$WORK/llama_none-$id.json" 2>/dev/null; fi
+      "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" --json >"$WORK/whale-$id.json" 2>/dev/null
     done
-    python3 - "$WORK" "$shape" "$type" "$f" "$ROUNDS" <<'PY'
+    python3 - "$WORK" "$shape" "$type-d$depth" "$f" "$ROUNDS" "$depth" <<'PY'
 import json, os, statistics, sys
-work, shape, typ, path, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+work, shape, typ, path, rounds, depth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
 w = [json.load(open(f"{work}/whale-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
 def llama(kind, key):
     runs = [json.load(open(f"{work}/{kind}-{shape}-{typ}-{k}.json")) for k in range(1, rounds + 1)]
@@ -75,8 +89,9 @@ wg = statistics.median(x["tg"]["median"] for x in w)
 roof = statistics.median(x["roofline_fraction"] for x in w)
 loads = sorted({x["loaded"] for x in w})
 size = os.path.getsize(path) / 2**30
-print(f"| {shape} | {typ} | {size:.2f} GiB | {'/'.join(loads)} | {wp:.1f} | {lp:.1f} / {lpn:.1f} | {wp/max(lp, lpn):.2f}x "
+print(f"| {shape} | {typ.rsplit('-d', 1)[0]} | {depth} | {size:.2f} GiB | {'/'.join(loads)} | {wp:.1f} | {lp:.1f} / {lpn:.1f} | {wp/max(lp, lpn):.2f}x "
       f"| {wg:.1f} | {lg:.1f} / {lgn:.1f} | {wg/max(lg, lgn):.2f}x | {100*roof:.0f}% |")
 PY
+   done
   done
 done

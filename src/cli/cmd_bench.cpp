@@ -26,7 +26,7 @@ namespace {
 struct BenchOptions {
   std::string tokenizer, docs, model, spec, load = "auto", numerics = "auto";
   int repeats = 5, threads = 0, draft = 2;
-  int64_t n_prompt = 512, n_gen = 128;
+  int64_t n_prompt = 512, n_gen = 128, depth = 0;
   bool json = false;
   std::string kv_disk;  // --kv-tiers: the disk tier's directory
   int sessions = 8;
@@ -98,8 +98,9 @@ void bench_model_cli(const BenchOptions& o) {
                               {"weights_bytes", model->weights().weight_bytes}, {"load_mode", o.load},
                               {"file_bytes", file_bytes}, {"copied_bytes", copied}, {"loaded", how}, {"load_seconds", load_s}};
   if (o.spec.empty()) {
-    BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool);
+    BenchResult r = bench_model(*model, o.n_prompt, o.n_gen, o.repeats, pool, o.depth);
     const double roofline = r.bandwidth / r.decode_bytes;
+    j["depth"] = o.depth;
     j["pp"] = {{"tokens", o.n_prompt}, {"median", r.pp.median}, {"min", r.pp.min}, {"max", r.pp.max}};
     j["tg"] = {{"tokens", o.n_gen}, {"median", r.tg.median}, {"min", r.tg.min}, {"max", r.tg.max}};
     j["peak_rss_bytes"] = r.peak_rss_bytes;
@@ -114,8 +115,9 @@ void bench_model_cli(const BenchOptions& o) {
     std::printf("model: %s (%s), %.1f MiB of weights, %d threads, loaded (%s) in %.3f s\n", o.model.c_str(),
                 c.architecture.c_str(), double(model->weights().weight_bytes) / (1 << 20), pool.size(), loaded.c_str(), load_s);
     std::printf("| test | tokens/s (median) | min | max |\n|---|---|---|---|\n");
-    if (o.n_prompt > 0) std::printf("| pp%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_prompt, r.pp.median, r.pp.min, r.pp.max);
-    if (o.n_gen > 0) std::printf("| tg%lld | %.2f | %.2f | %.2f |\n", (long long)o.n_gen, r.tg.median, r.tg.min, r.tg.max);
+    const std::string at = o.depth > 0 ? " @ d" + std::to_string(o.depth) : "";
+    if (o.n_prompt > 0) std::printf("| pp%lld%s | %.2f | %.2f | %.2f |\n", (long long)o.n_prompt, at.c_str(), r.pp.median, r.pp.min, r.pp.max);
+    if (o.n_gen > 0) std::printf("| tg%lld%s | %.2f | %.2f | %.2f |\n", (long long)o.n_gen, at.c_str(), r.tg.median, r.tg.min, r.tg.max);
     std::printf("peak RSS %.1f MiB; read bandwidth %.1f GB/s; decode reads %.1f MiB/token -> roofline %.1f tokens/s; "
                 "tg at %.0f%% of the roofline\n",
                 double(r.peak_rss_bytes) / (1 << 20), r.bandwidth / 1e9, r.decode_bytes / (1 << 20), roofline,
@@ -196,6 +198,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--model", o->model, "Model directory or GGUF file to benchmark (\"default\": the embedded model)");
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for pp (default 512)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for tg (default 128)")->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("-d,--depth", o->depth, "Context tokens before pp and tg, served from the prefix cache (llama-bench's -d; default 0)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 21));
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--spec", o->spec, "Speculative decoding to compare against plain decoding: mtp");
   cmd->add_option("--draft", o->draft, "Draft tokens per verify step (default 2)")->check(CLI::Range(1, 8));

@@ -448,7 +448,7 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 }
 
 #if WHALE_VNNI
-// ---- Q8_0, Q4_0, Q5_0 with VNNI, in groups of eight blocks (256 values): two blocks per
+// ---- Q8_0, Q4_0, Q5_0, MXFP4 with VNNI, in groups of eight blocks (256 values): two blocks per
 // vector, so each 8-lane half of the int32 sums of vpdpbusd (four byte products per lane) is one
 // block. The eight weight scales are converted together, multiplied by the eight activation
 // scales once per token, and each pair of blocks takes its two with one permute.
@@ -498,24 +498,29 @@ struct PairQ5_0 {
     u = _mm512_mask_add_epi8(low4, __mmask64(h0 | uint64_t(h1) << 32), low4, _mm512_set1_epi8(0x10));
   }
 };
+// MXFP4: the nibbles as Q4_0's, each mapped to its doubled e2m1 level plus 12 (0-24, unsigned)
+// by a byte shuffle; the offset 12 returns as for Q4_0.
+struct PairMXFP4 {
+  __m512i u;
+  PairMXFP4(const BlockMXFP4* b, int present) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+    u = _mm512_shuffle_epi8(table, pair_nibbles(b, present));
+  }
+};
 template <class Block> struct PairOf;
+template <> struct PairOf<BlockMXFP4> { using type = PairMXFP4; };
 template <> struct PairOf<BlockQ8_0> { using type = PairQ8_0; };
 template <> struct PairOf<BlockQ4_0> { using type = PairQ4_0; };
 template <> struct PairOf<BlockQ5_0> { using type = PairQ5_0; };
 // The offset of the unsigned levels each type enters vpdpbusd with.
 template <class Block>
-constexpr int kUnsignedOffset = std::is_same_v<Block, BlockQ8_0> ? 128 : kLevelOffset<Block>;
+constexpr int kUnsignedOffset = std::is_same_v<Block, BlockQ8_0> ? 128 : std::is_same_v<Block, BlockMXFP4> ? 12 : kLevelOffset<Block>;
 
-// Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
-template <int T, class Block>
-HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
-  using Pair = typename PairOf<Block>::type;
-  const Block* b = row + g;
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
-  for (size_t off = 0; off < 8 * sizeof(Block); off += 64) hwy::Prefetch(p + off);
-  // The eight f16 scales inserted into one register (absent blocks' zero). Stored one by one
-  // and reloaded as a vector, they took a failed store forward per group, which held the
-  // loop back until the stores had retired.
+// The scales of blocks [0, n) of b as floats (absent blocks' zero): f16 ones inserted into one
+// register and converted together (stored one by one and reloaded as a vector, they took a failed
+// store forward per group, which held the loop back until the stores had retired).
+template <class Block>
+HWY_INLINE __m256 block_scales(const Block* b, int n) {
   __m128i d16 = _mm_setzero_si128();
   switch (n) {  // from the last present block down
     case 8: d16 = _mm_insert_epi16(d16, b[7].d, 7); [[fallthrough]];
@@ -527,7 +532,30 @@ HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArg
     case 2: d16 = _mm_insert_epi16(d16, b[1].d, 1); [[fallthrough]];
     default: d16 = _mm_insert_epi16(d16, b[0].d, 0);
   }
-  const __m256 wd = _mm256_cvtph_ps(d16);
+  return _mm256_cvtph_ps(d16);
+}
+// MXFP4: 2^(e − 128) from the e8m0 bytes as float bits, (e − 1) << 23, or 0x00200000 << e for the
+// subnormal e < 2 (quant.h's mxfp4_scale).
+template <>
+HWY_INLINE __m256 block_scales(const BlockMXFP4* b, int n) {
+  alignas(32) int32_t e[8] = {};
+  for (int k = 0; k < n; ++k) e[k] = b[k].e;
+  const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(e));
+  const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(v, _mm256_set1_epi32(1)), 23);
+  const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), v);
+  const __mmask8 small = _mm256_cmplt_epi32_mask(v, _mm256_set1_epi32(2));
+  const __mmask8 present = __mmask8((1u << n) - 1);
+  return _mm256_maskz_mov_ps(present, _mm256_castsi256_ps(_mm256_mask_blend_epi32(small, normal, sub)));
+}
+
+// Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
+template <int T, class Block>
+HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
+  using Pair = typename PairOf<Block>::type;
+  const Block* b = row + g;
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
+  for (size_t off = 0; off < 8 * sizeof(Block); off += 64) hwy::Prefetch(p + off);
+  const __m256 wd = block_scales(b, n);
   const int pairs = (n + 1) / 2;
   auto present = [n](int q) { return std::clamp(n - 2 * q, 0, 2); };  // blocks of pair q in the group
   const Pair w[4] = {Pair(b, present(0)), Pair(b + 2, present(1)), Pair(b + 4, present(2)), Pair(b + 6, present(3))};
@@ -614,10 +642,12 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q8_0: return x_0(BlockQ8_0{});
     case DType::Q4_0: return x_0(BlockQ4_0{});
     case DType::Q5_0: return x_0(BlockQ5_0{});
+    case DType::MXFP4: return x_0(BlockMXFP4{});
 #else
     case DType::Q8_0: return generic(RowQ8_0{});
     case DType::Q4_0: return generic(RowQx_0<BlockQ4_0>{});
     case DType::Q5_0: return generic(RowQx_0<BlockQ5_0>{});
+    case DType::MXFP4: return generic(RowMXFP4{});
 #endif
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
     case DType::Q4_K: {
@@ -637,7 +667,6 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     case DType::Q4_K: return generic(RowQ4_K{});
     case DType::Q6_K: return generic(RowQ6_K{});
 #endif
-    case DType::MXFP4: return generic(RowMXFP4{});
     default: return;
   }
 }

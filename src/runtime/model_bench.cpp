@@ -93,29 +93,47 @@ EngineRequest token_request(std::vector<int32_t> prompt, int64_t n) {
 }
 }  // namespace
 
-BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool) {
+BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool, int64_t depth) {
   BenchResult r;
   const int64_t V = model.config().vocab_size;
-  // One sequence at a time, each prompt in one forward step (as llama-bench's pp), no prefix
-  // cache (every prompt is new anyway).
+  // One sequence at a time, each prompt in one forward step (as llama-bench's pp). At a depth,
+  // every request starts with the same `depth` context tokens, prefilled once (untimed) and then
+  // served from the prefix cache: pp times n_prompt new tokens after them, tg n_gen decode steps
+  // after them (llama-bench's -d). Without a depth there is no prefix cache (every prompt is new).
   EngineConfig ec;
   ec.parallel = 1;
-  ec.ctx = std::max(n_prompt, n_gen + 1) + 1;
-  ec.prefill_chunk = ec.step_tokens = std::max<int64_t>(n_prompt, 1);
-  ec.prefix_cache = false;
+  ec.ctx = depth + std::max(n_prompt, n_gen + 1) + 1;
+  ec.prefill_chunk = ec.step_tokens = std::max<int64_t>(n_prompt, depth > 0 ? 512 : 1);
+  ec.prefix_cache = depth > 0;
   Engine engine(model, nullptr, ec);
+  const std::vector<int32_t> context = random_tokens(depth, V, 999);
+  auto with_context = [&](std::vector<int32_t> tail) {
+    std::vector<int32_t> t = context;
+    t.insert(t.end(), tail.begin(), tail.end());
+    return t;
+  };
+  auto run = [&](std::vector<int32_t> tail, int64_t n) {
+    const RequestOutput out = engine.run(token_request(with_context(std::move(tail)), n));
+    if (!out.error.empty()) fail("bench: ", out.error);
+    if (out.stats.cached_tokens < depth)
+      fail("bench: the ", depth, "-token context was not served from the prefix cache (", out.stats.cached_tokens, " tokens were)");
+    return out;
+  };
+  // The context, prefilled once (plus a token: a prompt's last position is never served from the cache).
+  if (depth > 0) {
+    const RequestOutput out = engine.run(token_request(with_context({1}), 1));
+    if (!out.error.empty()) fail("bench: ", out.error);
+  }
   std::vector<double> pp, tg;
   double bandwidth = 0;
   for (int rep = 0; rep <= repeats; ++rep) {  // rep 0 warms caches and pages in the weights
     if (n_prompt > 0) {
-      const RequestOutput out = engine.run(token_request(random_tokens(n_prompt, V, uint64_t(rep) + 1), 1));
-      if (!out.error.empty()) fail("bench: ", out.error);
+      const RequestOutput out = run(random_tokens(n_prompt, V, uint64_t(rep) + 1), 1);
       if (rep > 0) pp.push_back(double(n_prompt) / out.stats.prefill_seconds);
     }
     if (n_gen > 0) {
       // One prompt token, then n_gen decode steps after the first generated token.
-      const RequestOutput out = engine.run(token_request(random_tokens(1, V, uint64_t(rep) + 100), n_gen + 1));
-      if (!out.error.empty()) fail("bench: ", out.error);
+      const RequestOutput out = run(random_tokens(1, V, uint64_t(rep) + 100), n_gen + 1);
       if (rep > 0) tg.push_back(double(n_gen) / out.stats.decode_seconds);
       // The bandwidth of a shared VM drifts by tens of percent within minutes: measured beside
       // every timed decode run, the roofline takes the best of them.
@@ -130,7 +148,7 @@ BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repea
   r.tg = Spread::of(tg);
   if (r.peak_rss_bytes == 0) r.peak_rss_bytes = read_memory_stats().peak_rss_bytes;
   r.bandwidth = std::max(bandwidth, measure_read_bandwidth(pool));
-  r.decode_bytes = decode_bytes_per_token(model, n_gen / 2);  // the average context of the tg run
+  r.decode_bytes = decode_bytes_per_token(model, depth + n_gen / 2);  // the average context of the tg run
   return r;
 }
 

@@ -33,8 +33,9 @@ struct BenchResult {
 
 // Through the engine, one sequence at a time: pp is a prompt of n_prompt random tokens in one
 // forward step, tg is n_gen decode steps (greedy, end-of-sequence ignored) after a one-token
-// prompt. One untimed warm-up run of each, then `repeats` timed runs.
-BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool);
+// prompt. One untimed warm-up run of each, then `repeats` timed runs. With `depth`, both run
+// after that many context tokens (from the prefix cache, as llama-bench's -d).
+BenchResult bench_model(Model& model, int64_t n_prompt, int64_t n_gen, int repeats, ThreadPool& pool, int64_t depth = 0);
 
 struct SpecBenchResult {
   Spread plain_tps, spec_tps, ceiling_tps;  // tokens/s: plain decode, MTP speculation, all drafts accepted
