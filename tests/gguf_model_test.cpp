@@ -414,6 +414,29 @@ TEST(GgufModel, BadFilesAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("qwen2"), std::string::npos) << e.what();
   }
 
+  // deepseek4: llama.cpp's V4 file with metadata or tensors that lie.
+  const std::string v4 = test::golden_dir("llamacpp") + "/v4_fp8-mxfp4_moe.gguf";
+  Rewrite no_ratios;
+  no_ratios.meta["deepseek4.attention.compress_ratios"] = std::nullopt;
+  rewrite(v4, tmp / "v4-ratios.gguf", no_ratios);
+  expect_error(tmp / "v4-ratios.gguf", "deepseek4.attention.compress_ratios");
+  Rewrite kv_heads;
+  kv_heads.meta["deepseek4.attention.head_count_kv"] = u32(2);
+  rewrite(v4, tmp / "v4-kv.gguf", kv_heads);
+  expect_error(tmp / "v4-kv.gguf", "deepseek4.attention.head_count_kv");
+  Rewrite gating;
+  gating.meta["deepseek4.expert_gating_func"] = u32(3);
+  rewrite(v4, tmp / "v4-gating.gguf", gating);
+  expect_error(tmp / "v4-gating.gguf", "expert_gating_func");
+  Rewrite no_experts;
+  no_experts.drop_tensors.insert("blk.2.ffn_up_exps.weight");
+  rewrite(v4, tmp / "v4-experts.gguf", no_experts);
+  expect_error(tmp / "v4-experts.gguf", "layers.2.ffn.experts.0.w3.weight");
+  Rewrite no_indexer;  // layer 1 loses its indexer: it reads as HCA with ratio 4 beside 128
+  no_indexer.drop_tensors.insert("blk.1.indexer.proj.weight");
+  rewrite(v4, tmp / "v4-indexer.gguf", no_indexer);
+  expect_error(tmp / "v4-indexer.gguf", "compress_ratios");
+
   // A truncated file names itself.
   const std::string data = test::read_file(good);
   test::write_file(tmp / "short.gguf", data.substr(0, data.size() / 2));

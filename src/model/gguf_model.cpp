@@ -96,6 +96,7 @@ ModelConfig deepseek4_config(const Meta& m) {
   c.index_topk = m.integer("attention.indexer.top_k");
   // One SwiGLU clamp for routed and shared experts in every layer (what V4 has).
   const std::vector<double> clamp = m.numbers("swiglu_clamp_exp");
+  if (clamp.empty()) fail(f.path(), ": metadata '", m.key("swiglu_clamp_exp"), "' is empty");
   std::vector<double> all = clamp;
   if (m.find("swiglu_clamp_shexp")) {
     const std::vector<double> sh = m.numbers("swiglu_clamp_shexp");
@@ -103,7 +104,7 @@ ModelConfig deepseek4_config(const Meta& m) {
   }
   for (double v : all)
     if (v != clamp[0]) fail(f.path(), ": metadata 'swiglu_clamp_exp' / 'swiglu_clamp_shexp' differ between layers; whale needs one clamp");
-  c.swiglu_limit = clamp.empty() ? 0.0 : clamp[0];
+  c.swiglu_limit = clamp[0];
   c.hc_mult = m.integer("hyper_connection.count");
   c.hc_sinkhorn_iters = m.integer("hyper_connection.sinkhorn_iterations");
   c.hc_eps = m.number("hyper_connection.epsilon", 1e-6);
