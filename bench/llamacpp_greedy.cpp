@@ -1,6 +1,7 @@
 // llama.cpp's greedy continuation of a prompt of token ids, for bench/crosscheck_llamacpp.sh.
 // Built by that script against a llama.cpp checkout outside this repository (libllama's public
-// API only):  llamacpp_greedy MODEL.gguf N 0,5,17   prints N greedy token ids, comma-separated.
+// API only):  llamacpp_greedy MODEL.gguf N 0,5,17   prints N greedy token ids, comma-separated,
+// then, with LOGITS=1, one line per generated token: the logits it was chosen from.
 #include "llama.h"
 #include <cstdio>
 #include <cstdlib>
@@ -24,8 +25,10 @@ int main(int argc, char** argv) {
   llama_batch b = llama_batch_get_one(toks.data(), (int)toks.size());
   if (llama_decode(ctx, b)) return 2;
   std::vector<llama_token> out;
+  std::vector<std::vector<float>> rows;
   for (int i = 0; i < n; ++i) {
     float* lg = llama_get_logits_ith(ctx, -1);
+    rows.emplace_back(lg, lg + nv);
     int best = 0; for (int k = 1; k < nv; ++k) if (lg[k] > lg[best]) best = k;
     out.push_back(best);
     llama_token tk = best;
@@ -33,5 +36,8 @@ int main(int argc, char** argv) {
     if (llama_decode(ctx, one)) return 3;
   }
   for (size_t i = 0; i < out.size(); ++i) printf("%d%c", out[i], i + 1 < out.size() ? ',' : '\n');
+  if (getenv("LOGITS"))
+    for (const auto& r : rows)
+      for (int k = 0; k < nv; ++k) printf("%.9g%c", r[size_t(k)], k + 1 < nv ? ',' : '\n');
   return 0;
 }
