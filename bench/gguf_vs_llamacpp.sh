@@ -19,6 +19,8 @@
 # --dtype fp8); its mxfp4_moe file is what llama.cpp's converter writes from that checkpoint
 # (whale convert writes the same bytes: tests/gguf_model_test.cpp).
 #   KEEP_BF16=1 keeps the BF16 checkpoints after quantizing
+#   LLAMA_ARGS  extra llama-bench arguments (e.g. --no-warmup: at a large depth its warm-up is
+#           one more full prefill of the context)
 #   LM_NONE=0 skips llama.cpp's `-lm none` run (then both of its columns are the mmap run)
 #   DEPTHS  context depths to measure at (default "0"): pp and tg after that many context tokens
 #           (llama-bench -d; whale bench -d serves them from its prefix cache)
@@ -70,9 +72,9 @@ for shape in $shapes; do
     # of percent within minutes, so one run of each can compare two different machines.
     for round in $(seq "$ROUNDS"); do
       id=$shape-$type-d$depth-$round
-      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" -o json >"$WORK/llama-$id.json" 2>/dev/null
+      "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" ${LLAMA_ARGS:-} -o json >"$WORK/llama-$id.json" 2>/dev/null
       if [ "${LM_NONE:-1}" = 0 ]; then cp "$WORK/llama-$id.json" "$WORK/llama_none-$id.json"
-      else "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" -lm none -o json >"$WORK/llama_none-$id.json" 2>/dev/null; fi
+      else "$llama/llama-bench" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" ${LLAMA_ARGS:-} -lm none -o json >"$WORK/llama_none-$id.json" 2>/dev/null; fi
       "$whale" bench --model "$f" -p "$P" -n "$N" -r "$R" -t "$T" -d "$depth" --json >"$WORK/whale-$id.json" 2>/dev/null
     done
     python3 - "$WORK" "$shape" "$type-d$depth" "$f" "$ROUNDS" "$depth" <<'PY'
