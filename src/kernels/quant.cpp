@@ -189,7 +189,9 @@ void quantize_mxfp4(const float* x, int64_t n, BlockMXFP4* out) {
     const float* xb = x + i * 32;
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const uint8_t e = amax > 0 ? uint8_t(std::floor(std::log2(amax)) - 2 + 127) : 0;
+    // ggml's exponent, clamped to e8m0's range (ggml casts out-of-range values unchecked).
+    const uint8_t e = !(amax > 0) ? 0 : !std::isfinite(amax) ? 254
+                                      : uint8_t(std::clamp(int(std::floor(std::log2(amax))) - 2 + 127, 0, 254));
     const float d = mxfp4_scale(e);
     uint8_t L[32];
     for (int j = 0; j < 32; ++j) {  // the first level of least error, as best_index_mxfp4
