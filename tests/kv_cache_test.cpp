@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "model/kv_pool.h"
 #include "runtime/kv_cache.h"
 #include "test_util.h"
 
@@ -21,6 +22,24 @@ void fill(KVCacheManager& c, const SeqCache& s, int64_t from, int64_t to, float 
         float* x = const_cast<SeqCache&>(s).slot(c.pool(), l, p, g);
         for (int64_t i = 0; i < c.groups()[g].dim; ++i) x[i] = base + float(g * 1000 + l * 100 + p) + 0.01f * float(i);
       }
+}
+
+// A pool the machine cannot hold is an error when it is made (naming the size and what to lower),
+// not an out-of-memory kill once the context fills: its memory is only touched as it fills.
+TEST(KVPool, APoolLargerThanMemoryIsRefusedUpFront) {
+  const size_t GiB = size_t(1) << 30;
+  check_kv_memory(10 * GiB, 1 << 20, 16 * GiB);  // fits with the reserve (2 GiB)
+  check_kv_memory(100 * GiB, 1 << 20, 0);        // MemAvailable unknown: no check
+  try {
+    check_kv_memory(15 * GiB, 131072, 16 * GiB);
+    ADD_FAILURE() << "a 15 GiB pool accepted with 16 GiB available";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("131072 tokens needs 15.0 GiB (120 KiB per token)"), std::string::npos) << m;
+    EXPECT_NE(m.find("lower --ctx or --parallel"), std::string::npos) << m;
+  }
+  // Through the pool itself: far more blocks than any test machine has memory for.
+  EXPECT_THROW(KVPool({{"mla_latent", 61, 576}}, 64, int64_t(1) << 24), Error);
 }
 
 // A block held elsewhere (here retained directly, as the KV store's writer pins a block it is

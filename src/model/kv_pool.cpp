@@ -1,20 +1,42 @@
 #include "model/kv_pool.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "core/error.h"
+#include "core/mmap.h"
 
 namespace whale {
+
+void check_kv_memory(size_t bytes, int64_t tokens, size_t available) {
+  if (available == 0) return;
+  const size_t reserve = std::max(available / 8, size_t(1) << 30);
+  if (bytes + reserve <= available) return;
+  auto gib = [](size_t b) {
+    char s[32];
+    std::snprintf(s, sizeof s, "%.1f GiB", double(b) / double(size_t(1) << 30));
+    return std::string(s);
+  };
+  fail("KV cache: room for ", tokens, " tokens needs ", gib(bytes), " (", bytes / size_t(std::max<int64_t>(tokens, 1)) / 1024,
+       " KiB per token), but only ", gib(available), " of memory are available (", gib(reserve),
+       " kept in reserve); lower --ctx or --parallel");
+}
 
 KVPool::KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n_blocks)
     : groups_(std::move(groups)), block_size_(block_size), n_blocks_(n_blocks) {
   WHALE_CHECK(!groups_.empty() && block_size > 0 && n_blocks > 0, "KV cache: invalid geometry");
+  size_t total = 0;
   for (const CacheGroupSpec& g : groups_) {
     WHALE_CHECK(g.n_layers > 0 && g.dim > 0 && g.stride > 0, "KV cache: invalid geometry of group ", g.kind);
     if (block_size % g.stride != 0 && g.stride % block_size != 0)
       fail("KV cache: a block of ", block_size, " tokens cannot hold the ", g.kind, " entries (one per ", g.stride,
            " tokens); choose a block size that divides or is a multiple of ", g.stride);
     entries_.push_back(g.stride >= block_size ? 1 : block_size / g.stride);
-    data_.emplace_back(new float[size_t(g.n_layers * g.dim * entries_.back() * n_blocks)]);
+    total += sizeof(float) * size_t(g.n_layers * g.dim * entries_.back() * n_blocks);
   }
+  check_kv_memory(total, n_blocks * block_size, memory_available());
+  for (size_t g = 0; g < groups_.size(); ++g)
+    data_.emplace_back(new float[size_t(groups_[g].n_layers * groups_[g].dim * entries_[g] * n_blocks)]);
   refs_.assign(size_t(n_blocks), 0);
   free_.reserve(size_t(n_blocks));
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));

@@ -31,6 +31,12 @@ struct CacheGroupSpec {
   int64_t stride = 1;
 };
 
+// Refuses a pool of `bytes` (room for `tokens` tokens) that the machine's memory cannot hold:
+// at most `available` (MemAvailable; 0 = unknown, no check) less a reserve of an eighth or at
+// least 1 GiB. The pool's memory is only touched as it fills, so without this a context that does
+// not fit would end in an out-of-memory kill mid-request instead of an error at start.
+void check_kv_memory(size_t bytes, int64_t tokens, size_t available);
+
 // The blocks of every group of a model's cache. Block ids are shared by the groups: block b
 // is the slot b in each group's storage, allocated and reference-counted once.
 class KVPool {
