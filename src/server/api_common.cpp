@@ -26,7 +26,7 @@ ApiError::ApiError(int status_, std::string message, std::string param_, std::st
 
 ojson ApiError::body() const {
   ojson e = {{"message", what()}, {"type", type}, {"param", param.empty() ? ojson(nullptr) : ojson(param)},
-             {"code", code.empty() ? ojson(status) : ojson(code)}};
+             {"code", code.empty() ? ojson(nullptr) : ojson(code)}};  // a string or null, as OpenAI's
   return {{"error", e}};
 }
 

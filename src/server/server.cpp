@@ -54,9 +54,12 @@ struct Server::Impl {
     });
   }
 
-  static void error(httplib::Response& res, const ApiError& e) {
+  // The error body in the shape of the API that was called: Ollama's endpoints (/api/...) answer
+  // {"error": "message"} as Ollama does, the others OpenAI's {"error": {message, type, param, code}}.
+  static void error(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
     res.status = e.status;
-    res.set_content(e.body().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+    const ojson body = req.path.rfind("/api/", 0) == 0 ? ojson{{"error", e.what()}} : e.body();
+    res.set_content(body.dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
   }
 
   // Wraps an endpoint: 503 until the model is loaded, ApiError -> its status and body.
@@ -67,11 +70,11 @@ struct Server::Impl {
         if (!ready.load()) throw ApiError(503, "Loading model");
         send(f(req), res);
       } catch (const ApiError& e) {
-        error(res, e);
+        error(req, res, e);
       } catch (const Error& e) {
-        error(res, ApiError(400, e.what()));
+        error(req, res, ApiError(400, e.what()));
       } catch (const std::exception& e) {
-        error(res, ApiError(500, std::string("internal error: ") + e.what()));
+        error(req, res, ApiError(500, std::string("internal error: ") + e.what()));
       }
     };
   }
@@ -80,7 +83,7 @@ struct Server::Impl {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       // httplib bounds each header line (8 KiB) but not their number.
       if (req.headers.size() > kMaxHeaders) {
-        error(res, ApiError(431, "too many request headers (" + std::to_string(req.headers.size()) + "; at most " +
+        error(req, res, ApiError(431, "too many request headers (" + std::to_string(req.headers.size()) + "; at most " +
                                      std::to_string(kMaxHeaders) + ")"));
         return httplib::Server::HandlerResponse::Handled;
       }
@@ -89,16 +92,16 @@ struct Server::Impl {
       const std::string auth = req.get_header_value("Authorization");
       const std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : req.get_header_value("x-api-key");
       if (key == o.api_key) return httplib::Server::HandlerResponse::Unhandled;
-      error(res, ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "", "", "invalid_api_key"));
+      error(req, res, ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "", "", "invalid_api_key"));
       return httplib::Server::HandlerResponse::Handled;
     });
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      if (res.status == 404) error(res, ApiError(404, "no endpoint " + req.method + " " + req.path));
-      else if (res.status == 413) error(res, ApiError(413, "the request body is too large"));
-      else if (res.status >= 400) error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
+      if (res.status == 404) error(req, res, ApiError(404, "no endpoint " + req.method + " " + req.path));
+      else if (res.status == 413) error(req, res, ApiError(413, "the request body is too large"));
+      else if (res.status >= 400) error(req, res, ApiError(res.status, "HTTP error " + std::to_string(res.status)));
     });
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
       std::string what = "unknown";
       try {
         std::rethrow_exception(ep);
@@ -106,15 +109,15 @@ struct Server::Impl {
         what = e.what();
       } catch (...) {
       }
-      error(res, ApiError(500, "internal error: " + what));
+      error(req, res, ApiError(500, "internal error: " + what));
     });
     http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
       std::fprintf(stderr, "whale: %s %s -> %d\n", req.method.c_str(), req.path.c_str(), res.status);
     });
 
-    auto health = [this](const httplib::Request&, httplib::Response& res) {
+    auto health = [this](const httplib::Request& req, httplib::Response& res) {
       if (ready.load()) res.set_content(R"({"status":"ok"})", "application/json");
-      else error(res, ApiError(503, "Loading model"));
+      else error(req, res, ApiError(503, "Loading model"));
     };
     http.Get("/health", health);
     http.Get("/v1/health", health);

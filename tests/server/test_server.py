@@ -15,6 +15,7 @@ import unittest
 import urllib.error
 import urllib.request
 
+import ollama
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -238,6 +239,7 @@ class BadInput(unittest.TestCase):
         self.assertEqual(got, status, text)
         err = json.loads(text)["error"]
         self.assertTrue(err["message"])
+        self.assertTrue(err["code"] is None or isinstance(err["code"], str), err)  # never a number
         if param:
             self.assertEqual(err["param"], param)
         if code:
@@ -282,8 +284,27 @@ class BadInput(unittest.TestCase):
         self.assertEqual(urllib.request.urlopen(self.s.url + "/health").status, 200)  # still serving
 
     def test_ollama_errors(self):
+        # Ollama's shape: {"error": "message"}, as the ollama client reads it (ResponseError.error)
         status, text = post(self.s.url + "/api/chat", {"model": "nope", "messages": []})
         self.assertEqual(status, 404)
+        self.assertIsInstance(json.loads(text)["error"], str, text)
+        status, text = post(self.s.url + "/api/generate", b"{not json")
+        self.assertEqual(status, 400)
+        self.assertIsInstance(json.loads(text)["error"], str, text)
+        # The official ollama client surfaces the message and the status.
+        c = ollama.Client(host=self.s.url)
+        with self.assertRaises(ollama.ResponseError) as caught:
+            c.chat(model="nope", messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(caught.exception.status_code, 404)
+        self.assertIn("nope", caught.exception.error)
+        # And a real answer, streamed equal to not streamed (greedy).
+        name, msgs = os.path.basename(MODEL), [{"role": "user", "content": "Hi"}]
+        opts = {"temperature": 0, "num_predict": 8}
+        whole = c.chat(model=name, messages=msgs, options=opts, think=False)
+        parts = "".join(p.message.content for p in c.chat(model=name, messages=msgs, options=opts, think=False, stream=True))
+        self.assertTrue(whole.message.content)
+        self.assertEqual(parts, whole.message.content)
+        self.assertTrue(whole.done)
         status, text = post(self.s.url + "/api/chat", {"model": os.path.basename(MODEL),
                                                       "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]})
         self.assertEqual(status, 400)
