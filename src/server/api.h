@@ -79,6 +79,7 @@ struct Job {
   bool logprobs = false;
   bool thinking = false;
   std::string effort;  // V4 in thinking mode: "max" for DeepSeek's maximum-effort prompt
+  std::string echo;    // /v1/completions with echo: the prompt text, sent before the completion
   bool raw = false;  // completion-style text: no reasoning / tool-call parsing
 };
 

@@ -217,10 +217,13 @@ Job parse_openai_completion(const ojson& b, const ServedModel& m) {
   if (p == b.end() || p->is_null()) throw ApiError(400, "missing required field 'prompt'", "prompt");
   if (b.contains("suffix") && !b["suffix"].is_null()) throw ApiError(400, "'suffix' (fill-in-the-middle) is not supported", "suffix");
   EngineRequest r;
+  std::string prompt_text;
   if (p->is_string()) {
-    r.prompt = m.tokenizer->encode(p->get<std::string>(), m.tokenizer->add_bos_default());
+    prompt_text = p->get<std::string>();
+    r.prompt = m.tokenizer->encode(prompt_text, m.tokenizer->add_bos_default());
   } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
-    r.prompt = m.tokenizer->encode((*p)[0].get<std::string>(), m.tokenizer->add_bos_default());
+    prompt_text = (*p)[0].get<std::string>();
+    r.prompt = m.tokenizer->encode(prompt_text, m.tokenizer->add_bos_default());
   } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
     for (const auto& t : *p) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= m.config->vocab_size)
@@ -238,6 +241,12 @@ Job parse_openai_completion(const ojson& b, const ServedModel& m) {
     job.include_usage = get_bool(*so, "include_usage", false, "stream_options");
   const int64_t lp = get_int(b, "logprobs", -1, 0, 20);
   job.logprobs = lp >= 0;
+  if (get_bool(b, "echo", false)) {
+    // OpenAI's echo with logprobs also scores the prompt's tokens, which whale does not compute.
+    if (job.logprobs) throw ApiError(400, "'echo' together with 'logprobs' (prompt token logprobs) is not supported", "echo");
+    const bool ids = p->is_array() && !(*p)[0].is_string();
+    job.echo = ids ? m.tokenizer->decode(r.prompt) : prompt_text;
+  }
   parse_sampling(b, r);
   r.options.max_tokens = get_int(b, "max_tokens", 16, 1, INT32_MAX);
   r.top_logprobs = int32_t(lp);
@@ -384,8 +393,10 @@ Reply openai_completion(const ojson& body, const ServedModel& m) {
       return c;
     };
     Heartbeat alive(write, job.stream ? ": ping\n\n" : " ");
+    std::vector<bool> echoed(n, job.echo.empty());
     const bool ok = drive(job, [&](size_t i, const RequestOutput& out) {
-      std::string delta;
+      std::string delta = echoed[i] ? "" : job.echo;  // echo: the prompt leads the first piece
+      echoed[i] = true;
       for (const auto& e : out.events) delta += e.text;
       if (job.stream) {
         alive.wrote();

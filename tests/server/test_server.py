@@ -211,6 +211,14 @@ class OpenAIClient(unittest.TestCase):
         text = "".join(ch.choices[0].text for ch in c.completions.create(
             model=NAME, prompt="Once upon a time", max_tokens=6, temperature=0, stream=True) if ch.choices)
         self.assertEqual(text, r.choices[0].text)
+        # echo: the prompt, then the completion (streamed: the prompt comes first)
+        e = c.completions.create(model=NAME, prompt="Once upon a time", max_tokens=6, temperature=0, echo=True)
+        self.assertEqual(e.choices[0].text, "Once upon a time" + r.choices[0].text)
+        streamed = "".join(ch.choices[0].text for ch in c.completions.create(
+            model=NAME, prompt="Once upon a time", max_tokens=6, temperature=0, echo=True, stream=True) if ch.choices)
+        self.assertEqual(streamed, e.choices[0].text)
+        with self.assertRaises(openai.BadRequestError):  # prompt logprobs are not computed: refused, not faked
+            c.completions.create(model=NAME, prompt="Once", max_tokens=2, echo=True, logprobs=1)
 
     def test_sixteen_concurrent_requests_equal_alone(self):
         c = client(self.v3)
