@@ -1,6 +1,8 @@
 // `whale init` checkpoints: the writer and the loader agree on every tensor name and shape.
+#include <cstring>
 #include <set>
 
+#include "kernels/indexer.h"
 #include "kernels/matmul.h"
 #include "model/gguf_convert.h"
 #include "model/hf_config.h"
@@ -75,6 +77,32 @@ TEST(RandomCheckpoint, DeepSeekV4Fp8IsTheReleasedLayout) {
   EXPECT_EQ(tensors->find("layers.1.attn.wq_a.weight_scale_inv"), nullptr);
   const std::string cfg = test::read_file(dir / "config.json");
   EXPECT_NE(cfg.find("\"expert_dtype\": \"fp4\""), std::string::npos);
+
+  // The FP4 experts are the f32 checkpoint's draws (same seed) rounded as DeepSeek's FP4 does,
+  // every row of them (the first version filled only half of each expert's values: its packed
+  // I8 header holds two per byte, and the other rows were the previous tensor's leftovers).
+  {
+    test::TempDir f32_dir;
+    RandomCheckpointOptions f32_opt;
+    f32_opt.dtype = DType::F32;
+    write_random_checkpoint(text, c, f32_dir.path(), f32_opt, pool);
+    auto f32 = TensorSet::open(f32_dir.path());
+    auto fp4_model = Model::load(dir.path(), pool);
+    for (const char* w : {"w1", "w2", "w3"}) {
+      const std::string name = std::string("layers.1.ffn.experts.2.") + w + ".weight";
+      const TensorRef& ref = f32->get(name);
+      const auto& e = fp4_model->weights().layers[1].moe.experts[2];
+      const Weight& q = w == std::string("w1") ? e.gate_proj : w == std::string("w2") ? e.down_proj : e.up_proj;
+      ASSERT_EQ(q.dtype, DType::F4_E2M1) << name;
+      std::vector<float> want(size_t(q.cols)), got(size_t(q.cols));
+      for (int64_t r = 0; r < q.rows; ++r) {
+        std::memcpy(want.data(), ref.data + size_t(r * q.cols) * 4, size_t(q.cols) * 4);
+        fp4_round_blocks(want.data(), q.cols, 32);
+        dequantize_row(q, r, got.data());
+        ASSERT_EQ(got, want) << name << " row " << r;
+      }
+    }
+  }
 
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
     test::fs::copy_file(test::source_path("tests/fixtures/tiny_tokenizer/") + f, dir / f);

@@ -133,12 +133,14 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
     }
     write_safetensors_streaming(out_dir + "/" + name, headers, [&](size_t j, uint8_t* buf) {
       const Planned& p = plan[shards[k][j]];
-      const int64_t n = int64_t(p.header.nbytes() / dtype_size(p.header.dtype));
       if (!p.spec) {  // the scale computed with the preceding FP8 / FP4 weight
         if (p.header.dtype == DType::E8M0) std::memcpy(buf, scale_e8m0.data(), scale_e8m0.size());
         else std::memcpy(buf, scale.data(), scale.size() * sizeof(float));
         return;
       }
+      // Values of the parameter (not of the stored header: an FP4 weight packs two per I8 byte).
+      int64_t n = 1;
+      for (int64_t d : p.spec->shape) n *= d;
       if (p.spec->role == ParamRole::TokenTable) {  // token t's k-th expert: (t·7 + k) mod E, distinct
         const int64_t K = p.spec->shape[1];
         for (int64_t i = 0; i < n; ++i) {
