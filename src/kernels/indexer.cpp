@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/attention.h"
@@ -94,22 +95,35 @@ void compress_slots(const float* const* kv, const float* const* gate, int64_t n_
   }
 }
 
-void fp4_round_blocks(float* x, int64_t n, int64_t block) {
+float fp4_encode_block(const float* x, int64_t n, uint8_t* codes) {
   static constexpr float kLevels[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-  for (int64_t b0 = 0; b0 < n; b0 += block) {
-    const int64_t b1 = std::min(n, b0 + block);
-    float amax = 6.0f * std::ldexp(1.0f, -126);
-    for (int64_t i = b0; i < b1; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float s = std::exp2(std::ceil(std::log2(amax / 6.0f)));
-    for (int64_t i = b0; i < b1; ++i) {
-      const float a = std::min(std::fabs(x[i]) / s, 6.0f);
-      int best = 0;
-      for (int k = 1; k < 8; ++k) {
-        const float d = std::fabs(a - kLevels[k]), db = std::fabs(a - kLevels[best]);
-        if (d < db || (d == db && (k & 1) == 0)) best = k;
-      }
-      x[i] = std::copysign(kLevels[best] * s, x[i]);
+  float amax = 6.0f * std::ldexp(1.0f, -126);
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float s = std::exp2(std::ceil(std::log2(amax / 6.0f)));
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::min(std::fabs(x[i]) / s, 6.0f);
+    int best = 0;
+    for (int k = 1; k < 8; ++k) {
+      const float d = std::fabs(a - kLevels[k]), db = std::fabs(a - kLevels[best]);
+      if (d < db || (d == db && (k & 1) == 0)) best = k;
     }
+    codes[i] = uint8_t(best | (std::signbit(x[i]) ? 8 : 0));
+  }
+  return s;
+}
+
+void fp4_round_blocks(float* x, int64_t n, int64_t block) {
+  uint8_t stack[256];
+  std::vector<uint8_t> heap;
+  uint8_t* codes = stack;
+  if (block > 256) {
+    heap.resize(size_t(block));
+    codes = heap.data();
+  }
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    const int64_t len = std::min(n, b0 + block) - b0;
+    const float s = fp4_encode_block(x + b0, len, codes);
+    for (int64_t i = 0; i < len; ++i) x[b0 + i] = fp4_e2m1_to_f32(codes[i]) * s;  // ±level · s, -0 kept
   }
 }
 

@@ -49,5 +49,8 @@ void compress_slots(const float* const* kv, const float* const* gate, int64_t n_
 // per block of `block` values a power-of-two scale s = 2^ceil(log2(max(amax, 6·2^-126) / 6)) and
 // values rounded to float4 e2m1 {0, 0.5, 1, 1.5, 2, 3, 4, 6} (nearest, ties to even), times s.
 void fp4_round_blocks(float* x, int64_t n, int64_t block = 32);
+// The same rounding of one block of n values as e2m1 codes (bit 3 the sign, bits 0-2 the level;
+// core/dtype.h's fp4_e2m1_to_f32) and the block's scale s, which it returns.
+float fp4_encode_block(const float* x, int64_t n, uint8_t* codes);
 
 }  // namespace whale

@@ -172,26 +172,14 @@ void write_random_checkpoint(const std::string& config_json, const ModelConfig& 
           const int64_t rows = s.shape[0], cols = s.shape[1];
           scale_e8m0.assign(size_t(rows * (cols / 32)), 0);
           pool.parallel_for(rows, [&](int64_t b, int64_t e) {
-            static constexpr float kLevels[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-            for (int64_t r = b; r < e; ++r) {
-              float* row = &values[size_t(r * cols)];
-              for (int64_t k = 0; k < cols / 32; ++k) {  // the scale fp4_round_blocks uses
-                float amax = 6.0f * std::ldexp(1.0f, -126);
-                for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(row[k * 32 + j]));
-                scale_e8m0[size_t(r * (cols / 32) + k)] = e8m0_of_pow2(std::exp2(std::ceil(std::log2(amax / 6.0f))));
+            uint8_t codes[32];
+            for (int64_t r = b; r < e; ++r)
+              for (int64_t k = 0; k < cols / 32; ++k) {
+                const float sc = fp4_encode_block(&values[size_t(r * cols + k * 32)], 32, codes);
+                scale_e8m0[size_t(r * (cols / 32) + k)] = e8m0_of_pow2(sc);
+                auto code = [&](int i) { return codes[i] == 8 ? uint8_t(0) : codes[i]; };  // -0 is stored as 0
+                for (int j = 0; j < 16; ++j) buf[r * (cols / 2) + k * 16 + j] = uint8_t(code(2 * j) | (code(2 * j + 1) << 4));
               }
-              fp4_round_blocks(row, cols, 32);
-              for (int64_t col = 0; col < cols; ++col) {
-                const float sc = e8m0_to_f32(scale_e8m0[size_t(r * (cols / 32) + col / 32)]);
-                const float mag = std::fabs(row[col]) / sc;
-                uint8_t code = 0;
-                for (uint8_t k = 0; k < 8; ++k)
-                  if (kLevels[k] == mag) code = k;
-                if (std::signbit(row[col]) && mag > 0) code |= 8;
-                uint8_t& byte = buf[r * (cols / 2) + col / 2];
-                byte = col % 2 ? uint8_t(byte | (code << 4)) : code;
-              }
-            }
           });
           break;
         }
