@@ -389,20 +389,20 @@ TEST(GgufModel, BadFilesAreClearErrors) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
+  // `from` rewritten by r into tmp/name fails to load with an error containing needle.
+  auto expect_rewrite_error = [&](const std::string& from, const Rewrite& r, const std::string& name, const std::string& needle) {
+    rewrite(from, tmp / name, r);
+    expect_error(tmp / name, needle);
+  };
   Rewrite arch;
   arch.meta["general.architecture"] = str("llama");
-  rewrite(good, tmp / "llama.gguf", arch);
-  expect_error(tmp / "llama.gguf", "architecture 'llama' is not supported");
-
+  expect_rewrite_error(good, arch, "llama.gguf", "architecture 'llama' is not supported");
   Rewrite missing;
   missing.drop_tensors.insert("blk.1.attn_output.weight");
-  rewrite(good, tmp / "missing.gguf", missing);
-  expect_error(tmp / "missing.gguf", "model.layers.1.self_attn.o_proj.weight");
-
+  expect_rewrite_error(good, missing, "missing.gguf", "model.layers.1.self_attn.o_proj.weight");
   Rewrite heads;
   heads.meta["deepseek2.attention.head_count"] = u32(3);
-  rewrite(good, tmp / "heads.gguf", heads);
-  expect_error(tmp / "heads.gguf", "heads.gguf");
+  expect_rewrite_error(good, heads, "heads.gguf", "heads.gguf");
 
   Rewrite pre;
   pre.meta["tokenizer.ggml.pre"] = str("qwen2");
@@ -418,24 +418,19 @@ TEST(GgufModel, BadFilesAreClearErrors) {
   const std::string v4 = test::golden_dir("llamacpp") + "/v4_fp8-mxfp4_moe.gguf";
   Rewrite no_ratios;
   no_ratios.meta["deepseek4.attention.compress_ratios"] = std::nullopt;
-  rewrite(v4, tmp / "v4-ratios.gguf", no_ratios);
-  expect_error(tmp / "v4-ratios.gguf", "deepseek4.attention.compress_ratios");
+  expect_rewrite_error(v4, no_ratios, "v4-ratios.gguf", "deepseek4.attention.compress_ratios");
   Rewrite kv_heads;
   kv_heads.meta["deepseek4.attention.head_count_kv"] = u32(2);
-  rewrite(v4, tmp / "v4-kv.gguf", kv_heads);
-  expect_error(tmp / "v4-kv.gguf", "deepseek4.attention.head_count_kv");
+  expect_rewrite_error(v4, kv_heads, "v4-kv.gguf", "deepseek4.attention.head_count_kv");
   Rewrite gating;
   gating.meta["deepseek4.expert_gating_func"] = u32(3);
-  rewrite(v4, tmp / "v4-gating.gguf", gating);
-  expect_error(tmp / "v4-gating.gguf", "expert_gating_func");
+  expect_rewrite_error(v4, gating, "v4-gating.gguf", "expert_gating_func");
   Rewrite no_experts;
   no_experts.drop_tensors.insert("blk.2.ffn_up_exps.weight");
-  rewrite(v4, tmp / "v4-experts.gguf", no_experts);
-  expect_error(tmp / "v4-experts.gguf", "layers.2.ffn.experts.0.w3.weight");
+  expect_rewrite_error(v4, no_experts, "v4-experts.gguf", "layers.2.ffn.experts.0.w3.weight");
   Rewrite no_indexer;  // layer 1 loses its indexer: it reads as HCA with ratio 4 beside 128
   no_indexer.drop_tensors.insert("blk.1.indexer.proj.weight");
-  rewrite(v4, tmp / "v4-indexer.gguf", no_indexer);
-  expect_error(tmp / "v4-indexer.gguf", "compress_ratios");
+  expect_rewrite_error(v4, no_indexer, "v4-indexer.gguf", "compress_ratios");
 
   // A truncated file names itself.
   const std::string data = test::read_file(good);

@@ -57,6 +57,30 @@ struct Source {
   bool typed = false;  // dtype already fixed (else choose_type's rules pick it: assign_types)
 };
 
+// A float vector as a tensor of shape [n], or with `cols`, a [n / cols, cols] table.
+Source vector_source(const std::string& name, const std::vector<float>& v, int64_t cols = 0) {
+  const std::vector<float>* p = &v;
+  const int64_t n = int64_t(v.size()), width = cols > 0 ? cols : n;
+  std::vector<int64_t> shape = cols > 0 ? std::vector<int64_t>{n / cols, cols} : std::vector<int64_t>{n};
+  return {name, std::move(shape), n / width, width, [p, width](int64_t r, float* o) {
+            std::memcpy(o, p->data() + r * width, size_t(width) * 4);
+          }};
+}
+
+// A weight matrix, its rows dequantized as they are written.
+Source matrix_source(const std::string& name, const Weight& m) {
+  const Weight* p = &m;
+  return {name, {m.rows, m.cols}, m.rows, m.cols, [p](int64_t r, float* o) { dequantize_row(*p, r, o); }};
+}
+
+// One projection of every routed expert, stacked [E, out, in] as llama.cpp stores them.
+Source experts_source(const std::string& name, const std::vector<MLPWeights>& e, Weight MLPWeights::*which) {
+  const std::vector<MLPWeights>* p = &e;
+  const int64_t rows = (e[0].*which).rows, cols = (e[0].*which).cols, E = int64_t(e.size());
+  return {name, {E, rows, cols}, E * rows, cols,
+          [p, which, rows](int64_t r, float* o) { dequantize_row((*p)[size_t(r / rows)].*which, r % rows, o); }};
+}
+
 // llama.cpp's Q4_K_M rule for "more bits" layers (llama-quant.cpp use_more_bits).
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
@@ -191,6 +215,15 @@ void repack_fp4_as_mxfp4(const Weight& w, uint8_t* out) {
   }
 }
 
+// The YaRN keys both architectures write (deepseek2 adds its log multiplier).
+void set_yarn(const std::string& A, const ModelConfig& c, GgufWriter& w) {
+  w.set_string(A + "rope.scaling.type", "yarn");
+  w.set_f32(A + "rope.scaling.factor", float(c.yarn.factor));
+  w.set_u32(A + "rope.scaling.original_context_length", uint32_t(c.yarn.original_max_position_embeddings));
+  w.set_f32(A + "rope.scaling.yarn_beta_fast", float(c.yarn.beta_fast));
+  w.set_f32(A + "rope.scaling.yarn_beta_slow", float(c.yarn.beta_slow));
+}
+
 // llama.cpp's deepseek4 metadata (conversion/deepseek.py, DeepseekV4Model.set_gguf_parameters).
 void v4_metadata(const ModelConfig& c, GgufWriter& w) {
   const std::string A = "deepseek4.";
@@ -200,13 +233,7 @@ void v4_metadata(const ModelConfig& c, GgufWriter& w) {
   w.set_u32(A + "embedding_length", uint32_t(c.hidden_size));
   w.set_u32(A + "attention.head_count", uint32_t(c.num_attention_heads));
   w.set_u32(A + "attention.head_count_kv", 1);
-  if (c.yarn.enabled) {
-    w.set_string(A + "rope.scaling.type", "yarn");
-    w.set_f32(A + "rope.scaling.factor", float(c.yarn.factor));
-    w.set_u32(A + "rope.scaling.original_context_length", uint32_t(c.yarn.original_max_position_embeddings));
-    w.set_f32(A + "rope.scaling.yarn_beta_fast", float(c.yarn.beta_fast));
-    w.set_f32(A + "rope.scaling.yarn_beta_slow", float(c.yarn.beta_slow));
-  }
+  if (c.yarn.enabled) set_yarn(A, c, w);
   w.set_f32(A + "rope.freq_base", float(c.rope_theta));
   w.set_f32(A + "attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
   w.set_u32(A + "expert_count", uint32_t(c.n_routed_experts));
@@ -248,12 +275,6 @@ void v4_metadata(const ModelConfig& c, GgufWriter& w) {
 // an f32 file is whale's float reference, and MXFP4 products quantize the activations to int8.
 std::vector<Source> v4_sources(const ModelConfig& c, const ModelWeights& W, const TensorSet& tensors, GgufFileType ft) {
   std::vector<Source> src;
-  auto vec = [&](const std::string& name, const std::vector<float>& v) {
-    const std::vector<float>* p = &v;
-    src.push_back({name, {int64_t(v.size())}, 1, int64_t(v.size()), [p](int64_t, float* o) {
-                     std::memcpy(o, p->data(), p->size() * 4);
-                   }});
-  };
   auto typed = [&](Source& s, DType stored) {
     if (ft != GgufFileType::MXFP4_MOE) return;  // assign_types
     s.typed = true;
@@ -263,49 +284,40 @@ std::vector<Source> v4_sources(const ModelConfig& c, const ModelWeights& W, cons
     else s.dtype = DType::F32;
   };
   auto mat = [&](const std::string& name, const Weight& m) {
-    const Weight* p = &m;
-    src.push_back({name, {m.rows, m.cols}, m.rows, m.cols, [p](int64_t r, float* o) { dequantize_row(*p, r, o); }});
+    src.push_back(matrix_source(name, m));
     typed(src.back(), m.dtype);
   };
-  auto vec_typed = [&](const std::string& name, const std::vector<float>& v) {
-    vec(name, v);
+  auto vec = [&](const std::string& name, const std::vector<float>& v) {
+    src.push_back(vector_source(name, v));
     typed(src.back(), DType::F32);
   };
-  // A 2-D table held as floats (the compressors' ape): typed by its stored dtype.
-  auto table = [&](const std::string& name, const std::string& source_name, const std::vector<float>& v, int64_t cols) {
-    const std::vector<float>* p = &v;
-    const int64_t rows = int64_t(v.size()) / cols;
-    src.push_back({name, {rows, cols}, rows, cols, [p, cols](int64_t r, float* o) {
-                     std::memcpy(o, p->data() + r * cols, size_t(cols) * 4);
-                   }});
-    typed(src.back(), tensors.get(source_name).dtype);
-  };
   auto experts = [&](const std::string& name, const std::vector<MLPWeights>& e, Weight MLPWeights::*which) {
-    const std::vector<MLPWeights>* p = &e;
-    const int64_t rows = (e[0].*which).rows, cols = (e[0].*which).cols, E = int64_t(e.size());
-    src.push_back({name, {E, rows, cols}, E * rows, cols,
-                   [p, which, rows](int64_t r, float* o) { dequantize_row((*p)[size_t(r / rows)].*which, r % rows, o); }});
+    src.push_back(experts_source(name, e, which));
     Source& s = src.back();
     if ((e[0].*which).dtype == DType::F4_E2M1 && ft != GgufFileType::F32) {
       s.dtype = DType::MXFP4;
       s.typed = true;
-      const size_t bytes = dtype_row_bytes(DType::MXFP4, cols) * size_t(rows);
+      const size_t bytes = dtype_row_bytes(DType::MXFP4, s.cols) * size_t((e[0].*which).rows);
+      const std::vector<MLPWeights>* p = &e;
       s.raw = [p, which, bytes](uint8_t* out) {
         for (size_t x = 0; x < p->size(); ++x) repack_fp4_as_mxfp4((*p)[x].*which, out + x * bytes);
       };
     } else if (ft == GgufFileType::MXFP4_MOE) {
-      s.dtype = fallback(DType::MXFP4, cols);
+      s.dtype = fallback(DType::MXFP4, s.cols);
       s.typed = true;
     }
   };
   auto hyper = [&](const std::string& p, const HyperConnectionWeights& h) {
     mat(p + "_fn.weight", h.fn);
-    vec_typed(p + "_base.weight", h.base);
-    vec_typed(p + "_scale.weight", h.scale);
+    vec(p + "_base.weight", h.base);
+    vec(p + "_scale.weight", h.scale);
   };
   auto compressor = [&](const std::string& p, const std::string& source, const CompressorWeights& cw) {
-    table(p + "_ape.weight", source + ".ape", cw.ape, int64_t(cw.ape.size()) / tensors.get(source + ".ape").shape[0]);
-    vec_typed(p + "_norm.weight", cw.norm);
+    // The ape table [m, coff·d], typed by its stored dtype.
+    const TensorRef& ape = tensors.get(source + ".ape");
+    src.push_back(vector_source(p + "_ape.weight", cw.ape, ape.shape[1]));
+    typed(src.back(), ape.dtype);
+    vec(p + "_norm.weight", cw.norm);
     mat(p + "_gate.weight", cw.wgate);
     mat(p + "_kv.weight", cw.wkv);
   };
@@ -315,23 +327,23 @@ std::vector<Source> v4_sources(const ModelConfig& c, const ModelWeights& W, cons
     const LayerWeights& L = W.layers[size_t(l)];
     const SharedKVWeights& V = L.attn.v4;
     const std::string p = "blk." + std::to_string(l) + ".", hf = "layers." + std::to_string(l) + ".";
-    vec_typed(p + "attn_sinks.weight", V.attn_sink);
+    vec(p + "attn_sinks.weight", V.attn_sink);
     if (!V.compressor.empty()) compressor(p + "attn_compressor", hf + "attn.compressor", V.compressor);
     if (!V.index_compressor.empty()) {
       compressor(p + "indexer_compressor", hf + "attn.indexer.compressor", V.index_compressor);
       mat(p + "indexer.proj.weight", V.index_weights_proj);
       mat(p + "indexer.attn_q_b.weight", V.index_wq_b);
     }
-    vec_typed(p + "attn_kv_a_norm.weight", V.kv_norm);
-    vec_typed(p + "attn_q_a_norm.weight", L.attn.q_a_layernorm);
+    vec(p + "attn_kv_a_norm.weight", V.kv_norm);
+    vec(p + "attn_q_a_norm.weight", L.attn.q_a_layernorm);
     mat(p + "attn_kv.weight", V.wkv);
     mat(p + "attn_output_a.weight", V.wo_a);
     mat(p + "attn_output_b.weight", V.wo_b);
     mat(p + "attn_q_a.weight", L.attn.q_a_proj);
     mat(p + "attn_q_b.weight", L.attn.q_b_proj);
-    vec_typed(p + "attn_norm.weight", L.input_layernorm);
+    vec(p + "attn_norm.weight", L.input_layernorm);
     const MoEWeights& M = L.moe;
-    if (!M.e_score_correction_bias.empty()) vec_typed(p + "exp_probs_b.bias", M.e_score_correction_bias);
+    if (!M.e_score_correction_bias.empty()) vec(p + "exp_probs_b.bias", M.e_score_correction_bias);
     mat(p + "ffn_gate_inp.weight", M.gate);
     if (!M.tid2eid.empty()) {  // the hash layers' [vocab, top_k] expert table, I32
       const std::vector<int32_t>* t = &M.tid2eid;
@@ -349,18 +361,18 @@ std::vector<Source> v4_sources(const ModelConfig& c, const ModelWeights& W, cons
       mat(p + "ffn_down_shexp.weight", M.shared_experts.down_proj);
       mat(p + "ffn_up_shexp.weight", M.shared_experts.up_proj);
     }
-    vec_typed(p + "ffn_norm.weight", L.post_attention_layernorm);
+    vec(p + "ffn_norm.weight", L.post_attention_layernorm);
     hyper(p + "hc_attn", L.hc_attn);
     hyper(p + "hc_ffn", L.hc_ffn);
   }
-  vec_typed("output_hc_base.weight", W.hc_head.base);
+  vec("output_hc_base.weight", W.hc_head.base);
   mat("output_hc_fn.weight", W.hc_head.fn);
   {
     const float scale = W.hc_head.scale;
     src.push_back({"output_hc_scale.weight", {1}, 1, 1, [scale](int64_t, float* o) { o[0] = scale; }});
     typed(src.back(), DType::F32);
   }
-  vec_typed("output_norm.weight", W.norm);
+  vec("output_norm.weight", W.norm);
   mat("output.weight", W.lm_head);
   return src;
 }
@@ -406,37 +418,8 @@ void write_tensors(const GgufWriter& w, const std::string& out, const std::vecto
 }
 
 
-}  // namespace
-
-void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileType ft, ThreadPool& pool,
-                     const std::function<void(size_t, size_t)>& progress) {
-  const ModelConfig c = load_hf_config(dir);
-  if (c.hyper_connections() && !c.shared_kv()) fail(dir, ": mHC models (hc_mult) other than DeepSeek-V4 have no llama.cpp GGUF layout");
-  if (ft == GgufFileType::MXFP4_MOE && !c.shared_kv())
-    fail(dir, ": mxfp4_moe is DeepSeek-V4's layout (llama.cpp's converter writes it for V4 only)");
-  auto tensors = TensorSet::open(dir);
-  auto W = bind_hf_weights(*tensors, c);
-
-  GgufWriter w;
-  if (c.shared_kv()) {  // DeepSeek-V4: llama.cpp's deepseek4
-    w.set_string("general.architecture", "deepseek4");
-    w.set_string("general.name", dir.substr(dir.find_last_of('/', dir.size() - 2) + 1));
-    w.set_u32("general.quantization_version", 2);
-    w.set_u32("general.file_type", llama_ftype(ft));
-    v4_metadata(c, w);
-    add_tokenizer(dir, c.vocab_size, w);
-    std::vector<Source> src = v4_sources(c, *W, *tensors, ft);
-    assign_types(src, ft, false);
-    for (const Source& s : src) w.add_tensor(s.name, s.dtype, s.shape);
-    write_tensors(w, out, src, pool, progress);
-    return;
-  }
-  // V3.2 is llama.cpp's deepseek32: deepseek2's tensors and keys plus the lightning indexer's.
-  const std::string arch = c.sparse_attention() ? "deepseek32" : "deepseek2", A = arch + ".";
-  w.set_string("general.architecture", arch);
-  w.set_string("general.name", dir.substr(dir.find_last_of('/', dir.size() - 2) + 1));
-  w.set_u32("general.quantization_version", 2);
-  w.set_u32("general.file_type", llama_ftype(ft));
+// llama.cpp's deepseek2 / deepseek32 metadata (keys under `A`, "deepseek2." or "deepseek32.").
+void deepseek2_metadata(const std::string& dir, const ModelConfig& c, const std::string& A, GgufWriter& w) {
   w.set_u32(A + "block_count", uint32_t(c.num_hidden_layers));
   w.set_u32(A + "context_length", uint32_t(c.max_position_embeddings));
   w.set_u32(A + "embedding_length", uint32_t(c.hidden_size));
@@ -476,39 +459,26 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
   if (c.yarn.enabled) {
     if (c.yarn.mscale != c.yarn.mscale_all_dim)
       fail(dir, ": rope_scaling mscale != mscale_all_dim cannot be expressed in a deepseek2 GGUF");
-    w.set_string(A + "rope.scaling.type", "yarn");
-    w.set_f32(A + "rope.scaling.factor", float(c.yarn.factor));
-    w.set_u32(A + "rope.scaling.original_context_length", uint32_t(c.yarn.original_max_position_embeddings));
-    w.set_f32(A + "rope.scaling.yarn_beta_fast", float(c.yarn.beta_fast));
-    w.set_f32(A + "rope.scaling.yarn_beta_slow", float(c.yarn.beta_slow));
+    set_yarn(A, c, w);
     w.set_f32(A + "rope.scaling.yarn_log_multiplier", float(0.1 * c.yarn.mscale_all_dim));
   }
-  add_tokenizer(dir, c.vocab_size, w);
+}
 
+// deepseek2 / deepseek32 tensors; `tied` says whether the output shares the embedding (then absent).
+std::vector<Source> deepseek2_sources(const ModelConfig& c, const ModelWeights& W, bool& tied) {
   // The tensors, in llama.cpp's order and names.
   std::vector<Source> src;
-  auto vec = [&](const std::string& name, const std::vector<float>& v) {
-    const std::vector<float>* p = &v;
-    src.push_back({name, {int64_t(v.size())}, 1, int64_t(v.size()), [p](int64_t, float* o) {
-                     std::memcpy(o, p->data(), p->size() * 4);
-                   }});
-  };
-  auto mat = [&](const std::string& name, const Weight& m) {
-    const Weight* p = &m;
-    src.push_back({name, {m.rows, m.cols}, m.rows, m.cols, [p](int64_t r, float* o) { dequantize_row(*p, r, o); }});
-  };
+  auto vec = [&](const std::string& name, const std::vector<float>& v) { src.push_back(vector_source(name, v)); };
+  auto mat = [&](const std::string& name, const Weight& m) { src.push_back(matrix_source(name, m)); };
   auto experts = [&](const std::string& name, const std::vector<MLPWeights>& e, Weight MLPWeights::*which) {
-    const std::vector<MLPWeights>* p = &e;
-    const int64_t rows = (e[0].*which).rows, cols = (e[0].*which).cols, E = int64_t(e.size());
-    src.push_back({name, {E, rows, cols}, E * rows, cols,
-                   [p, which, rows](int64_t r, float* o) { dequantize_row((*p)[size_t(r / rows)].*which, r % rows, o); }});
+    src.push_back(experts_source(name, e, which));
   };
   const int64_t H = c.num_attention_heads, R = c.kv_lora_rank, nope = c.qk_nope_head_dim, dv = c.v_head_dim;
   const int64_t kv_row = nope + dv;
 
-  mat("token_embd.weight", W->embed_tokens);
+  mat("token_embd.weight", W.embed_tokens);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& L = W->layers[size_t(l)];
+    const LayerWeights& L = W.layers[size_t(l)];
     const std::string p = "blk." + std::to_string(l) + ".";
     vec(p + "attn_norm.weight", L.input_layernorm);
     const AttentionWeights& a = L.attn;
@@ -561,10 +531,38 @@ void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileTyp
       mat(p + "ffn_down_shexp.weight", L.moe.shared_experts.down_proj);
     }
   }
-  vec("output_norm.weight", W->norm);
-  const bool tied = c.tie_word_embeddings && W->lm_head.data == W->embed_tokens.data;
-  if (!tied) mat("output.weight", W->lm_head);
+  vec("output_norm.weight", W.norm);
+  tied = c.tie_word_embeddings && W.lm_head.data == W.embed_tokens.data;
+  if (!tied) mat("output.weight", W.lm_head);
 
+  return src;
+}
+
+}  // namespace
+
+void convert_to_gguf(const std::string& dir, const std::string& out, GgufFileType ft, ThreadPool& pool,
+                     const std::function<void(size_t, size_t)>& progress) {
+  const ModelConfig c = load_hf_config(dir);
+  if (c.hyper_connections() && !c.shared_kv()) fail(dir, ": mHC models (hc_mult) other than DeepSeek-V4 have no llama.cpp GGUF layout");
+  if (ft == GgufFileType::MXFP4_MOE && !c.shared_kv())
+    fail(dir, ": mxfp4_moe is DeepSeek-V4's layout (llama.cpp's converter writes it for V4 only)");
+  auto tensors = TensorSet::open(dir);
+  auto W = bind_hf_weights(*tensors, c);
+
+  GgufWriter w;
+  // V3.2 is llama.cpp's deepseek32 (deepseek2's tensors and keys plus the lightning indexer's),
+  // V4 its deepseek4.
+  const std::string arch = c.shared_kv() ? "deepseek4" : c.sparse_attention() ? "deepseek32" : "deepseek2";
+  w.set_string("general.architecture", arch);
+  w.set_string("general.name", dir.substr(dir.find_last_of('/', dir.size() - 2) + 1));
+  w.set_u32("general.quantization_version", 2);
+  w.set_u32("general.file_type", llama_ftype(ft));
+  if (c.shared_kv()) v4_metadata(c, w);
+  else deepseek2_metadata(dir, c, arch + ".", w);
+  add_tokenizer(dir, c.vocab_size, w);
+
+  bool tied = false;
+  std::vector<Source> src = c.shared_kv() ? v4_sources(c, *W, *tensors, ft) : deepseek2_sources(c, *W, tied);
   assign_types(src, ft, tied);
   for (const Source& s : src) w.add_tensor(s.name, s.dtype, s.shape);
   write_tensors(w, out, src, pool, progress);

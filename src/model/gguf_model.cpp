@@ -5,6 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <span>
 
 #include "core/error.h"
 
@@ -247,142 +248,116 @@ ModelConfig gguf_model_config(const GgufFile& f) {
 
 namespace {
 
-// deepseek4 tensors under DeepSeek's released names (the names weights.cpp binds for V4):
-// the inverse of conversion/deepseek.py's _map_dsv4_tensor_name.
-std::unique_ptr<TensorSet> deepseek4_tensor_set(std::shared_ptr<const GgufFile> f, const ModelConfig& c) {
-  static const std::pair<const char*, const char*> kGlobal[] = {
-      {"token_embd.weight", "embed.weight"},         {"output_norm.weight", "norm.weight"},
-      {"output.weight", "head.weight"},              {"output_hc_base.weight", "hc_head_base"},
-      {"output_hc_fn.weight", "hc_head_fn"},         {"output_hc_scale.weight", "hc_head_scale"},
-  };
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"attn_norm.weight", "attn_norm.weight"},
-      {"ffn_norm.weight", "ffn_norm.weight"},
-      {"hc_attn_fn.weight", "hc_attn_fn"},
-      {"hc_attn_base.weight", "hc_attn_base"},
-      {"hc_attn_scale.weight", "hc_attn_scale"},
-      {"hc_ffn_fn.weight", "hc_ffn_fn"},
-      {"hc_ffn_base.weight", "hc_ffn_base"},
-      {"hc_ffn_scale.weight", "hc_ffn_scale"},
-      {"attn_sinks.weight", "attn.attn_sink"},
-      {"attn_q_a.weight", "attn.wq_a.weight"},
-      {"attn_q_b.weight", "attn.wq_b.weight"},
-      {"attn_q_a_norm.weight", "attn.q_norm.weight"},
-      {"attn_kv.weight", "attn.wkv.weight"},
-      {"attn_kv_a_norm.weight", "attn.kv_norm.weight"},
-      {"attn_output_a.weight", "attn.wo_a.weight"},
-      {"attn_output_b.weight", "attn.wo_b.weight"},
-      {"attn_compressor_ape.weight", "attn.compressor.ape"},
-      {"attn_compressor_kv.weight", "attn.compressor.wkv.weight"},
-      {"attn_compressor_gate.weight", "attn.compressor.wgate.weight"},
-      {"attn_compressor_norm.weight", "attn.compressor.norm.weight"},
-      {"indexer.attn_q_b.weight", "attn.indexer.wq_b.weight"},
-      {"indexer.proj.weight", "attn.indexer.weights_proj.weight"},
-      {"indexer_compressor_ape.weight", "attn.indexer.compressor.ape"},
-      {"indexer_compressor_kv.weight", "attn.indexer.compressor.wkv.weight"},
-      {"indexer_compressor_gate.weight", "attn.indexer.compressor.wgate.weight"},
-      {"indexer_compressor_norm.weight", "attn.indexer.compressor.norm.weight"},
-      {"ffn_gate_inp.weight", "ffn.gate.weight"},
-      {"exp_probs_b.bias", "ffn.gate.bias"},
-      {"ffn_gate_tid2eid.weight", "ffn.gate.tid2eid"},
-      {"ffn_gate_shexp.weight", "ffn.shared_experts.w1.weight"},
-      {"ffn_up_shexp.weight", "ffn.shared_experts.w3.weight"},
-      {"ffn_down_shexp.weight", "ffn.shared_experts.w2.weight"},
-  };
-  static const std::pair<const char*, const char*> kExperts[] = {
-      {"ffn_gate_exps.weight", "w1"}, {"ffn_up_exps.weight", "w3"}, {"ffn_down_exps.weight", "w2"}};
-  static const std::regex kBlock(R"(blk\.(\d+)\.(.+))");
-  std::vector<TensorRef> out;
-  for (const TensorRef& t : f->tensors()) {
-    bool mapped = false;
-    for (const auto& [from, to] : kGlobal)
-      if (t.name == from) {
-        TensorRef r = t;
-        r.name = to;
-        out.push_back(std::move(r));
-        mapped = true;
-      }
-    std::smatch m;
-    if (mapped || !std::regex_match(t.name, m, kBlock)) continue;
-    const std::string p = "layers." + m[1].str() + ".", rest = m[2].str();
-    for (const auto& [from, to] : kLayer)
-      if (rest == from) {
-        TensorRef r = t;
-        r.name = p + to;
-        out.push_back(std::move(r));
-      }
-    for (const auto& [from, to] : kExperts) {
-      if (rest != from) continue;
-      if (t.shape.size() != 3 || t.shape[0] != c.n_routed_experts || t.shape[0] <= 0)
-        fail(f->path(), ": tensor '", t.name, "' has shape ", shape_str(t.shape), ", expected [", c.n_routed_experts,
-             ", out, in]");
-      const size_t bytes = t.nbytes / size_t(t.shape[0]);
-      for (int64_t e = 0; e < t.shape[0]; ++e) {
-        TensorRef r = t;
-        r.name = p + "ffn.experts." + std::to_string(e) + "." + to + ".weight";
-        r.shape = {t.shape[1], t.shape[2]};
-        r.data = t.data + size_t(e) * bytes;
-        r.nbytes = bytes;
-        out.push_back(std::move(r));
-      }
-    }
-  }
-  return TensorSet::from_refs(f->path(), std::move(out), f, f->file_size(), f->copied());
-}
+// GGUF name -> the name weights.cpp binds.
+using Rename = std::pair<const char*, const char*>;
+
+// deepseek2 / deepseek32: Hugging Face names.
+constexpr Rename kHfGlobal[] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+};
+constexpr Rename kHfLayer[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
+    {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
+    {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
+    {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
+    {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
+    {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
+    {"attn_k_b.weight", "self_attn.k_b_proj.weight"},
+    {"attn_v_b.weight", "self_attn.v_b_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    // deepseek32: the lightning indexer
+    {"indexer.attn_q_b.weight", "self_attn.indexer.wq_b.weight"},
+    {"indexer.attn_k.weight", "self_attn.indexer.wk.weight"},
+    {"indexer.k_norm.weight", "self_attn.indexer.k_norm.weight"},
+    {"indexer.k_norm.bias", "self_attn.indexer.k_norm.bias"},
+    {"indexer.proj.weight", "self_attn.indexer.weights_proj.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"ffn_gate_inp.weight", "mlp.gate.weight"},
+    {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias"},
+    {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
+    // MTP modules (blk.{num_hidden_layers + k}.nextn.*)
+    {"nextn.eh_proj.weight", "eh_proj.weight"},
+    {"nextn.enorm.weight", "enorm.weight"},
+    {"nextn.hnorm.weight", "hnorm.weight"},
+    {"nextn.embed_tokens.weight", "embed_tokens.weight"},
+    {"nextn.shared_head_head.weight", "shared_head.head.weight"},
+    {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
+};
+constexpr Rename kHfExperts[] = {
+    {"ffn_gate_exps.weight", "gate_proj"}, {"ffn_up_exps.weight", "up_proj"}, {"ffn_down_exps.weight", "down_proj"}};
+
+// deepseek4: DeepSeek's released names, the inverse of conversion/deepseek.py's _map_dsv4_tensor_name.
+constexpr Rename kV4Global[] = {
+    {"token_embd.weight", "embed.weight"},         {"output_norm.weight", "norm.weight"},
+    {"output.weight", "head.weight"},              {"output_hc_base.weight", "hc_head_base"},
+    {"output_hc_fn.weight", "hc_head_fn"},         {"output_hc_scale.weight", "hc_head_scale"},
+};
+constexpr Rename kV4Layer[] = {
+    {"attn_norm.weight", "attn_norm.weight"},
+    {"ffn_norm.weight", "ffn_norm.weight"},
+    {"hc_attn_fn.weight", "hc_attn_fn"},
+    {"hc_attn_base.weight", "hc_attn_base"},
+    {"hc_attn_scale.weight", "hc_attn_scale"},
+    {"hc_ffn_fn.weight", "hc_ffn_fn"},
+    {"hc_ffn_base.weight", "hc_ffn_base"},
+    {"hc_ffn_scale.weight", "hc_ffn_scale"},
+    {"attn_sinks.weight", "attn.attn_sink"},
+    {"attn_q_a.weight", "attn.wq_a.weight"},
+    {"attn_q_b.weight", "attn.wq_b.weight"},
+    {"attn_q_a_norm.weight", "attn.q_norm.weight"},
+    {"attn_kv.weight", "attn.wkv.weight"},
+    {"attn_kv_a_norm.weight", "attn.kv_norm.weight"},
+    {"attn_output_a.weight", "attn.wo_a.weight"},
+    {"attn_output_b.weight", "attn.wo_b.weight"},
+    {"attn_compressor_ape.weight", "attn.compressor.ape"},
+    {"attn_compressor_kv.weight", "attn.compressor.wkv.weight"},
+    {"attn_compressor_gate.weight", "attn.compressor.wgate.weight"},
+    {"attn_compressor_norm.weight", "attn.compressor.norm.weight"},
+    {"indexer.attn_q_b.weight", "attn.indexer.wq_b.weight"},
+    {"indexer.proj.weight", "attn.indexer.weights_proj.weight"},
+    {"indexer_compressor_ape.weight", "attn.indexer.compressor.ape"},
+    {"indexer_compressor_kv.weight", "attn.indexer.compressor.wkv.weight"},
+    {"indexer_compressor_gate.weight", "attn.indexer.compressor.wgate.weight"},
+    {"indexer_compressor_norm.weight", "attn.indexer.compressor.norm.weight"},
+    {"ffn_gate_inp.weight", "ffn.gate.weight"},
+    {"exp_probs_b.bias", "ffn.gate.bias"},
+    {"ffn_gate_tid2eid.weight", "ffn.gate.tid2eid"},
+    {"ffn_gate_shexp.weight", "ffn.shared_experts.w1.weight"},
+    {"ffn_up_shexp.weight", "ffn.shared_experts.w3.weight"},
+    {"ffn_down_shexp.weight", "ffn.shared_experts.w2.weight"},
+};
+constexpr Rename kV4Experts[] = {
+    {"ffn_gate_exps.weight", "w1"}, {"ffn_up_exps.weight", "w3"}, {"ffn_down_exps.weight", "w2"}};
+
+// How one architecture's GGUF names become the binder's: whole-model tensors, per-layer ones
+// (blk.N.X -> layer_prefix N . Y) and stacked experts (-> layer_prefix N . experts_path E . Y.weight).
+struct NameMap {
+  std::span<const Rename> global, layer, experts;
+  const char* layer_prefix;  // "model.layers." / "layers."
+  const char* experts_path;  // "mlp.experts." / "ffn.experts."
+};
+constexpr NameMap kHfNames{kHfGlobal, kHfLayer, kHfExperts, "model.layers.", "mlp.experts."};
+constexpr NameMap kV4Names{kV4Global, kV4Layer, kV4Experts, "layers.", "ffn.experts."};
 
 }  // namespace
 
 std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, const ModelConfig& c) {
-  if (c.shared_kv()) return deepseek4_tensor_set(std::move(f), c);
-  static const std::pair<const char*, const char*> kGlobal[] = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"},
-  };
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
-      {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
-      {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
-      {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
-      {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
-      {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
-      {"attn_k_b.weight", "self_attn.k_b_proj.weight"},
-      {"attn_v_b.weight", "self_attn.v_b_proj.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      // deepseek32: the lightning indexer
-      {"indexer.attn_q_b.weight", "self_attn.indexer.wq_b.weight"},
-      {"indexer.attn_k.weight", "self_attn.indexer.wk.weight"},
-      {"indexer.k_norm.weight", "self_attn.indexer.k_norm.weight"},
-      {"indexer.k_norm.bias", "self_attn.indexer.k_norm.bias"},
-      {"indexer.proj.weight", "self_attn.indexer.weights_proj.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-      {"ffn_gate_inp.weight", "mlp.gate.weight"},
-      {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias"},
-      {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
-      {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
-      {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
-      // MTP modules (blk.{num_hidden_layers + k}.nextn.*)
-      {"nextn.eh_proj.weight", "eh_proj.weight"},
-      {"nextn.enorm.weight", "enorm.weight"},
-      {"nextn.hnorm.weight", "hnorm.weight"},
-      {"nextn.embed_tokens.weight", "embed_tokens.weight"},
-      {"nextn.shared_head_head.weight", "shared_head.head.weight"},
-      {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
-  };
-  static const std::pair<const char*, const char*> kExperts[] = {
-      {"ffn_gate_exps.weight", "gate_proj"}, {"ffn_up_exps.weight", "up_proj"}, {"ffn_down_exps.weight", "down_proj"}};
-
+  const NameMap& names = c.shared_kv() ? kV4Names : kHfNames;
   static const std::regex kBlock(R"(blk\.(\d+)\.(.+))");
   std::vector<TensorRef> out;
   for (const TensorRef& t : f->tensors()) {
     std::smatch m;
     bool mapped = false;
-    for (const auto& [from, to] : kGlobal)
+    for (const auto& [from, to] : names.global)
       if (t.name == from) {
         TensorRef r = t;
         r.name = to;
@@ -391,8 +366,8 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
       }
     if (mapped) continue;
     if (!std::regex_match(t.name, m, kBlock)) continue;  // unknown extras (e.g. rope_freqs) are ignored
-    const std::string p = "model.layers." + m[1].str() + ".", rest = m[2].str();
-    for (const auto& [from, to] : kLayer)
+    const std::string p = names.layer_prefix + m[1].str() + ".", rest = m[2].str();
+    for (const auto& [from, to] : names.layer)
       if (rest == from) {
         TensorRef r = t;
         r.name = p + to;
@@ -403,7 +378,7 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
         mapped = true;
       }
     if (mapped) continue;
-    for (const auto& [from, to] : kExperts) {
+    for (const auto& [from, to] : names.experts) {
       if (rest != from) continue;
       // Stacked experts [E, out, in]: expert e is rows [e·out, (e+1)·out), a view.
       if (t.shape.size() != 3 || t.shape[0] != c.n_routed_experts || t.shape[0] <= 0)
@@ -412,7 +387,7 @@ std::unique_ptr<TensorSet> gguf_tensor_set(std::shared_ptr<const GgufFile> f, co
       const size_t bytes = t.nbytes / size_t(t.shape[0]);
       for (int64_t e = 0; e < t.shape[0]; ++e) {
         TensorRef r = t;
-        r.name = p + "mlp.experts." + std::to_string(e) + "." + to + ".weight";
+        r.name = p + names.experts_path + std::to_string(e) + "." + to + ".weight";
         r.shape = {t.shape[1], t.shape[2]};
         r.data = t.data + size_t(e) * bytes;
         r.nbytes = bytes;
