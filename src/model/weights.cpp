@@ -24,12 +24,11 @@ class Binder {
     w.cols = cols;
     switch (t.dtype) {
       case DType::F32: case DType::F16: case DType::BF16: case DType::F8_E4M3: break;
-      case DType::Q8_0: case DType::Q4_0: case DType::Q5_0: case DType::Q4_K: case DType::Q6_K: case DType::MXFP4:
+      default:
+        if (!is_block_quantized(t.dtype)) fail(t.file, ": tensor '", name, "' has unsupported dtype ", dtype_name(t.dtype));
         if (cols % dtype_block_elems(t.dtype) != 0)
           fail(t.file, ": tensor '", name, "' has ", cols, " columns, not a multiple of the ", dtype_name(t.dtype),
                " block (", dtype_block_elems(t.dtype), ")");
-        break;
-      default: fail(t.file, ": tensor '", name, "' has unsupported dtype ", dtype_name(t.dtype));
     }
     w.data = aligned(t);
     if (t.dtype == DType::F8_E4M3) {
