@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config
-  nlohmann-json3-dev libcli11-dev libhwy-dev libcpp-httplib-dev libpcre2-dev libssl-dev libxxhash-dev libedit-dev
+  nlohmann-json3-dev libcli11-dev libhwy-dev libcpp-httplib-dev libpcre2-dev libssl-dev libxxhash-dev libedit-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev
 )
 if [[ "${1:-}" == "--test" ]]; then

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "hub/store.h"
 #include "core/error.h"
 #include "server/server.h"
 
@@ -55,8 +56,12 @@ void register_serve(CLI::App& app) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
+    const std::string typed = o->model;
     o->model = resolve_model(o->model);
+    // A store name is what clients should call the model too.
+    if (o->alias.empty() && !typed.empty() && typed != "default" && typed != o->model) o->alias = typed;
     o->default_model = is_default_model(o->model);
+    o->store_root = ModelStore::default_root();
     Server server(*o);
     std::thread waiter([&server, set] {
       int sig = 0;

@@ -58,6 +58,7 @@ void register_report(CLI::App& app);
 void register_data(CLI::App& app);       // data gen
 void register_tokenizer(CLI::App& app);  // tokenizer train
 void register_eval(CLI::App& app);
+void register_store(CLI::App& app);  // pull, list, rm, show
 
 // Keeps freed memory in the heap (training steps free and reallocate the same buffers).
 void keep_freed_memory();

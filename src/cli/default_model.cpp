@@ -1,7 +1,8 @@
 // The embedded default model (models/whale-r2-tiny, trained by recipes/whale-r2-tiny): the
 // model `whale run` and `whale serve` use when none is named, or when it is named "default".
 // Looked up beside the binary (../models, ./models: a build tree or an install prefix), then
-// in the source tree the binary was built from; WHALE_DEFAULT_MODEL overrides.
+// in the source tree the binary was built from; WHALE_DEFAULT_MODEL overrides. Any other name
+// that is not a path is looked up in the model store (`whale pull`, hub/store.h).
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,12 +10,32 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "hub/store.h"
 
 namespace whale {
 namespace fs = std::filesystem;
 
 std::string resolve_model(const std::string& name) {
-  if (!name.empty() && name != "default") return name;
+  if (!name.empty() && name != "default") {
+    std::error_code ec;
+    if (fs::exists(name, ec)) return name;
+    const ModelStore store(ModelStore::default_root());
+    const Catalog catalog = Catalog::load(store.root());
+    if (auto m = store.find(name, catalog)) {
+      store.touch(*m);
+      return m->model_path();
+    }
+    bool is_name = false;
+    try {
+      is_name = parse_model_name(name, catalog).has_value();
+    } catch (const Error&) {
+      is_name = true;
+    }
+    if (is_name)
+      fail("no model '", name, "': not a file or folder, and not in the model store at ", store.root(), " (`whale pull ", name,
+           "` downloads it)");
+    return name;  // the loader says what is wrong with the path
+  }
   if (const char* env = std::getenv("WHALE_DEFAULT_MODEL"); env && *env) return env;
   std::vector<fs::path> candidates;
   std::error_code ec;

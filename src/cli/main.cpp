@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   whale::register_data(app);
   whale::register_tokenizer(app);
   whale::register_eval(app);
+  whale::register_store(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -64,22 +64,23 @@ std::unique_ptr<Model> Model::from_tensors(ModelConfig config, std::unique_ptr<T
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(tensors), pool));
 }
 
-std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
-  const ModelConfig& c = config_;
+std::vector<CacheGroupSpec> cache_groups_of(const ModelConfig& c, bool with_mtp) {
   const int64_t layers = c.num_hidden_layers + (with_mtp ? 1 : 0);
   if (c.shared_kv()) {  // V4: per-token and per-window values, appended like MLA's latents (shared_kv.cpp)
     const bool fp8 = c.cache_numerics == CacheNumerics::Official;
     const int64_t hd = c.head_dim, ihd = c.index_head_dim;
-    std::vector<CacheGroupSpec> g(size_t(1 + 2 * ((v4_.n_csa > 0) + (v4_.n_hca > 0))));
-    g[size_t(v4_.kv)] = {fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd};
-    if (v4_.n_csa) {
-      g[size_t(v4_.csa_state)] = {"v4_csa_state", v4_.n_csa, 4 * hd + 4 * ihd};
-      g[size_t(v4_.csa_entries)] = {fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", v4_.n_csa, hd + ihd, c.compress_rate_csa};
+    int64_t n_csa = 0, n_hca = 0;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const LayerAttention a = c.attention_of(l);
+      n_csa += a == LayerAttention::CSA;
+      n_hca += a == LayerAttention::HCA;
     }
-    if (v4_.n_hca) {
-      g[size_t(v4_.hca_state)] = {"v4_hca_state", v4_.n_hca, 2 * hd};
-      g[size_t(v4_.hca_entries)] = {fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", v4_.n_hca, hd, c.compress_rate_hca};
-    }
+    // The order Model's constructor numbers them in: kv, states, entries; absent types take no group.
+    std::vector<CacheGroupSpec> g = {{fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd}};
+    if (n_csa) g.push_back({"v4_csa_state", n_csa, 4 * hd + 4 * ihd});
+    if (n_hca) g.push_back({"v4_hca_state", n_hca, 2 * hd});
+    if (n_csa) g.push_back({fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", n_csa, hd + ihd, c.compress_rate_csa});
+    if (n_hca) g.push_back({fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", n_hca, hd, c.compress_rate_hca});
     return g;
   }
   if (!c.sparse_attention()) return {{"mla_latent", layers, c.kv_cache_dim()}};
@@ -87,6 +88,22 @@ std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
   const bool fp8 = c.cache_numerics == CacheNumerics::Official;
   return {{fp8 ? "mla_latent_fp8" : "mla_latent", layers, c.kv_cache_dim()},
           {fp8 ? "index_key_fp8" : "index_key", layers, c.index_head_dim}};
+}
+
+double cache_bytes_per_token(const ModelConfig& c) {
+  double bytes = 0;
+  for (const CacheGroupSpec& g : cache_groups_of(c)) bytes += double(g.n_layers) * double(g.dim) * 4.0 / double(g.stride);
+  return bytes;
+}
+
+std::vector<CacheGroupSpec> Model::cache_groups(bool with_mtp) const {
+  std::vector<CacheGroupSpec> g = cache_groups_of(config_, with_mtp);
+  if (config_.shared_kv()) {  // the indices the forward pass uses name the same groups
+    WHALE_CHECK(g[size_t(v4_.kv)].kind.rfind("v4_kv", 0) == 0 && (!v4_.n_csa || g[size_t(v4_.csa_entries)].stride == config_.compress_rate_csa) &&
+                    (!v4_.n_hca || g[size_t(v4_.hca_state)].kind == "v4_hca_state"),
+                "internal: V4 cache groups out of order");
+  }
+  return g;
 }
 
 std::unique_ptr<KVPool> Model::make_cache(int64_t max_tokens, int64_t block_size, bool with_mtp) const {

@@ -20,6 +20,12 @@
 
 namespace whale {
 
+// The attention caches a model of config `c` keeps (kv_pool.h), one spec per group; with
+// `with_mtp` the MTP module's as one more layer. Model::cache_groups() for a loaded model.
+std::vector<CacheGroupSpec> cache_groups_of(const ModelConfig& c, bool with_mtp = false);
+// Bytes of cache per token of context that whale allocates (float32 values, all groups).
+double cache_bytes_per_token(const ModelConfig& c);
+
 class Model {
  public:
   // Weights are copied into memory or mapped as `mode` says (core/mmap.h).

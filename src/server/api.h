@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hub/store.h"
 #include "runtime/engine.h"
 #include "tokenizer/chat_format.h"
 
@@ -105,7 +106,11 @@ Reply openai_completion(const ojson& body, const ServedModel& m);
 Reply openai_models(const ServedModel& m);
 Reply ollama_chat(const ojson& body, const ServedModel& m);
 Reply ollama_generate(const ojson& body, const ServedModel& m);
-Reply ollama_tags(const ServedModel& m);
+// The served model, then the models in the store (store_api.cpp; null: none).
+Reply ollama_tags(const ServedModel& m, const ModelStore* store = nullptr);
+Reply ollama_pull(const ojson& body, const ModelStore& store);    // NDJSON progress unless "stream": false
+Reply ollama_delete(const ojson& body, const ModelStore& store);
+ojson stored_model_tag(const StoredModel& m);
 Reply ollama_show(const ojson& body, const ServedModel& m);
 Reply ollama_ps(const ServedModel& m);
 std::string prometheus_metrics(const EngineMetrics& m, const ServedModel& model, const KVStoreStats& kv = {});

@@ -1,8 +1,10 @@
 // Ollama-compatible endpoints: /api/chat, /api/generate (NDJSON streams, `think`,
-// `format`, `options`, durations in nanoseconds), /api/tags, /api/show, /api/ps.
+// `format`, `options`, durations in nanoseconds), /api/tags, /api/show, /api/ps
+// (pull and delete: store_api.cpp).
 #include <cmath>
 
 #include "core/error.h"
+#include "hub/store.h"
 #include "server/api.h"
 
 namespace whale {
@@ -259,11 +261,15 @@ Reply ollama_generate(const ojson& body, const ServedModel& m) {
   return ollama_reply(parse_ollama_generate(body, m), m, false);
 }
 
-Reply ollama_tags(const ServedModel& m) {
+Reply ollama_tags(const ServedModel& m, const ModelStore* store) {
   Reply r;
   ojson model = {{"name", m.id}, {"model", m.id}, {"modified_at", rfc3339_now()}, {"size", m.file_bytes},
                  {"digest", ""}, {"details", details(m)}};
-  r.body = ojson{{"models", ojson::array({model})}}.dump();
+  ojson models = ojson::array({model});
+  if (store)
+    for (const StoredModel& s : store->list())
+      if (!m.names(s.name) && s.model_path() != m.path) models.push_back(stored_model_tag(s));
+  r.body = ojson{{"models", models}}.dump();
   return r;
 }
 

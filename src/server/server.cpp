@@ -24,6 +24,7 @@ struct Server::Impl {
   ModelBundle bundle;
   std::unique_ptr<Engine> engine;
   ServedModel served;
+  std::unique_ptr<ModelStore> store;  // null without ServerOptions::store_root
   std::atomic<bool> ready{false};
 
   // httplib's stop() does nothing until the listener thread is inside its accept loop (a stop
@@ -62,12 +63,13 @@ struct Server::Impl {
     res.set_content(body.dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
   }
 
-  // Wraps an endpoint: 503 until the model is loaded, ApiError -> its status and body.
+  // Wraps an endpoint: 503 until the model is loaded (unless it does not use the model),
+  // ApiError -> its status and body.
   template <typename F>
-  httplib::Server::Handler endpoint(F f) {
-    return [this, f](const httplib::Request& req, httplib::Response& res) {
+  httplib::Server::Handler endpoint(F f, bool needs_model = true) {
+    return [this, f, needs_model](const httplib::Request& req, httplib::Response& res) {
       try {
-        if (!ready.load()) throw ApiError(503, "Loading model");
+        if (needs_model && !ready.load()) throw ApiError(503, "Loading model");
         send(f(req), res);
       } catch (const ApiError& e) {
         error(req, res, e);
@@ -145,7 +147,13 @@ struct Server::Impl {
     http.Post("/api/chat", endpoint([this, body](const httplib::Request& req) { return ollama_chat(body(req), served); }));
     http.Post("/api/generate", endpoint([this, body](const httplib::Request& req) { return ollama_generate(body(req), served); }));
     http.Post("/api/show", endpoint([this, body](const httplib::Request& req) { return ollama_show(body(req), served); }));
-    http.Get("/api/tags", endpoint([this](const httplib::Request&) { return ollama_tags(served); }));
+    http.Get("/api/tags", endpoint([this](const httplib::Request&) { return ollama_tags(served, store.get()); }));
+    auto the_store = [this]() -> const ModelStore& {
+      if (!store) throw ApiError(501, "this server has no model store");
+      return *store;
+    };
+    http.Post("/api/pull", endpoint([body, the_store](const httplib::Request& req) { return ollama_pull(body(req), the_store()); }, false));
+    http.Delete("/api/delete", endpoint([body, the_store](const httplib::Request& req) { return ollama_delete(body(req), the_store()); }, false));
     http.Get("/api/ps", endpoint([this](const httplib::Request&) { return ollama_ps(served); }));
     http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"version":"0.1.0"})", "application/json");
@@ -188,6 +196,7 @@ struct Server::Impl {
 
 Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(o);
+  if (!impl_->o.store_root.empty()) impl_->store = std::make_unique<ModelStore>(impl_->o.store_root);
   const int n = std::max(8, impl_->o.http_threads);
   impl_->http.new_task_queue = [n] { return new httplib::ThreadPool(size_t(n)); };
   impl_->http.set_payload_max_length(impl_->o.max_body_bytes);

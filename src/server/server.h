@@ -27,6 +27,7 @@ struct ServerOptions {
   size_t max_body_bytes = 8 << 20;
   bool mirror_reasoning = false;
   Price price;                   // --price: each request's cost in `usage`
+  std::string store_root;        // the model store of /api/pull, /api/tags, /api/delete; empty: none
 };
 
 class Server {
