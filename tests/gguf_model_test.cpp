@@ -279,6 +279,46 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// llama-gguf-split's sets (how large models are published) load as the file they were split
+// from: the same tensors, bytes and logits; a missing or renamed part, or a later part opened
+// first, is a clear error.
+TEST(GgufSplitTest, SplitSetIsTheSameModel) {
+  const std::string dir = test::golden_dir("llamacpp"), first = dir + "/v3-q8_0-split-00001-of-00002.gguf";
+  auto whole = GgufFile::open(dir + "/v3-q8_0.gguf"), split = GgufFile::open(first);
+  ASSERT_EQ(split->tensors().size(), whole->tensors().size());
+  for (const TensorRef& t : whole->tensors()) {
+    const TensorRef* s = split->tensor(t.name);
+    ASSERT_NE(s, nullptr) << t.name;
+    ASSERT_EQ(s->nbytes, t.nbytes) << t.name;
+    EXPECT_EQ(std::memcmp(s->data, t.data, t.nbytes), 0) << t.name;
+  }
+  EXPECT_EQ(split->file_size(), std::filesystem::file_size(first) + std::filesystem::file_size(dir + "/v3-q8_0-split-00002-of-00002.gguf"));
+  ThreadPool pool(2);
+  auto a = Model::load(dir + "/v3-q8_0.gguf", pool), b = Model::load(first, pool);
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3};
+  EXPECT_EQ(logits_of(*a, tokens), logits_of(*b, tokens));
+
+  auto expect_error = [](const std::string& path, const std::string& needle) {
+    try {
+      GgufFile::open(path);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  TempDir tmp;
+  const std::string only_first = tmp / "m-00001-of-00002.gguf";
+  std::filesystem::copy_file(first, only_first);
+  expect_error(only_first, "part 2 of 2 of the split set is missing");
+  const std::string renamed = tmp / "model.gguf";
+  std::filesystem::copy_file(first, renamed);
+  expect_error(renamed, "not named PREFIX-0000K-of-2.gguf");
+  expect_error(dir + "/v3-q8_0-split-00002-of-00002.gguf", "open its first part");
+  // A part from another set (its split.no says otherwise) is refused.
+  std::filesystem::copy_file(first, tmp / "m-00002-of-00002.gguf");
+  expect_error(only_first, "do not make it part 2 of 2");
+}
+
 // Copies a GGUF file, letting `edit` change metadata and replace tensors.
 struct Rewrite {
   std::map<std::string, std::optional<GgufValue>> meta;  // nullopt = drop

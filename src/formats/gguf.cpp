@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <regex>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -180,11 +182,61 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, LoadMode mode)
   auto map = std::make_unique<MappedFile>(path, mode);
   auto f = parse(map->data(), map->size(), path);
   f->map_ = std::move(map);
+  f->open_split_parts(mode);
   return f;
 }
 
-size_t GgufFile::file_size() const { return map_ ? map_->size() : 0; }
-bool GgufFile::copied() const { return map_ && map_->copied(); }
+// llama-gguf-split's sets: PREFIX-00001-of-0000N.gguf holds the metadata and the first tensors,
+// every part has split.no (0-based), split.count and split.tensors.count (the set's total).
+void GgufFile::open_split_parts(LoadMode mode) {
+  const GgufValue* count = find("split.count");
+  if (!count) return;
+  auto int_of = [&](const char* key) {
+    const GgufValue* v = find(key);
+    if (!v || !v->is_integer()) fail(path_, ": split GGUF metadata '", key, "' is missing or not an integer");
+    return v->as_int();
+  };
+  const int64_t n = int_of("split.count"), no = int_of("split.no");
+  if (n <= 1) return;
+  if (n > 9999) fail(path_, ": split.count ", n, " is implausible");
+  static const std::regex name_re(R"((.*)-(\d{5})-of-(\d{5})\.gguf)");
+  std::smatch m;
+  if (!std::regex_match(path_, m, name_re) || std::stoll(m[3].str()) != n)
+    fail(path_, ": part of a split GGUF set of ", n, " files, but not named PREFIX-0000K-of-", n, ".gguf as llama-gguf-split names them");
+  if (no != 0 || std::stoll(m[2].str()) != 1) {
+    char first[32];
+    std::snprintf(first, sizeof first, "-00001-of-%05lld.gguf", (long long)n);
+    fail(path_, ": part ", no + 1, " of a split GGUF set; open its first part, ", m[1].str(), first);
+  }
+  const int64_t total = int_of("split.tensors.count");
+  for (int64_t i = 2; i <= n; ++i) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-%05lld-of-%05lld.gguf", (long long)i, (long long)n);
+    const std::string part_path = m[1].str() + suffix;
+    if (!std::filesystem::exists(part_path)) fail(path_, ": part ", i, " of ", n, " of the split set is missing (", part_path, ")");
+    auto part_map = std::make_unique<MappedFile>(part_path, mode);
+    auto part = parse(part_map->data(), part_map->size(), part_path);
+    if (!part->find("split.no") || part->get("split.no").as_int() != i - 1 || !part->find("split.count") ||
+        part->get("split.count").as_int() != n)
+      fail(part_path, ": its split.no / split.count do not make it part ", i, " of ", n, " of ", path_);
+    for (TensorRef& t : part->tensors_) {
+      if (!by_name_.emplace(t.name, tensors_.size()).second) fail(part_path, ": tensor '", t.name, "' is also in another part");
+      tensors_.push_back(std::move(t));
+    }
+    parts_.push_back(std::move(part_map));
+  }
+  if (int64_t(tensors_.size()) != total)
+    fail(path_, ": the split set holds ", tensors_.size(), " tensors, its split.tensors.count says ", total);
+}
+
+size_t GgufFile::file_size() const {
+  size_t n = map_ ? map_->size() : 0;
+  for (const auto& p : parts_) n += p->size();
+  return n;
+}
+bool GgufFile::copied() const {
+  return map_ && map_->copied() && std::all_of(parts_.begin(), parts_.end(), [](const auto& p) { return p->copied(); });
+}
 
 std::unique_ptr<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::string& name) {
   auto f = std::unique_ptr<GgufFile>(new GgufFile());

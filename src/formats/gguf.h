@@ -39,6 +39,8 @@ uint32_t ggml_type_of(DType t);  // throws for types GGUF cannot hold
 
 class GgufFile {
  public:
+  // A file, or the first part of a split set (PREFIX-00001-of-0000N.gguf, llama-gguf-split):
+  // then every part is opened and their tensors are one list.
   static std::unique_ptr<GgufFile> open(const std::string& path, LoadMode mode = LoadMode::kMap);
   // Parses an in-memory image (for fuzzing); tensors point into `data`.
   static std::unique_ptr<GgufFile> parse(const uint8_t* data, size_t size, const std::string& name);
@@ -50,12 +52,15 @@ class GgufFile {
   const TensorRef* tensor(const std::string& name) const;
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
-  size_t file_size() const;  // bytes of the mapped file (0 for an in-memory image)
+  size_t file_size() const;  // bytes of the mapped file(s) (0 for an in-memory image)
   bool copied() const;       // the file was copied into memory rather than mapped
 
  private:
   std::string path_;
+  void open_split_parts(LoadMode mode);
+
   std::unique_ptr<MappedFile> map_;
+  std::vector<std::unique_ptr<MappedFile>> parts_;  // a split set's parts after the first
   uint32_t version_ = 0;
   std::map<std::string, GgufValue> metadata_;
   std::vector<TensorRef> tensors_;

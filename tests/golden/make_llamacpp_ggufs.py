@@ -21,7 +21,7 @@ DeepSeek-V3.2's converter (deepseek32) asserts the tokenizer's add_bos_token, wh
 transformers 5's tokenizer objects no longer carry; it is set to True on the loaded tokenizer,
 as the converter's own message asks of tokenizer_config.json. Nothing else is changed.
 
-Needs a llama.cpp checkout built outside this repository (llama-quantize in build/bin) and the
+Needs a llama.cpp checkout built outside this repository (llama-quantize, llama-gguf-split in build/bin) and the
 converter's Python requirements (torch, transformers, numpy, sentencepiece). From the repo root:
     [LLAMA_CPP_COMMIT=sha] python3 tests/golden/make_llamacpp_ggufs.py /path/to/llama.cpp [--only GOLDEN ...]
 (--only rebuilds those goldens' files and keeps the others and their README lines.)
@@ -42,6 +42,8 @@ OUT = os.path.join(HERE, "llamacpp")
 # converter's no-q_lora layout.
 # llama-quantize has no fallback for Q4_0 and stops at the goldens' 16- and 24-wide matrices, so
 # Q4_0 is covered by whale's own files and the block fixtures (make_quant_fixtures.py) instead.
+# golden file -> tensors per part: llama-gguf-split's split sets (what large models are published as).
+SPLITS = {"v3-q8_0": 40}
 FILES = {"v2_lite": (["bf16"], []), "v3": (["bf16", "q8_0"], ["Q4_K_M"]), "v32": (["bf16", "q8_0"], []),
          "v4_fp8": (["mxfp4_moe=bf16"], [])}
 
@@ -104,6 +106,15 @@ def main():
                 dst = os.path.join(OUT, f"{golden}-{q.lower()}.gguf")
                 subprocess.run([quantize, os.path.join(OUT, f"{golden}-bf16.gguf"), dst, q], check=True, capture_output=True)
                 made[os.path.basename(dst)] = f"llama-quantize {q} (from the converter's BF16 file)"
+    for name, per_part in SPLITS.items():
+        if only and name.split("-")[0] not in only:
+            continue
+        split = os.path.join(llama_cpp, "build", "bin", "llama-gguf-split")
+        subprocess.run([split, "--split", "--split-max-tensors", str(per_part), os.path.join(OUT, name + ".gguf"),
+                        os.path.join(OUT, name + "-split")], check=True, capture_output=True)
+        for part in sorted(os.listdir(OUT)):
+            if part.startswith(name + "-split-"):
+                made[part] = f"llama-gguf-split --split --split-max-tensors {per_part} {name}.gguf"
     with open(os.path.join(OUT, "README.md"), "w") as f:
         f.write("GGUF files written by llama.cpp's own tools (commit %s of the unslothai/llama.cpp mirror) from\n"
                 "the golden checkpoints with the tiny test tokenizer, by tests/golden/make_llamacpp_ggufs.py.\n\n" % commit)

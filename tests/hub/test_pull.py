@@ -54,8 +54,9 @@ class PullTest(unittest.TestCase):
         cls.hub.add(Repo("user/tiny-GGUF", {
             "tiny-Q8_0.gguf": q8,
             "tiny-BF16.gguf": read(os.path.join(GOLDEN, "v3-bf16.gguf")),
-            "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf": b"part one" * 1000,
-            "Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf": b"part two" * 1000,
+            # a split set made by llama-gguf-split (of the Q8_0 file; the tag is only a name here)
+            "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf": read(os.path.join(GOLDEN, "v3-q8_0-split-00001-of-00002.gguf")),
+            "Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf": read(os.path.join(GOLDEN, "v3-q8_0-split-00002-of-00002.gguf")),
             "tiny-IQ4_K_M.gguf": b"not this one",
             "mmproj-tiny-F16.gguf": b"projector",
             "README.md": b"# GGUF\n",
@@ -160,6 +161,8 @@ class PullTest(unittest.TestCase):
         d = self.models_dir("user--tiny-GGUF--Q4_K_M")
         self.assertEqual(sorted(os.listdir(os.path.join(d, "Q4_K_M"))),
                          ["tiny-Q4_K_M-00001-of-00002.gguf", "tiny-Q4_K_M-00002-of-00002.gguf"])
+        self.assertEqual(self.whale(*gen, "--model", "user/tiny-GGUF").stdout,  # the split set loads as one model
+                         self.whale(*gen, "--model", os.path.join(GOLDEN, "v3-q8_0.gguf")).stdout)
         lst = self.whale("list").stdout
         self.assertIn("user/tiny-GGUF:Q4_K_M", lst)
         self.assertIn("gguf", lst)
