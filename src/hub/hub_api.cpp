@@ -1,5 +1,6 @@
 #include "hub/hub_api.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -25,6 +26,27 @@ std::string default_token() {
   std::getline(f, t);
   while (!t.empty() && (t.back() == '\r' || t.back() == ' ')) t.pop_back();
   return t;
+}
+
+bool is_hex(const std::string& s, size_t n) {
+  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// File names come from the network: relative, no '.', '..' or empty components, no control
+// characters or backslashes, and none of the names the store itself uses beside the files.
+bool safe_path(const std::string& p) {
+  if (p.empty() || p.size() > 1024 || p.front() == '/' || p.back() == '/') return false;
+  for (unsigned char c : p)
+    if (c < 0x20 || c == 0x7f || c == '\\') return false;
+  size_t start = 0;
+  while (start <= p.size()) {
+    const size_t end = std::min(p.find('/', start), p.size());
+    const std::string part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  auto ends = [&](const std::string& suf) { return p.size() >= suf.size() && p.compare(p.size() - suf.size(), suf.size(), suf) == 0; };
+  return !ends(".part") && !ends(".part.log") && p != "whale-manifest.json" && p.rfind("whale-manifest.json", 0) != 0;
 }
 
 }  // namespace
@@ -60,14 +82,19 @@ HubRepo HubClient::repo(const std::string& id, const std::string& revision) cons
            e.what(), ")");
     fail("cannot list ", id, " on ", endpoint_, ": ", e.what());
   }
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail(url, ": the Hub's answer is not a JSON object");
+  return parse_repo_listing(r.body, id, revision, url);
+}
+
+HubRepo parse_repo_listing(const std::string& body, const std::string& id, const std::string& revision,
+                           const std::string& source) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) fail(source, ": the Hub's answer is not a JSON object");
   HubRepo repo;
   repo.id = id;
   repo.revision = revision;
   try {
     repo.commit = j.value("sha", std::string());
-    if (repo.commit.empty()) fail(url, ": the Hub's answer names no commit (\"sha\")");
+    if (!is_hex(repo.commit, 40)) fail(source, ": the Hub's answer names no commit (\"sha\": 40 hex digits)");
     for (const auto& s : j.at("siblings")) {
       HubFile f;
       f.path = s.at("rfilename").get<std::string>();
@@ -78,13 +105,13 @@ HubRepo HubClient::repo(const std::string& id, const std::string& revision) cons
         f.git_sha1 = s.value("blobId", std::string());
         f.size = s.at("size").get<uint64_t>();
       }
-      // Paths come from the network: no absolute paths, no climbing out of the model's folder.
-      if (f.path.empty() || f.path[0] == '/' || f.path.find("..") != std::string::npos || f.path.find('\\') != std::string::npos)
-        fail(url, ": refusing the file name '", f.path, "'");
+      if (!safe_path(f.path)) fail(source, ": refusing the file name '", f.path, "'");
+      if (f.sha256.empty() ? !is_hex(f.git_sha1, 40) : !is_hex(f.sha256, 64))
+        fail(source, ": the file '", f.path, "' has no valid ", f.sha256.empty() ? "blobId" : "lfs.sha256", " to verify it by");
       repo.files.push_back(std::move(f));
     }
   } catch (const nlohmann::json::exception& e) {
-    fail(url, ": unexpected answer from the Hub (", e.what(), ")");
+    fail(source, ": unexpected answer from the Hub (", e.what(), ")");
   }
   return repo;
 }

@@ -42,6 +42,11 @@ class HubClient {
   HttpOptions http_;
 };
 
+// Parses the Hub's answer to GET /api/models/ID/revision/REV?blobs=true (`source` names it in
+// errors): the commit and every file with its size and hash; unsafe file names are refused.
+HubRepo parse_repo_listing(const std::string& body, const std::string& id, const std::string& revision,
+                           const std::string& source);
+
 // Whether `id` has the shape of a repository id: owner/name of [A-Za-z0-9._-].
 bool is_repo_id(const std::string& id);
 

@@ -130,9 +130,15 @@ Catalog Catalog::load(const std::string& store_root) {
   }
   std::stringstream ss;
   ss << f.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) fail(user, ": not valid JSON");
-  read_entries(j, user, c.entries_);
+  return parse(ss.str(), user);
+}
+
+Catalog Catalog::parse(const std::string& json_text, const std::string& source) {
+  Catalog c;
+  read_entries(json::parse(kBuiltinCatalog), "the built-in catalogue", c.entries_);
+  json j = json::parse(json_text, nullptr, false);
+  if (j.is_discarded()) fail(source, ": not valid JSON");
+  read_entries(j, source, c.entries_);
   return c;
 }
 

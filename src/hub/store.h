@@ -37,6 +37,8 @@ struct CatalogEntry {
 class Catalog {
  public:
   static Catalog load(const std::string& store_root);  // built-in + user file; bad user files are clear errors
+  // The built-in entries and those of `json_text` (`source` names it in errors).
+  static Catalog parse(const std::string& json_text, const std::string& source);
   const CatalogEntry* find(const std::string& name) const;
   const std::map<std::string, CatalogEntry>& entries() const { return entries_; }
 
