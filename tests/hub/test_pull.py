@@ -141,6 +141,50 @@ class PullTest(unittest.TestCase):
         err = self.whale(*gen, "--model", "deepseek-ai/whale-tiny", ok=False).stderr
         self.assertIn("whale pull deepseek-ai/whale-tiny", err)
 
+    def test_new_commit_fetches_only_what_changed(self):
+        self.whale("pull", "deepseek-ai/whale-tiny")
+        repo = self.hub.repos["deepseek-ai/whale-tiny"]
+        old = dict(repo.files)
+        try:
+            repo.files["config.json"] = \
+                json.dumps(dict(json.loads(repo.files["config.json"]), whale_note=1)).encode()
+            repo.commit = "f" * 40
+            with self.hub.lock:
+                self.hub.log.clear()
+            self.whale("pull", "deepseek-ai/whale-tiny")
+            fetched = {e[1] for e in self.hub.requests("content")}
+            self.assertEqual(fetched, {"config.json"})  # the weights were reused, not downloaded again
+            d = self.models_dir("deepseek-ai--whale-tiny")
+            self.assertEqual(read(os.path.join(d, "config.json")), repo.files["config.json"])
+            self.assertEqual(json.load(open(os.path.join(d, "whale-manifest.json")))["commit"], "f" * 40)
+            self.whale("generate", "--model", "deepseek-ai/whale-tiny", "--tokens", "1", "--max-tokens", "2")
+        finally:
+            repo.files = old
+            repo.commit = Repo("x/y", old).commit
+
+    def test_progress_bar_on_a_terminal(self):
+        import pty
+        self.hub.throttle = 8 << 20  # about two seconds: several redraws
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(WHALE, [WHALE, "pull", "deepseek-ai/whale-tiny"], self.env)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, out)
+        text = out.decode(errors="replace")
+        self.assertIn("\r", text)  # redrawn in place
+        self.assertIn("[##############################]", text)
+        self.assertIn("ETA", text)
+        self.assertIn("/s", text)
+
     def test_token_not_sent_to_cdn(self):
         env = dict(self.env, HF_TOKEN="hf_secret")
         self.whale("pull", "deepseek-ai/whale-tiny", env=env)
