@@ -43,7 +43,7 @@ class ProgressPrinter {
  public:
   explicit ProgressPrinter(std::string name) : name_(std::move(name)), tty_(::isatty(2)) {}
   void operator()(const PullProgress& p) {
-    if (p.stage == PullProgress::Listing) return;
+    if (p.stage == PullProgress::Listing || p.stage == PullProgress::Verifying) return;
     if (p.up_to_date) {
       std::fprintf(stderr, "%s is up to date\n", name_.c_str());
       return;

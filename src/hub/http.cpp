@@ -101,12 +101,20 @@ std::string error_message(const std::string& body) {
   return s;
 }
 
+// One handle per thread, reset between transfers: libcurl keeps its connections (and TLS
+// sessions) open, so the chunks of a pull do not each pay a new handshake.
+CURL* thread_handle() {
+  thread_local std::unique_ptr<CURL, CurlDeleter> handle;
+  if (!handle) handle.reset(curl_easy_init());
+  else curl_easy_reset(handle.get());
+  return handle.get();
+}
+
 void perform(Transfer& t, const std::string& url, const HttpOptions& o, const std::string& range) {
   global_init();
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl) throw HttpError(0, "cannot start an HTTP transfer (libcurl)");
-  t.curl = curl.get();
-  CURL* c = curl.get();
+  CURL* c = thread_handle();
+  if (!c) throw HttpError(0, "cannot start an HTTP transfer (libcurl)");
+  t.curl = c;
   std::unique_ptr<curl_slist, SlistDeleter> headers;
   if (!o.bearer_token.empty())
     headers.reset(curl_slist_append(nullptr, ("Authorization: Bearer " + o.bearer_token).c_str()));

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -172,7 +173,12 @@ struct FileJob {
   std::atomic<uint64_t> done{0};
   std::atomic<int> remaining{0};
   std::atomic<bool> verified{false};
-  std::mutex log_mu;
+  // SHA-256 of the chunks [0, hashed), fed in order as chunks arrive (hasher thread only).
+  Sha256 hash;
+  std::vector<char> arrived;
+  std::atomic<uint64_t> hashed{0};
+  std::mutex finish_mu;
+  bool finishing = false;
 
   std::string header() const {
     return "whale-pull 1 " + (f.sha256.empty() ? "sha1:" + f.git_sha1 : "sha256:" + f.sha256) + " " + std::to_string(f.size) +
@@ -393,7 +399,7 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
 
   auto finish_file = [&](FileJob& j) {
     if (::fsync(j.fd) != 0) fail(io_error(j.part, errno));
-    const std::string got = file_digest(j.part, j.f);
+    const std::string got = !j.f.sha256.empty() && j.hashed == j.n_chunks() ? j.hash.finish().hex() : file_digest(j.part, j.f);
     const std::string want = j.f.sha256.empty() ? j.f.git_sha1 : j.f.sha256;
     if (got != want) {
       ::unlink(j.part.c_str());
@@ -407,6 +413,86 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
   };
   for (auto& j : jobs)  // empty files, and files whose chunks were all fetched before a crash
     if (!j->verified && j->remaining == 0) finish_file(*j);
+
+  // Two stages after a chunk's download, each on a thread of its own so that no connection
+  // waits for the disk or the hash: the syncer makes the chunk durable and logs it; the hasher
+  // feeds each file's SHA-256 in order, reading chunks back (from the page cache) as they become
+  // contiguous. Whichever finishes a file's last step verifies and names it. Chunks already
+  // downloaded are committed even after a failure elsewhere (a later pull resumes from them).
+  struct Stage {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::pair<FileJob*, uint64_t>> q;
+    bool closed = false;
+    void push(FileJob* j, uint64_t c) {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        q.emplace_back(j, c);
+      }
+      cv.notify_one();
+    }
+    void close() {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        closed = true;
+      }
+      cv.notify_one();
+    }
+    bool pop(std::pair<FileJob*, uint64_t>* out) {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return !q.empty() || closed; });
+      if (q.empty()) return false;
+      *out = q.front();
+      q.pop_front();
+      return true;
+    }
+  } sync_stage, hash_stage;
+  auto maybe_finish = [&](FileJob& j) {
+    std::lock_guard<std::mutex> g(j.finish_mu);
+    if (j.finishing || j.remaining != 0 || (!j.f.sha256.empty() && j.hashed != j.n_chunks())) return;
+    j.finishing = true;
+    finish_file(j);
+  };
+  auto sync_chunk = [&](FileJob& j, uint64_t c) {
+    if (::fdatasync(j.fd) != 0) fail(io_error(j.part, errno));
+    const std::string line = std::to_string(c) + "\n";
+    write_all(j.log_fd, line.data(), line.size(), j.log);
+    if (::fdatasync(j.log_fd) != 0) fail(io_error(j.log, errno));
+    fault_point("pull_chunk");
+    if (--j.remaining == 0) maybe_finish(j);
+  };
+  std::vector<char> hash_buf;
+  auto hash_chunk = [&](FileJob& j, uint64_t c) {
+    if (j.f.sha256.empty()) return;  // small git files: hashed whole when complete
+    j.arrived[c] = 1;
+    while (j.hashed < j.n_chunks() && j.arrived[j.hashed]) {
+      hash_buf.resize(size_t(std::min<uint64_t>(j.chunk, 4 << 20)));
+      const uint64_t begin = j.hashed * j.chunk, end = begin + j.chunk_size(j.hashed);
+      for (uint64_t pos = begin; pos < end;) {
+        const ssize_t n = ::pread(j.fd, hash_buf.data(), size_t(std::min<uint64_t>(hash_buf.size(), end - pos)), off_t(pos));
+        if (n <= 0) fail(io_error(j.part, n < 0 ? errno : EIO));
+        j.hash.update(hash_buf.data(), size_t(n));
+        pos += uint64_t(n);
+      }
+      ++j.hashed;
+    }
+    if (j.hashed == j.n_chunks()) maybe_finish(j);
+  };
+  auto run_stage = [&](Stage& st, const std::function<void(FileJob&, uint64_t)>& step) {
+    bool failed = false;
+    for (std::pair<FileJob*, uint64_t> item; st.pop(&item);) {
+      if (failed) continue;
+      try {
+        step(*item.first, item.second);
+      } catch (const std::exception& e) {
+        set_error(e.what());
+        failed = true;
+      }
+    }
+  };
+  for (auto& j : jobs) j->arrived = j->chunk_done;  // chunks of earlier pulls are hashed from disk
+  std::thread syncer([&] { run_stage(sync_stage, sync_chunk); });
+  std::thread hasher([&] { run_stage(hash_stage, hash_chunk); });
 
   auto worker = [&] {
     try {
@@ -442,15 +528,8 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
           }
         }
         if (pos < end) return;  // stopping
-        if (::fdatasync(j.fd) != 0) fail(io_error(j.part, errno));
-        {
-          std::lock_guard<std::mutex> g(j.log_mu);
-          const std::string line = std::to_string(c) + "\n";
-          write_all(j.log_fd, line.data(), line.size(), j.log);
-          if (::fdatasync(j.log_fd) != 0) fail(io_error(j.log, errno));
-        }
-        fault_point("pull_chunk");
-        if (--j.remaining == 0) finish_file(j);
+        sync_stage.push(&j, c);
+        hash_stage.push(&j, c);
       }
     } catch (const std::exception& e) {
       set_error(e.what());
@@ -496,6 +575,10 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
     }
     lk.unlock();
     for (auto& t : threads) t.join();
+    sync_stage.close();
+    hash_stage.close();
+    syncer.join();
+    hasher.join();
   }
   snapshot();
   if (!first_error.empty())

@@ -34,12 +34,22 @@ class Repo:
         self.commit = hashlib.sha1(repr(sorted((p, hashlib.sha256(d).hexdigest()) for p, d in self.files.items())).encode()).hexdigest()
         self.lie_sha = {}
         self.lie_size = {}
+        self._sha = {}
+
+    def sha256(self, path, git=False):
+        """The content's SHA-256 (or git blob id), computed once per content: hashing a large
+        file per request would make the mimic the bottleneck of a benchmark."""
+        data = self.files[path]
+        key = (path, id(data), len(data), git)
+        if key not in self._sha:
+            self._sha[key] = git_sha1(data) if git else hashlib.sha256(data).hexdigest()
+        return self._sha[key]
 
     def sibling(self, path):
         data = self.files[path]
-        s = {"rfilename": path, "size": self.lie_size.get(path, len(data)), "blobId": git_sha1(data)}
+        s = {"rfilename": path, "size": self.lie_size.get(path, len(data)), "blobId": self.sha256(path, git=True)}
         if path in self.lfs:
-            s["lfs"] = {"sha256": self.lie_sha.get(path, hashlib.sha256(data).hexdigest()),
+            s["lfs"] = {"sha256": self.lie_sha.get(path, self.sha256(path)),
                         "size": self.lie_size.get(path, len(data)), "pointerSize": 134}
         elif path in self.lie_sha:
             s["blobId"] = self.lie_sha[path]
@@ -63,7 +73,10 @@ class Mimic:
                 pass
 
             def do_GET(self):
-                mimic.handle(self)
+                try:
+                    mimic.handle(self)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (kill -9 tests)
+                    self.close_connection = True
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -134,7 +147,7 @@ class Mimic:
             if path in repo.lfs:
                 with self.lock:
                     self.log.append(("resolve", path, None, auth))
-                sha = hashlib.sha256(repo.files[path]).hexdigest()
+                sha = repo.sha256(path)
                 loc = "http://localhost:%d/cdn/%s?repo=%s&path=%s" % (self.port, sha, urllib.parse.quote(repo_id, safe=""),
                                                                       urllib.parse.quote(path, safe=""))
                 h.send_response(302)
@@ -166,14 +179,14 @@ class Mimic:
         if rng:
             h.send_header("Content-Range", "bytes %d-%d/%d" % (start, end - 1, len(data)))
         h.end_headers()
-        body = data[start:end]
+        body = memoryview(data)[start:end]
         if drop is not None:  # a connection cut mid-file
             h.wfile.write(body[:drop])
             h.wfile.flush()
             h.close_connection = True
             h.connection.shutdown(2)
             return
-        step = 16384
+        step = 16384 if self.throttle else 1 << 20
         for i in range(0, len(body), step):
             try:
                 h.wfile.write(body[i:i + step])
