@@ -29,7 +29,7 @@ void add_convert(CLI::App& app, const char* name, const char* help, bool type_re
   cmd->callback([o] {
     ThreadPool pool(o->threads);
     const bool tty = isatty(fileno(stderr));
-    convert_to_gguf(o->model, o->out, parse_gguf_file_type(o->type), pool, [tty](size_t done, size_t total) {
+    convert_to_gguf(resolve_model(o->model), o->out, parse_gguf_file_type(o->type), pool, [tty](size_t done, size_t total) {
       if (tty) std::fprintf(stderr, "\r[%zu/%zu] tensors%s", done, total, done == total ? "\n" : "");
       else if (done == total || done % std::max<size_t>(1, total / 10) == 0)
         std::fprintf(stderr, "[%zu/%zu] tensors\n", done, total);

@@ -110,6 +110,9 @@ Reply ollama_generate(const ojson& body, const ServedModel& m);
 Reply ollama_tags(const ServedModel& m, const ModelStore* store = nullptr);
 Reply ollama_pull(const ojson& body, const ModelStore& store);    // NDJSON progress unless "stream": false
 Reply ollama_delete(const ojson& body, const ModelStore& store);
+// /api/show of a stored model that is not the one being served (its config, no chat template).
+Reply ollama_show_stored(const StoredModel& m);
+ojson ollama_model_info(const ModelConfig& c, const std::string& name);
 ojson stored_model_tag(const StoredModel& m);
 Reply ollama_show(const ojson& body, const ServedModel& m);
 Reply ollama_ps(const ServedModel& m);

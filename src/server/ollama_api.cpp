@@ -293,20 +293,23 @@ Reply ollama_show(const ojson& body, const ServedModel& m) {
                  {"parameters", ""},
                  {"template", m.tokenizer->chat_template()},
                  {"details", details(m)},
-                 {"model_info",
-                  {{"general.architecture", "deepseek2"},
-                   {"general.basename", m.id},
-                   {"deepseek2.block_count", c.num_hidden_layers},
-                   {"deepseek2.context_length", c.max_position_embeddings},
-                   {"deepseek2.embedding_length", c.hidden_size},
-                   {"deepseek2.attention.head_count", c.num_attention_heads},
-                   {"deepseek2.attention.kv_lora_rank", c.kv_lora_rank},
-                   {"deepseek2.expert_count", c.n_routed_experts},
-                   {"deepseek2.expert_used_count", c.num_experts_per_tok},
-                   {"deepseek2.vocab_size", c.vocab_size}}},
+                 {"model_info", ollama_model_info(c, m.id)},
                  {"capabilities", caps}}
                .dump();
   return r;
+}
+
+ojson ollama_model_info(const ModelConfig& c, const std::string& name) {
+  return {{"general.architecture", "deepseek2"},
+          {"general.basename", name},
+          {"deepseek2.block_count", c.num_hidden_layers},
+          {"deepseek2.context_length", c.max_position_embeddings},
+          {"deepseek2.embedding_length", c.hidden_size},
+          {"deepseek2.attention.head_count", c.num_attention_heads},
+          {"deepseek2.attention.kv_lora_rank", c.kv_lora_rank},
+          {"deepseek2.expert_count", c.n_routed_experts},
+          {"deepseek2.expert_used_count", c.num_experts_per_tok},
+          {"deepseek2.vocab_size", c.vocab_size}};
 }
 
 }  // namespace whale

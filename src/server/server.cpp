@@ -146,7 +146,14 @@ struct Server::Impl {
     }));
     http.Post("/api/chat", endpoint([this, body](const httplib::Request& req) { return ollama_chat(body(req), served); }));
     http.Post("/api/generate", endpoint([this, body](const httplib::Request& req) { return ollama_generate(body(req), served); }));
-    http.Post("/api/show", endpoint([this, body](const httplib::Request& req) { return ollama_show(body(req), served); }));
+    http.Post("/api/show", endpoint([this, body](const httplib::Request& req) {
+      ojson b = body(req);
+      const std::string name = b.contains("model") && b["model"].is_string() ? b["model"].get<std::string>()
+                               : b.contains("name") && b["name"].is_string() ? b["name"].get<std::string>() : "";
+      if (store && !name.empty() && !served.names(name))
+        if (auto m = store->find(name, Catalog::load(store->root()))) return ollama_show_stored(*m);
+      return ollama_show(b, served);
+    }));
     http.Get("/api/tags", endpoint([this](const httplib::Request&) { return ollama_tags(served, store.get()); }));
     auto the_store = [this]() -> const ModelStore& {
       if (!store) throw ApiError(501, "this server has no model store");

@@ -4,7 +4,10 @@
 #include <map>
 
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "hub/pull.h"
+#include "model/gguf_model.h"
+#include "model/hf_config.h"
 #include "server/api.h"
 
 namespace whale {
@@ -102,6 +105,27 @@ Reply ollama_pull(const ojson& body, const ModelStore& store) {
       write(ojson{{"error", e.what()}}.dump() + "\n");  // Ollama reports failures mid-stream this way
     }
   };
+  return r;
+}
+
+Reply ollama_show_stored(const StoredModel& m) {
+  const std::string path = m.model_path();
+  ModelConfig c;
+  try {
+    c = is_gguf_file(path) ? gguf_model_config(*GgufFile::open(path)) : load_hf_config(path);
+  } catch (const Error& e) {
+    throw ApiError(400, "model '" + m.name + "' is in the store but its configuration cannot be read: " + e.what(), "model");
+  }
+  ojson tag = stored_model_tag(m);
+  Reply r;
+  r.body = ojson{{"modelfile", ""},
+                 {"parameters", ""},
+                 {"template", ""},
+                 {"details", tag["details"]},
+                 {"model_info", ollama_model_info(c, m.name)},
+                 {"capabilities", ojson::array({"completion"})},
+                 {"modified_at", tag["modified_at"]}}
+              .dump();
   return r;
 }
 

@@ -341,6 +341,12 @@ class PullTest(unittest.TestCase):
                 names = [m.model for m in client.list().models]
                 self.assertIn("user/tiny-GGUF:Q8_0", names)
                 self.assertEqual(client.pull("user/tiny-GGUF:Q8_0").status, "success")  # not streamed
+                shown = client.show("user/tiny-GGUF:Q8_0")  # a stored model that is not the one served
+                self.assertEqual(shown.details.format, "gguf")
+                self.assertEqual(shown.details.quantization_level, "Q8_0")
+                self.assertGreater(shown.modelinfo["deepseek2.block_count"], 0)
+                with self.assertRaises(ollama.ResponseError):
+                    client.show("user/not-pulled")
                 with self.assertRaises(ollama.ResponseError) as e:
                     list(client.pull("nobody/nothing", stream=True))
                 self.assertIn("no repository", str(e.exception))
