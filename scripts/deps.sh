@@ -23,8 +23,8 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The server tests drive whale with the official OpenAI and Ollama clients (PyPI).
-for pkg in openai ollama; do
+# The server tests drive whale with the official OpenAI, Anthropic and Ollama clients (PyPI).
+for pkg in openai anthropic ollama; do
   if [[ "${1:-}" == "--test" ]] && ! python3 -c "import $pkg" 2>/dev/null; then
     echo "deps: installing the $pkg Python package"
     python3 -m pip install --quiet $pkg 2>/dev/null || python3 -m pip install --quiet --break-system-packages $pkg

@@ -13,7 +13,7 @@ std::string StopMatcher::push(std::string_view text, bool* stopped) {
   if (stops_.empty()) return std::exchange(held_, "");
   size_t first = std::string::npos;
   for (const auto& s : stops_)
-    if (!s.empty()) first = std::min(first, held_.find(s));
+    if (!s.empty() && held_.find(s) < first) first = held_.find(s), matched_ = s;
   if (first != std::string::npos) {
     *stopped = true;
     std::string out = held_.substr(0, first);
@@ -140,6 +140,7 @@ bool DecodeState::accept(int32_t token, const float* logits) {
     emit(stop_.push(decoder_->push(token), &stopped));
     if (stopped) {
       stop_hit_ = true;
+      stats_.stop_sequence = stop_.matched();
       finish("stop");
       return false;
     }

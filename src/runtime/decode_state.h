@@ -31,10 +31,11 @@ class StopMatcher {
   // before it is returned, the rest discarded).
   std::string push(std::string_view text, bool* stopped);
   std::string flush();
+  const std::string& matched() const { return matched_; }  // the stop string that ended the text
 
  private:
   std::vector<std::string> stops_;
-  std::string held_;
+  std::string held_, matched_;
 };
 
 // What every sequence's decode state needs of the model's vocabulary (shared, read-only).

@@ -45,6 +45,7 @@ struct GenerationStats {
   double cache_load_seconds = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   std::string finish_reason;  // "stop", "length", "cancelled" or "error"
+  std::string stop_sequence;  // the stop string that ended the output, if one did
 };
 
 struct TokenLogprob {

@@ -104,6 +104,10 @@ ojson parse_json_body(std::string_view body);  // 400 for malformed JSON or a no
 Reply openai_chat(const ojson& body, const ServedModel& m);
 Reply openai_completion(const ojson& body, const ServedModel& m);
 Reply openai_models(const ServedModel& m);
+// Anthropic's Messages API (anthropic_api.cpp): /v1/messages and /v1/messages/count_tokens.
+Reply anthropic_messages(const ojson& body, const ServedModel& m);
+Reply anthropic_count_tokens(const ojson& body, const ServedModel& m);
+ojson anthropic_error_body(int status, const std::string& message);  // {"type": "error", "error": {type, message}}
 Reply ollama_chat(const ojson& body, const ServedModel& m);
 Reply ollama_generate(const ojson& body, const ServedModel& m);
 // The served model, then the models in the store (store_api.cpp; null: none).

@@ -56,10 +56,13 @@ struct Server::Impl {
   }
 
   // The error body in the shape of the API that was called: Ollama's endpoints (/api/...) answer
-  // {"error": "message"} as Ollama does, the others OpenAI's {"error": {message, type, param, code}}.
+  // {"error": "message"} as Ollama does, Anthropic's (/v1/messages) {"type": "error", "error":
+  // {type, message}}, the others OpenAI's {"error": {message, type, param, code}}.
   static void error(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
     res.status = e.status;
-    const ojson body = req.path.rfind("/api/", 0) == 0 ? ojson{{"error", e.what()}} : e.body();
+    const ojson body = req.path.rfind("/api/", 0) == 0          ? ojson{{"error", e.what()}}
+                       : req.path.rfind("/v1/messages", 0) == 0 ? anthropic_error_body(e.status, e.what())
+                                                                : e.body();
     res.set_content(body.dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
   }
 
@@ -137,6 +140,9 @@ struct Server::Impl {
       http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_chat(body(req), served); }));
     for (const char* p : {"/v1/completions", "/completions"})
       http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_completion(body(req), served); }));
+    http.Post("/v1/messages", endpoint([this, body](const httplib::Request& req) { return anthropic_messages(body(req), served); }));
+    http.Post("/v1/messages/count_tokens",
+              endpoint([this, body](const httplib::Request& req) { return anthropic_count_tokens(body(req), served); }));
     http.Get("/v1/models", endpoint([this](const httplib::Request&) { return openai_models(served); }));
     http.Get(R"(/v1/models/(.+))", endpoint([this](const httplib::Request& req) {
       if (!served.names(req.matches[1])) throw ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "", "model_not_found");

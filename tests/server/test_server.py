@@ -1,4 +1,4 @@
-"""`whale serve` driven by real clients: the official `openai` package and curl.
+"""`whale serve` driven by real clients: the official `openai`, `anthropic` and `ollama` packages and curl.
 
 Usage: python3 tests/server/test_server.py WHALE_BINARY   (ctest runs it)
 """
@@ -15,6 +15,7 @@ import unittest
 import urllib.error
 import urllib.request
 
+import anthropic
 import ollama
 import openai
 
@@ -374,6 +375,129 @@ class DeepSeekV32(unittest.TestCase):
                 self.assertEqual([(x["name"], x["arguments"]) for x in calls],
                                  [(t.function.name, t.function.arguments) for t in m.tool_calls or []])
                 self.assertEqual(finish, r.choices[0].finish_reason)
+
+
+class AnthropicClient(unittest.TestCase):
+    """Anthropic's Messages API through the official `anthropic` SDK: text, thinking blocks,
+    tool_use / tool_result turns (a V4 model, whose DSML calls always carry JSON objects), stop
+    reasons, usage, token counting, streaming equal to non-streaming, errors in Anthropic's shape."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.v31 = WhaleServer(WHALE, MODEL, "--chat-format", "v3.1", "--ctx", "512").__enter__()
+        model = make_chat_model(WHALE, os.path.join(cls.tmp.name, "tiny-v4"), base="v4", seed=3)
+        cls.v4 = WhaleServer(WHALE, model, "--ctx", "512", "--alias", "tiny-v4").__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.v31.__exit__(None, None, None)
+        cls.v4.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def client(self, server):
+        return anthropic.Anthropic(base_url=server.url, api_key="none", max_retries=0, timeout=60)
+
+    def test_text_stream_equals_non_stream(self):
+        c = self.client(self.v31)
+        system = "Be brief. " + "Answer like a whale would: slowly, deeply, and with the sea in mind. " * 4
+        kw = dict(model=NAME, max_tokens=12, system=system, extra_body={"temperature": 0},
+                  messages=[{"role": "user", "content": "What is 2+2?"}])
+        r = c.messages.create(**kw)
+        self.assertEqual((r.type, r.role, r.model), ("message", "assistant", NAME))
+        self.assertTrue(r.id.startswith("msg_"))
+        self.assertEqual([b.type for b in r.content], ["text"])  # thinking is off unless asked (V3.1)
+        self.assertEqual(r.stop_reason, "max_tokens")
+        self.assertEqual(r.usage.output_tokens, 12)
+        with c.messages.stream(**kw) as s:
+            final = s.get_final_message()
+        self.assertEqual(final.content[0].text, r.content[0].text)
+        self.assertEqual(final.stop_reason, "max_tokens")
+        self.assertEqual(final.usage.output_tokens, 12)
+        kinds = [e.type for e in c.messages.create(stream=True, **kw)]
+        self.assertEqual(kinds[0], "message_start")
+        self.assertEqual(kinds[-2:], ["message_delta", "message_stop"])
+        self.assertEqual(kinds[1], "content_block_start")
+        self.assertIn("content_block_stop", kinds)
+        # The prompt cache: the same request again reads its blocks from the cache.
+        again = c.messages.create(**kw)
+        self.assertGreater(again.usage.cache_read_input_tokens, 0)
+        self.assertEqual(again.usage.input_tokens + again.usage.cache_read_input_tokens,
+                         r.usage.input_tokens + r.usage.cache_read_input_tokens)
+        # count_tokens counts the same prompt
+        n = c.messages.count_tokens(model=NAME, system=system, messages=kw["messages"])
+        self.assertEqual(n.input_tokens, r.usage.input_tokens + r.usage.cache_read_input_tokens)
+
+    def test_thinking_blocks(self):
+        c = self.client(self.v31)
+        kw = dict(model=NAME, max_tokens=16, extra_body={"temperature": 0}, thinking={"type": "enabled", "budget_tokens": 5},
+                  messages=[{"role": "user", "content": "Think about 7*8."}])
+        r = c.messages.create(**kw)
+        self.assertEqual(r.content[0].type, "thinking")
+        self.assertTrue(r.content[0].thinking)
+        with c.messages.stream(**kw) as s:
+            final = s.get_final_message()
+        self.assertEqual([b.type for b in final.content], [b.type for b in r.content])
+        self.assertEqual(final.content[0].thinking, r.content[0].thinking)
+        # thinking blocks in the history are accepted
+        follow = c.messages.create(model=NAME, max_tokens=4, extra_body={"temperature": 0}, messages=[
+            {"role": "user", "content": "Think about 7*8."},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "7*8 is 56.", "signature": ""},
+                                              {"type": "text", "text": "56"}]},
+            {"role": "user", "content": [{"type": "text", "text": "And 6*9?"}]}])
+        self.assertEqual(follow.usage.output_tokens, 4)
+
+    def test_tool_use_round_trip(self):
+        c = self.client(self.v4)
+        tools = [{"name": "get_weather", "description": "Current weather in a city",
+                  "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+        kw = dict(model="tiny-v4", max_tokens=60, extra_body={"temperature": 0}, tools=tools, tool_choice={"type": "tool", "name": "get_weather"},
+                  thinking={"type": "enabled", "budget_tokens": 4}, messages=[{"role": "user", "content": "Weather in Paris?"}])
+        r = c.messages.create(**kw)
+        uses = [b for b in r.content if b.type == "tool_use"]
+        self.assertEqual([u.name for u in uses], ["get_weather"])
+        self.assertIsInstance(uses[0].input, dict)
+        self.assertTrue(uses[0].id.startswith("toolu_"))
+        # "tool_use" when the model ends its turn after the call, "max_tokens" when it runs on (a random model)
+        self.assertIn(r.stop_reason, ("tool_use", "max_tokens"))
+        self.assertNotIn("DSML", "".join(b.text for b in r.content if b.type == "text"))
+        with c.messages.stream(**kw) as s:
+            final = s.get_final_message()
+        self.assertEqual([(b.name, b.input) for b in final.content if b.type == "tool_use"], [(u.name, u.input) for u in uses])
+        self.assertEqual(final.stop_reason, r.stop_reason)
+        follow = c.messages.create(model="tiny-v4", max_tokens=6, extra_body={"temperature": 0}, tools=tools, messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": uses[0].id, "name": "get_weather", "input": uses[0].input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "18C, sunny"}]}])
+        self.assertEqual(follow.usage.output_tokens, 6)
+
+    def test_stop_sequences(self):
+        c = self.client(self.v31)
+        kw = dict(model=NAME, max_tokens=16, extra_body={"temperature": 0}, messages=[{"role": "user", "content": "Count to ten."}])
+        text = c.messages.create(**kw).content[0].text
+        cut = next(k for k in range(2, len(text) - 1) if text.find(text[k:k + 2]) == k and text[k:k + 2].strip())
+        r = c.messages.create(stop_sequences=[text[cut:cut + 2]], **kw)
+        self.assertEqual(r.stop_reason, "stop_sequence")
+        self.assertEqual(r.stop_sequence, text[cut:cut + 2])
+        self.assertEqual(r.content[0].text, text[:cut])
+
+    def test_errors_in_anthropic_shape(self):
+        c = self.client(self.v31)
+        with self.assertRaises(anthropic.BadRequestError) as e:
+            c.messages.create(model=NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=0)
+        self.assertEqual(e.exception.body["error"]["type"], "invalid_request_error")
+        with self.assertRaises(anthropic.BadRequestError) as e:
+            c.messages.create(model=NAME, max_tokens=4, messages=[{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}])
+        self.assertIn("image", str(e.exception))
+        with self.assertRaises(anthropic.NotFoundError) as e:
+            c.messages.create(model="claude-opus-4", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+        self.assertEqual(e.exception.body["error"]["type"], "not_found_error")
+        status, body = post(self.v31.url + "/v1/messages", {"model": NAME, "messages": [{"role": "user", "content": "hi"}]})
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["error"]["message"], "'max_tokens' is required")
+        status, body = post(self.v31.url + "/v1/messages", b"{not json")
+        self.assertEqual((status, json.loads(body)["type"]), (400, "error"))
 
 
 class DeepSeekV4(unittest.TestCase):
