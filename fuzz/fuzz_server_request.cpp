@@ -1,6 +1,7 @@
-// libFuzzer target: HTTP request bodies -> the OpenAI and Ollama request parsers (JSON,
+// libFuzzer target: HTTP request bodies -> the OpenAI, Anthropic and Ollama request parsers (JSON,
 // field types, messages, tools, thinking switches, sampling options, prompt rendering and
-// tokenization). The first byte picks the endpoint. Only ApiError may come out.
+// tokenization). The first byte picks the endpoint (0xF0 and up: Anthropic's Messages, through
+// count_tokens, which parses and renders without generating). Only ApiError may come out.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -32,6 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   f.model.format = whale::ChatFormat(which / 4 % 4);
   try {
     const auto body = whale::parse_json_body(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
+    if (which >= 0xF0) {
+      whale::anthropic_count_tokens(body, f.model);
+      return 0;
+    }
     switch (which % 4) {
       case 0: whale::parse_openai_chat(body, f.model); break;
       case 1: whale::parse_openai_completion(body, f.model); break;
