@@ -104,6 +104,8 @@ ojson parse_json_body(std::string_view body);  // 400 for malformed JSON or a no
 Reply openai_chat(const ojson& body, const ServedModel& m);
 Reply openai_completion(const ojson& body, const ServedModel& m);
 Reply openai_models(const ServedModel& m);
+// OpenAI's Responses API (responses_api.cpp): /v1/responses.
+Reply openai_responses(const ojson& body, const ServedModel& m);
 // Anthropic's Messages API (anthropic_api.cpp): /v1/messages and /v1/messages/count_tokens.
 Reply anthropic_messages(const ojson& body, const ServedModel& m);
 Reply anthropic_count_tokens(const ojson& body, const ServedModel& m);

@@ -140,6 +140,8 @@ struct Server::Impl {
       http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_chat(body(req), served); }));
     for (const char* p : {"/v1/completions", "/completions"})
       http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_completion(body(req), served); }));
+    for (const char* p : {"/v1/responses", "/responses"})
+      http.Post(p, endpoint([this, body](const httplib::Request& req) { return openai_responses(body(req), served); }));
     http.Post("/v1/messages", endpoint([this, body](const httplib::Request& req) { return anthropic_messages(body(req), served); }));
     http.Post("/v1/messages/count_tokens",
               endpoint([this, body](const httplib::Request& req) { return anthropic_count_tokens(body(req), served); }));

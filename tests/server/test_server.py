@@ -500,6 +500,106 @@ class AnthropicClient(unittest.TestCase):
         self.assertEqual((status, json.loads(body)["type"]), (400, "error"))
 
 
+class ResponsesAPI(unittest.TestCase):
+    """OpenAI's Responses API through the official `openai` SDK: output items (reasoning, message,
+    function_call), input items for multi-turn tool use, status and usage, streaming events whose
+    accumulated response equals the non-streamed one, errors."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.v31 = WhaleServer(WHALE, MODEL, "--chat-format", "v3.1", "--ctx", "512").__enter__()
+        model = make_chat_model(WHALE, os.path.join(cls.tmp.name, "tiny-v4"), base="v4", seed=4)
+        cls.v4 = WhaleServer(WHALE, model, "--ctx", "512", "--alias", "tiny-v4").__enter__()
+        cls.trained = WhaleServer(WHALE, "default", "--ctx", "512").__enter__()  # ends its answers (EOS)
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in (cls.v31, cls.v4, cls.trained):
+            s.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    @staticmethod
+    def final_of(stream):
+        """The response of the last event: response.completed, or response.incomplete (which the
+        SDK's stream helper does not accumulate, as with OpenAI's own API)."""
+        events = list(stream)
+        return events[-1].response, [e.type for e in events]
+
+    def test_text_and_stream(self):
+        c = client(self.v31)
+        kw = dict(model=NAME, input="What is 2+2?", instructions="Be brief.", max_output_tokens=12, temperature=0)
+        r = c.responses.create(**kw)
+        self.assertEqual((r.object, r.model, r.status), ("response", NAME, "incomplete"))
+        self.assertEqual(r.incomplete_details.reason, "max_output_tokens")
+        self.assertEqual([o.type for o in r.output], ["message"])
+        self.assertTrue(r.output_text)
+        self.assertEqual(r.usage.output_tokens, 12)
+        self.assertEqual(r.usage.total_tokens, r.usage.input_tokens + 12)
+        final, kinds = self.final_of(c.responses.create(stream=True, **kw))
+        self.assertEqual(final.output_text, r.output_text)
+        self.assertEqual(final.status, "incomplete")
+        self.assertEqual(kinds[:2], ["response.created", "response.in_progress"])
+        self.assertEqual(kinds[-1], "response.incomplete")
+        self.assertIn("response.output_text.delta", kinds)
+        # A complete answer, through the SDK's stream helper (which needs response.completed).
+        c = client(self.trained)
+        kw = dict(model="default", input=[{"role": "user", "content": [{"type": "input_text", "text": "What is 12 + 7?"}]}],
+                  max_output_tokens=300, temperature=0)
+        done = c.responses.create(**kw)
+        self.assertEqual(done.status, "completed")
+        with c.responses.stream(**kw) as s:
+            final = s.get_final_response()
+        self.assertEqual(final.output_text, done.output_text)
+        self.assertEqual(final.usage.output_tokens, done.usage.output_tokens)
+
+    def test_reasoning_items(self):
+        c = client(self.v31)
+        kw = dict(model=NAME, input="Think about 7*8.", reasoning={"effort": "high"}, max_output_tokens=16, temperature=0,
+                  extra_body={"thinking": {"type": "enabled", "budget_tokens": 5}})
+        r = c.responses.create(**kw)
+        self.assertEqual(r.output[0].type, "reasoning")
+        self.assertTrue(r.output[0].content[0].text)
+        self.assertGreaterEqual(r.usage.output_tokens_details.reasoning_tokens, 5)
+        final, _ = self.final_of(c.responses.create(stream=True, **kw))
+        self.assertEqual([o.type for o in final.output], [o.type for o in r.output])
+        self.assertEqual(final.output[0].content[0].text, r.output[0].content[0].text)
+        self.assertEqual(final.output_text, r.output_text)
+
+    def test_function_calls_round_trip(self):
+        c = client(self.v4)
+        tools = [{"type": "function", "name": "get_weather", "description": "Current weather in a city",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+        kw = dict(model="tiny-v4", input="Weather in Paris?", tools=tools, tool_choice={"type": "function", "name": "get_weather"},
+                  max_output_tokens=60, temperature=0, extra_body={"thinking": {"type": "enabled", "budget_tokens": 4}})
+        r = c.responses.create(**kw)
+        calls = [o for o in r.output if o.type == "function_call"]
+        self.assertEqual([x.name for x in calls], ["get_weather"])
+        self.assertIsInstance(json.loads(calls[0].arguments), dict)
+        self.assertTrue(calls[0].call_id.startswith("call_"))
+        self.assertNotIn("DSML", r.output_text)
+        final, _ = self.final_of(c.responses.create(stream=True, **kw))
+        self.assertEqual([(o.name, o.arguments) for o in final.output if o.type == "function_call"],
+                         [(x.name, x.arguments) for x in calls])
+        items = [{"role": "user", "content": "Weather in Paris?"}]
+        items += [o.model_dump(exclude_none=True) for o in r.output if o.type in ("reasoning", "function_call")]
+        items.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "18C, sunny"})
+        follow = c.responses.create(model="tiny-v4", input=items, tools=tools, max_output_tokens=6, temperature=0)
+        self.assertEqual(follow.usage.output_tokens, 6)
+
+    def test_errors(self):
+        c = client(self.v31)
+        with self.assertRaises(openai.BadRequestError) as e:
+            c.responses.create(model=NAME, input="hi", previous_response_id="resp_123")
+        self.assertIn("previous_response_id", str(e.exception))
+        with self.assertRaises(openai.BadRequestError):
+            c.responses.create(model=NAME, input=[{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}])
+        with self.assertRaises(openai.BadRequestError):
+            c.responses.create(model=NAME, input="hi", tools=[{"type": "web_search"}])
+        with self.assertRaises(openai.NotFoundError):
+            c.responses.create(model="gpt-5", input="hi")
+
+
 class DeepSeekV4(unittest.TestCase):
     """A V4 model (sliding/CSA/HCA layers, mHC, hash routing): thinking on by default, off on request,
     DSML tool calls through the openai client, Ollama's think switch."""
