@@ -1,7 +1,8 @@
 // libFuzzer target: HTTP request bodies -> the OpenAI, Anthropic and Ollama request parsers (JSON,
 // field types, messages, tools, thinking switches, sampling options, prompt rendering and
 // tokenization). The first byte picks the endpoint (0xF0 and up: Anthropic's Messages, through
-// count_tokens, which parses and renders without generating). Only ApiError may come out.
+// count_tokens, which parses and renders without generating; 0xE0-0xEF: OpenAI's Responses, which
+// stop at the missing engine after parsing). Only ApiError may come out.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,6 +36,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto body = whale::parse_json_body(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     if (which >= 0xF0) {
       whale::anthropic_count_tokens(body, f.model);
+      return 0;
+    }
+    if (which >= 0xE0) {
+      whale::openai_responses(body, f.model);
       return 0;
     }
     switch (which % 4) {
