@@ -47,6 +47,11 @@ struct Server::Impl {
       return;
     }
     if (r.content_type == "text/event-stream") res.set_header("Cache-Control", "no-cache");
+    // httplib gzips "application/json" when the client accepts it (httpx, so both official
+    // clients, always do), and then the heartbeat of a long non-streamed answer stays in the
+    // compressor: nothing reaches the socket and a client that left is never noticed. The
+    // charset parameter (valid, and what the body is) keeps these replies uncompressed.
+    if (r.content_type == "application/json") r.content_type = "application/json; charset=utf-8";
     res.set_chunked_content_provider(r.content_type.c_str(), [stream = std::move(r.stream)](size_t, httplib::DataSink& sink) {
       bool ok = true;
       stream([&](std::string_view s) { return ok = ok && sink.write(s.data(), s.size()); });

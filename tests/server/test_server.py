@@ -739,6 +739,25 @@ class Operations(unittest.TestCase):
                                                             "".join(s.log[-5:])))
             self.assertLess(s.metric("whale:generation_tokens_total"), 3000)
             self.assertEqual(s.metric("whale:kv_blocks_free"), s.metric("whale:kv_blocks_total"))
+            # The same for a non-streamed request from a client accepting gzip (httpx does by
+            # default): its heartbeat must reach the socket, not a compressor's buffer.
+            before = s.metric("whale:generation_tokens_total")
+            body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story"}], "max_tokens": 3900,
+                               "n": 8}).encode()  # 8 x 3900 tokens: long enough to leave in the middle
+            sock = socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1])), timeout=30)
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Accept-Encoding: gzip, deflate, br\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            while s.metric("whale:generation_tokens_total") < before + 20:
+                time.sleep(0.05)
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            deadline = time.time() + 8  # heartbeats every 2 s: the second write after the close fails
+            while time.time() < deadline and (s.metric("whale:num_requests_running") > 0 or
+                                              s.metric("whale:num_requests_waiting") > 0):
+                time.sleep(0.1)
+            self.assertEqual(s.metric("whale:num_requests_running") + s.metric("whale:num_requests_waiting"), 0,
+                             "a gzip client's departure went unnoticed")
+            self.assertLess(s.metric("whale:generation_tokens_total") - before, 8 * 3900)
             client(s).chat.completions.create(model=NAME, messages=[{"role": "user", "content": "x"}], max_tokens=3)
             m = s.metrics()
             name = os.path.basename(MODEL)
