@@ -86,11 +86,13 @@ ojson tool_calls_ollama(const std::vector<ParsedToolCall>& calls) {
 
 // The stream / reply shared by /api/chat ("message") and /api/generate ("response").
 Reply ollama_reply(Job job, const ServedModel& m, bool chat) {
+  // total_duration counts from before the request is submitted: it covers the queue, the
+  // prefill and the decode (prompt_eval_duration + eval_duration never exceed it).
+  const auto t0 = std::chrono::steady_clock::now();
   start(job, m);
   Reply reply;
   reply.content_type = job.stream ? "application/x-ndjson" : "application/json";
-  reply.stream = [job, &m, chat](const std::function<bool(std::string_view)>& write) mutable {
-    const auto t0 = std::chrono::steady_clock::now();
+  reply.stream = [job, &m, chat, t0](const std::function<bool(std::string_view)>& write) mutable {
     auto piece = [&](const std::string& content, const std::string& thinking) {
       ojson j = {{"model", m.id}, {"created_at", rfc3339_now()}};
       if (chat) {

@@ -703,6 +703,19 @@ class Ollama(unittest.TestCase):
         self.assertEqual(json.loads(curl(self.s.url + "/api/ps"))["models"][0]["name"], self.name)
         self.assertIn("version", json.loads(curl(self.s.url + "/api/version")))
 
+    def test_durations_add_up(self):
+        # total_duration covers queueing, prefill and decode: never less than their sum, with
+        # requests queued behind each other (Ollama's own client computes rates from these).
+        c = ollama.Client(host=self.s.url)
+        def one(i):
+            return c.generate(model=self.name, prompt="Why is the sky blue? " * (i + 1), options={"num_predict": 6, "seed": i})
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            results = list(ex.map(one, range(12)))
+        results.append(list(c.generate(model=self.name, prompt="Why?", stream=True, options={"num_predict": 6}))[-1])
+        for r in results:
+            self.assertGreaterEqual(r.total_duration, r.prompt_eval_duration + r.eval_duration, r)
+            self.assertGreater(r.eval_duration, 0)
+
     def test_json_format(self):
         r = json.loads(curl(self.s.url + "/api/chat", "-d", json.dumps(
             {"model": self.name, "messages": [{"role": "user", "content": "JSON"}], "format": "json", "stream": False,
