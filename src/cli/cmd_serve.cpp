@@ -1,6 +1,7 @@
 // whale serve MODEL : the OpenAI- and Ollama-compatible HTTP server.
 #include <signal.h>
 
+#include <atomic>
 #include <memory>
 #include <thread>
 
@@ -41,6 +42,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--chat-format", o->chat_format, "auto (default), v3, r1, v3.1, v3.2, v4")
       ->check(CLI::IsMember({"auto", "v3", "r1", "v3.1", "v3.2", "v4"}));
   cmd->add_flag("--reasoning-mirror", o->mirror_reasoning, "Also send reasoning_content as `reasoning` (vLLM/Ollama name)");
+  cmd->add_option("--shutdown-timeout", o->shutdown_timeout,
+                  "Seconds running requests get to finish after SIGTERM/SIGINT before they are cancelled (default 30)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes (default 8 MiB)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
   add_load_option(cmd, o->load, o->numerics);
@@ -63,21 +67,28 @@ void register_serve(CLI::App& app) {
     o->default_model = is_default_model(o->model);
     o->store_root = ModelStore::default_root();
     Server server(*o);
-    std::thread waiter([&server, set] {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (sig == SIGUSR1) return;  // woken to exit
-      std::fprintf(stderr, "whale: shutting down\n");
-      server.stop();
+    std::atomic<bool> exiting{false};
+    const double grace = o->shutdown_timeout;
+    std::thread waiter([&server, &exiting, set, grace] {
+      for (int n = 0;; ++n) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (exiting.load()) return;  // woken to exit
+        if (n == 0)
+          std::fprintf(stderr, "whale: shutting down (running requests get %g s to finish; a second signal cancels them)\n", grace);
+        server.stop();
+      }
     });
     int rc = 0;
     try {
       rc = server.run();
     } catch (...) {
+      exiting.store(true);
       pthread_kill(waiter.native_handle(), SIGTERM);
       waiter.join();
       throw;
     }
+    exiting.store(true);
     pthread_kill(waiter.native_handle(), SIGTERM);
     waiter.join();
     if (rc != 0) std::exit(rc);

@@ -76,6 +76,11 @@ Engine::~Engine() {
   fail_all(scheduler_.all(), "cancelled", "");
 }
 
+void Engine::cancel_all() {
+  cancel_all_.store(true);
+  cv_.notify_all();
+}
+
 std::shared_ptr<RequestHandle> Engine::submit(EngineRequest r) {
   const int64_t n = int64_t(r.prompt.size()), vocab = model_.config().vocab_size;
   if (n == 0) fail("empty prompt");
@@ -133,6 +138,7 @@ void Engine::loop() {
         submitted_.pop_front();
       }
     }
+    if (cancel_all_.exchange(false)) fail_all(scheduler_.all(), "cancelled", "");
     bool worked = false;
     try {
       worked = step();

@@ -14,6 +14,7 @@
 // independent of the other sequences, and a prefix-cache hit reuses exactly the cache
 // entries a miss would compute (tested bit for bit). docs/runtime.md has the whole picture.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,10 @@ class Engine {
   std::shared_ptr<RequestHandle> submit(EngineRequest request);
   // Submits and waits for the whole output.
   RequestOutput run(EngineRequest request);
+
+  // Ends every queued and running request as "cancelled" (their clients get what was generated
+  // so far); for a server that must stop. Any thread.
+  void cancel_all();
 
   EngineMetrics metrics() const;
   KVStoreStats store_stats() const;  // the lower tiers' counters (all zero without a store)
@@ -85,6 +90,7 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> submitted_;
   EngineMetrics metrics_;
   bool stop_ = false, woken_ = false;
+  std::atomic<bool> cancel_all_{false};  // cancel_all() asked; the engine thread does it
   std::thread thread_;
 };
 

@@ -231,7 +231,7 @@ Server::~Server() {
 }
 
 void Server::stop() {
-  stop_requested_.store(true);
+  if (stop_requested_.exchange(true)) cancel_now_.store(true);
   impl_->deliver_stop();
 }
 
@@ -249,9 +249,26 @@ int Server::run() {
   });
   // A stop that came before the listener was running (a model that fails to load at once, a
   // signal during startup) was not delivered: it is delivered here once the listener runs.
+  // The listener returns once every connection is done; requests still running when the
+  // shutdown timeout passes (or a second stop comes) are cancelled so that it does.
   auto wait_for_listener = [&] {
+    std::chrono::steady_clock::time_point stop_at{};
+    bool cancelled = false;
     while (!listener_done.load()) {
-      if (stop_requested_.load()) im.deliver_stop();
+      if (stop_requested_.load()) {
+        im.deliver_stop();
+        const auto now = std::chrono::steady_clock::now();
+        if (stop_at == std::chrono::steady_clock::time_point{}) stop_at = now;
+        const bool late = std::chrono::duration<double>(now - stop_at).count() >= im.o.shutdown_timeout;
+        if (!cancelled && (late || cancel_now_.load()) && im.engine && im.ready.load()) {
+          const EngineMetrics mt = im.engine->metrics();
+          if (mt.running + mt.waiting > 0)
+            std::fprintf(stderr, "whale: cancelling %lld running and %lld queued requests\n", (long long)mt.running,
+                         (long long)mt.waiting);
+          im.engine->cancel_all();
+          cancelled = true;
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     listener.join();

@@ -28,6 +28,7 @@ struct ServerOptions {
   bool mirror_reasoning = false;
   Price price;                   // --price: each request's cost in `usage`
   std::string store_root;        // the model store of /api/pull, /api/tags, /api/delete; empty: none
+  double shutdown_timeout = 30;  // after stop(), seconds running requests get to finish before they are cancelled
 };
 
 class Server {
@@ -39,12 +40,14 @@ class Server {
   int run();
   void stop();
   int port() const { return bound_port_.load(); }
+  // stop() ends the server: no new connections; running requests get shutdown_timeout seconds,
+  // then they are cancelled (their clients get what was generated). A second stop() cancels them at once.
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<int> bound_port_{0};
-  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stop_requested_{false}, cancel_now_{false};
 };
 
 }  // namespace whale
