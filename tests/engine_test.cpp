@@ -214,6 +214,32 @@ TEST_F(EngineTest, JsonModeWritesOnlyValidJson) {
   }
 }
 
+// JSON mode always ends with a whole object: when max_tokens is near, the engine forces the
+// object's shortest completion (finding: `{` and then whitespace until max_tokens).
+TEST_F(EngineTest, JsonModeAlwaysEndsWithACompleteObject) {
+  EngineConfig c;
+  c.ctx = 256;
+  Engine e(*model_, *tok_, c);
+  int cut = 0;
+  for (int64_t max_tokens : {3, 5, 8, 13, 21, 40}) {
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+      auto r = request("Reply with a JSON object.", max_tokens);
+      r.json = true;
+      r.options.sampling.temperature = 1.0f;
+      r.options.sampling.seed = seed;
+      auto out = e.run(r);
+      const std::string text = out.result.content;
+      const auto j = nlohmann::json::parse(text, nullptr, false);
+      EXPECT_TRUE(j.is_object()) << "max_tokens " << max_tokens << " seed " << seed << ": " << text;
+      cut += out.stats.finish_reason == "length";
+      size_t run = 0, longest = 0;  // whitespace outside strings is bounded; count all of it
+      for (char ch : text) longest = std::max(longest, run = (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r') ? run + 1 : 0);
+      EXPECT_LE(longest, size_t(JsonConstraint::kMaxWhitespace) + 8) << text;
+    }
+  }
+  EXPECT_GT(cut, 0);  // some answers did reach max_tokens: those are the ones closed in time
+}
+
 // MTP speculation in the engine, on the trained default model (its MTP module drafts well
 // enough that every path runs: accepted drafts, refused ones, the catch-up after each).
 class EngineSpeculation : public ::testing::Test {
@@ -363,6 +389,37 @@ TEST(JsonConstraint, AcceptsJsonObjectsAndNothingElse) {
   EXPECT_TRUE(g.complete());
   EXPECT_TRUE(g.accepts("\n"));
   EXPECT_FALSE(g.accepts("\n\n\n"));  // no endless whitespace after the object
+  // Whitespace between tokens is bounded too.
+  JsonConstraint w;
+  EXPECT_TRUE(w.accepts("{\n" + std::string(JsonConstraint::kMaxWhitespace - 1, ' ') + "\"a\": 1}"));
+  EXPECT_FALSE(w.accepts("{" + std::string(JsonConstraint::kMaxWhitespace + 1, '\n')));
+  EXPECT_TRUE(w.accepts("{\"a\": \"" + std::string(200, ' ') + "\"}"));  // inside strings it is text
+}
+
+// completion() closes any prefix into a whole object, the shortest way.
+TEST(JsonConstraint, CompletionClosesEveryPrefix) {
+  const std::string texts[] = {"{\"a\":[1,2.5e-3,{\"b\":\"x\\u00e9\\n\"},true,false,null,[]],\"c\":{\"d\":-0.5}}", "{}",
+                               "{ \"k\" : [ [ [ ] ] ] , \"n\" : nul" "l }"};
+  for (const std::string& t : texts) {
+    for (size_t n = 0; n <= t.size(); ++n) {
+      JsonConstraint g;
+      const std::string prefix = t.substr(0, n);
+      if (!prefix.empty() && !g.accepts(prefix)) continue;
+      g.push(prefix);
+      const std::string whole = prefix + g.completion();
+      EXPECT_TRUE(nlohmann::json::parse(whole, nullptr, false).is_object()) << whole;
+      JsonConstraint h;
+      EXPECT_TRUE(h.accepts(whole)) << whole;
+      h.push(whole);
+      EXPECT_TRUE(h.complete()) << whole;
+    }
+  }
+  JsonConstraint g;
+  g.push("{\"a\":1,");
+  EXPECT_EQ(g.completion(), "\"\":null}");
+  JsonConstraint k;
+  k.push("{\"a\":[tr");
+  EXPECT_EQ(k.completion(), "ue]}");
 }
 
 }  // namespace

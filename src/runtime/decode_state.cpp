@@ -92,6 +92,16 @@ int32_t DecodeState::choose(float* logits) {
     prefix_forced_ = true;
     forced_.assign(req_.content_prefix.begin(), req_.content_prefix.end());
   }
+  // JSON mode: when max_tokens is near, the object is closed in time (its shortest completion
+  // is forced once it needs nearly all the tokens left), so the answer is always whole JSON.
+  if (json_ && forced_.empty() && !parser_.in_reasoning() && !json_->complete() && remaining() <= 96) {
+    const std::string tail = json_->completion();
+    const std::vector<int32_t> ids = vocab_.tokenizer->encode(tail);
+    if (int64_t(ids.size()) + 4 >= remaining()) {
+      forced_.assign(ids.begin(), ids.end());
+      json_closing_ = true;
+    }
+  }
   last_forced_ = !forced_.empty();
   if (!forced_.empty()) {
     const int32_t t = forced_.front();
@@ -131,7 +141,7 @@ bool DecodeState::accept(int32_t token, const float* logits) {
   }
   if (req_.top_logprobs >= 0) out_.logprobs.push_back({token, logits[size_t(token)] - lse_, std::move(top_)});
   const bool reasoning = parser_.in_reasoning();
-  if (json_ && !reasoning && !last_forced_) json_->push(vocab_.tokenizer->token_bytes(token));
+  if (json_ && !reasoning && (!last_forced_ || json_closing_)) json_->push(vocab_.tokenizer->token_bytes(token));
   output_.push_back(token);
   ++stats_.generated_tokens;
   if (reasoning) ++stats_.reasoning_tokens;

@@ -93,6 +93,7 @@ class DecodeState {
   std::deque<int32_t> forced_;
   bool prefix_forced_ = false;
   bool last_forced_ = false;  // the token just chosen was forced, not sampled
+  bool json_closing_ = false; // forced_ holds the JSON object's completion (pushed into json_)
   bool stop_hit_ = false;     // a stop string ended the output
   bool finished_ = false;
   int32_t stop_token_ = -1;

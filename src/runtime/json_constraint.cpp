@@ -28,6 +28,11 @@ bool JsonConstraint::end_value(State& s) {
 
 bool JsonConstraint::step(State& s, unsigned char c) {
   if (s.done) return is_ws(c) && ++s.trailing <= kMaxTrailing;
+  const bool in_string = s.lex == Lex::String || s.lex == Lex::Escape || s.lex == Lex::Unicode;
+  if (!in_string) {
+    if (is_ws(c) && s.lex != Lex::Number && s.lex != Lex::Literal && ++s.ws > kMaxWhitespace) return false;
+    if (!is_ws(c)) s.ws = 0;
+  }
   switch (s.lex) {
     case Lex::Value:
     case Lex::ObjectStart:
@@ -174,6 +179,39 @@ bool JsonConstraint::accepts(std::string_view bytes) const {
 
 void JsonConstraint::push(std::string_view bytes) {
   for (unsigned char c : bytes) step(state_, c);
+}
+
+std::string JsonConstraint::completion() const {
+  State s = state_;
+  std::string out;
+  auto put = [&](char c) {
+    step(s, static_cast<unsigned char>(c));
+    out += c;
+  };
+  for (int guard = 0; !s.done && guard < 4096; ++guard) {
+    switch (s.lex) {
+      case Lex::Escape: put('n'); break;
+      case Lex::Unicode: put('0'); break;
+      case Lex::String: put('"'); break;
+      case Lex::Colon: put(':'); break;
+      case Lex::Number:
+        if (number_can_end(s.num)) end_value(s);  // a complete number: what follows it decides
+        else put('0');
+        break;
+      case Lex::Literal: put(*s.lit); break;
+      case Lex::ObjectStart: put('}'); break;
+      case Lex::Key:
+        for (char c : std::string("\"\":null")) put(c);
+        break;
+      case Lex::Value:
+        if (s.stack.empty()) put('{');
+        else if (s.stack.back() == '[' && s.count == 1) put(']');
+        else for (char c : std::string("null")) put(c);
+        break;
+      case Lex::After: put(s.stack.back() == '{' ? '}' : ']'); break;
+    }
+  }
+  return out;
 }
 
 }  // namespace whale

@@ -13,11 +13,19 @@ namespace whale {
 
 class JsonConstraint {
  public:
+  // Whitespace between tokens is bounded (a newline and indentation: a run of at most this
+  // many bytes), so a model cannot fill max_tokens with blank lines.
+  static constexpr uint8_t kMaxWhitespace = 24;
   // Whether appending `bytes` keeps the text a prefix of a valid JSON object (at most a few
   // whitespace bytes after it).
   bool accepts(std::string_view bytes) const;
   void push(std::string_view bytes);  // commits bytes that accepts() allowed
   bool complete() const { return state_.done; }
+  // The shortest text that completes the object from here ("" once complete): closes the open
+  // string, number or literal, gives a waiting key or value `null` ("":null after a comma),
+  // and closes every open bracket. The engine forces it when max_tokens would otherwise cut
+  // the object short.
+  std::string completion() const;
 
  private:
   enum class Lex : uint8_t {
@@ -39,6 +47,7 @@ class JsonConstraint {
     uint8_t count = 0, num = 0;
     const char* lit = nullptr;
     uint8_t trailing = 0;  // whitespace after the finished object
+    uint8_t ws = 0;        // whitespace bytes in a row between tokens (bounded: kMaxWhitespace)
   };
   static bool step(State& s, unsigned char c);
   static bool end_value(State& s);
