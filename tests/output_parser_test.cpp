@@ -93,6 +93,10 @@ const Case kCases[] = {
     {"two\n\nparagraphs, a | bar and <｜DSML｜ text", false, ToolCallSyntax::Dsml,
      {"", "two\n\nparagraphs, a | bar and <｜DSML｜ text", {}}},
     {"ends with a partial marker </thi", true, ToolCallSyntax::V3, {"ends with a partial marker </thi", "", {}}},
+    // After a thinking budget closed the reasoning, a model often reasons on and closes it again:
+    // that `</think>` is markup, never answer text (V3 / V3.1 and DSML formats alike).
+    {"cut short</think>still thinking</think>56", true, ToolCallSyntax::V31, {"cut short", "still thinking56", {}}},
+    {"<think>a</think>b</think>c</thi", false, ToolCallSyntax::Dsml, {"a", "bc</thi", {}}},
 };
 
 TEST(OutputParser, OneShotMatchesExpectations) {

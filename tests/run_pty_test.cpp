@@ -112,6 +112,7 @@ TEST(RunPty, InteractiveChat) {
   ASSERT_TRUE(p.expect("Reasoning collapsed.")) << p.output();
   p.send("Again\n");
   ASSERT_TRUE(p.expect("Thinking... done (")) << p.output();
+  EXPECT_EQ(p.output().find("Thinking... Thinking"), std::string::npos) << p.output();  // said once
   ASSERT_TRUE(p.expect(">>> ")) << p.output();
   p.send("/expand\n");
   ASSERT_TRUE(p.expect(">>> ")) << p.output();

@@ -443,7 +443,8 @@ class ChatApp {
     int64_t reasoning_tokens_shown = 0;
     auto end_reasoning = [&] {
       if (shown != Reasoning || o_.json) return;
-      if (collapse_) std::printf("Thinking... done (%lld tokens; /expand to show).\n\n", (long long)reasoning_tokens_shown);
+      // Collapsed, "Thinking... " is already on the line: the summary finishes it.
+      if (collapse_) std::printf("done (%lld tokens; /expand to show).\n\n", (long long)reasoning_tokens_shown);
       else if (color_) std::printf("\x1b[0m\n\n");
       else std::printf("\n...done thinking.\n\n");
     };

@@ -120,6 +120,10 @@ std::vector<ParseEvent> OutputParser::finish() {
 // held-back text is released as whatever it is.
 void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
   for (;;) {
+    // A `</think>` after the reasoning ended is markup, not answer: a model whose reasoning was
+    // cut short by a thinking budget often goes on reasoning and closes it again.
+    if (state_ == State::Content && reasoned_)
+      for (size_t p; (p = buf_.find(kThinkClose)) != std::string::npos;) buf_.erase(p, kThinkClose.size());
     if (syntax_ == ToolCallSyntax::Dsml &&
         (state_ == State::Content || state_ == State::DsmlBlock || state_ == State::DsmlInvoke || state_ == State::DsmlParam)) {
       if (!step_dsml(final, out)) return;
@@ -148,12 +152,13 @@ void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
         emit(ParseEvent::Reasoning, b.substr(0, p), out);
         buf_.erase(0, p + kThinkClose.size());
         state_ = State::Content;
+        reasoned_ = true;
         continue;
       }
       case State::Content: {
         size_t p = b.find(kCallsBegin);
         if (p == std::string_view::npos) {
-          const size_t keep = final ? 0 : partial_suffix(b, kCallsBegin);
+          const size_t keep = final ? 0 : std::max(partial_suffix(b, kCallsBegin), reasoned_ ? partial_suffix(b, kThinkClose) : 0);
           emit(ParseEvent::Content, b.substr(0, b.size() - keep), out);
           buf_.erase(0, b.size() - keep);
           return;
@@ -272,7 +277,7 @@ bool OutputParser::step_dsml(bool final, std::vector<ParseEvent>& out) {
       const auto [p, len] = find_any(b, kBlockOpen);
       if (p == std::string_view::npos) {
         // Hold back what may start a block, and the newlines before it ("\n\n<｜DSML｜...").
-        size_t keep = final ? 0 : partial_any(b, kBlockOpen);
+        size_t keep = final ? 0 : std::max(partial_any(b, kBlockOpen), reasoned_ ? partial_suffix(b, kThinkClose) : 0);
         if (!final)
           while (keep < b.size() && b[b.size() - keep - 1] == '\n') ++keep;
         emit(ParseEvent::Content, b.substr(0, b.size() - keep), out);

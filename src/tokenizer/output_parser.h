@@ -65,6 +65,8 @@ class OutputParser {
   void emit(ParseEvent::Kind kind, std::string_view text, std::vector<ParseEvent>& out);
 
   State state_;
+
+  bool reasoned_ = false;  // a think block was closed: a later `</think>` is stray markup
   ToolCallSyntax syntax_;
   std::string buf_;  // text received but not yet consumed
   ParsedOutput result_;
