@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(clang libclang-rt-14-dev python3 python3-pip curl)
+  packages+=(clang libclang-rt-14-dev python3 python3-pip curl chromium)
 fi
 
 missing=()
@@ -23,8 +23,9 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The server tests drive whale with the official OpenAI, Anthropic and Ollama clients (PyPI).
-for pkg in openai anthropic ollama; do
+# The server tests drive whale with the official OpenAI, Anthropic and Ollama clients, and the
+# chat page with Playwright (driving Debian's chromium) (PyPI).
+for pkg in openai anthropic ollama playwright; do
   if [[ "${1:-}" == "--test" ]] && ! python3 -c "import $pkg" 2>/dev/null; then
     echo "deps: installing the $pkg Python package"
     python3 -m pip install --quiet $pkg 2>/dev/null || python3 -m pip install --quiet --break-system-packages $pkg

@@ -16,6 +16,8 @@ namespace whale {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxHeaders = 128;
+extern const unsigned char kWebUiIndex[];  // the chat page (generated from src/server/webui)
+extern const size_t kWebUiIndex_size;
 
 struct Server::Impl {
   ServerOptions o;
@@ -131,8 +133,11 @@ struct Server::Impl {
     };
     http.Get("/health", health);
     http.Get("/v1/health", health);
+    // The chat page (src/server/webui/index.html, embedded): it calls the API from the browser.
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("whale is running (OpenAI- and Ollama-compatible API)", "text/plain");
+      res.set_content(reinterpret_cast<const char*>(kWebUiIndex), kWebUiIndex_size, "text/html; charset=utf-8");
+      res.set_header("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+      res.set_header("X-Content-Type-Options", "nosniff");
     });
     http.Get("/metrics", endpoint([this](const httplib::Request&) {
       Reply r;
