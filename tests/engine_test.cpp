@@ -240,6 +240,37 @@ TEST_F(EngineTest, JsonModeAlwaysEndsWithACompleteObject) {
   EXPECT_GT(cut, 0);  // some answers did reach max_tokens: those are the ones closed in time
 }
 
+// tool_choice "required" / named: the call names a declared tool and its arguments are one JSON
+// object, in every tool-call syntax, whatever the (random) model would write, even when
+// max_tokens is tight (finding: a call to an undeclared function, arguments that were not JSON).
+TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
+  EngineConfig c;
+  c.ctx = 256;
+  Engine e(*model_, *tok_, c);
+  const std::vector<std::string> names = {"get_weather", "get_time", "search", "get"};
+  for (ChatFormat f : {ChatFormat::V3, ChatFormat::V31, ChatFormat::V32, ChatFormat::V4}) {
+    for (bool one : {false, true}) {
+      for (int64_t max_tokens : {48}) {  // (DSML markup alone is ~20 tokens with this tokenizer)
+        for (uint64_t seed = 0; seed < 2; ++seed) {
+          auto r = request("Call a tool.", max_tokens);
+          r.options.tool_syntax = tool_call_syntax(f);
+          r.options.sampling.temperature = 1.0f;
+          r.options.sampling.seed = seed;
+          r.tool_call = forced_tool_call(f, one ? std::vector<std::string>{"search"} : names);
+          const auto out = e.run(r);
+          const std::string where = std::string(chat_format_name(f)) + (one ? " named" : " required") + " max_tokens " +
+                                    std::to_string(max_tokens) + " seed " + std::to_string(seed);
+          ASSERT_GE(out.result.tool_calls.size(), 1u) << where << ": " << out.result.content;
+          const ParsedToolCall& call = out.result.tool_calls[0];
+          if (one) EXPECT_EQ(call.name, "search") << where;
+          else EXPECT_NE(std::find(names.begin(), names.end(), call.name), names.end()) << where << ": " << call.name;
+          EXPECT_TRUE(nlohmann::json::parse(call.arguments, nullptr, false).is_object()) << where << ": " << call.arguments;
+        }
+      }
+    }
+  }
+}
+
 // MTP speculation in the engine, on the trained default model (its MTP module drafts well
 // enough that every path runs: accepted drafts, refused ones, the catch-up after each).
 class EngineSpeculation : public ::testing::Test {

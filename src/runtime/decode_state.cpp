@@ -63,6 +63,11 @@ DecodeState::DecodeState(const EngineRequest& r, const DecodeVocab& vocab, int64
     decoder_.emplace(*vocab.tokenizer);
   }
   if (r.json) json_.emplace();
+  if (r.tool_call) {
+    if (!vocab.tokenizer) fail("a forced tool call needs a tokenizer, and this model has none");
+    if (r.tool_call->names.empty()) fail("a forced tool call needs at least one tool name");
+    call_ = Call::Pending;
+  }
   stats_.prompt_tokens = int64_t(r.prompt.size());
 }
 
@@ -87,16 +92,82 @@ void DecodeState::observe(const float* logits) {
   for (const auto& [l, id] : best) top_.emplace_back(id, l - lse_);
 }
 
-int32_t DecodeState::choose(float* logits) {
-  if (!prefix_forced_ && !req_.content_prefix.empty() && !parser_.in_reasoning() && forced_.empty()) {
-    prefix_forced_ = true;
-    forced_.assign(req_.content_prefix.begin(), req_.content_prefix.end());
+// Draws from the row, masking and redrawing what `valid` refuses; after a few refusals every
+// refused token is masked at once. -1 when nothing in the row is valid.
+int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_t)>& valid) {
+  const int64_t V = vocab_.vocab_size;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
+    if (logits[size_t(t)] == -INFINITY) break;
+    if (valid(t)) return t;
+    logits[size_t(t)] = -INFINITY;
   }
+  for (int32_t t = 0; t < int32_t(V); ++t)
+    if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
+  const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
+  return logits[size_t(t)] == -INFINITY ? -1 : t;
+}
+
+void DecodeState::force(const std::string& text) {
+  const std::vector<int32_t> ids = vocab_.tokenizer->encode(text);
+  forced_.insert(forced_.end(), ids.begin(), ids.end());
+}
+
+// After the name: the arguments (constrained to one JSON object), or with DSML the model's own
+// parameters.
+void DecodeState::start_call_arguments() {
+  force(req_.tool_call->after_name);
+  if (req_.tool_call->json_arguments) {
+    call_args_.emplace();
+    call_ = Call::Args;
+  } else {
+    call_ = Call::Done;
+  }
+}
+
+bool DecodeState::name_extends(const std::string& text) const {
+  for (const std::string& n : req_.tool_call->names)
+    if (n.size() >= text.size() && n.compare(0, text.size(), text) == 0) return true;
+  return false;
+}
+
+int32_t DecodeState::choose(float* logits) {
+  const Tokenizer* tok = vocab_.tokenizer;
+  // A forced tool call: the opening markup (with the name, when only one is allowed); then the
+  // name among the declared ones; the arguments as one JSON object; the closing markup.
+  if (call_ == Call::Pending && forced_.empty() && !parser_.in_reasoning()) {
+    const ForcedToolCall& f = *req_.tool_call;
+    force(f.opening);
+    if (f.names.size() == 1) {
+      force(f.names[0]);
+      start_call_arguments();
+    } else {
+      call_ = Call::Name;
+    }
+  }
+  if (call_ == Call::Name && forced_.empty()) {
+    const bool complete = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    bool longer = false;
+    for (const std::string& n : req_.tool_call->names) longer |= n.size() > call_name_.size() && n.compare(0, call_name_.size(), call_name_) == 0;
+    if (complete && !longer) start_call_arguments();
+  }
+  if (call_ == Call::Args && forced_.empty()) {
+    if (call_args_->complete()) {
+      force(req_.tool_call->closing);
+      call_ = Call::Done;
+    } else if (remaining() <= 96) {  // close the arguments and the call before max_tokens cuts them
+      const std::vector<int32_t> ids = tok->encode(call_args_->completion() + req_.tool_call->closing);
+      if (int64_t(ids.size()) + 4 >= remaining()) {
+        forced_.assign(ids.begin(), ids.end());
+        call_ = Call::Done;
+      }
+    }
+  }
+  const bool in_call = call_ == Call::Pending || call_ == Call::Name || call_ == Call::Args;
   // JSON mode: when max_tokens is near, the object is closed in time (its shortest completion
   // is forced once it needs nearly all the tokens left), so the answer is always whole JSON.
-  if (json_ && forced_.empty() && !parser_.in_reasoning() && !json_->complete() && remaining() <= 96) {
-    const std::string tail = json_->completion();
-    const std::vector<int32_t> ids = vocab_.tokenizer->encode(tail);
+  if (json_ && !in_call && forced_.empty() && !parser_.in_reasoning() && !json_->complete() && remaining() <= 96) {
+    const std::vector<int32_t> ids = tok->encode(json_->completion());
     if (int64_t(ids.size()) + 4 >= remaining()) {
       forced_.assign(ids.begin(), ids.end());
       json_closing_ = true;
@@ -111,25 +182,48 @@ int32_t DecodeState::choose(float* logits) {
   const int64_t V = vocab_.vocab_size;
   if (req_.options.text_only)
     for (int32_t id : vocab_.no_text_ids) logits[size_t(id)] = -INFINITY;
+
+  if (call_ == Call::Name) {  // a declared name, written by the model
+    const int32_t t = sample_valid(logits, [&](int32_t t) {
+      if (vocab_.is_eos(t) || tok->is_special(t)) return false;
+      const std::string& b = tok->token_bytes(t);
+      return !b.empty() && name_extends(call_name_ + b);
+    });
+    if (t >= 0) return t;
+    for (const std::string& n : req_.tool_call->names)  // no token continues any name: finish the first that fits
+      if (n.compare(0, call_name_.size(), call_name_) == 0) {
+        const std::string rest = n.substr(call_name_.size());
+        call_name_ = n;
+        force(rest);
+        break;
+      }
+    start_call_arguments();
+    last_forced_ = true;
+    const int32_t f = forced_.front();  // after_name is never empty
+    forced_.pop_front();
+    return f;
+  }
+  if (call_ == Call::Args) {  // one JSON object
+    const int32_t t = sample_valid(logits, [&](int32_t t) {
+      return !vocab_.is_eos(t) && !tok->is_special(t) && call_args_->accepts(tok->token_bytes(t));
+    });
+    if (t >= 0) return t;
+    const std::vector<int32_t> ids = tok->encode(call_args_->completion() + req_.tool_call->closing);
+    forced_.assign(ids.begin(), ids.end());
+    call_ = Call::Done;
+    last_forced_ = true;
+    const int32_t f = forced_.front();
+    forced_.pop_front();
+    return f;
+  }
   if (!json_ || parser_.in_reasoning()) return sampler_.sample(logits, V, req_.prompt, output_);
 
-  // JSON mode: draw, and mask and redraw what the grammar refuses; after a few refusals
-  // mask every refused token at once.
-  const Tokenizer& tok = *vocab_.tokenizer;
-  auto valid = [&](int32_t t) {
+  // JSON mode: only what keeps the answer a prefix of one JSON object; the end only once it is whole.
+  const int32_t t = sample_valid(logits, [&](int32_t t) {
     if (vocab_.is_eos(t)) return json_->complete();
-    return !tok.is_special(t) && json_->accepts(tok.token_bytes(t));
-  };
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
-    if (logits[size_t(t)] == -INFINITY) break;
-    if (valid(t)) return t;
-    logits[size_t(t)] = -INFINITY;
-  }
-  for (int32_t t = 0; t < int32_t(V); ++t)
-    if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
-  const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
-  return logits[size_t(t)] == -INFINITY ? (vocab_.eos_ids.empty() ? t : vocab_.eos_ids.front()) : t;
+    return !tok->is_special(t) && json_->accepts(tok->token_bytes(t));
+  });
+  return t >= 0 ? t : (vocab_.eos_ids.empty() ? 0 : vocab_.eos_ids.front());
 }
 
 bool DecodeState::accept(int32_t token, const float* logits) {
@@ -141,7 +235,10 @@ bool DecodeState::accept(int32_t token, const float* logits) {
   }
   if (req_.top_logprobs >= 0) out_.logprobs.push_back({token, logits[size_t(token)] - lse_, std::move(top_)});
   const bool reasoning = parser_.in_reasoning();
-  if (json_ && !reasoning && (!last_forced_ || json_closing_)) json_->push(vocab_.tokenizer->token_bytes(token));
+  if (!last_forced_ && call_ == Call::Name) call_name_ += vocab_.tokenizer->token_bytes(token);
+  if (!last_forced_ && call_ == Call::Args) call_args_->push(vocab_.tokenizer->token_bytes(token));
+  const bool in_call = call_ == Call::Pending || call_ == Call::Name || call_ == Call::Args;
+  if (json_ && !reasoning && !in_call && (!last_forced_ || json_closing_)) json_->push(vocab_.tokenizer->token_bytes(token));
   output_.push_back(token);
   ++stats_.generated_tokens;
   if (reasoning) ++stats_.reasoning_tokens;

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,6 +82,10 @@ class DecodeState {
 
  private:
   void emit(const std::string& text);
+  int32_t sample_valid(float* logits, const std::function<bool(int32_t)>& valid);
+  void force(const std::string& text);  // appends the tokens of `text` to forced_
+  void start_call_arguments();
+  bool name_extends(const std::string& text) const;  // `text` begins some allowed tool name
 
   const EngineRequest& req_;
   const DecodeVocab& vocab_;
@@ -91,7 +96,11 @@ class DecodeState {
   StopMatcher stop_;
   std::optional<JsonConstraint> json_;
   std::deque<int32_t> forced_;
-  bool prefix_forced_ = false;
+  // The forced tool call's progress (EngineRequest::tool_call): not asked, not yet started,
+  // writing the name, writing the arguments, done.
+  enum class Call { Off, Pending, Name, Args, Done } call_ = Call::Off;
+  std::string call_name_;                    // the name written so far
+  std::optional<JsonConstraint> call_args_;  // the arguments written so far
   bool last_forced_ = false;  // the token just chosen was forced, not sampled
   bool json_closing_ = false; // forced_ holds the JSON object's completion (pushed into json_)
   bool stop_hit_ = false;     // a stop string ended the output

@@ -6,11 +6,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "tokenizer/chat_format.h"
 #include "tokenizer/output_parser.h"
 
 namespace whale {
@@ -32,7 +34,9 @@ struct EngineRequest {
   std::vector<int32_t> prompt;
   GenerationOptions options;
   int32_t top_logprobs = -1;             // -1: no logprobs; 0..20: the chosen token's and this many alternatives
-  std::vector<int32_t> content_prefix;   // forced as soon as the answer starts (tool_choice "required")
+  // The answer opens with a call to one of these tools (tool_choice "required" or named):
+  // markup forced, the name chosen among the declared ones, the arguments one JSON object.
+  std::optional<ForcedToolCall> tool_call;
   bool json = false;                     // constrain the answer to one JSON object (response_format)
   bool parse = true;                     // false: plain text (completions), no reasoning/tool-call split
 };

@@ -140,8 +140,6 @@ ojson get_tools(const ojson& body);
 // parser settings of the request.
 EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking,
                            const std::string& effort = "");
-// Forces the answer to start with a tool call (to `name` if not empty).
-std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name);
 std::string random_id(const std::string& prefix);
 int64_t unix_time();
 std::string rfc3339_now();

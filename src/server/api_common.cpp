@@ -234,23 +234,6 @@ bool Heartbeat::operator()() {
   return write_(filler_);
 }
 
-std::vector<int32_t> tool_call_prefix(const ServedModel& m, const std::string& name) {
-  if (tool_call_syntax(m.format) == ToolCallSyntax::Dsml) {  // the block as the encoders write it
-    const std::string block = m.format == ChatFormat::V4 ? "tool_calls" : "function_calls";
-    std::string s = "\n\n<｜DSML｜" + block + ">\n<｜DSML｜invoke name=\"";
-    if (!name.empty()) s += name + "\">\n";
-    return m.tokenizer->encode(s);
-  }
-  std::string s = kCallsBegin + kCallBegin;
-  if (tool_call_syntax(m.format) == ToolCallSyntax::V31) {
-    if (!name.empty()) s += name + kSep;
-  } else {
-    s += "function" + kSep;
-    if (!name.empty()) s += name + "\n```json\n";
-  }
-  return m.tokenizer->encode(s);
-}
-
 std::string random_id(const std::string& prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* digits = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

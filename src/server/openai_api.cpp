@@ -206,7 +206,13 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
   r.options.thinking_budget = job.thinking ? budget : -1;
   r.top_logprobs = job.logprobs ? int32_t(top) : -1;
   r.json = json_mode;
-  if (require_tool) r.content_prefix = tool_call_prefix(m, forced_tool);
+  if (require_tool) {  // the name among the declared tools, the arguments one JSON object (decode_state.h)
+    std::vector<std::string> names;
+    if (!forced_tool.empty()) names.push_back(forced_tool);
+    else
+      for (const auto& t : tools) names.push_back(t["function"]["name"].get<std::string>());
+    r.tool_call = forced_tool_call(m.format, std::move(names));
+  }
   replicate(job, std::move(r), n);
   return job;
 }

@@ -545,6 +545,30 @@ ToolCallSyntax tool_call_syntax(ChatFormat format) {
   }
 }
 
+ForcedToolCall forced_tool_call(ChatFormat format, std::vector<std::string> names) {
+  ForcedToolCall f;
+  f.names = std::move(names);
+  switch (tool_call_syntax(format)) {
+    case ToolCallSyntax::Dsml: {  // the block as DeepSeek's encoders write it
+      f.opening = "\n\n<｜DSML｜" + std::string(format == ChatFormat::V4 ? "tool_calls" : "function_calls") + ">\n<｜DSML｜invoke name=\"";
+      f.after_name = "\">\n";
+      f.json_arguments = false;
+      break;
+    }
+    case ToolCallSyntax::V31:  // NAME<sep>ARGS<call_end>
+      f.opening = kCallsBegin + kCallBegin;
+      f.after_name = kSep;
+      f.closing = kCallEnd + kCallsEnd;
+      break;
+    case ToolCallSyntax::V3:  // function<sep>NAME\n```json\nARGS\n```<call_end>
+      f.opening = kCallsBegin + kCallBegin + "function" + kSep;
+      f.after_name = "\n```json\n";
+      f.closing = "\n```" + kCallEnd + kCallsEnd;
+      break;
+  }
+  return f;
+}
+
 ChatFormat detect_chat_format(const std::string& tpl, const std::string& architecture, const std::string& source) {
   // V3.2 and V4 ship no Jinja template: their encoders are Python code beside the weights.
   if (architecture == "DeepseekV4ForCausalLM" || tpl.find("DSML｜tool_calls") != std::string::npos) return ChatFormat::V4;

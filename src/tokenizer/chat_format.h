@@ -47,6 +47,20 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
 bool prompt_opens_reasoning(ChatFormat format, const ChatOptions& options);
 ToolCallSyntax tool_call_syntax(ChatFormat format);
 
+// A tool call the answer must open with (tool_choice "required" or a named function), in a
+// format's markup: `opening` is forced, the model writes one of `names` (a declared tool; the
+// only one for a named choice), `after_name` is forced, then the arguments (one JSON object when
+// `json_arguments`; DSML parameters otherwise, which the output parser turns into an object),
+// then `closing` is forced.
+struct ForcedToolCall {
+  std::string opening;
+  std::vector<std::string> names;
+  std::string after_name;
+  bool json_arguments = true;
+  std::string closing;
+};
+ForcedToolCall forced_tool_call(ChatFormat format, std::vector<std::string> names);
+
 // Picks the format from a tokenizer_config.json chat_template (and the model architecture).
 // Throws when the template is missing or is not a DeepSeek one; `source` names the file.
 ChatFormat detect_chat_format(const std::string& chat_template, const std::string& architecture = "",

@@ -156,13 +156,27 @@ class OpenAIClient(unittest.TestCase):
             calls = r.choices[0].message.tool_calls
             self.assertEqual(len(calls), 1)
             self.assertEqual(calls[0].function.name, "get_weather")
-            self.assertIsInstance(calls[0].function.arguments, str)
+            self.assertIsInstance(json.loads(calls[0].function.arguments), dict)  # always a JSON object
             self.assertTrue(calls[0].id.startswith("call_"))
             _, content, scalls, finish, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
             self.assertEqual([(x["name"], x["arguments"]) for x in scalls],
                              [(t.function.name, t.function.arguments) for t in calls])
             self.assertEqual(content, r.choices[0].message.content or "")
             self.assertEqual(finish, r.choices[0].finish_reason)
+
+    def test_required_tool_choice_names_a_declared_tool(self):
+        # At temperature 1 a random model would name anything: the call is still one of the
+        # declared tools and its arguments parse, in V3 and V3.1 markup.
+        tools = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+        for server in (self.v3, self.v31):
+            c = client(server)
+            for seed in range(3):
+                r = c.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Use a tool."}], tools=tools,
+                                              tool_choice="required", max_tokens=40, temperature=1.0, seed=seed)
+                calls = r.choices[0].message.tool_calls
+                self.assertTrue(calls, r)
+                self.assertIn(calls[0].function.name, ("get_weather", "get_time"))
+                self.assertIsInstance(json.loads(calls[0].function.arguments), dict)
 
     def test_logprobs(self):
         r = client(self.v3).chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}],
