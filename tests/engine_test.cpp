@@ -2,6 +2,7 @@
 // prefix-cache hits equal misses, memory admission queues instead of failing, cancellation
 // frees the request's blocks, JSON mode and logprobs.
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "core/error.h"
@@ -248,6 +249,7 @@ TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
   c.ctx = 256;
   Engine e(*model_, *tok_, c);
   const std::vector<std::string> names = {"get_weather", "get_time", "search", "get"};
+  std::set<std::string> chosen;
   for (ChatFormat f : {ChatFormat::V3, ChatFormat::V31, ChatFormat::V32, ChatFormat::V4}) {
     for (bool one : {false, true}) {
       for (int64_t max_tokens : {48}) {  // (DSML markup alone is ~20 tokens with this tokenizer)
@@ -261,6 +263,7 @@ TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
           const std::string where = std::string(chat_format_name(f)) + (one ? " named" : " required") + " max_tokens " +
                                     std::to_string(max_tokens) + " seed " + std::to_string(seed);
           ASSERT_GE(out.result.tool_calls.size(), 1u) << where << ": " << out.result.content;
+          if (!one) chosen.insert(out.result.tool_calls[0].name);
           const ParsedToolCall& call = out.result.tool_calls[0];
           if (one) EXPECT_EQ(call.name, "search") << where;
           else EXPECT_NE(std::find(names.begin(), names.end(), call.name), names.end()) << where << ": " << call.name;
@@ -269,6 +272,15 @@ TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
       }
     }
   }
+  // A name that begins another ("get" / "get_weather") can be chosen too: the model may end it.
+  auto r = request("Call a tool.", 48);
+  r.options.tool_syntax = ToolCallSyntax::V31;
+  r.options.sampling.temperature = 0.0f;
+  r.tool_call = forced_tool_call(ChatFormat::V31, {"get", "get_weather"});
+  const auto out = e.run(r);
+  ASSERT_EQ(out.result.tool_calls.size(), 1u);
+  EXPECT_TRUE(out.result.tool_calls[0].name == "get" || out.result.tool_calls[0].name == "get_weather");
+  EXPECT_GT(chosen.size(), 1u);  // the sampled names vary: the choice is the model's
 }
 
 // MTP speculation in the engine, on the trained default model (its MTP module drafts well

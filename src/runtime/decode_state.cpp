@@ -115,8 +115,9 @@ void DecodeState::force(const std::string& text) {
 
 // After the name: the arguments (constrained to one JSON object), or with DSML the model's own
 // parameters.
-void DecodeState::start_call_arguments() {
-  force(req_.tool_call->after_name);
+void DecodeState::start_call_arguments(bool first_token_written) {
+  const std::vector<int32_t> ids = vocab_.tokenizer->encode(req_.tool_call->after_name);
+  forced_.insert(forced_.end(), ids.begin() + (first_token_written ? 1 : 0), ids.end());
   if (req_.tool_call->json_arguments) {
     call_args_.emplace();
     call_ = Call::Args;
@@ -184,7 +185,12 @@ int32_t DecodeState::choose(float* logits) {
     for (int32_t id : vocab_.no_text_ids) logits[size_t(id)] = -INFINITY;
 
   if (call_ == Call::Name) {  // a declared name, written by the model
+    // A name that is whole but begins a longer one ("search", "search_web") may end here: the
+    // first token of the markup after the name is then allowed too.
+    const bool whole = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    const int32_t after_first = whole ? tok->encode(req_.tool_call->after_name).front() : -1;
     const int32_t t = sample_valid(logits, [&](int32_t t) {
+      if (t == after_first) return true;
       if (vocab_.is_eos(t) || tok->is_special(t)) return false;
       const std::string& b = tok->token_bytes(t);
       return !b.empty() && name_extends(call_name_ + b);
@@ -235,7 +241,11 @@ bool DecodeState::accept(int32_t token, const float* logits) {
   }
   if (req_.top_logprobs >= 0) out_.logprobs.push_back({token, logits[size_t(token)] - lse_, std::move(top_)});
   const bool reasoning = parser_.in_reasoning();
-  if (!last_forced_ && call_ == Call::Name) call_name_ += vocab_.tokenizer->token_bytes(token);
+  if (!last_forced_ && call_ == Call::Name) {
+    const bool whole = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    if (whole && token == vocab_.tokenizer->encode(req_.tool_call->after_name).front()) start_call_arguments(true);
+    else call_name_ += vocab_.tokenizer->token_bytes(token);
+  }
   if (!last_forced_ && call_ == Call::Args) call_args_->push(vocab_.tokenizer->token_bytes(token));
   const bool in_call = call_ == Call::Pending || call_ == Call::Name || call_ == Call::Args;
   if (json_ && !reasoning && !in_call && (!last_forced_ || json_closing_)) json_->push(vocab_.tokenizer->token_bytes(token));

@@ -84,7 +84,7 @@ class DecodeState {
   void emit(const std::string& text);
   int32_t sample_valid(float* logits, const std::function<bool(int32_t)>& valid);
   void force(const std::string& text);  // appends the tokens of `text` to forced_
-  void start_call_arguments();
+  void start_call_arguments(bool first_token_written = false);  // the markup after the name was begun by the model
   bool name_extends(const std::string& text) const;  // `text` begins some allowed tool name
 
   const EngineRequest& req_;
