@@ -335,6 +335,17 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
   fs::create_directories(staging, ec);
   if (ec) fail("cannot create ", staging, ": ", ec.message());
 
+  // Files an earlier, interrupted pull finished keep their names in staging: they count if that
+  // pull was of this commit, else only if their content still matches the listing.
+  const std::string marker = staging + "/.whale-pull-commit";
+  std::string staged_commit;
+  {
+    std::ifstream in(marker);
+    std::getline(in, staged_commit);
+  }
+  const bool same_commit = staged_commit == repo.commit;
+  if (!same_commit) write_file_synced(marker, repo.commit);
+
   // Each file: already verified in staging, reusable from the stored older commit, or to fetch.
   std::vector<std::unique_ptr<FileJob>> jobs;
   uint64_t needed = 0;
@@ -346,10 +357,11 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
     j->part = j->final_path + ".part";
     j->log = j->final_path + ".part.log";
     j->chunk = std::max<uint64_t>(o.chunk_bytes, 1);
-    if (fs::exists(j->final_path, ec) && fs::file_size(j->final_path, ec) == f.size) {
+    if (fs::exists(j->final_path, ec) && fs::file_size(j->final_path, ec) == f.size &&
+        (same_commit || file_digest(j->final_path, f) == (f.sha256.empty() ? f.git_sha1 : f.sha256))) {
       j->done = f.size;
       j->verified = true;
-    } else if (existing) {
+    } else if (fs::remove(j->final_path, ec); existing) {
       for (const StoredFile& sf : existing->files)
         if (sf.path == f.path && sf.size == f.size && sf.sha256 == f.sha256 && sf.git_sha1 == f.git_sha1) {
           fs::create_directories(fs::path(j->final_path).parent_path(), ec);
@@ -592,6 +604,7 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
   P.stage = PullProgress::Verifying;
   progress(P);
   m.pulled_at = now_s();
+  fs::remove(marker, ec);
   ModelStore::write_manifest(staging, m);
   sync_directory(staging);
   const std::string target = store.model_dir(key);

@@ -185,6 +185,30 @@ class PullTest(unittest.TestCase):
         self.assertIn("ETA", text)
         self.assertIn("/s", text)
 
+    def test_interrupted_pull_of_an_older_commit_is_not_trusted(self):
+        # A pull dies after config.json was finished; the repository then changes config.json
+        # (same size) in a new commit: the next pull fetches it again rather than keep the old one.
+        env = dict(self.env, WHALE_FAULT="pull_chunk:2")
+        p = subprocess.run([WHALE, "pull", "deepseek-ai/whale-tiny", "--chunk-size", "1M", "--connections", "1"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 137, p.stderr)
+        staged = os.path.join(self.store, "partial", "deepseek-ai--whale-tiny", "config.json")
+        self.assertTrue(os.path.exists(staged))
+        repo = self.hub.repos["deepseek-ai/whale-tiny"]
+        old = dict(repo.files)
+        try:
+            text = repo.files["config.json"]
+            i = text.index(b"1")
+            repo.files["config.json"] = text[:i] + b"2" + text[i + 1:]  # same size, other content
+            repo.commit = "e" * 40
+            self.whale("pull", "deepseek-ai/whale-tiny")
+            got = read(os.path.join(self.models_dir("deepseek-ai--whale-tiny"), "config.json"))
+            self.assertEqual(got, repo.files["config.json"])
+            self.assertFalse(os.path.exists(os.path.join(self.models_dir("deepseek-ai--whale-tiny"), ".whale-pull-commit")))
+        finally:
+            repo.files = old
+            repo.commit = Repo("x/y", old).commit
+
     def test_token_not_sent_to_cdn(self):
         env = dict(self.env, HF_TOKEN="hf_secret")
         self.whale("pull", "deepseek-ai/whale-tiny", env=env)
