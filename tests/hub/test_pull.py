@@ -298,6 +298,21 @@ class PullTest(unittest.TestCase):
         self.assert_no_model("deepseek-ai--whale-tiny")
         self.whale("pull", "deepseek-ai/whale-tiny")  # without the limit it completes
 
+    def test_a_really_full_disk(self):
+        # A small tmpfs as the store (when this test may mount one: root in a container that allows it).
+        mnt = os.path.join(self.tmp, "small")
+        os.makedirs(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a tmpfs here (needs root); the free-space and write-failure paths are tested above")
+        try:
+            env = dict(self.env, WHALE_MODELS=os.path.join(mnt, "store"))
+            err = self.whale("pull", "deepseek-ai/whale-tiny", ok=False, env=env).stderr
+            self.assertIn("not enough disk space", err)
+            self.assertFalse(os.path.exists(os.path.join(mnt, "store", "models", "deepseek-ai--whale-tiny")))
+            self.whale("pull", "user/tiny-GGUF:Q8_0", env=env)  # a model that fits still does
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True)
+
     def test_kill_9_resumes(self):
         self.hub.throttle = 3 << 20
         cmd = [WHALE, "pull", "deepseek-ai/whale-tiny", "--chunk-size", "512K", "--connections", "2"]
