@@ -533,6 +533,11 @@ StoredModel pull_model(const ModelStore& store, ModelRef ref, const HubClient& h
             });
             if (write_errno) fail(io_error(j.part, write_errno));
           } catch (const HttpError& e) {
+            // The Hub lists gated repositories to anyone and refuses their files without access.
+            if (e.code == "GatedRepo" || e.status == 401 || e.status == 403)
+              fail(j.f.path, ": ", repo.id, " is gated or private: accept its terms on ", hub.endpoint(), "/", repo.id,
+                   hub.http().bearer_token.empty() ? " and set HF_TOKEN to a token of that account" : " with the account of your HF_TOKEN",
+                   " (", e.what(), ")");
             if (!e.transient() || attempt + 1 >= o.attempts) fail(j.f.path, ": ", e.what());
             // 1, 2, 4, 8 s... between attempts, waking early when the pull stops.
             const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(std::min(1 << attempt, 16));

@@ -27,6 +27,8 @@ def git_sha1(data):
 
 class Repo:
     def __init__(self, repo_id, files, gated=False, lfs_ext=(".safetensors", ".gguf", ".bin")):
+        """gated: False, True (listed to anyone, files need an accepted token) or "private"
+        (invisible without the token, as the Hub answers for private repositories)."""
         self.id = repo_id
         self.files = dict(files)  # path -> bytes
         self.gated = gated
@@ -123,11 +125,13 @@ class Mimic:
             repo = self.repos.get(repo_id)
             if repo is None:
                 return self.error(h, 401, "RepositoryNotFound", "Repository not found")
-            if not self.authorized(h, repo):
-                return self.error(h, 401, "GatedRepo", "Access to model %s is restricted." % repo_id)
+            if repo.gated == "private" and not self.authorized(h, repo):  # private: as if it did not exist
+                return self.error(h, 401, "RepositoryNotFound", "Repository not found")
+            # A gated repository is listed to anyone; its files need an accepted token.
             if parts[5] not in ("main", repo.commit):
                 return self.error(h, 404, "RevisionNotFound", "Invalid rev id: " + parts[5])
-            body = json.dumps({"id": repo_id, "sha": repo.commit, "private": False, "gated": "manual" if repo.gated else False,
+            body = json.dumps({"id": repo_id, "sha": repo.commit, "private": repo.gated == "private",
+                               "gated": "manual" if repo.gated is True else False,
                                "siblings": [repo.sibling(p) for p in sorted(repo.files)]}).encode()
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
@@ -142,7 +146,11 @@ class Mimic:
             if repo is None or path not in repo.files:
                 return self.error(h, 404, "EntryNotFound" if repo else "RepositoryNotFound", "not found")
             if not self.authorized(h, repo):
-                return self.error(h, 401, "GatedRepo", "restricted")
+                if repo.gated == "private":
+                    return self.error(h, 401, "RepositoryNotFound", "Repository not found")
+                has_token = h.headers.get("Authorization") is not None
+                return self.error(h, 403 if has_token else 401, "GatedRepo",
+                                  "Access to model %s is restricted and you are not in the authorized list." % repo_id)
             if parts[3] != repo.commit:
                 return self.error(h, 404, "RevisionNotFound", "Invalid rev id")
             if path in repo.lfs:

@@ -63,6 +63,8 @@ class PullTest(unittest.TestCase):
         }))
         cls.hub.add(Repo("gated/tiny", {"config.json": read(os.path.join(TINY, "config.json")),
                                         "model.safetensors": b"\0" * 5000}, gated=True))
+        cls.hub.add(Repo("private/tiny", {"config.json": read(os.path.join(TINY, "config.json")),
+                                           "model.safetensors": b"\0" * 5000}, gated="private"))
         bad = cls.hub.add(Repo("bad/checksum", {"config.json": b"{}", "model.safetensors": b"x" * 300000}))
         bad.lie_sha["model.safetensors"] = "0" * 64
         huge = cls.hub.add(Repo("huge/model", {"config.json": b"{}", "model.safetensors": b"y" * 1000}))
@@ -276,8 +278,14 @@ class PullTest(unittest.TestCase):
         err = self.whale("pull", "gated/tiny", ok=False).stderr
         self.assertIn("gated", err)
         self.assertIn("HF_TOKEN", err)
+        self.assert_no_model("gated--tiny")
         err = self.whale("pull", "gated/tiny", ok=False, env=dict(self.env, HF_TOKEN="wrong")).stderr
         self.assertIn("gated", err)
+        self.assertIn("with the account of your HF_TOKEN", err)
+        err = self.whale("pull", "private/tiny", ok=False).stderr  # private: the Hub says not found
+        self.assertIn("no repository private/tiny", err)
+        self.assertIn("set HF_TOKEN", err)
+        self.whale("pull", "private/tiny", env=dict(self.env, HF_TOKEN="hf_secret"))
         # The token file `huggingface-cli login` writes is read too.
         os.makedirs(self.env["HF_HOME"])
         with open(os.path.join(self.env["HF_HOME"], "token"), "w") as f:

@@ -54,6 +54,8 @@ class ChatPage(unittest.TestCase):
         deadline = time.time() + 20
         while page.text_content("#model") == "…" and time.time() < deadline:
             time.sleep(0.05)
+        page.fill("#temperature", "0")  # greedy: the same answer every run
+        page.dispatch_event("#temperature", "change")
         return page
 
     def send(self, page, text):
