@@ -120,10 +120,6 @@ std::vector<ParseEvent> OutputParser::finish() {
 // held-back text is released as whatever it is.
 void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
   for (;;) {
-    // A `</think>` after the reasoning ended is markup, not answer: a model whose reasoning was
-    // cut short by a thinking budget often goes on reasoning and closes it again.
-    if (state_ == State::Content && reasoned_)
-      for (size_t p; (p = buf_.find(kThinkClose)) != std::string::npos;) buf_.erase(p, kThinkClose.size());
     if (syntax_ == ToolCallSyntax::Dsml &&
         (state_ == State::Content || state_ == State::DsmlBlock || state_ == State::DsmlInvoke || state_ == State::DsmlParam)) {
       if (!step_dsml(final, out)) return;
@@ -157,6 +153,13 @@ void OutputParser::step(bool final, std::vector<ParseEvent>& out) {
       }
       case State::Content: {
         size_t p = b.find(kCallsBegin);
+        // A `</think>` after the reasoning ended is markup, not answer: a model whose reasoning
+        // was cut short by a thinking budget often goes on reasoning and closes it again.
+        if (const size_t q = reasoned_ ? b.find(kThinkClose) : std::string_view::npos; q != std::string_view::npos && q < p) {
+          emit(ParseEvent::Content, b.substr(0, q), out);
+          buf_.erase(0, q + kThinkClose.size());
+          continue;
+        }
         if (p == std::string_view::npos) {
           const size_t keep = final ? 0 : std::max(partial_suffix(b, kCallsBegin), reasoned_ ? partial_suffix(b, kThinkClose) : 0);
           emit(ParseEvent::Content, b.substr(0, b.size() - keep), out);
@@ -275,6 +278,11 @@ bool OutputParser::step_dsml(bool final, std::vector<ParseEvent>& out) {
   switch (state_) {
     case State::Content: {
       const auto [p, len] = find_any(b, kBlockOpen);
+      if (const size_t q = reasoned_ ? b.find(kThinkClose) : std::string_view::npos; q != std::string_view::npos && q < p) {
+        emit(ParseEvent::Content, b.substr(0, q), out);  // a stray `</think>` (see step())
+        buf_.erase(0, q + kThinkClose.size());
+        return true;
+      }
       if (p == std::string_view::npos) {
         // Hold back what may start a block, and the newlines before it ("\n\n<｜DSML｜...").
         size_t keep = final ? 0 : std::max(partial_any(b, kBlockOpen), reasoned_ ? partial_suffix(b, kThinkClose) : 0);
