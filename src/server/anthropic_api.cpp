@@ -99,22 +99,9 @@ ojson to_openai(const ojson& b, bool need_max_tokens) {
     }
   }
   o["messages"] = msgs;
-  if (b.contains("tools") && !b["tools"].is_null()) {
-    if (!b["tools"].is_array()) throw ApiError(400, "'tools' must be an array", "tools");
-    ojson tools = ojson::array();
-    for (size_t i = 0; i < b["tools"].size(); ++i) {
-      const ojson& t = b["tools"][i];
-      const std::string at = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object()) throw ApiError(400, "'" + at + "' must be an object", at);
-      const std::string type = get_string(t, "type", "custom", at);
-      if (type != "custom")
-        throw ApiError(400, "'" + at + "': tools of type '" + type + "' (Anthropic's server tools) are not supported; declare it with an input_schema", at);
-      ojson f = {{"name", get_string(t, "name", "", at)}, {"parameters", t.contains("input_schema") ? t["input_schema"] : ojson::object()}};
-      if (t.contains("description")) f["description"] = t["description"];
-      tools.push_back({{"type", "function"}, {"function", f}});
-    }
-    o["tools"] = tools;
-  }
+  if (b.contains("tools") && !b["tools"].is_null())
+    o["tools"] = flat_tools(b["tools"], "custom", "custom", "input_schema",
+                            "(Anthropic's server tools) are not supported; declare it with an input_schema");
   if (b.contains("tool_choice") && !b["tool_choice"].is_null()) {
     const ojson& tc = b["tool_choice"];
     if (!tc.is_object()) throw ApiError(400, "'tool_choice' must be an object {\"type\": auto|any|tool|none}", "tool_choice");

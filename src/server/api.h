@@ -136,6 +136,11 @@ std::vector<std::string> get_stop(const ojson& o, const char* key, const std::st
 // The request's `tools` (an empty array when absent), validated in the OpenAI shape: 400 on
 // a bad schema.
 ojson get_tools(const ojson& body);
+// Tools declared flat, {type, name, description, SCHEMA_KEY} (Anthropic's Messages and OpenAI's
+// Responses), as chat-completions function tools. `type` is the one kind accepted (`default_type`
+// when absent); another is a 400 naming the tool, ending with `refusal`.
+ojson flat_tools(const ojson& tools, const std::string& type, const std::string& default_type, const char* schema_key,
+                 const std::string& refusal);
 // Renders the conversation (with tools and the thinking mode) into prompt tokens and the
 // parser settings of the request.
 EngineRequest chat_request(const ServedModel& m, std::vector<ChatMessage> messages, const ojson& tools, bool thinking,

@@ -234,6 +234,23 @@ bool Heartbeat::operator()() {
   return write_(filler_);
 }
 
+ojson flat_tools(const ojson& tools, const std::string& type, const std::string& default_type, const char* schema_key,
+                 const std::string& refusal) {
+  if (!tools.is_array()) throw ApiError(400, "'tools' must be an array", "tools");
+  ojson out = ojson::array();
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const ojson& t = tools[i];
+    const std::string at = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object()) throw ApiError(400, "'" + at + "' must be an object", at);
+    const std::string kind = get_string(t, "type", default_type, at);
+    if (kind != type) throw ApiError(400, "'" + at + "': tools of type '" + kind + "' " + refusal, at);
+    ojson f = {{"name", get_string(t, "name", "", at)}, {"parameters", t.contains(schema_key) ? t[schema_key] : ojson::object()}};
+    if (t.contains("description")) f["description"] = t["description"];
+    out.push_back({{"type", "function"}, {"function", f}});
+  }
+  return out;
+}
+
 std::string random_id(const std::string& prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* digits = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

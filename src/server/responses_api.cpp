@@ -120,22 +120,8 @@ ojson to_chat(const ojson& b) {
     throw ApiError(400, "'input' must be a string or an array of input items", "input");
   }
   o["messages"] = msgs;
-  if (b.contains("tools") && !b["tools"].is_null()) {
-    if (!b["tools"].is_array()) throw ApiError(400, "'tools' must be an array", "tools");
-    ojson tools = ojson::array();
-    for (size_t i = 0; i < b["tools"].size(); ++i) {
-      const ojson& t = b["tools"][i];
-      const std::string at = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object()) throw ApiError(400, "'" + at + "' must be an object", at);
-      const std::string type = get_string(t, "type", "", at);
-      if (type != "function")
-        throw ApiError(400, "'" + at + "': tools of type '" + type + "' (OpenAI's hosted tools) are not supported; declare a function", at);
-      ojson f = {{"name", get_string(t, "name", "", at)}, {"parameters", t.contains("parameters") ? t["parameters"] : ojson::object()}};
-      if (t.contains("description")) f["description"] = t["description"];
-      tools.push_back({{"type", "function"}, {"function", f}});
-    }
-    o["tools"] = tools;
-  }
+  if (b.contains("tools") && !b["tools"].is_null())
+    o["tools"] = flat_tools(b["tools"], "function", "", "parameters", "(OpenAI's hosted tools) are not supported; declare a function");
   if (b.contains("tool_choice") && !b["tool_choice"].is_null()) {
     const ojson& tc = b["tool_choice"];
     if (tc.is_object() && tc.value("type", "") == "function") o["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc.value("name", "")}}}};
