@@ -15,6 +15,7 @@
 #include <optional>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -38,6 +39,30 @@ namespace {
 // (or clears the input line) instead of killing the chat.
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted.store(true); }
+
+// --format: "json" (any object), an inline JSON schema, or a schema file.
+std::shared_ptr<const JsonGrammar> format_grammar(const std::string& format) {
+  if (format.empty()) return nullptr;
+  if (format == "json") return JsonGrammar::any_object();
+  std::string text = format, source = "--format";
+  if (format.front() != '{') {
+    std::ifstream in(format, std::ios::binary);
+    if (!in) fail("--format: ", format, " is neither \"json\", a JSON schema nor a readable schema file");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+    source = format;
+  }
+  nlohmann::json schema;
+  try {
+    schema = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    fail(source, ": not valid JSON (", e.what(), ")");
+  }
+  try {
+    return JsonGrammar::compile(schema);
+  } catch (const Error& e) {
+    fail(source, ": ", e.what());
+  }
+}
 
 // Key input for libedit: waits for a key while watching for Ctrl-C, so an interrupt is seen
 // whenever it arrives (libedit's own read would sleep through one that came early), and
@@ -105,6 +130,7 @@ const char* kHelp =
 class ChatApp {
  public:
   explicit ChatApp(RunOptions o) : o_(std::move(o)), pool_(o_.threads) {
+    format_ = format_grammar(o_.format);  // a bad schema is refused before the model loads
     bundle_ = ModelBundle::load(resolve_model(o_.model), pool_, o_.chat_format, parse_load_mode(o_.load), o_.numerics);
     // One sequence at a time; the prefix cache keeps the conversation so far, so each turn
     // recomputes only what is new.
@@ -426,7 +452,7 @@ class ChatApp {
 
     EngineRequest req;
     req.prompt = std::move(prompt);
-    req.json = o_.format == "json";
+    req.json = format_;
     req.top_logprobs = o_.logprobs;
     GenerationOptions& go = req.options;
     go.stop = o_.stop;
@@ -542,6 +568,7 @@ class ChatApp {
   }
 
   RunOptions o_;
+  std::shared_ptr<const JsonGrammar> format_;  // --format
   ThreadPool pool_;
   ModelBundle bundle_;
   std::unique_ptr<Engine> engine_;
@@ -584,7 +611,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (default 1 = off)")->check(CLI::Range(0.01f, 10.0f));
   cmd->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
   cmd->add_option("--stop", o->stop, "End the answer before this text (repeatable)");
-  cmd->add_option("--format", o->format, "json: the answer is one JSON object (constrained decoding)")->check(CLI::IsMember({"json"}));
+  cmd->add_option("--format", o->format,
+                  "json: the answer is one JSON object; or a JSON schema (inline, or a .json file) it must validate under "
+                  "(constrained decoding)");
   cmd->add_option("--logprobs", o->logprobs, "With --json: log-probabilities of each token and N alternatives (0..20)")
       ->check(CLI::Range(0, 20));
   cmd->add_option("--spec", o->spec, "Speculative decoding with the model's MTP module: mtp (the same answer, in fewer steps)")

@@ -46,6 +46,11 @@ DecodeVocab::DecodeVocab(int64_t vocab, const std::vector<int64_t>& config_eos_i
 
 bool DecodeVocab::is_eos(int32_t t) const { return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end(); }
 
+const TokenTrie& DecodeVocab::trie() const {
+  std::call_once(trie_once_, [&] { trie_ = std::make_unique<TokenTrie>(*tokenizer); });
+  return *trie_;
+}
+
 DecodeState::DecodeState(const EngineRequest& r, const DecodeVocab& vocab, int64_t max_new)
     : req_(r),
       vocab_(vocab),
@@ -62,7 +67,7 @@ DecodeState::DecodeState(const EngineRequest& r, const DecodeVocab& vocab, int64
   } else {
     decoder_.emplace(*vocab.tokenizer);
   }
-  if (r.json) json_.emplace();
+  if (r.json) json_.emplace(r.json);
   if (r.tool_call) {
     if (!vocab.tokenizer) fail("a forced tool call needs a tokenizer, and this model has none");
     if (r.tool_call->names.empty()) fail("a forced tool call needs at least one tool name");
@@ -93,8 +98,10 @@ void DecodeState::observe(const float* logits) {
 }
 
 // Draws from the row, masking and redrawing what `valid` refuses; after a few refusals every
-// refused token is masked at once. -1 when nothing in the row is valid.
-int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_t)>& valid) {
+// refused token is masked at once (with the matcher's mask over the token list, then `valid`
+// for the ids the list leaves out: special and end-of-sequence tokens). -1 when nothing in the
+// row is valid.
+int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_t)>& valid, const JsonMatcher* matcher) {
   const int64_t V = vocab_.vocab_size;
   for (int attempt = 0; attempt < 16; ++attempt) {
     const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
@@ -102,10 +109,42 @@ int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_
     if (valid(t)) return t;
     logits[size_t(t)] = -INFINITY;
   }
-  for (int32_t t = 0; t < int32_t(V); ++t)
-    if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
+  if (matcher) {
+    constexpr uint8_t kAsk = 2;  // not in the token list: ask `valid`
+    allowed_.assign(size_t(V), kAsk);
+    matcher->allowed_tokens(vocab_.trie(), allowed_);
+    for (int32_t e : vocab_.eos_ids)
+      if (e >= 0 && e < V) allowed_[size_t(e)] = kAsk;
+    for (int32_t t = 0; t < int32_t(V); ++t)
+      if (logits[size_t(t)] != -INFINITY && (allowed_[size_t(t)] == kAsk ? !valid(t) : !allowed_[size_t(t)]))
+        logits[size_t(t)] = -INFINITY;
+  } else {
+    for (int32_t t = 0; t < int32_t(V); ++t)
+      if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
+  }
   const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
   return logits[size_t(t)] == -INFINITY ? -1 : t;
+}
+
+// A token that continues the JSON value `m` follows; the end of the sequence only once the value
+// is whole (when `eos_when_complete`).
+int32_t DecodeState::sample_json(float* logits, JsonMatcher& m, bool eos_when_complete) {
+  const Tokenizer* tok = vocab_.tokenizer;
+  return sample_valid(
+      logits,
+      [&](int32_t t) {
+        if (vocab_.is_eos(t)) return eos_when_complete && m.complete();
+        return !tok->is_special(t) && m.accepts(tok->token_bytes(t));
+      },
+      &m);
+}
+
+int32_t DecodeState::force_first(std::vector<int32_t> ids) {
+  forced_.assign(ids.begin(), ids.end());
+  last_forced_ = true;
+  const int32_t f = forced_.front();
+  forced_.pop_front();
+  return f;
 }
 
 void DecodeState::force(const std::string& text) {
@@ -119,7 +158,10 @@ void DecodeState::start_call_arguments(bool first_token_written) {
   const std::vector<int32_t> ids = vocab_.tokenizer->encode(req_.tool_call->after_name);
   forced_.insert(forced_.end(), ids.begin() + (first_token_written ? 1 : 0), ids.end());
   if (req_.tool_call->json_arguments) {
-    call_args_.emplace();
+    const auto& names = req_.tool_call->names;
+    const size_t i = size_t(std::find(names.begin(), names.end(), call_name_) - names.begin());
+    const auto& args = req_.tool_call_arguments;
+    call_args_.emplace(i < args.size() && args[i] ? args[i] : JsonGrammar::any_object());
     call_ = Call::Args;
   } else {
     call_ = Call::Done;
@@ -140,6 +182,7 @@ int32_t DecodeState::choose(float* logits) {
     const ForcedToolCall& f = *req_.tool_call;
     force(f.opening);
     if (f.names.size() == 1) {
+      call_name_ = f.names[0];
       force(f.names[0]);
       start_call_arguments();
     } else {
@@ -209,27 +252,22 @@ int32_t DecodeState::choose(float* logits) {
     forced_.pop_front();
     return f;
   }
-  if (call_ == Call::Args) {  // one JSON object
-    const int32_t t = sample_valid(logits, [&](int32_t t) {
-      return !vocab_.is_eos(t) && !tok->is_special(t) && call_args_->accepts(tok->token_bytes(t));
-    });
+  if (call_ == Call::Args) {  // one JSON object, valid under the tool's parameters
+    const int32_t t = sample_json(logits, *call_args_, false);
     if (t >= 0) return t;
-    const std::vector<int32_t> ids = tok->encode(call_args_->completion() + req_.tool_call->closing);
-    forced_.assign(ids.begin(), ids.end());
-    call_ = Call::Done;
-    last_forced_ = true;
-    const int32_t f = forced_.front();
-    forced_.pop_front();
-    return f;
+    call_ = Call::Done;  // no token fits (a vocabulary without the bytes needed): close it
+    return force_first(tok->encode(call_args_->completion() + req_.tool_call->closing));
   }
   if (!json_ || parser_.in_reasoning()) return sampler_.sample(logits, V, req_.prompt, output_);
 
-  // JSON mode: only what keeps the answer a prefix of one JSON object; the end only once it is whole.
-  const int32_t t = sample_valid(logits, [&](int32_t t) {
-    if (vocab_.is_eos(t)) return json_->complete();
-    return !tok->is_special(t) && json_->accepts(tok->token_bytes(t));
-  });
-  return t >= 0 ? t : (vocab_.eos_ids.empty() ? 0 : vocab_.eos_ids.front());
+  // JSON mode: only what keeps the answer a prefix of a valid value; the end only once it is whole.
+  const int32_t t = sample_json(logits, *json_, true);
+  if (t >= 0) return t;
+  if (!json_->complete()) {
+    json_closing_ = true;
+    return force_first(tok->encode(json_->completion()));
+  }
+  return vocab_.eos_ids.empty() ? 0 : vocab_.eos_ids.front();
 }
 
 bool DecodeState::accept(int32_t token, const float* logits) {

@@ -16,7 +16,10 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/json_constraint.h"
+#include <memory>
+#include <mutex>
+
+#include "runtime/json_grammar.h"
 #include "runtime/request.h"
 #include "runtime/sampler.h"
 #include "tokenizer/output_parser.h"
@@ -49,6 +52,11 @@ struct DecodeVocab {
 
   DecodeVocab(int64_t vocab_size, const std::vector<int64_t>& config_eos_ids, const Tokenizer* tokenizer);
   bool is_eos(int32_t t) const;
+  const TokenTrie& trie() const;  // built on first use (the first constrained request)
+
+ private:
+  mutable std::once_flag trie_once_;
+  mutable std::unique_ptr<TokenTrie> trie_;
 };
 
 class DecodeState {
@@ -82,7 +90,11 @@ class DecodeState {
 
  private:
   void emit(const std::string& text);
-  int32_t sample_valid(float* logits, const std::function<bool(int32_t)>& valid);
+  // Draws a token `valid` accepts; after a few refusals the row is masked whole, with
+  // `matcher`'s token mask when one is given. -1 when nothing in the row is valid.
+  int32_t sample_valid(float* logits, const std::function<bool(int32_t)>& valid, const JsonMatcher* matcher = nullptr);
+  int32_t sample_json(float* logits, JsonMatcher& m, bool eos_when_complete);
+  int32_t force_first(std::vector<int32_t> ids);  // replaces forced_ with `ids`, returns the first
   void force(const std::string& text);  // appends the tokens of `text` to forced_
   void start_call_arguments(bool first_token_written = false);  // the markup after the name was begun by the model
   bool name_extends(const std::string& text) const;  // `text` begins some allowed tool name
@@ -94,13 +106,14 @@ class DecodeState {
   OutputParser parser_;
   std::optional<StreamDecoder> decoder_;
   StopMatcher stop_;
-  std::optional<JsonConstraint> json_;
+  std::optional<JsonMatcher> json_;
   std::deque<int32_t> forced_;
   // The forced tool call's progress (EngineRequest::tool_call): not asked, not yet started,
   // writing the name, writing the arguments, done.
   enum class Call { Off, Pending, Name, Args, Done } call_ = Call::Off;
   std::string call_name_;                    // the name written so far
-  std::optional<JsonConstraint> call_args_;  // the arguments written so far
+  std::optional<JsonMatcher> call_args_;  // the arguments written so far
+  std::vector<uint8_t> allowed_;  // scratch for token masks
   bool last_forced_ = false;  // the token just chosen was forced, not sampled
   bool json_closing_ = false; // forced_ holds the JSON object's completion (pushed into json_)
   bool stop_hit_ = false;     // a stop string ended the output

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/json_grammar.h"
 #include "runtime/sampler.h"
 #include "tokenizer/chat_format.h"
 #include "tokenizer/output_parser.h"
@@ -35,9 +36,14 @@ struct EngineRequest {
   GenerationOptions options;
   int32_t top_logprobs = -1;             // -1: no logprobs; 0..20: the chosen token's and this many alternatives
   // The answer opens with a call to one of these tools (tool_choice "required" or named):
-  // markup forced, the name chosen among the declared ones, the arguments one JSON object.
+  // markup forced, the name chosen among the declared ones, the arguments one JSON object
+  // valid under that tool's parameters (tool_call_arguments[i] for tool_call->names[i]; a
+  // missing or null grammar: any object).
   std::optional<ForcedToolCall> tool_call;
-  bool json = false;                     // constrain the answer to one JSON object (response_format)
+  std::vector<std::shared_ptr<const JsonGrammar>> tool_call_arguments;
+  // Constrains the answer to one JSON value of this grammar (response_format json_object or
+  // json_schema, Ollama format); null: free text.
+  std::shared_ptr<const JsonGrammar> json;
   bool parse = true;                     // false: plain text (completions), no reasoning/tool-call split
 };
 

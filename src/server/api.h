@@ -133,6 +133,10 @@ double get_number(const ojson& o, const char* key, double fallback, double lo, d
 int64_t get_int(const ojson& o, const char* key, int64_t fallback, int64_t lo, int64_t hi, const std::string& where = "");
 std::string get_string(const ojson& o, const char* key, const std::string& fallback, const std::string& where = "");
 std::vector<std::string> get_stop(const ojson& o, const char* key, const std::string& where = "");
+// A JSON schema from a request compiled for constrained decoding; 400 naming `field` and the
+// keyword for what is not supported.
+std::shared_ptr<const JsonGrammar> schema_grammar(const ojson& schema, const std::string& field);
+
 // The request's `tools` (an empty array when absent), validated in the OpenAI shape: 400 on
 // a bad schema.
 ojson get_tools(const ojson& body);

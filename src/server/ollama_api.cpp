@@ -62,10 +62,12 @@ bool parse_think(const ojson& b, ChatFormat f, std::string& effort) {
   return think;
 }
 
-bool parse_format(const ojson& b) {
+// Ollama's `format`: "json" (any object) or a JSON schema the answer must validate under.
+std::shared_ptr<const JsonGrammar> parse_format(const ojson& b) {
   auto it = b.find("format");
-  if (it == b.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) return false;
-  if ((it->is_string() && *it == "json") || it->is_object()) return true;  // a schema: valid JSON, schema not enforced
+  if (it == b.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) return nullptr;
+  if (it->is_string() && *it == "json") return JsonGrammar::any_object();
+  if (it->is_object()) return schema_grammar(*it, "format");
   throw ApiError(400, "'format' must be \"json\" or a JSON schema object", "format");
 }
 

@@ -177,12 +177,24 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
     }
     if (require_tool && tools.empty()) throw ApiError(400, "'tool_choice' requires 'tools'", "tool_choice");
   }
-  bool json_mode = false;
+  // response_format: json_object → any object; json_schema → a value valid under the schema
+  // (enforced whether or not `strict` is set).
+  std::shared_ptr<const JsonGrammar> json_grammar;
   if (auto rf = b.find("response_format"); rf != b.end() && !rf->is_null()) {
     if (!rf->is_object()) throw ApiError(400, "'response_format' must be an object", "response_format");
     const std::string type = get_string(*rf, "type", "text", "response_format");
-    if (type == "json_object" || type == "json_schema") json_mode = true;  // json_schema: valid JSON, schema not enforced
-    else if (type != "text") throw ApiError(400, "'response_format.type' must be text, json_object or json_schema", "response_format.type");
+    if (type == "json_object") {
+      json_grammar = JsonGrammar::any_object();
+    } else if (type == "json_schema") {
+      auto js = rf->find("json_schema");
+      if (js == rf->end() || !js->is_object())
+        throw ApiError(400, "'response_format.json_schema' must be an object {\"name\": ..., \"schema\": {...}}", "response_format.json_schema");
+      auto schema = js->find("schema");
+      json_grammar = schema == js->end() || schema->is_null() ? JsonGrammar::any_object()
+                                                             : schema_grammar(*schema, "response_format.json_schema.schema");
+    } else if (type != "text") {
+      throw ApiError(400, "'response_format.type' must be text, json_object or json_schema", "response_format.type");
+    }
   }
   int64_t budget = -1;
   Job job;
@@ -205,12 +217,18 @@ Job parse_openai_chat(const ojson& b, const ServedModel& m) {
   r.options.max_tokens = max_tokens;
   r.options.thinking_budget = job.thinking ? budget : -1;
   r.top_logprobs = job.logprobs ? int32_t(top) : -1;
-  r.json = json_mode;
-  if (require_tool) {  // the name among the declared tools, the arguments one JSON object (decode_state.h)
+  r.json = json_grammar;
+  if (require_tool) {  // the name among the declared tools, the arguments valid under its parameters (decode_state.h)
     std::vector<std::string> names;
-    if (!forced_tool.empty()) names.push_back(forced_tool);
-    else
-      for (const auto& t : tools) names.push_back(t["function"]["name"].get<std::string>());
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const ojson& f = tools[i]["function"];
+      const std::string name = f["name"].get<std::string>();
+      if (!forced_tool.empty() && name != forced_tool) continue;
+      names.push_back(name);
+      const std::string where = "tools[" + std::to_string(i) + "].function.parameters";
+      r.tool_call_arguments.push_back(f.contains("parameters") && !f["parameters"].is_null() ? schema_grammar(f["parameters"], where)
+                                                                                               : JsonGrammar::any_object());
+    }
     r.tool_call = forced_tool_call(m.format, std::move(names));
   }
   replicate(job, std::move(r), n);

@@ -49,7 +49,14 @@ ojson to_chat(const ojson& b) {
     if (t->contains("format") && !(*t)["format"].is_null()) {
       const ojson& f = (*t)["format"];
       if (!f.is_object()) throw ApiError(400, "'text.format' must be an object", "text.format");
-      o["response_format"] = {{"type", get_string(f, "type", "text", "text.format")}};
+      const std::string type = get_string(f, "type", "text", "text.format");
+      o["response_format"] = {{"type", type}};
+      if (type == "json_schema") {  // flat here, nested in chat completions
+        ojson js = {{"name", get_string(f, "name", "response", "text.format")}};
+        if (f.contains("schema")) js["schema"] = f["schema"];
+        if (f.contains("strict")) js["strict"] = f["strict"];
+        o["response_format"]["json_schema"] = js;
+      }
     }
   }
   ojson msgs = ojson::array();

@@ -1,0 +1,172 @@
+// Constrained decoding for JSON: a JSON Schema compiled into a grammar (JsonGrammar), a
+// byte-level pushdown matcher that follows one output through it (JsonMatcher), and a sorted
+// token list (TokenTrie) that lets the matcher mask a whole vocabulary row quickly.
+//
+// Used by response_format json_object / json_schema, Ollama's `format`, and the arguments of
+// forced tool calls. The engine samples and checks the drawn token first (cheap, and the
+// model's own choice usually fits); only when that fails does it mask the row.
+//
+// Supported schema keywords: type (one or a list), properties, required,
+// additionalProperties (bool or schema), items, prefixItems, minItems, maxItems, enum, const,
+// anyOf, oneOf (as anyOf), allOf with one member, $ref to #/$defs/… or #/definitions/… or "#"
+// (recursion included), minLength, maxLength, pattern (a regular-expression subset: literals,
+// classes, ., groups, |, ?, *, +, {m,n}, ^ and $ at the ends), format (date, time,
+// date-time, uuid, ipv4, email as patterns), minimum, maximum, exclusiveMinimum,
+// exclusiveMaximum (integers and numbers), nullable. Annotations (title, description,
+// default, examples, $schema, $id, $comment, …) are ignored. Anything else (not, if/then/
+// else, patternProperties, dependentRequired, multipleOf, uniqueItems, contains,
+// propertyNames, …) is refused with an error naming the keyword and where it is, rather
+// than silently not enforced.
+//
+// What the matcher guarantees: every prefix it accepts can be completed to a value that
+// validates (completion() writes the shortest such text), whitespace between tokens is
+// bounded, no declared property is written twice (other keys are not tracked), numbers stay
+// finite doubles (exponents of at most two digits), and strings are valid UTF-8 without raw control
+// characters. Keys are written in any order. Strings with a pattern may not use backslash
+// escapes (the pattern is matched on the bytes written).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace whale {
+
+class Tokenizer;
+
+class JsonGrammar {
+ public:
+  // Throws Error naming the keyword and its path in the schema for what is not supported,
+  // and for schemas no value can satisfy.
+  static std::shared_ptr<const JsonGrammar> compile(const nlohmann::json& schema);
+  // Any JSON object (JSON mode: response_format json_object, Ollama format "json").
+  static std::shared_ptr<const JsonGrammar> any_object();
+
+  enum class Kind : uint8_t { Any, Object, Array, String, Number, Integer, Literal, AnyOf };
+  struct Node {
+    Kind kind = Kind::Any;
+    // Object: property names as they are written between the quotes (JSON-escaped), sorted
+    // bytewise; the value node of each; which are required; the node of other keys' values.
+    std::vector<std::string> keys;
+    std::vector<int32_t> key_nodes;
+    uint64_t required = 0;
+    int32_t additional = -1;  // -1: no other keys
+    // Array: items (after prefix_items), their count's bounds.
+    std::vector<int32_t> prefix_items;
+    int32_t items = -1;  // -1: nothing beyond prefix_items
+    int64_t min_items = 0, max_items = INT32_MAX;
+    // String: length in code points; a pattern (index into patterns).
+    int64_t min_length = 0, max_length = INT32_MAX;
+    int32_t pattern = -1;
+    // Number / Integer bounds (inclusive unless the flag says exclusive).
+    double minimum = -1e308, maximum = 1e308;
+    bool exclusive_min = false, exclusive_max = false;
+    bool bounded = false;  // any bound is set
+    // Literal: the JSON texts allowed (enum/const, booleans, null), sorted bytewise.
+    std::vector<std::string> literals;
+    // AnyOf: the alternatives (never AnyOf themselves).
+    std::vector<int32_t> options;
+  };
+  // A deterministic automaton over bytes for a string pattern. next[state * 256 + byte]:
+  // the next state, -1 for none. Every state can reach an accepting one.
+  struct Dfa {
+    std::vector<int32_t> next;
+    std::vector<uint8_t> accepting;
+    std::vector<std::string> shortest;  // per state: the shortest text reaching acceptance
+  };
+
+  std::vector<Node> nodes;
+  std::vector<Dfa> patterns;
+  int32_t root = 0;
+  std::vector<std::string> minimal;  // per node: the shortest JSON text that validates
+
+  // Fixed nodes every grammar has.
+  static constexpr int32_t kAny = 0, kAnyObject = 1, kAnyArray = 2, kAnyString = 3, kAnyNumber = 4,
+                           kAnyLiteral = 5;
+};
+
+// Every token's bytes, sorted, with the length each shares with the one before: walking the
+// list in order visits the vocabulary as a trie would, so a matcher steps each shared prefix
+// once and skips every token below a prefix it refused. Built once per vocabulary.
+class TokenTrie {
+ public:
+  explicit TokenTrie(const Tokenizer& tokenizer);
+  size_t size() const { return ids_.size(); }
+  int32_t id(size_t i) const { return ids_[i]; }
+  std::string_view bytes(size_t i) const { return {text_.data() + offset_[i], size_t(offset_[i + 1] - offset_[i])}; }
+  uint16_t common(size_t i) const { return lcp_[i]; }      // bytes shared with entry i - 1
+  bool plain(size_t i) const { return plain_[i] != 0; }    // string content needing no escape
+  uint32_t code_points(size_t i) const { return cps_[i]; }  // of a plain entry
+
+ private:
+  std::vector<int32_t> ids_;
+  std::vector<uint32_t> offset_;
+  std::string text_;
+  std::vector<uint16_t> lcp_;
+  std::vector<uint8_t> plain_;
+  std::vector<uint32_t> cps_;
+};
+
+// Follows one output through a grammar, byte by byte. Copyable (a copy is an independent
+// matcher).
+class JsonMatcher {
+ public:
+  static constexpr uint8_t kMaxWhitespace = 24;  // bytes of whitespace in a row outside strings
+  static constexpr int kMaxDepth = 64;           // nesting of objects and arrays
+
+  explicit JsonMatcher(std::shared_ptr<const JsonGrammar> grammar);
+
+  // Whether appending `bytes` keeps the text a prefix of a value the grammar allows.
+  bool accepts(std::string_view bytes) const;
+  void push(std::string_view bytes);  // commits bytes that accepts() allowed
+  bool complete() const;              // the text so far is a whole value (the output may end)
+  // The shortest text that completes the value from here ("" once complete). The engine
+  // forces it when max_tokens would otherwise cut the value short.
+  std::string completion() const;
+  // allowed[trie.id(i)] = 1 for every token that accepts() would allow, 0 otherwise (ids not in
+  // the trie are left as they are).
+  void allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const;
+
+  // One parse position: the innermost open value (`top`) and the rest of the stack (an index
+  // into the arena of frames, shared between positions).
+  struct Frame {
+    int32_t node = 0;
+    uint8_t kind = 0, phase = 0, sub = 0, flags = 0;
+    int32_t lo = 0, hi = 0, pos = 0;  // key or literal candidates [lo, hi), bytes matched
+    int32_t count = 0;                // string code points, array items, key index
+    int32_t dfa = 0;                  // pattern state
+    double value = 0;                 // number magnitude so far
+    uint64_t seen = 0;                // object: properties written
+    bool operator==(const Frame& o) const;
+  };
+  struct State {
+    Frame top;
+    int32_t rest = -1;  // arena index of the enclosing frame; -1: the top is the root
+    uint16_t depth = 0;
+    uint8_t ws = 0;
+    bool operator==(const State& o) const { return rest == o.rest && depth == o.depth && ws == o.ws && top == o.top; }
+  };
+  struct Link {
+    Frame frame;
+    int32_t rest;
+  };
+
+ private:
+  // Appends to `out` the positions `s` becomes after byte c (none: c is refused).
+  void step(const State& s, unsigned char c, std::vector<State>& out) const;
+  void start_value(int32_t node, unsigned char c, const State& s, std::vector<State>& out) const;
+  void end_value(State s, unsigned char* reprocess, std::vector<State>& out) const;
+  void pop_into(State& s) const;
+  int32_t push_frame(const Frame& f, int32_t rest) const;
+  bool step_all(const std::vector<State>& in, unsigned char c, std::vector<State>& out) const;
+  std::string complete_state(const State& s) const;
+
+  std::shared_ptr<const JsonGrammar> g_;
+  std::vector<State> states_;          // the positions the text so far may be at (several under anyOf)
+  mutable std::vector<Link> arena_;    // frames below the tops; grows on push, trimmed after a mask
+};
+
+}  // namespace whale
