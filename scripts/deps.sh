@@ -24,8 +24,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The server tests drive whale with the official OpenAI, Anthropic and Ollama clients, and the
-# chat page with Playwright (driving Debian's chromium) (PyPI).
-for pkg in openai anthropic ollama playwright; do
+# chat page with Playwright (driving Debian's chromium); structured output is validated with
+# jsonschema (PyPI).
+for pkg in openai anthropic ollama playwright jsonschema; do
   if [[ "${1:-}" == "--test" ]] && ! python3 -c "import $pkg" 2>/dev/null; then
     echo "deps: installing the $pkg Python package"
     python3 -m pip install --quiet $pkg 2>/dev/null || python3 -m pip install --quiet --break-system-packages $pkg

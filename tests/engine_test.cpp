@@ -206,7 +206,7 @@ TEST_F(EngineTest, JsonModeWritesOnlyValidJson) {
     auto out = e.run(r);
     const std::string text = out.result.content;
     ASSERT_FALSE(text.empty());
-    EXPECT_EQ(text[text.find_first_not_of(" \n\t\r")], '{');
+    EXPECT_EQ(text[0], '{');
     JsonMatcher g(JsonGrammar::any_object());  // every prefix the model wrote is a prefix of valid JSON
     EXPECT_TRUE(g.accepts(text)) << text;
     if (out.stats.finish_reason == "stop") {
@@ -242,23 +242,51 @@ TEST_F(EngineTest, JsonModeAlwaysEndsWithACompleteObject) {
 }
 
 // tool_choice "required" / named: the call names a declared tool and its arguments are one JSON
-// object, in every tool-call syntax, whatever the (random) model would write, even when
-// max_tokens is tight (finding: a call to an undeclared function, arguments that were not JSON).
-TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
+// object valid under that tool's parameters, in every tool-call syntax (JSON and DSML), whatever
+// the (random) model would write, even when max_tokens is tight (finding: a call to an
+// undeclared function, arguments that were not JSON).
+TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithValidArguments) {
   EngineConfig c;
-  c.ctx = 256;
+  c.ctx = 320;
   Engine e(*model_, *tok_, c);
   const std::vector<std::string> names = {"get_weather", "get_time", "search", "get"};
+  const char* schemas[] = {
+      R"({"type":"object","properties":{"city":{"type":"string","maxLength":12},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false})",
+      R"({"type":"object","properties":{"tz":{"type":"string"}},"additionalProperties":false})",
+      R"({"type":"object","properties":{"query":{"type":"string","minLength":1,"maxLength":20},"limit":{"type":"integer","minimum":1,"maximum":10}},"required":["query","limit"],"additionalProperties":false})",
+      R"({"type":"object"})"};
+  std::vector<std::shared_ptr<const JsonGrammar>> grammars;
+  for (const char* s : schemas) grammars.push_back(JsonGrammar::compile(nlohmann::json::parse(s)));
+  // Checked here by hand, not by the grammar: what each schema demands.
+  auto valid = [](const std::string& name, const nlohmann::json& a) {
+    if (!a.is_object()) return false;
+    auto only = [&](std::initializer_list<const char*> keys) {
+      for (auto it = a.begin(); it != a.end(); ++it)
+        if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; })) return false;
+      return true;
+    };
+    if (name == "get_weather")
+      return only({"city", "unit"}) && a.contains("city") && a["city"].is_string() &&
+             nlohmann::json(a["city"]).get<std::string>().size() <= 4 * 12 && a.contains("unit") &&
+             (a["unit"] == "c" || a["unit"] == "f");
+    if (name == "get_time") return only({"tz"}) && (!a.contains("tz") || a["tz"].is_string());
+    if (name == "search")
+      return only({"query", "limit"}) && a.contains("query") && a["query"].is_string() && !a["query"].get<std::string>().empty() &&
+             a.contains("limit") && a["limit"].is_number_integer() && a["limit"] >= 1 && a["limit"] <= 10;
+    return true;
+  };
   std::set<std::string> chosen;
   for (ChatFormat f : {ChatFormat::V3, ChatFormat::V31, ChatFormat::V32, ChatFormat::V4}) {
     for (bool one : {false, true}) {
-      for (int64_t max_tokens : {48}) {  // (DSML markup alone is ~20 tokens with this tokenizer)
+      for (int64_t max_tokens : {40, 160}) {  // (DSML markup alone is ~20 tokens with this tokenizer)
         for (uint64_t seed = 0; seed < 2; ++seed) {
           auto r = request("Call a tool.", max_tokens);
           r.options.tool_syntax = tool_call_syntax(f);
           r.options.sampling.temperature = 1.0f;
           r.options.sampling.seed = seed;
           r.tool_call = forced_tool_call(f, one ? std::vector<std::string>{"search"} : names);
+          if (one) r.tool_call_arguments = {grammars[2]};
+          else r.tool_call_arguments = grammars;
           const auto out = e.run(r);
           const std::string where = std::string(chat_format_name(f)) + (one ? " named" : " required") + " max_tokens " +
                                     std::to_string(max_tokens) + " seed " + std::to_string(seed);
@@ -267,7 +295,14 @@ TEST_F(EngineTest, ForcedToolCallsNameADeclaredToolWithJsonArguments) {
           const ParsedToolCall& call = out.result.tool_calls[0];
           if (one) EXPECT_EQ(call.name, "search") << where;
           else EXPECT_NE(std::find(names.begin(), names.end(), call.name), names.end()) << where << ": " << call.name;
-          EXPECT_TRUE(nlohmann::json::parse(call.arguments, nullptr, false).is_object()) << where << ": " << call.arguments;
+          const auto args = nlohmann::json::parse(call.arguments, nullptr, false);
+          EXPECT_TRUE(args.is_object()) << where << ": " << call.arguments;
+          // Valid under the schema whenever max_tokens leaves room for the shortest valid call
+          // (40 does not for DSML with two required parameters: the call is cut, still an object).
+          if (max_tokens > 40 || r.tool_call->json_arguments) {
+            EXPECT_TRUE(valid(call.name, args)) << where << ": " << call.name << " " << call.arguments;
+          }
+          EXPECT_EQ(call.arguments.find("DSML"), std::string::npos) << where << ": " << call.arguments;
         }
       }
     }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "runtime/json_grammar.h"
 #include "test_util.h"
+#include "tokenizer/output_parser.h"
 #include "tokenizer/tokenizer.h"
 
 namespace whale {
@@ -28,9 +29,9 @@ bool accepts_whole(const std::shared_ptr<const JsonGrammar>& g, const std::strin
 TEST(JsonGrammar, AnyObjectAcceptsJsonObjectsAndNothingElse) {
   const auto g = JsonGrammar::any_object();
   for (const char* ok : {"{}", "{\"a\": 1}", "{\"a\":[1,2.5,-3e+2,true,false,null,\"x\\u00e9\\n\"],\"b\":{\"c\":{}}}",
-                         "{ \"k\" : [ ] } ", "{\"s\":\"caf\xc3\xa9\"}", " {}"})
+                         "{ \"k\" : [ ] } ", "{\"s\":\"caf\xc3\xa9\"}"})
     EXPECT_TRUE(accepts_whole(g, ok)) << ok;
-  for (const char* bad : {"[1]", "1", "\"a\"", "{a:1}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":1,}", "{\"a\":tru}x",
+  for (const char* bad : {"[1]", "1", " {}", "\"a\"", "{a:1}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":1,}", "{\"a\":tru}x",
                           "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}", "{}}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":[1 2]}",
                           "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":1e400}"}) {
     JsonMatcher m(g);
@@ -259,6 +260,47 @@ TEST(JsonGrammar, RandomWalksEndInValidValues) {
       EXPECT_TRUE(json::accept(text)) << s << "\n" << text;
       EXPECT_TRUE(accepts_whole(g, text)) << s << "\n" << text;
     }
+  }
+}
+
+// DSML parameters (V3.2/V4 tool calls): the same schema, written as parameter lines; what the
+// output parser makes of the text validates.
+TEST(JsonGrammar, DsmlParametersFollowTheSchema) {
+  const auto g = schema(R"({"type":"object","properties":{"q":{"type":"string","maxLength":12},"n":{"type":"integer","minimum":1,"maximum":10},
+      "opts":{"type":"object","properties":{"deep":{"type":"boolean"}},"additionalProperties":false}},"required":["q","n"],"additionalProperties":false})");
+  auto dsml = [](const std::string& key, bool raw, const std::string& value) {
+    return "<｜DSML｜parameter name=\"" + key + "\" string=\"" + (raw ? "true" : "false") + "\">" + value + "</｜DSML｜parameter>\n";
+  };
+  auto whole = [&](const std::string& text) {
+    JsonMatcher m(g, JsonMatcher::Syntax::Dsml);
+    if (!m.accepts(text)) return false;
+    m.push(text);
+    return m.complete();
+  };
+  const std::string end = "</｜DSML｜invoke>";
+  EXPECT_TRUE(whole(dsml("q", true, "a <b> \"c\"\n") + dsml("n", false, "3") + end));  // raw text may hold < and quotes
+  EXPECT_TRUE(whole(dsml("n", false, " 10 ") + dsml("q", true, "x") + dsml("opts", false, R"({"deep": true})") + end));
+  EXPECT_FALSE(whole(dsml("q", true, "x") + end));                                   // n is required
+  EXPECT_FALSE(whole(dsml("q", false, "\"x\"") + dsml("n", false, "3") + end));      // a string is raw
+  EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("n", true, "3") + end));             // an integer is JSON
+  EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("n", false, "11") + end));           // out of bounds
+  EXPECT_FALSE(whole(dsml("q", true, "0123456789abc") + dsml("n", false, "1") + end));  // too long
+  EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("z", false, "1") + dsml("n", false, "1") + end));
+  EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("q", true, "y") + dsml("n", false, "1") + end));
+  const std::string text = dsml("opts", false, R"({"deep":false})") + dsml("q", true, "caf\xc3\xa9 <i>") + dsml("n", false, "7") + end;
+  ASSERT_TRUE(whole(text));
+  for (size_t n = 0; n <= text.size(); ++n) {  // every prefix completes to whole parameters
+    JsonMatcher m(g, JsonMatcher::Syntax::Dsml);
+    const std::string prefix = text.substr(0, n);
+    if (!prefix.empty() && !m.accepts(prefix)) continue;
+    m.push(prefix);
+    const std::string done = prefix + m.completion();
+    ASSERT_TRUE(whole(done)) << done;
+    const ParsedOutput p = OutputParser::parse("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n" + done + "\n</｜DSML｜tool_calls>",
+                                               false, ToolCallSyntax::Dsml);
+    ASSERT_EQ(p.tool_calls.size(), 1u) << done;
+    const json a = json::parse(p.tool_calls[0].arguments);
+    EXPECT_TRUE(a["q"].is_string() && a["n"].is_number_integer() && a["n"] >= 1 && a["n"] <= 10) << a.dump();
   }
 }
 

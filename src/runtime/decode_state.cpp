@@ -68,10 +68,29 @@ DecodeState::DecodeState(const EngineRequest& r, const DecodeVocab& vocab, int64
     decoder_.emplace(*vocab.tokenizer);
   }
   if (r.json) json_.emplace(r.json);
+  // A schema whose shortest answer cannot fit would be cut short, not valid: refused here.
+  if (json_ && vocab.tokenizer && !r.options.starts_in_reasoning) {
+    const std::string shortest = json_->completion();
+    const int64_t need = int64_t(vocab.tokenizer->encode(shortest).size());
+    if (need > max_new)
+      fail("max_tokens (", max_new, " with the context left) is too small for the shortest answer the JSON schema allows: ",
+           need, " tokens (", shortest.size() > 80 ? shortest.substr(0, 77) + "..." : shortest, ")");
+  }
   if (r.tool_call) {
     if (!vocab.tokenizer) fail("a forced tool call needs a tokenizer, and this model has none");
     if (r.tool_call->names.empty()) fail("a forced tool call needs at least one tool name");
     call_ = Call::Pending;
+    // The shortest call must fit too (the shortest over the tools the model may choose).
+    const ForcedToolCall& f = *r.tool_call;
+    int64_t need = INT64_MAX;
+    for (size_t i = 0; i < f.names.size(); ++i) {
+      const auto& g = i < r.tool_call_arguments.size() && r.tool_call_arguments[i] ? r.tool_call_arguments[i] : JsonGrammar::any_object();
+      const JsonMatcher args(g, f.json_arguments ? JsonMatcher::Syntax::Json : JsonMatcher::Syntax::Dsml);
+      need = std::min(need, int64_t(vocab.tokenizer->encode(f.opening + f.names[i] + f.after_name + args.completion() + f.closing).size()));
+    }
+    if (!r.options.starts_in_reasoning && need > max_new)
+      fail("max_tokens (", max_new, " with the context left) is too small for the shortest tool call the tools' parameters allow: ",
+           need, " tokens");
   }
   stats_.prompt_tokens = int64_t(r.prompt.size());
 }
@@ -122,19 +141,35 @@ int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_
     for (int32_t t = 0; t < int32_t(V); ++t)
       if (logits[size_t(t)] != -INFINITY && !valid(t)) logits[size_t(t)] = -INFINITY;
   }
-  const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
-  return logits[size_t(t)] == -INFINITY ? -1 : t;
+  for (int attempt = 0; attempt < 16; ++attempt) {  // `valid` may refuse what the mask allowed (a budget)
+    const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
+    if (logits[size_t(t)] == -INFINITY) return -1;
+    if (!matcher || valid(t)) return t;
+    logits[size_t(t)] = -INFINITY;
+  }
+  return -1;
 }
 
 // A token that continues the JSON value `m` follows; the end of the sequence only once the value
 // is whole (when `eos_when_complete`).
-int32_t DecodeState::sample_json(float* logits, JsonMatcher& m, bool eos_when_complete) {
+// A token that continues the value `m` follows and after which the value can still be finished
+// (its shortest completion, and `suffix`, fit in the tokens left); the end of the sequence only
+// once the value is whole (when `eos_when_complete`).
+int32_t DecodeState::sample_json(float* logits, JsonMatcher& m, bool eos_when_complete, const std::string& suffix) {
   const Tokenizer* tok = vocab_.tokenizer;
+  // Special tokens never, except DSML markup where a tokenizer has it as one (DSML arguments).
+  const bool dsml = call_ == Call::Args && !req_.tool_call->json_arguments;
+  const int64_t left = remaining() - 1;  // after this token
   return sample_valid(
       logits,
       [&](int32_t t) {
         if (vocab_.is_eos(t)) return eos_when_complete && m.complete();
-        return !tok->is_special(t) && m.accepts(tok->token_bytes(t));
+        const std::string b = tok->token_bytes(t);
+        if (tok->is_special(t) && !(dsml && b.find("DSML") != std::string::npos)) return false;
+        if (!m.accepts(b)) return false;
+        const std::string rest = m.completion_after(b) + suffix;
+        // A token is at least one byte: a completion no longer than the tokens left always fits.
+        return int64_t(rest.size()) <= left || int64_t(tok->encode(rest).size()) <= left;
       },
       &m);
 }
@@ -152,20 +187,17 @@ void DecodeState::force(const std::string& text) {
   forced_.insert(forced_.end(), ids.begin(), ids.end());
 }
 
-// After the name: the arguments (constrained to one JSON object), or with DSML the model's own
-// parameters.
+// After the name: the arguments, one object valid under the tool's parameters (JSON, or DSML
+// parameter lines).
 void DecodeState::start_call_arguments(bool first_token_written) {
   const std::vector<int32_t> ids = vocab_.tokenizer->encode(req_.tool_call->after_name);
   forced_.insert(forced_.end(), ids.begin() + (first_token_written ? 1 : 0), ids.end());
-  if (req_.tool_call->json_arguments) {
-    const auto& names = req_.tool_call->names;
-    const size_t i = size_t(std::find(names.begin(), names.end(), call_name_) - names.begin());
-    const auto& args = req_.tool_call_arguments;
-    call_args_.emplace(i < args.size() && args[i] ? args[i] : JsonGrammar::any_object());
-    call_ = Call::Args;
-  } else {
-    call_ = Call::Done;
-  }
+  const auto& names = req_.tool_call->names;
+  const size_t i = size_t(std::find(names.begin(), names.end(), call_name_) - names.begin());
+  const auto& args = req_.tool_call_arguments;
+  call_args_.emplace(i < args.size() && args[i] ? args[i] : JsonGrammar::any_object(),
+                     req_.tool_call->json_arguments ? JsonMatcher::Syntax::Json : JsonMatcher::Syntax::Dsml);
+  call_ = Call::Args;
 }
 
 bool DecodeState::name_extends(const std::string& text) const {
@@ -253,7 +285,7 @@ int32_t DecodeState::choose(float* logits) {
     return f;
   }
   if (call_ == Call::Args) {  // one JSON object, valid under the tool's parameters
-    const int32_t t = sample_json(logits, *call_args_, false);
+    const int32_t t = sample_json(logits, *call_args_, false, req_.tool_call->closing);
     if (t >= 0) return t;
     call_ = Call::Done;  // no token fits (a vocabulary without the bytes needed): close it
     return force_first(tok->encode(call_args_->completion() + req_.tool_call->closing));

@@ -93,7 +93,7 @@ class DecodeState {
   // Draws a token `valid` accepts; after a few refusals the row is masked whole, with
   // `matcher`'s token mask when one is given. -1 when nothing in the row is valid.
   int32_t sample_valid(float* logits, const std::function<bool(int32_t)>& valid, const JsonMatcher* matcher = nullptr);
-  int32_t sample_json(float* logits, JsonMatcher& m, bool eos_when_complete);
+  int32_t sample_json(float* logits, JsonMatcher& m, bool eos_when_complete, const std::string& suffix = "");
   int32_t force_first(std::vector<int32_t> ids);  // replaces forced_ with `ids`, returns the first
   void force(const std::string& text);  // appends the tokens of `text` to forced_
   void start_call_arguments(bool first_token_written = false);  // the markup after the name was begun by the model

@@ -216,13 +216,278 @@ std::string number_finish(const JsonGrammar::Node& n, JsonMatcher::Frame f) {
 
 }  // namespace json_grammar
 
+static bool is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static int32_t item_node(const JsonGrammar::Node& n, int32_t index) {
+  if (size_t(index) < n.prefix_items.size()) return n.prefix_items[size_t(index)];
+  return n.items;
+}
+
+static int64_t max_items(const JsonGrammar::Node& n) {
+  return n.items < 0 ? std::min<int64_t>(n.max_items, int64_t(n.prefix_items.size())) : n.max_items;
+}
+
+// Whether an object frame may still take a key.
+static bool can_add_key(const JsonGrammar::Node& n, uint64_t seen) {
+  if (n.additional >= 0) return true;
+  return n.keys.size() > size_t(std::popcount(seen));
+}
+
 // --- the matcher ---------------------------------------------------------------------------
 
-JsonMatcher::JsonMatcher(std::shared_ptr<const JsonGrammar> grammar) : g_(std::move(grammar)) {
+JsonMatcher::JsonMatcher(std::shared_ptr<const JsonGrammar> grammar, Syntax syntax) : g_(std::move(grammar)) {
   State s;
   s.top.kind = kValue;
   s.top.node = g_->root;
+  if (syntax == Syntax::Dsml) {  // the root object's frame, waiting for its first tag
+    int32_t root = g_->root;
+    while (g_->nodes[size_t(root)].kind == Kind::AnyOf && g_->nodes[size_t(root)].options.size() == 1)
+      root = g_->nodes[size_t(root)].options[0];
+    if (g_->nodes[size_t(root)].kind != Kind::Object) root = JsonGrammar::kAnyObject;  // parameters are an object
+    s.top.kind = kObject;
+    s.top.node = root;
+    s.top.phase = kDsOpen;
+    s.top.lo = 3;
+  }
   states_.push_back(s);
+}
+
+// --- DSML parameters -------------------------------------------------------------------------
+
+namespace {
+const std::string kParamOpen = "<｜DSML｜parameter name=\"";
+const std::string kInvokeClose = "</｜DSML｜invoke>";
+const std::string kParamClose = "</｜DSML｜parameter>";
+const std::string kAttr[2] = {"\" string=\"true\">", "\" string=\"false\">"};
+
+// The node behind one-option alternatives ($refs).
+int32_t resolve(const JsonGrammar& g, int32_t k) {
+  while (g.nodes[size_t(k)].kind == Kind::AnyOf && g.nodes[size_t(k)].options.size() == 1) k = g.nodes[size_t(k)].options[0];
+  return k;
+}
+// Which attributes a property's value may use: bit 0 string="true" (raw text: a string node or
+// any value), bit 1 string="false" (JSON: anything but a plain string node).
+uint8_t attrs_for(const JsonGrammar& g, int32_t node) {
+  const Kind k = g.nodes[size_t(resolve(g, node))].kind;
+  return k == Kind::String ? 1 : k == Kind::Any ? 3 : 2;
+}
+// Raw text (string="true"): any character but control characters other than \t \n \r.
+int raw_byte(uint8_t& sub, unsigned char c) {
+  if (sub == kStrNormal && c < 0x80) return (c >= 0x20 || c == '\n' || c == '\t' || c == '\r') ? kStartEnd : kReject;
+  if (sub == kStrNormal && (c == '"' || c == '\\')) return kStartEnd;
+  return string_byte(sub, c);
+}
+}  // namespace
+
+// Frame use in DSML phases: lo = alternatives still matching (bit mask) in kDsOpen/kDsAttr,
+// keys [lo, hi) in kDsKey; pos = bytes of the tag matched (or of the key); count = the property
+// being written; hi = the raw value's length in code points; dfa = its pattern state.
+void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>& out) const {
+  const Frame& f = s.top;
+  const JsonGrammar::Node& n = g_->nodes[size_t(f.node)];
+  State t = s;
+  Frame& o = t.top;
+  switch (f.phase) {
+    case kDsOpen: {  // "<｜DSML｜parameter name=\"" (a key may come) or "</｜DSML｜invoke>" (all required written)
+      uint8_t alive = 0;
+      if ((f.lo & 1) && can_add_key(n, f.seen) && kParamOpen[size_t(f.pos)] == char(c)) alive |= 1;
+      if ((f.lo & 2) && (n.required & ~f.seen) == 0 && kInvokeClose[size_t(f.pos)] == char(c)) alive |= 2;
+      if (!alive) return;
+      t.ws = 0;
+      o.lo = alive;
+      ++o.pos;
+      if ((alive & 2) && size_t(o.pos) == kInvokeClose.size()) {
+        end_value(t, nullptr, out);
+      } else if ((alive & 1) && size_t(o.pos) == kParamOpen.size()) {
+        o.phase = kDsKey;
+        o.lo = 0, o.hi = int32_t(n.keys.size()), o.pos = 0, o.sub = kStrNormal, o.flags &= uint8_t(~kOtherKey);
+        if (o.hi == 0) o.flags |= kOtherKey;
+        out.push_back(t);
+      } else {
+        out.push_back(t);
+      }
+      return;
+    }
+    case kDsKey: {
+      if (c == '"') {  // the name ends; the attribute begins
+        int32_t prop = -1;
+        if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos)) {
+          if (f.seen >> f.lo & 1) return;
+          prop = f.lo;
+        } else if (n.additional < 0 || f.pos == 0) {
+          return;
+        }
+        o.phase = kDsAttr;
+        o.count = prop;
+        o.lo = attrs_for(*g_, prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional);
+        o.pos = 1;
+        out.push_back(t);
+        return;
+      }
+      if (c == '\\' || string_byte(o.sub, c) == kReject) return;
+      if (!(o.flags & kOtherKey)) {
+        int32_t lo = o.hi, hi = o.lo;
+        for (int32_t i = o.lo; i < o.hi; ++i) {
+          const std::string& k = n.keys[size_t(i)];
+          if (k.size() > size_t(o.pos) && static_cast<unsigned char>(k[size_t(o.pos)]) == c) lo = std::min(lo, i), hi = i + 1;
+        }
+        bool open = false;
+        for (int32_t i = lo; i < hi && !open; ++i) open = !(o.seen >> i & 1);
+        if (lo < hi && (open || n.additional >= 0)) {
+          o.lo = lo, o.hi = hi;
+        } else {
+          if (n.additional < 0) return;
+          o.flags |= kOtherKey;
+        }
+      }
+      ++o.pos;
+      out.push_back(t);
+      return;
+    }
+    case kDsAttr: {
+      uint8_t alive = 0;
+      for (int a = 0; a < 2; ++a)
+        if ((f.lo >> a & 1) && kAttr[a][size_t(f.pos)] == char(c)) alive |= uint8_t(1 << a);
+      if (!alive) return;
+      o.lo = alive;
+      ++o.pos;
+      const int32_t prop = f.count;
+      const int32_t child = prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional;
+      if ((alive & 1) && size_t(o.pos) == kAttr[0].size()) {  // a raw string follows
+        if (prop >= 0) o.seen |= uint64_t(1) << prop;
+        o.phase = kDsRaw;
+        o.hi = 0, o.dfa = 0, o.sub = kStrNormal, o.pos = 0;
+        out.push_back(t);
+      } else if ((alive & 2) && size_t(o.pos) == kAttr[1].size()) {  // a JSON value follows
+        if (prop >= 0) o.seen |= uint64_t(1) << prop;
+        o.phase = kDsAfterValue;
+        o.pos = 0;
+        State v = t;
+        v.rest = push_frame(o, s.rest);
+        ++v.depth;
+        v.top = Frame{};
+        v.top.kind = kValue;
+        v.top.node = child;
+        out.push_back(v);
+      } else {
+        out.push_back(t);
+      }
+      return;
+    }
+    case kDsRaw: {
+      const int32_t prop = f.count;
+      const JsonGrammar::Node& v = g_->nodes[size_t(resolve(*g_, prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional))];
+      const bool is_string = v.kind == Kind::String;
+      // '<' may open the closing tag, when the value is long enough and matches its pattern...
+      if (c == '<' && f.sub == kStrNormal) {
+        const bool done = !is_string || (f.hi >= v.min_length && (v.pattern < 0 || g_->patterns[size_t(v.pattern)].accepting[size_t(f.dfa)]));
+        if (done) {
+          State close = t;
+          close.top.phase = kDsClose;
+          close.top.pos = 1;
+          out.push_back(close);
+        }
+      }
+      // ... or be text, as any other character.
+      const bool code_point_start = f.sub == kStrNormal;
+      if (raw_byte(o.sub, c) == kReject) return;
+      if (is_string) {
+        if (code_point_start && ++o.hi > v.max_length) return;
+        if (v.pattern >= 0) {
+          o.dfa = g_->patterns[size_t(v.pattern)].next[size_t(f.dfa) * 256 + c];
+          if (o.dfa < 0) return;
+        }
+      }
+      out.push_back(t);
+      return;
+    }
+    case kDsClose:
+    case kDsAfterValue:
+      if (kParamClose[size_t(f.pos)] != char(c)) return;
+      t.ws = 0;
+      o.phase = kDsClose;
+      if (size_t(++o.pos) == kParamClose.size()) {
+        o.phase = kDsOpen;
+        o.lo = 3, o.pos = 0;
+      }
+      out.push_back(t);
+      return;
+  }
+}
+
+std::string JsonMatcher::dsml_parameter(const JsonGrammar::Node& n, int32_t prop) const {
+  const int32_t child = prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional;
+  const std::string& m = g_->minimal[size_t(child)];
+  const bool raw = attrs_for(*g_, child) & 1;
+  return kParamOpen + (prop >= 0 ? n.keys[size_t(prop)] : std::string("_")) + kAttr[raw ? 0 : 1] +
+         (raw && m.size() >= 2 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+}
+
+std::string JsonMatcher::complete_dsml(Frame& f) const {
+  const JsonGrammar::Node& n = g_->nodes[size_t(f.node)];
+  std::string out;
+  const int32_t prop = f.count;
+  const int32_t child = prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional;
+  switch (f.phase) {
+    case kDsOpen:
+      if (f.pos > 0) {  // inside a tag: finish it
+        if (f.lo & 2) return kInvokeClose.substr(size_t(f.pos));  // alive only once every required key was written
+        out += kParamOpen.substr(size_t(f.pos));
+        f.phase = kDsKey;
+        f.lo = 0, f.hi = int32_t(n.keys.size()), f.pos = 0, f.sub = kStrNormal;
+        f.flags = uint8_t(f.flags & ~kOtherKey) | (f.hi == 0 ? kOtherKey : 0);
+        return out + complete_dsml(f);
+      }
+      break;
+    case kDsKey: {
+      int32_t k = -1;
+      if (!(f.flags & kOtherKey))
+        for (int32_t i = f.lo; i < f.hi && k < 0; ++i)
+          if (!(f.seen >> i & 1)) k = i;
+      if (k >= 0) {
+        out += n.keys[size_t(k)].substr(size_t(f.pos));
+      } else {  // a name of its own (additionalProperties), past the property names it begins
+        const std::string tail = string_finish(f.sub);
+        out += tail;
+        const std::string key = (f.flags & kOtherKey) ? std::string() : n.keys[size_t(f.lo)].substr(0, size_t(f.pos)) + tail;
+        std::string extra = (f.flags & kOtherKey) && f.pos > 0 ? "" : "_";
+        while (!(f.flags & kOtherKey) && std::binary_search(n.keys.begin(), n.keys.end(), key + extra)) extra += '_';
+        out += extra;
+      }
+      const int32_t c = k >= 0 ? n.key_nodes[size_t(k)] : n.additional;
+      if (k >= 0) f.seen |= uint64_t(1) << k;
+      const bool raw = attrs_for(*g_, c) & 1;
+      const std::string& m = g_->minimal[size_t(c)];
+      out += kAttr[raw ? 0 : 1] + (raw && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+      break;
+    }
+    case kDsAttr: {
+      const int a = (f.lo & 1) ? 0 : 1;
+      out += kAttr[a].substr(size_t(f.pos));
+      if (prop >= 0) f.seen |= uint64_t(1) << prop;
+      const std::string& m = g_->minimal[size_t(child)];
+      out += (a == 0 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+      break;
+    }
+    case kDsRaw: {
+      const JsonGrammar::Node& v = g_->nodes[size_t(resolve(*g_, child))];
+      if (v.kind == Kind::String && v.pattern >= 0) {
+        out += g_->patterns[size_t(v.pattern)].shortest[size_t(f.dfa)];
+      } else {
+        out += string_finish(f.sub);
+        if (v.kind == Kind::String && f.hi < v.min_length) out += std::string(size_t(v.min_length - f.hi), 'a');
+      }
+      out += kParamClose + "\n";
+      break;
+    }
+    case kDsClose:
+    case kDsAfterValue:
+      out += kParamClose.substr(size_t(f.pos)) + "\n";
+      break;
+  }
+  for (int32_t i = 0; i < int32_t(n.keys.size()); ++i)
+    if ((n.required >> i & 1) && !(f.seen >> i & 1)) out += dsml_parameter(n, i);
+  return out + kInvokeClose;
 }
 
 int32_t JsonMatcher::push_frame(const Frame& f, int32_t rest) const {
@@ -248,23 +513,6 @@ void JsonMatcher::end_value(State s, unsigned char* reprocess, std::vector<State
   pop_into(s);
   if (reprocess) step(s, *reprocess, out);
   else out.push_back(s);
-}
-
-static bool is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-static int32_t item_node(const JsonGrammar::Node& n, int32_t index) {
-  if (size_t(index) < n.prefix_items.size()) return n.prefix_items[size_t(index)];
-  return n.items;
-}
-
-static int64_t max_items(const JsonGrammar::Node& n) {
-  return n.items < 0 ? std::min<int64_t>(n.max_items, int64_t(n.prefix_items.size())) : n.max_items;
-}
-
-// Whether an object frame may still take a key.
-static bool can_add_key(const JsonGrammar::Node& n, uint64_t seen) {
-  if (n.additional >= 0) return true;
-  return n.keys.size() > size_t(std::popcount(seen));
 }
 
 void JsonMatcher::start_value(int32_t node, unsigned char c, const State& s, std::vector<State>& out) const {
@@ -321,9 +569,11 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
   const Frame& f = s.top;
   const JsonGrammar::Node& n = g_->nodes[size_t(f.node)];
   // Whitespace outside strings: bounded runs where the grammar allows it.
-  const bool structural = f.kind == kValue || f.kind == kDone || (f.kind == kObject && f.phase != kObjKey) || f.kind == kArray;
+  const bool structural = f.kind == kValue || f.kind == kDone || f.kind == kArray ||
+                          (f.kind == kObject && (f.phase < kDsOpen ? f.phase != kObjKey : ((f.phase == kDsOpen && f.pos == 0) || (f.phase == kDsAfterValue && f.pos == 0))));
   if (structural && is_ws(c)) {
     if (s.ws >= kMaxWhitespace) return;
+    if (f.kind == kValue && s.rest < 0) return;  // the text starts with the value itself
     if (f.kind == kDone && f.count >= kMaxTrailing) return;
     State t = s;
     ++t.ws;
@@ -338,6 +588,7 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
       start_value(f.node, c, s, out);
       return;
     case kObject: {
+      if (f.phase >= kDsOpen) return step_dsml(s, c, out);
       State t = s;
       t.ws = 0;
       Frame& o = t.top;
@@ -529,8 +780,10 @@ void JsonMatcher::push(std::string_view bytes) {
   }
 }
 
-bool JsonMatcher::complete() const {
-  for (const State& s : states_) {
+bool JsonMatcher::complete() const { return complete_of(states_); }
+
+bool JsonMatcher::complete_of(const std::vector<State>& states) const {
+  for (const State& s : states) {
     if (s.top.kind == kDone) return true;
     if (s.rest >= 0) continue;
     const JsonGrammar::Node& n = g_->nodes[size_t(s.top.node)];
@@ -571,6 +824,10 @@ std::string JsonMatcher::complete_state(const State& start) const {
         out += n.literals[size_t(f.lo)].substr(size_t(f.pos));
         break;
       case kObject: {
+        if (f.phase >= kDsOpen) {
+          out += complete_dsml(f);
+          break;
+        }
         auto first_unseen = [&](int32_t lo, int32_t hi, bool required_only) {
           for (int32_t i = lo; i < hi; ++i)
             if (!(f.seen >> i & 1) && (!required_only || (n.required >> i & 1))) return i;
@@ -638,15 +895,31 @@ std::string JsonMatcher::complete_state(const State& start) const {
   fail("JSON grammar: no completion found");
 }
 
-std::string JsonMatcher::completion() const {
-  if (complete()) return "";
+std::string JsonMatcher::completion() const { return completion_of(states_); }
+
+std::string JsonMatcher::completion_of(const std::vector<State>& states) const {
+  if (complete_of(states)) return "";
   std::string best;
   bool found = false;
-  for (const State& s : states_) {
+  for (const State& s : states) {
     std::string c = complete_state(s);
     if (!found || c.size() < best.size()) best = std::move(c), found = true;
   }
   return best;
+}
+
+std::string JsonMatcher::completion_after(std::string_view bytes) const {
+  const size_t mark = arena_.size();
+  std::vector<State> a = states_, b;
+  for (unsigned char c : bytes)
+    if (!step_all(a, c, b)) {
+      arena_.resize(mark);
+      fail("JSON grammar: completion_after() of bytes it refuses");
+    }
+    else std::swap(a, b);
+  std::string out = completion_of(a);
+  arena_.resize(mark);
+  return out;
 }
 
 void JsonMatcher::allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const {

@@ -117,7 +117,12 @@ class JsonMatcher {
   static constexpr uint8_t kMaxWhitespace = 24;  // bytes of whitespace in a row outside strings
   static constexpr int kMaxDepth = 64;           // nesting of objects and arrays
 
-  explicit JsonMatcher(std::shared_ptr<const JsonGrammar> grammar);
+  // Json: one JSON value. Dsml: the root object written as DeepSeek's DSML parameters, from
+  // after `<｜DSML｜invoke name="NAME">\n` up to and including `</｜DSML｜invoke>` (a
+  // `<｜DSML｜parameter name="KEY" string="true|false">VALUE</｜DSML｜parameter>` line per key:
+  // string="true" for raw text, "false" for JSON).
+  enum class Syntax { Json, Dsml };
+  explicit JsonMatcher(std::shared_ptr<const JsonGrammar> grammar, Syntax syntax = Syntax::Json);
 
   // Whether appending `bytes` keeps the text a prefix of a value the grammar allows.
   bool accepts(std::string_view bytes) const;
@@ -126,6 +131,7 @@ class JsonMatcher {
   // The shortest text that completes the value from here ("" once complete). The engine
   // forces it when max_tokens would otherwise cut the value short.
   std::string completion() const;
+  std::string completion_after(std::string_view bytes) const;  // of the text with `bytes` (accepted) appended
   // allowed[trie.id(i)] = 1 for every token that accepts() would allow, 0 otherwise (ids not in
   // the trie are left as they are).
   void allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const;
@@ -163,6 +169,11 @@ class JsonMatcher {
   int32_t push_frame(const Frame& f, int32_t rest) const;
   bool step_all(const std::vector<State>& in, unsigned char c, std::vector<State>& out) const;
   std::string complete_state(const State& s) const;
+  bool complete_of(const std::vector<State>& states) const;
+  std::string completion_of(const std::vector<State>& states) const;
+  void step_dsml(const State& s, unsigned char c, std::vector<State>& out) const;
+  std::string complete_dsml(Frame& f) const;  // finishes a DSML frame (f.seen updated)
+  std::string dsml_parameter(const JsonGrammar::Node& n, int32_t prop) const;  // a whole minimal parameter
 
   std::shared_ptr<const JsonGrammar> g_;
   std::vector<State> states_;          // the positions the text so far may be at (several under anyOf)

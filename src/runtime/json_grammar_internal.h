@@ -11,6 +11,10 @@ namespace whale::json_grammar {
 // Frame kinds and phases.
 enum : uint8_t { kValue, kObject, kArray, kString, kNumber, kLiteral, kDone };
 enum : uint8_t { kObjStart, kObjKeyNext, kObjKey, kObjColon, kObjAfter };  // after '{', after ',', in a key, after it, after a value
+// An object written as DSML parameters (V3.2/V4 tool calls): before a tag (a parameter's or the
+// invoke's close), in the name, in the string="..." attribute, in a raw string value, in the
+// parameter's closing tag, after a JSON value.
+enum : uint8_t { kDsOpen = 8, kDsKey, kDsAttr, kDsRaw, kDsClose, kDsAfterValue };
 enum : uint8_t { kArrStart, kArrNeed, kArrAfter };                          // after '[', after ',', after an item
 enum : uint8_t { kNegative = 1, kOtherKey = 2 };                            // Frame::flags
 constexpr uint8_t kMaxTrailing = 2;      // whitespace after the whole value

@@ -550,9 +550,11 @@ ForcedToolCall forced_tool_call(ChatFormat format, std::vector<std::string> name
   f.names = std::move(names);
   switch (tool_call_syntax(format)) {
     case ToolCallSyntax::Dsml: {  // the block as DeepSeek's encoders write it
-      f.opening = "\n\n<｜DSML｜" + std::string(format == ChatFormat::V4 ? "tool_calls" : "function_calls") + ">\n<｜DSML｜invoke name=\"";
+      const std::string block = format == ChatFormat::V4 ? "tool_calls" : "function_calls";
+      f.opening = "\n\n<｜DSML｜" + block + ">\n<｜DSML｜invoke name=\"";
       f.after_name = "\">\n";
-      f.json_arguments = false;
+      f.json_arguments = false;  // parameter lines, up to </｜DSML｜invoke>
+      f.closing = "\n</｜DSML｜" + block + ">";
       break;
     }
     case ToolCallSyntax::V31:  // NAME<sep>ARGS<call_end>

@@ -50,8 +50,8 @@ ToolCallSyntax tool_call_syntax(ChatFormat format);
 // A tool call the answer must open with (tool_choice "required" or a named function), in a
 // format's markup: `opening` is forced, the model writes one of `names` (a declared tool; the
 // only one for a named choice), `after_name` is forced, then the arguments (one JSON object when
-// `json_arguments`; DSML parameters otherwise, which the output parser turns into an object),
-// then `closing` is forced.
+// `json_arguments`; otherwise DSML parameter lines up to `</｜DSML｜invoke>`, which the output
+// parser turns into an object), then `closing` is forced.
 struct ForcedToolCall {
   std::string opening;
   std::vector<std::string> names;

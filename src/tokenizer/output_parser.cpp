@@ -374,7 +374,14 @@ bool OutputParser::step_dsml(bool final, std::vector<ParseEvent>& out) {
     case State::DsmlParam: {
       const auto [p, len] = find_any(b, kParamClose);
       if (p == std::string_view::npos && !final) return false;
-      const std::string_view value = p == std::string_view::npos ? b : b.substr(0, p);
+      std::string_view value = p == std::string_view::npos ? b : b.substr(0, p);
+      if (p == std::string_view::npos)  // cut off: a closing tag begun at the end is markup, not value
+        for (const std::string& close : kParamClose)
+          for (size_t k = std::min(close.size() - 1, value.size()); k > 0; --k)
+            if (value.substr(value.size() - k) == std::string_view(close).substr(0, k)) {
+              value.remove_suffix(k);
+              break;
+            }
       std::string text = first_param_ ? "" : ", ";
       text += nlohmann::json(param_name_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + ": " +
               dsml_value(value, param_string_);
