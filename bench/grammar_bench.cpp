@@ -90,7 +90,7 @@ int main(int argc, char** argv) try {
   const TokenTrie trie(*tok);
   const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   t0 = Clock::now();
-  const auto grammar = JsonGrammar::compile(nlohmann::json::parse(schema_text));
+  const auto grammar = JsonGrammar::compile(nlohmann::ordered_json::parse(schema_text));
   const double compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 
   const std::vector<int32_t> ids = tok->encode(answer);

@@ -15,9 +15,9 @@
 namespace whale {
 namespace {
 
-using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
-std::shared_ptr<const JsonGrammar> schema(const char* text) { return JsonGrammar::compile(json::parse(text)); }
+std::shared_ptr<const JsonGrammar> schema(const char* text) { return JsonGrammar::compile(ojson::parse(text)); }
 
 bool accepts_whole(const std::shared_ptr<const JsonGrammar>& g, const std::string& text) {
   JsonMatcher m(g);
@@ -29,11 +29,12 @@ bool accepts_whole(const std::shared_ptr<const JsonGrammar>& g, const std::strin
 TEST(JsonGrammar, AnyObjectAcceptsJsonObjectsAndNothingElse) {
   const auto g = JsonGrammar::any_object();
   for (const char* ok : {"{}", "{\"a\": 1}", "{\"a\":[1,2.5,-3e+2,true,false,null,\"x\\u00e9\\n\"],\"b\":{\"c\":{}}}",
-                         "{ \"k\" : [ ] } ", "{\"s\":\"caf\xc3\xa9\"}"})
+                         "{ \"k\" : [ ] } ", "{\"s\":\"caf\xc3\xa9\"}", "{\"e\":\"\\ud83d\\ude00\\u00e9\"}"})
     EXPECT_TRUE(accepts_whole(g, ok)) << ok;
   for (const char* bad : {"[1]", "1", " {}", "\"a\"", "{a:1}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":1,}", "{\"a\":tru}x",
                           "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}", "{}}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":[1 2]}",
-                          "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":1e400}"}) {
+                          "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":1e400}", "{\"a\":\"\\udc00\"}",
+                          "{\"a\":\"\\ud83d\"}", "{\"a\":\"\\ud83dx\"}"}) {
     JsonMatcher m(g);
     EXPECT_FALSE(m.accepts(bad) && (m.push(bad), m.complete())) << bad;
   }
@@ -58,7 +59,8 @@ TEST(JsonGrammar, ObjectsFollowPropertiesRequiredAndAdditional) {
   const auto g = schema(R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},
       "tags":{"type":"array","items":{"type":"string"}}},"required":["name","age"],"additionalProperties":false})");
   EXPECT_TRUE(accepts_whole(g, R"({"name":"x","age":3})"));
-  EXPECT_TRUE(accepts_whole(g, R"({"age":3,"tags":["a","b"],"name":"x"})"));  // any order
+  EXPECT_TRUE(accepts_whole(g, R"({"name":"x","age":3,"tags":["a","b"]})"));
+  EXPECT_FALSE(accepts_whole(g, R"({"age":3,"name":"x"})"));                  // the schema's order
   EXPECT_FALSE(accepts_whole(g, R"({"name":"x"})"));                          // age is required
   EXPECT_FALSE(accepts_whole(g, R"({"name":"x","age":3.5})"));                // an integer
   EXPECT_FALSE(accepts_whole(g, R"({"name":"x","age":3,"other":1})"));        // no other keys
@@ -69,11 +71,27 @@ TEST(JsonGrammar, ObjectsFollowPropertiesRequiredAndAdditional) {
   EXPECT_TRUE(m.accepts("{\"na"));
   const auto open = schema(R"({"type":"object","properties":{"a":{"type":"integer"}},"additionalProperties":{"type":"boolean"}})");
   EXPECT_TRUE(accepts_whole(open, R"({"a":1,"b":true,"ab":false})"));
+  EXPECT_TRUE(accepts_whole(open, R"({"b":true,"a":1})"));  // other keys anywhere
   EXPECT_FALSE(accepts_whole(open, R"({"a":true})"));
   EXPECT_FALSE(accepts_whole(open, R"({"b":1})"));
   EXPECT_FALSE(accepts_whole(open, R"({"a":1,"a":2})"));
   // additionalProperties defaults to allowed (JSON Schema), with any value
   EXPECT_TRUE(accepts_whole(schema(R"({"type":"object","properties":{"a":{"type":"integer"}}})"), R"({"z":[1,{"q":null}]})"));
+}
+
+// Properties in the schema's order: optional ones may be left out, required ones not skipped.
+TEST(JsonGrammar, PropertiesComeInTheSchemasOrder) {
+  const auto g = schema(R"({"type":"object","properties":{"reasoning":{"type":"string"},"tag":{"type":"string"},
+      "answer":{"type":"integer"},"note":{"type":"string"}},"required":["reasoning","answer"],"additionalProperties":false})");
+  EXPECT_TRUE(accepts_whole(g, R"({"reasoning":"r","answer":1})"));
+  EXPECT_TRUE(accepts_whole(g, R"({"reasoning":"r","tag":"t","answer":1,"note":"n"})"));
+  EXPECT_FALSE(accepts_whole(g, R"({"answer":1,"reasoning":"r"})"));
+  EXPECT_FALSE(accepts_whole(g, R"({"reasoning":"r","answer":1,"tag":"t"})"));
+  EXPECT_FALSE(JsonMatcher(g).accepts(R"({"a)"));  // "answer" before the required "reasoning"
+  JsonMatcher m(g);
+  m.push(R"({"reasoning":"r","ta)");
+  EXPECT_EQ(m.completion(), R"(g":"","answer":0})");
+  EXPECT_EQ(JsonMatcher(g).completion(), R"({"reasoning":"","answer":0})");
 }
 
 TEST(JsonGrammar, ScalarsEnumsArraysAndAlternatives) {
@@ -131,7 +149,7 @@ TEST(JsonGrammar, NumberBoundsHoldForEveryPrefix) {
   const auto neg = schema(R"({"type":"integer","maximum":-5})");
   EXPECT_TRUE(accepts_whole(neg, "-5"));
   EXPECT_FALSE(accepts_whole(neg, "-4"));
-  EXPECT_EQ(JsonMatcher(neg).completion(), JsonGrammar::compile(json::parse(R"({"type":"integer","maximum":-5})"))->minimal[size_t(neg->root)]);
+  EXPECT_EQ(JsonMatcher(neg).completion(), JsonGrammar::compile(ojson::parse(R"({"type":"integer","maximum":-5})"))->minimal[size_t(neg->root)]);
 }
 
 TEST(JsonGrammar, PatternsAndFormats) {
@@ -170,7 +188,7 @@ TEST(JsonGrammar, RefsAndRecursion) {
 TEST(JsonGrammar, RefusesWhatItCannotEnforceNamingIt) {
   auto refused = [](const char* text, const char* needle) {
     try {
-      JsonGrammar::compile(json::parse(text));
+      JsonGrammar::compile(ojson::parse(text));
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
       return;
@@ -202,7 +220,7 @@ TEST(JsonGrammar, CompletionFinishesEveryPrefix) {
       {R"({"type":"object"})", R"({"a":[1,2.5e-3,{"b":"x\u00e9\n"},true,false,null,[]],"c":{"d":-0.5}})"},
       {R"({"type":"object","properties":{"name":{"type":"string","minLength":3},"n":{"type":"integer","minimum":10,"maximum":99},
           "t":{"type":"array","items":{"enum":["aa","ab",7]},"minItems":2}},"required":["name","n","t"],"additionalProperties":false})",
-       R"({ "t" : ["ab", 7, "aa"], "name": "caf\u00e9s", "n": 42 })"},
+       R"({ "name": "caf\u00e9s", "n" : 42, "t": ["ab", 7, "aa"] })"},
       {R"({"type":"object","properties":{"when":{"type":"string","format":"date-time"},"x":{"type":"number","exclusiveMaximum":1}},
           "required":["when","x"]})",
        R"({"when":"2026-12-07T06:47:12Z","x":0.5,"extra":{"k":[]}})"},
@@ -218,7 +236,7 @@ TEST(JsonGrammar, CompletionFinishesEveryPrefix) {
       if (!prefix.empty() && !m.accepts(prefix)) continue;
       m.push(prefix);
       const std::string whole = prefix + m.completion();
-      EXPECT_TRUE(json::accept(whole)) << whole;
+      EXPECT_TRUE(ojson::accept(whole)) << whole;
       EXPECT_TRUE(accepts_whole(g, whole)) << c.schema << "\n" << whole;
     }
   }
@@ -257,7 +275,7 @@ TEST(JsonGrammar, RandomWalksEndInValidValues) {
         text += c;
       }
       text += m.completion();
-      EXPECT_TRUE(json::accept(text)) << s << "\n" << text;
+      EXPECT_TRUE(ojson::accept(text)) << s << "\n" << text;
       EXPECT_TRUE(accepts_whole(g, text)) << s << "\n" << text;
     }
   }
@@ -279,7 +297,8 @@ TEST(JsonGrammar, DsmlParametersFollowTheSchema) {
   };
   const std::string end = "</｜DSML｜invoke>";
   EXPECT_TRUE(whole(dsml("q", true, "a <b> \"c\"\n") + dsml("n", false, "3") + end));  // raw text may hold < and quotes
-  EXPECT_TRUE(whole(dsml("n", false, " 10 ") + dsml("q", true, "x") + dsml("opts", false, R"({"deep": true})") + end));
+  EXPECT_TRUE(whole(dsml("q", true, "x") + dsml("n", false, " 10 ") + dsml("opts", false, R"({"deep": true})") + end));
+  EXPECT_FALSE(whole(dsml("n", false, "1") + dsml("q", true, "x") + end));  // the schema's order
   EXPECT_FALSE(whole(dsml("q", true, "x") + end));                                   // n is required
   EXPECT_FALSE(whole(dsml("q", false, "\"x\"") + dsml("n", false, "3") + end));      // a string is raw
   EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("n", true, "3") + end));             // an integer is JSON
@@ -287,7 +306,7 @@ TEST(JsonGrammar, DsmlParametersFollowTheSchema) {
   EXPECT_FALSE(whole(dsml("q", true, "0123456789abc") + dsml("n", false, "1") + end));  // too long
   EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("z", false, "1") + dsml("n", false, "1") + end));
   EXPECT_FALSE(whole(dsml("q", true, "x") + dsml("q", true, "y") + dsml("n", false, "1") + end));
-  const std::string text = dsml("opts", false, R"({"deep":false})") + dsml("q", true, "caf\xc3\xa9 <i>") + dsml("n", false, "7") + end;
+  const std::string text = dsml("q", true, "caf\xc3\xa9 <i>") + dsml("n", false, "7") + dsml("opts", false, R"({"deep":false})") + end;
   ASSERT_TRUE(whole(text));
   for (size_t n = 0; n <= text.size(); ++n) {  // every prefix completes to whole parameters
     JsonMatcher m(g, JsonMatcher::Syntax::Dsml);
@@ -299,7 +318,7 @@ TEST(JsonGrammar, DsmlParametersFollowTheSchema) {
     const ParsedOutput p = OutputParser::parse("\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n" + done + "\n</｜DSML｜tool_calls>",
                                                false, ToolCallSyntax::Dsml);
     ASSERT_EQ(p.tool_calls.size(), 1u) << done;
-    const json a = json::parse(p.tool_calls[0].arguments);
+    const ojson a = ojson::parse(p.tool_calls[0].arguments);
     EXPECT_TRUE(a["q"].is_string() && a["n"].is_number_integer() && a["n"] >= 1 && a["n"] <= 10) << a.dump();
   }
 }

@@ -51,9 +51,9 @@ std::shared_ptr<const JsonGrammar> format_grammar(const std::string& format) {
     text.assign(std::istreambuf_iterator<char>(in), {});
     source = format;
   }
-  nlohmann::json schema;
+  nlohmann::ordered_json schema;
   try {
-    schema = nlohmann::json::parse(text);
+    schema = nlohmann::ordered_json::parse(text);
   } catch (const std::exception& e) {
     fail(source, ": not valid JSON (", e.what(), ")");
   }

@@ -86,8 +86,10 @@ DecodeState::DecodeState(const EngineRequest& r, const DecodeVocab& vocab, int64
     for (size_t i = 0; i < f.names.size(); ++i) {
       const auto& g = i < r.tool_call_arguments.size() && r.tool_call_arguments[i] ? r.tool_call_arguments[i] : JsonGrammar::any_object();
       const JsonMatcher args(g, f.json_arguments ? JsonMatcher::Syntax::Json : JsonMatcher::Syntax::Dsml);
-      need = std::min(need, int64_t(vocab.tokenizer->encode(f.opening + f.names[i] + f.after_name + args.completion() + f.closing).size()));
+      call_need_.push_back(int64_t(vocab.tokenizer->encode(f.opening + f.names[i] + f.after_name + args.completion() + f.closing).size()));
+      need = std::min(need, call_need_.back());
     }
+    call_names_ = f.names;
     if (!r.options.starts_in_reasoning && need > max_new)
       fail("max_tokens (", max_new, " with the context left) is too small for the shortest tool call the tools' parameters allow: ",
            need, " tokens");
@@ -201,7 +203,7 @@ void DecodeState::start_call_arguments(bool first_token_written) {
 }
 
 bool DecodeState::name_extends(const std::string& text) const {
-  for (const std::string& n : req_.tool_call->names)
+  for (const std::string& n : call_names_)
     if (n.size() >= text.size() && n.compare(0, text.size(), text) == 0) return true;
   return false;
 }
@@ -212,19 +214,24 @@ int32_t DecodeState::choose(float* logits) {
   // name among the declared ones; the arguments as one JSON object; the closing markup.
   if (call_ == Call::Pending && forced_.empty() && !parser_.in_reasoning()) {
     const ForcedToolCall& f = *req_.tool_call;
+    // Only the tools whose shortest call fits in the tokens left may be chosen.
+    std::vector<std::string> fit;
+    for (size_t i = 0; i < f.names.size(); ++i)
+      if (call_need_[i] <= remaining()) fit.push_back(f.names[i]);
+    if (!fit.empty()) call_names_ = std::move(fit);
     force(f.opening);
-    if (f.names.size() == 1) {
-      call_name_ = f.names[0];
-      force(f.names[0]);
+    if (call_names_.size() == 1) {
+      call_name_ = call_names_[0];
+      force(call_name_);
       start_call_arguments();
     } else {
       call_ = Call::Name;
     }
   }
   if (call_ == Call::Name && forced_.empty()) {
-    const bool complete = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    const bool complete = std::find(call_names_.begin(), call_names_.end(), call_name_) != call_names_.end();
     bool longer = false;
-    for (const std::string& n : req_.tool_call->names) longer |= n.size() > call_name_.size() && n.compare(0, call_name_.size(), call_name_) == 0;
+    for (const std::string& n : call_names_) longer |= n.size() > call_name_.size() && n.compare(0, call_name_.size(), call_name_) == 0;
     if (complete && !longer) start_call_arguments();
   }
   if (call_ == Call::Args && forced_.empty()) {
@@ -262,7 +269,7 @@ int32_t DecodeState::choose(float* logits) {
   if (call_ == Call::Name) {  // a declared name, written by the model
     // A name that is whole but begins a longer one ("search", "search_web") may end here: the
     // first token of the markup after the name is then allowed too.
-    const bool whole = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    const bool whole = std::find(call_names_.begin(), call_names_.end(), call_name_) != call_names_.end();
     const int32_t after_first = whole ? tok->encode(req_.tool_call->after_name).front() : -1;
     const int32_t t = sample_valid(logits, [&](int32_t t) {
       if (t == after_first) return true;
@@ -271,7 +278,7 @@ int32_t DecodeState::choose(float* logits) {
       return !b.empty() && name_extends(call_name_ + b);
     });
     if (t >= 0) return t;
-    for (const std::string& n : req_.tool_call->names)  // no token continues any name: finish the first that fits
+    for (const std::string& n : call_names_)  // no token continues any name: finish the first that fits
       if (n.compare(0, call_name_.size(), call_name_) == 0) {
         const std::string rest = n.substr(call_name_.size());
         call_name_ = n;
@@ -312,7 +319,7 @@ bool DecodeState::accept(int32_t token, const float* logits) {
   if (req_.top_logprobs >= 0) out_.logprobs.push_back({token, logits[size_t(token)] - lse_, std::move(top_)});
   const bool reasoning = parser_.in_reasoning();
   if (!last_forced_ && call_ == Call::Name) {
-    const bool whole = std::find(req_.tool_call->names.begin(), req_.tool_call->names.end(), call_name_) != req_.tool_call->names.end();
+    const bool whole = std::find(call_names_.begin(), call_names_.end(), call_name_) != call_names_.end();
     if (whole && token == vocab_.tokenizer->encode(req_.tool_call->after_name).front()) start_call_arguments(true);
     else call_name_ += vocab_.tokenizer->token_bytes(token);
   }

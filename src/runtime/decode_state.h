@@ -112,6 +112,8 @@ class DecodeState {
   // writing the name, writing the arguments, done.
   enum class Call { Off, Pending, Name, Args, Done } call_ = Call::Off;
   std::string call_name_;                    // the name written so far
+  std::vector<std::string> call_names_;      // the names it may become (those whose shortest call fits)
+  std::vector<int64_t> call_need_;           // per declared name: tokens of its shortest whole call
   std::optional<JsonMatcher> call_args_;  // the arguments written so far
   std::vector<uint8_t> allowed_;  // scratch for token masks
   bool last_forced_ = false;  // the token just chosen was forced, not sampled

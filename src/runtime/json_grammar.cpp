@@ -46,12 +46,32 @@ int string_byte(uint8_t& sub, unsigned char c) {
     case kStrHex4:
     case kStrHex3:
     case kStrHex2:
-    case kStrHex1: {
-      const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-      if (!hex) return kReject;
-      sub = sub == kStrHex1 ? uint8_t(kStrNormal) : uint8_t(sub + 1);
+    case kStrHex1:
+    case kStrHexD:
+    case kStrHiHex2:
+    case kStrHiHex1:
+    case kStrLoC: {
+      const int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+      if (v < 0) return kReject;
+      switch (sub) {
+        case kStrHex4: sub = v == 0xD ? kStrHexD : kStrHex3; break;
+        case kStrHexD:
+          if (v >= 0xC) return kReject;  // a low surrogate on its own
+          sub = v >= 0x8 ? kStrHiHex2 : kStrHex2;
+          break;
+        case kStrHiHex2: sub = kStrHiHex1; break;
+        case kStrHiHex1: sub = kStrLoSlash; break;
+        case kStrLoC:
+          if (v < 0xC) return kReject;
+          sub = kStrHex2;
+          break;
+        default: sub = sub == kStrHex1 ? uint8_t(kStrNormal) : uint8_t(sub + 1);
+      }
       return sub == kStrNormal ? kEnd : kInside;
     }
+    case kStrLoSlash: return c == '\\' ? (sub = kStrLoU, kInside) : kReject;
+    case kStrLoU: return c == 'u' ? (sub = kStrLoD, kInside) : kReject;
+    case kStrLoD: return (c == 'd' || c == 'D') ? (sub = kStrLoC, kInside) : kReject;
     default: {
       const auto [lo, hi, then] = utf8_next(sub);
       if (c < lo || c > hi) return kReject;
@@ -65,7 +85,11 @@ std::string string_finish(uint8_t sub) {
   std::string out;
   while (sub != kStrNormal) {
     if (sub == kStrEscape) out += 'n';
-    else if (sub >= kStrHex4 && sub <= kStrHex1) out += '0';
+    else if ((sub >= kStrHex4 && sub <= kStrHex1) || sub == kStrHexD || sub == kStrHiHex2 || sub == kStrHiHex1) out += '0';
+    else if (sub == kStrLoSlash) out += '\\';
+    else if (sub == kStrLoU) out += 'u';
+    else if (sub == kStrLoD) out += 'd';
+    else if (sub == kStrLoC) out += 'c';
     else out += char(std::get<0>(utf8_next(sub)));
     string_byte(sub, static_cast<unsigned char>(out.back()));
   }
@@ -227,10 +251,32 @@ static int64_t max_items(const JsonGrammar::Node& n) {
   return n.items < 0 ? std::min<int64_t>(n.max_items, int64_t(n.prefix_items.size())) : n.max_items;
 }
 
+// Whether declared key k may come next: not written yet, after every key written, and no
+// required key left out before it.
+static bool key_open(const JsonGrammar::Node& n, uint64_t seen, int32_t k) {
+  if (seen >> k & 1) return false;
+  const int32_t p = n.order[size_t(k)];
+  for (uint64_t m = seen; m; m &= m - 1)
+    if (n.order[size_t(std::countr_zero(m))] > p) return false;
+  for (uint64_t m = n.required & ~seen; m; m &= m - 1)
+    if (n.order[size_t(std::countr_zero(m))] < p) return false;
+  return true;
+}
+
 // Whether an object frame may still take a key.
 static bool can_add_key(const JsonGrammar::Node& n, uint64_t seen) {
   if (n.additional >= 0) return true;
-  return n.keys.size() > size_t(std::popcount(seen));
+  for (int32_t k = 0; k < int32_t(n.keys.size()); ++k)
+    if (key_open(n, seen, k)) return true;
+  return false;
+}
+
+// The required keys not yet written, in the schema's order.
+static std::vector<int32_t> required_left(const JsonGrammar::Node& n, uint64_t seen) {
+  std::vector<int32_t> r;
+  for (uint64_t m = n.required & ~seen; m; m &= m - 1) r.push_back(std::countr_zero(m));
+  std::sort(r.begin(), r.end(), [&](int32_t a, int32_t b) { return n.order[size_t(a)] < n.order[size_t(b)]; });
+  return r;
 }
 
 // --- the matcher ---------------------------------------------------------------------------
@@ -312,7 +358,7 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
       if (c == '"') {  // the name ends; the attribute begins
         int32_t prop = -1;
         if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos)) {
-          if (f.seen >> f.lo & 1) return;
+          if (!key_open(n, f.seen, f.lo)) return;
           prop = f.lo;
         } else if (n.additional < 0 || f.pos == 0) {
           return;
@@ -332,7 +378,7 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
           if (k.size() > size_t(o.pos) && static_cast<unsigned char>(k[size_t(o.pos)]) == c) lo = std::min(lo, i), hi = i + 1;
         }
         bool open = false;
-        for (int32_t i = lo; i < hi && !open; ++i) open = !(o.seen >> i & 1);
+        for (int32_t i = lo; i < hi && !open; ++i) open = key_open(n, o.seen, i);
         if (lo < hi && (open || n.additional >= 0)) {
           o.lo = lo, o.hi = hi;
         } else {
@@ -426,8 +472,8 @@ std::string JsonMatcher::dsml_parameter(const JsonGrammar::Node& n, int32_t prop
 std::string JsonMatcher::complete_dsml(Frame& f) const {
   const JsonGrammar::Node& n = g_->nodes[size_t(f.node)];
   std::string out;
-  const int32_t prop = f.count;
-  const int32_t child = prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional;
+  const int32_t prop = f.count;  // the property being written (kDsAttr and later)
+  auto child_node = [&] { return prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional; };
   switch (f.phase) {
     case kDsOpen:
       if (f.pos > 0) {  // inside a tag: finish it
@@ -443,7 +489,7 @@ std::string JsonMatcher::complete_dsml(Frame& f) const {
       int32_t k = -1;
       if (!(f.flags & kOtherKey))
         for (int32_t i = f.lo; i < f.hi && k < 0; ++i)
-          if (!(f.seen >> i & 1)) k = i;
+          if (key_open(n, f.seen, i)) k = i;
       if (k >= 0) {
         out += n.keys[size_t(k)].substr(size_t(f.pos));
       } else {  // a name of its own (additionalProperties), past the property names it begins
@@ -465,12 +511,12 @@ std::string JsonMatcher::complete_dsml(Frame& f) const {
       const int a = (f.lo & 1) ? 0 : 1;
       out += kAttr[a].substr(size_t(f.pos));
       if (prop >= 0) f.seen |= uint64_t(1) << prop;
-      const std::string& m = g_->minimal[size_t(child)];
+      const std::string& m = g_->minimal[size_t(child_node())];
       out += (a == 0 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
       break;
     }
     case kDsRaw: {
-      const JsonGrammar::Node& v = g_->nodes[size_t(resolve(*g_, child))];
+      const JsonGrammar::Node& v = g_->nodes[size_t(resolve(*g_, child_node()))];
       if (v.kind == Kind::String && v.pattern >= 0) {
         out += g_->patterns[size_t(v.pattern)].shortest[size_t(f.dfa)];
       } else {
@@ -485,8 +531,7 @@ std::string JsonMatcher::complete_dsml(Frame& f) const {
       out += kParamClose.substr(size_t(f.pos)) + "\n";
       break;
   }
-  for (int32_t i = 0; i < int32_t(n.keys.size()); ++i)
-    if ((n.required >> i & 1) && !(f.seen >> i & 1)) out += dsml_parameter(n, i);
+  for (int32_t i : required_left(n, f.seen)) out += dsml_parameter(n, i);
   return out + kInvokeClose;
 }
 
@@ -608,7 +653,7 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
           if (f.sub == kStrNormal && c == '"') {
             int32_t prop = -1;
             if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos)) {
-              if (f.seen >> f.lo & 1) return;  // a duplicate key
+              if (!key_open(n, f.seen, f.lo)) return;  // written already, or out of order
               prop = f.lo;
             } else if (n.additional < 0) {
               return;
@@ -627,7 +672,7 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
             }
             ++o.pos;
             bool open = false;  // some unseen key remains among the candidates
-            for (int32_t i = lo; i < hi && !open; ++i) open = !(o.seen >> i & 1);
+            for (int32_t i = lo; i < hi && !open; ++i) open = key_open(n, o.seen, i);
             if (lo < hi && (open || n.additional >= 0)) {  // seen keys still need to be told apart from new ones
               o.lo = lo, o.hi = hi;
             } else {
@@ -828,14 +873,14 @@ std::string JsonMatcher::complete_state(const State& start) const {
           out += complete_dsml(f);
           break;
         }
-        auto first_unseen = [&](int32_t lo, int32_t hi, bool required_only) {
+        auto first_open = [&](int32_t lo, int32_t hi) {
           for (int32_t i = lo; i < hi; ++i)
-            if (!(f.seen >> i & 1) && (!required_only || (n.required >> i & 1))) return i;
+            if (key_open(n, f.seen, i)) return i;
           return int32_t(-1);
         };
         int32_t prop = -2;  // -2: no pending key
         if (f.phase == kObjKey) {
-          prop = (f.flags & kOtherKey) ? -1 : first_unseen(f.lo, f.hi, false);
+          prop = (f.flags & kOtherKey) ? -1 : first_open(f.lo, f.hi);
           if (prop >= 0) {
             out += n.keys[size_t(prop)].substr(size_t(f.pos));
           } else {  // a key of its own (additionalProperties): one that names no property
@@ -852,8 +897,8 @@ std::string JsonMatcher::complete_state(const State& start) const {
         } else if (f.phase == kObjColon) {
           prop = f.count;
         } else if (f.phase == kObjKeyNext) {
-          prop = first_unseen(0, int32_t(n.keys.size()), true);
-          if (prop < 0) prop = first_unseen(0, int32_t(n.keys.size()), false);
+          const std::vector<int32_t> left = required_left(n, f.seen);
+          prop = left.empty() ? first_open(0, int32_t(n.keys.size())) : left[0];
           out += '"';
           out += prop >= 0 ? n.keys[size_t(prop)] : std::string();
           out += '"';
@@ -865,12 +910,11 @@ std::string JsonMatcher::complete_state(const State& start) const {
           if (prop >= 0) f.seen |= uint64_t(1) << prop;
           first = false;
         }
-        for (int32_t i = 0; i < int32_t(n.keys.size()); ++i)
-          if ((n.required >> i & 1) && !(f.seen >> i & 1)) {
-            if (!first) out += ',';
-            first = false;
-            out += '"' + n.keys[size_t(i)] + "\":" + minimal[size_t(n.key_nodes[size_t(i)])];
-          }
+        for (int32_t i : required_left(n, f.seen)) {
+          if (!first) out += ',';
+          first = false;
+          out += '"' + n.keys[size_t(i)] + "\":" + minimal[size_t(n.key_nodes[size_t(i)])];
+        }
         out += '}';
         break;
       }

@@ -22,7 +22,10 @@
 // validates (completion() writes the shortest such text), whitespace between tokens is
 // bounded, no declared property is written twice (other keys are not tracked), numbers stay
 // finite doubles (exponents of at most two digits), and strings are valid UTF-8 without raw control
-// characters. Keys are written in any order. Strings with a pattern may not use backslash
+// characters. Properties come in the order the schema lists them (as OpenAI's Structured
+// Outputs and llama.cpp write them, so a "reasoning" property listed first is written first);
+// optional ones may be left out, required ones may not be skipped; keys that are not declared
+// (additionalProperties) may come anywhere. Strings with a pattern may not use backslash
 // escapes (the pattern is matched on the bytes written).
 #pragma once
 #include <cstdint>
@@ -41,7 +44,8 @@ class JsonGrammar {
  public:
   // Throws Error naming the keyword and its path in the schema for what is not supported,
   // and for schemas no value can satisfy.
-  static std::shared_ptr<const JsonGrammar> compile(const nlohmann::json& schema);
+  // (Ordered: properties are written in the order the schema lists them.)
+  static std::shared_ptr<const JsonGrammar> compile(const nlohmann::ordered_json& schema);
   // Any JSON object (JSON mode: response_format json_object, Ollama format "json").
   static std::shared_ptr<const JsonGrammar> any_object();
 
@@ -52,6 +56,7 @@ class JsonGrammar {
     // bytewise; the value node of each; which are required; the node of other keys' values.
     std::vector<std::string> keys;
     std::vector<int32_t> key_nodes;
+    std::vector<int32_t> order;  // keys[i]'s position in the schema: keys are written in that order
     uint64_t required = 0;
     int32_t additional = -1;  // -1: no other keys
     // Array: items (after prefix_items), their count's bounds.

@@ -25,6 +25,9 @@ enum : uint8_t {
   kStrNormal = 0, kStrEscape, kStrHex4, kStrHex3, kStrHex2, kStrHex1,
   // UTF-8: continuation bytes still expected, with the range of the next one
   kU1, kU2, kUE0, kUED, kU3, kUF0, kUF4,
+  // \uD...: a surrogate must come as a pair (\uD800-\uDBFF then \uDC00-\uDFFF), as strict
+  // parsers demand: after the D, the rest of a high one, its low partner's \, u, D and C-F.
+  kStrHexD, kStrHiHex2, kStrHiHex1, kStrLoSlash, kStrLoU, kStrLoD, kStrLoC,
 };
 // What a byte did: refused, began a code point (more bytes follow), began and ended one, was
 // inside one, ended one, or closed the string.

@@ -16,7 +16,7 @@
 
 namespace whale {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 using Kind = JsonGrammar::Kind;
 
 namespace {
@@ -579,7 +579,8 @@ class Compiler {
   }
   // Keywords beside `key` other than annotations (and `allowed`) are refused rather than ignored.
   void only(const json& s, const std::string& path, const char* key, std::initializer_list<const char*> allowed) {
-    for (const auto& [k, v] : s.items()) {
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      const std::string& k = it.key();
       if (k == key || kAnnotations.count(k)) continue;
       if (std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) continue;
       fail(path, ": '", k, "' beside '", key, "' is not supported");
@@ -724,6 +725,7 @@ class Compiler {
       for (size_t i = 0; i < order.size(); ++i) {
         const auto& [name, src] = order[i];
         n.keys.push_back(name);
+        n.order.push_back(int32_t(src));
         n.key_nodes.push_back(compile(props[src].second, path + "/properties/" + props[src].first));
         if (required.count(props[src].first)) n.required |= uint64_t(1) << i;
       }
@@ -778,8 +780,11 @@ class Compiler {
       case Kind::Object: {
         *out = "{";
         bool first = true;
-        for (size_t i = 0; i < n.keys.size(); ++i) {
-          if (!(n.required >> i & 1)) continue;
+        std::vector<size_t> required;  // in the schema's order
+        for (size_t i = 0; i < n.keys.size(); ++i)
+          if (n.required >> i & 1) required.push_back(i);
+        std::sort(required.begin(), required.end(), [&](size_t a, size_t b) { return n.order[a] < n.order[b]; });
+        for (size_t i : required) {
           if (m[size_t(n.key_nodes[i])].empty()) return false;
           if (!first) *out += ',';
           first = false;

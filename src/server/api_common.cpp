@@ -124,7 +124,7 @@ std::vector<std::string> get_stop(const ojson& o, const char* key, const std::st
 std::shared_ptr<const JsonGrammar> schema_grammar(const ojson& schema, const std::string& field) {
   if (!schema.is_object() && !schema.is_boolean()) throw ApiError(400, "'" + field + "' must be a JSON schema object", field);
   try {
-    return JsonGrammar::compile(nlohmann::json::parse(schema.dump()));
+    return JsonGrammar::compile(schema);
   } catch (const Error& e) {
     throw ApiError(400, "'" + field + "': " + e.what(), field);
   }
