@@ -166,7 +166,7 @@ bool number_step(const JsonGrammar::Node& n, JsonMatcher::Frame& f, unsigned cha
   const bool integer = n.kind == Kind::Integer;
   const int d = c - '0';
   auto int_digit = [&] {
-    if (n.bounded && f.count >= kMaxBoundedDigits) return false;
+    if (f.count >= (n.bounded ? kMaxBoundedDigits : kMaxDigits)) return false;
     f.value = f.value * 10 + d;
     ++f.count;
     return true;
@@ -189,7 +189,7 @@ bool number_step(const JsonGrammar::Node& n, JsonMatcher::Frame& f, unsigned cha
     case 3:
     case 4:
       if (digit) {
-        if (n.bounded && f.pos >= kMaxBoundedDigits) return false;
+        if (f.pos >= (n.bounded ? kMaxBoundedDigits : kMaxDigits)) return false;
         f.sub = 4;
         ++f.pos;
         f.value += d * pow10i(-f.pos);

@@ -21,7 +21,7 @@
 // What the matcher guarantees: every prefix it accepts can be completed to a value that
 // validates (completion() writes the shortest such text), whitespace between tokens is
 // bounded, no declared property is written twice (other keys are not tracked), numbers stay
-// finite doubles (exponents of at most two digits), and strings are valid UTF-8 without raw control
+// finite doubles (at most 64 digits before and after the point, exponents of at most two), and strings are valid UTF-8 without raw control
 // characters. Properties come in the order the schema lists them (as OpenAI's Structured
 // Outputs and llama.cpp write them, so a "reasoning" property listed first is written first);
 // optional ones may be left out, required ones may not be skipped; keys that are not declared

@@ -19,6 +19,7 @@ enum : uint8_t { kArrStart, kArrNeed, kArrAfter };                          // a
 enum : uint8_t { kNegative = 1, kOtherKey = 2 };                            // Frame::flags
 constexpr uint8_t kMaxTrailing = 2;      // whitespace after the whole value
 constexpr int kMaxBoundedDigits = 17;    // digits of a number with bounds (before and after the point)
+constexpr int kMaxDigits = 64;           // of any number: every number stays a finite double
 
 // String lexing: sub-states of a string being written.
 enum : uint8_t {

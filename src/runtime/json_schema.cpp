@@ -500,7 +500,7 @@ class Compiler {
         JsonGrammar::Node n;
         n.kind = Kind::AnyOf;
         for (size_t i = 0; i < a->size(); ++i) n.options.push_back(compile((*a)[i], str_cat(path, "/", key, "/", i)));
-        if (s.value("nullable", false)) n.options.push_back(literal_node({"null"}));
+        if (flag(s, "nullable", path)) n.options.push_back(literal_node({"null"}));
         return add(std::move(n));
       }
     if (auto a = s.find("allOf"); a != s.end()) {
@@ -512,7 +512,7 @@ class Compiler {
       if (!e->is_array() || e->empty()) fail(path, ": 'enum' must be a non-empty array");
       std::vector<std::string> lits;
       for (const json& v : *e) lits.push_back(v.dump());
-      if (s.value("nullable", false)) lits.push_back("null");
+      if (flag(s, "nullable", path)) lits.push_back("null");
       return literal_node(std::move(lits));
     }
     if (auto c = s.find("const"); c != s.end()) return literal_node({c->dump()});
@@ -535,9 +535,9 @@ class Compiler {
     } else if (s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum")) {
       types.push_back("number");
     } else {
-      return s.value("nullable", false) ? JsonGrammar::kAny : JsonGrammar::kAny;
+      return JsonGrammar::kAny;
     }
-    if (s.value("nullable", false) && std::find(types.begin(), types.end(), "null") == types.end()) types.push_back("null");
+    if (flag(s, "nullable", path) && std::find(types.begin(), types.end(), "null") == types.end()) types.push_back("null");
     if (types.size() == 1) return typed(s, types[0], path);
     JsonGrammar::Node n;
     n.kind = Kind::AnyOf;
@@ -612,6 +612,12 @@ class Compiler {
     }
     return id;
   }
+  static bool flag(const json& s, const char* key, const std::string& path) {
+    auto it = s.find(key);
+    if (it == s.end() || it->is_null()) return false;
+    if (!it->is_boolean()) fail(path, ": '", key, "' must be true or false");
+    return it->get<bool>();
+  }
   int64_t count(const json& s, const char* key, int64_t dflt, const std::string& path) {
     auto it = s.find(key);
     if (it == s.end()) return dflt;
@@ -658,12 +664,12 @@ class Compiler {
       double x;
       if (bound("exclusiveMinimum", &x)) {
         if (!s.contains("minimum") || x >= n.minimum) n.minimum = x, n.exclusive_min = true;
-      } else if (s.value("exclusiveMinimum", false)) {
+      } else if (flag(s, "exclusiveMinimum", path)) {
         n.exclusive_min = true;  // draft 4: a flag on minimum
       }
       if (bound("exclusiveMaximum", &x)) {
         if (!s.contains("maximum") || x <= n.maximum) n.maximum = x, n.exclusive_max = true;
-      } else if (s.value("exclusiveMaximum", false)) {
+      } else if (flag(s, "exclusiveMaximum", path)) {
         n.exclusive_max = true;
       }
       return add(std::move(n));
@@ -830,7 +836,11 @@ std::shared_ptr<const JsonGrammar> JsonGrammar::compile(const json& schema) {
   auto g = std::make_shared<JsonGrammar>();
   Compiler c(schema, *g);
   add_fixed_nodes(*g, &c.where_);
-  g->root = c.compile(schema, "#");
+  try {
+    g->root = c.compile(schema, "#");
+  } catch (const nlohmann::json::exception& e) {  // a keyword of the wrong type that no check above caught
+    fail("the schema is malformed (", e.what(), ")");
+  }
   c.minimal_values();
   return g;
 }
