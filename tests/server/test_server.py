@@ -151,18 +151,23 @@ class OpenAIClient(unittest.TestCase):
         for server in (self.v31, self.v3):
             c = client(server)
             kw = dict(model=NAME, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
-                      tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=12, temperature=0)
+                      tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=24, temperature=0)
             r = c.chat.completions.create(**kw)
             calls = r.choices[0].message.tool_calls
             self.assertEqual(len(calls), 1)
             self.assertEqual(calls[0].function.name, "get_weather")
-            self.assertIsInstance(json.loads(calls[0].function.arguments), dict)  # always a JSON object
+            args = json.loads(calls[0].function.arguments)  # valid under the tool's parameters, closed in time
+            self.assertIsInstance(args.get("city"), str, args)
             self.assertTrue(calls[0].id.startswith("call_"))
             _, content, scalls, finish, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
             self.assertEqual([(x["name"], x["arguments"]) for x in scalls],
                              [(t.function.name, t.function.arguments) for t in calls])
             self.assertEqual(content, r.choices[0].message.content or "")
             self.assertEqual(finish, r.choices[0].finish_reason)
+            # A max_tokens too small for the shortest call the schema allows is a clear 400.
+            with self.assertRaises(openai.BadRequestError) as e:
+                c.chat.completions.create(**{**kw, "max_tokens": 6})
+            self.assertIn("too small for the shortest tool call", str(e.exception))
 
     def test_required_tool_choice_names_a_declared_tool(self):
         # At temperature 1 a random model would name anything: the call is still one of the
@@ -377,14 +382,14 @@ class DeepSeekV32(unittest.TestCase):
         for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
             for seed in range(4):
                 kw = dict(model="tiny-v32", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
-                          tool_choice=choice, max_tokens=48, temperature=1.0, seed=seed)
+                          tool_choice=choice, max_tokens=80, temperature=1.0, seed=seed)
                 r = c.chat.completions.create(**kw)
                 m = r.choices[0].message
                 self.assertNotIn("DSML", m.content or "")
                 if isinstance(choice, dict):  # the name is part of the forced block
                     self.assertEqual([t.function.name for t in m.tool_calls], ["get_weather"])
-                for t in m.tool_calls or []:  # "required": the random model writes the name (or not)
-                    self.assertIsInstance(json.loads(t.function.arguments), dict)
+                for t in m.tool_calls or []:  # valid under the parameters: "city" is required
+                    self.assertIsInstance(json.loads(t.function.arguments).get("city"), str, t.function.arguments)
                 _, content, calls, finish, _ = collect_stream(c.chat.completions.create(stream=True, **kw))
                 self.assertNotIn("DSML", content)
                 self.assertEqual([(x["name"], x["arguments"]) for x in calls],
