@@ -1,4 +1,6 @@
 // The `whale logits` / `whale generate` contract, through the real binary.
+#include <nlohmann/json.hpp>
+
 #include "model/model.h"
 #include "test_util.h"
 
@@ -110,6 +112,39 @@ TEST(Cli, BenchAndSpeculativeGenerate) {
   EXPECT_NE(r.err.find("no MTP module"), std::string::npos) << r.err;
   r = run_whale({"generate", "--model", test::golden_dir("r2"), "--tokens", "5", "--max-tokens", "2", "--spec", "mtp", "--draft", "12"});
   EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace whale
+
+namespace whale {
+namespace {
+
+// `whale run --format SCHEMA "prompt"`: the answer validates (an inline schema and a schema
+// file); a schema whale cannot enforce is refused before the model loads, naming the keyword.
+TEST(CliRun, FormatTakesAJsonSchema) {
+  const std::string model = test::source_path("models/whale-r2-tiny");
+  const std::string schema =
+      R"({"type":"object","properties":{"answer":{"type":"integer","minimum":0,"maximum":2000},"unit":{"enum":["apples","pears"]}},"required":["answer","unit"],"additionalProperties":false})";
+  test::TempDir dir;
+  const std::string file = dir / "schema.json";
+  test::write_file(file, schema);
+  for (const std::string& format : {schema, file}) {
+    auto r = run_whale({"run", model, "--format", format, "--temperature", "1", "--seed", "3", "--max-tokens", "60", "--json",
+                        "What is 347 + 285?"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto out = nlohmann::json::parse(r.out);
+    const auto answer = nlohmann::json::parse(out["content"].get<std::string>());
+    EXPECT_EQ(answer.size(), 2u) << answer;
+    EXPECT_TRUE(answer["answer"].is_number_integer() && answer["answer"] >= 0 && answer["answer"] <= 2000) << answer;
+    EXPECT_TRUE(answer["unit"] == "apples" || answer["unit"] == "pears") << answer;
+  }
+  auto bad = run_whale({"run", model, "--format", R"({"type":"array","uniqueItems":true})", "hi"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--format: #: the keyword 'uniqueItems' is not supported"), std::string::npos) << bad.err;
+  auto missing = run_whale({"run", model, "--format", "/nonexistent/schema.json", "hi"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("neither \"json\", a JSON schema nor a readable schema file"), std::string::npos) << missing.err;
 }
 
 }  // namespace
