@@ -50,6 +50,11 @@ TEST(JsonGrammar, AnyObjectAcceptsJsonObjectsAndNothingElse) {
   JsonMatcher w(g);                   // whitespace between tokens is bounded too
   EXPECT_TRUE(w.accepts("{\n" + std::string(JsonMatcher::kMaxWhitespace - 1, ' ') + "\"a\": 1}"));
   EXPECT_FALSE(w.accepts("{" + std::string(JsonMatcher::kMaxWhitespace + 1, '\n')));
+  EXPECT_FALSE(w.accepts("{\n" + std::string(JsonMatcher::kMaxWhitespace, ' ')));
+  EXPECT_FALSE(w.accepts("{\n\n"));    // one newline per run
+  EXPECT_FALSE(w.accepts("{  \"a\""));  // or one space
+  EXPECT_FALSE(w.accepts("{\t"));
+  EXPECT_TRUE(w.accepts("{\n\t\t\"a\": [\n\t\t\t1,\n\t\t\t2\n\t\t]\n}"));
   EXPECT_TRUE(w.accepts("{\"a\": \"" + std::string(200, ' ') + "\"}"));  // inside strings it is text
   EXPECT_FALSE(w.accepts(std::string(70, '[')));                         // not an object
   EXPECT_FALSE(w.accepts("{\"a\":" + std::string(70, '[')));              // nesting is bounded

@@ -616,12 +616,19 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
   // Whitespace outside strings: bounded runs where the grammar allows it.
   const bool structural = f.kind == kValue || f.kind == kDone || f.kind == kArray ||
                           (f.kind == kObject && (f.phase < kDsOpen ? f.phase != kObjKey : ((f.phase == kDsOpen && f.pos == 0) || (f.phase == kDsAfterValue && f.pos == 0))));
+  // A run is one space, or a newline and up to kMaxWhitespace - 1 spaces or tabs of indentation
+  // (compact or pretty-printed JSON, never a page of blank lines).
   if (structural && is_ws(c)) {
-    if (s.ws >= kMaxWhitespace) return;
     if (f.kind == kValue && s.rest < 0) return;  // the text starts with the value itself
     if (f.kind == kDone && f.count >= kMaxTrailing) return;
     State t = s;
-    ++t.ws;
+    if (s.ws == 0) {
+      if (c != ' ' && c != '\n') return;
+      t.ws = c == ' ' ? kOneSpace : 1;
+    } else {
+      if (s.ws == kOneSpace || (c != ' ' && c != '\t') || s.ws >= kMaxWhitespace) return;
+      ++t.ws;
+    }
     if (f.kind == kDone) ++t.top.count;
     out.push_back(t);
     return;

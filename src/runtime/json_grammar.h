@@ -20,8 +20,9 @@
 //
 // What the matcher guarantees: every prefix it accepts can be completed to a value that
 // validates (completion() writes the shortest such text), whitespace between tokens is
-// bounded, no declared property is written twice (other keys are not tracked), numbers stay
-// finite doubles (at most 64 digits before and after the point, exponents of at most two), and strings are valid UTF-8 without raw control
+// bounded (one space, or a newline and indentation), no declared property is written twice
+// (other keys are not tracked), numbers stay finite doubles (at most 64 digits before and
+// after the point, exponents of at most two), and strings are valid UTF-8 without raw control
 // characters. Properties come in the order the schema lists them (as OpenAI's Structured
 // Outputs and llama.cpp write them, so a "reasoning" property listed first is written first);
 // optional ones may be left out, required ones may not be skipped; keys that are not declared
@@ -119,7 +120,9 @@ class TokenTrie {
 // matcher).
 class JsonMatcher {
  public:
-  static constexpr uint8_t kMaxWhitespace = 24;  // bytes of whitespace in a row outside strings
+  // Whitespace outside strings: a run is one space, or a newline and indentation (spaces or
+  // tabs), at most this many bytes.
+  static constexpr uint8_t kMaxWhitespace = 21;
   static constexpr int kMaxDepth = 64;           // nesting of objects and arrays
 
   // Json: one JSON value. Dsml: the root object written as DeepSeek's DSML parameters, from

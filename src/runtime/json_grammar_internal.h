@@ -18,6 +18,7 @@ enum : uint8_t { kDsOpen = 8, kDsKey, kDsAttr, kDsRaw, kDsClose, kDsAfterValue }
 enum : uint8_t { kArrStart, kArrNeed, kArrAfter };                          // after '[', after ',', after an item
 enum : uint8_t { kNegative = 1, kOtherKey = 2 };                            // Frame::flags
 constexpr uint8_t kMaxTrailing = 2;      // whitespace after the whole value
+constexpr uint8_t kOneSpace = 0xFF;      // State::ws: the run is a single space
 constexpr int kMaxBoundedDigits = 17;    // digits of a number with bounds (before and after the point)
 constexpr int kMaxDigits = 64;           // of any number: every number stays a finite double
 
