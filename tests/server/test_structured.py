@@ -165,6 +165,28 @@ class Structured(unittest.TestCase):
                 self.assertIn(calls[0].function.name, by_name)
                 check(self, by_name[calls[0].function.name], calls[0].function.arguments, f"{model} request {i}")
 
+    def test_responses_text_format_and_anthropic_tool_input(self):
+        # The Responses API's flat text.format json_schema, and Anthropic's forced tool_use whose
+        # input must validate under input_schema, through their official SDKs.
+        import anthropic
+        rng = random.Random(4)
+        oc = openai.OpenAI(base_url=self.default.url + "/v1", api_key="none", max_retries=0, timeout=120)
+        ac = anthropic.Anthropic(base_url=self.default.url, api_key="none", max_retries=0, timeout=120)
+        for i in range(max(2, ROUNDS // 6)):
+            schema = top_schema(rng, object_root=True)
+            r = oc.responses.create(model="default", input="Answer in JSON.", max_output_tokens=200,
+                                    text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
+                                    extra_body={"temperature": 1.0, "seed": i})
+            check(self, schema, r.output_text, f"responses request {i}")
+            tool_schema = top_schema(rng, object_root=True)
+            m = ac.messages.create(model="default", max_tokens=300, messages=[{"role": "user", "content": "Use the tool."}],
+                                   tools=[{"name": "record", "description": "records a value", "input_schema": tool_schema}],
+                                   tool_choice={"type": "any"}, extra_body={"temperature": 1.0})
+            uses = [b for b in m.content if b.type == "tool_use"]
+            self.assertTrue(uses, m)
+            self.assertEqual(uses[0].name, "record")
+            check(self, tool_schema, json.dumps(uses[0].input), f"anthropic request {i}")
+
     def test_unsupported_schemas_are_a_clear_400(self):
         c = openai.OpenAI(base_url=self.default.url + "/v1", api_key="none", max_retries=0, timeout=60)
         for schema, needle in (({"type": "array", "uniqueItems": True}, "uniqueItems"),
