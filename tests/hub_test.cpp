@@ -66,6 +66,11 @@ TEST(HubListing, RefusesUnsafeNamesAndMissingHashes) {
   j["siblings"][0].erase("blobId");
   EXPECT_NE(error_of([&] { parse_repo_listing(j.dump(), "o/n", "main", "t"); }).find("no valid blobId"), std::string::npos);
   EXPECT_NE(error_of([&] { parse_repo_listing("[1]", "o/n", "main", "t"); }).find("not a JSON object"), std::string::npos);
+  for (json size : {json(3.2e27), json(-1), json("10"), json(1.5)}) {  // found by fuzz_hub: 3.2e27 did not fit a uint64
+    j = json::parse(listing({"m.gguf"}));
+    j["siblings"][0]["lfs"]["size"] = size;
+    EXPECT_NE(error_of([&] { parse_repo_listing(j.dump(), "o/n", "main", "t"); }).find("has no valid size"), std::string::npos) << size;
+  }
   EXPECT_NE(error_of([&] { parse_repo_listing(R"({"sha":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","siblings":[{"size":1}]})", "o/n", "main", "t"); })
                 .find("unexpected answer"),
             std::string::npos);

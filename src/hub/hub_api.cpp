@@ -92,6 +92,11 @@ HubRepo parse_repo_listing(const std::string& body, const std::string& id, const
   HubRepo repo;
   repo.id = id;
   repo.revision = revision;
+  // A size must be a whole number of bytes (a float beyond 2^64 would not convert).
+  auto size_of = [&](const nlohmann::json& v, const std::string& path) -> uint64_t {
+    if (!v.is_number_unsigned()) fail(source, ": the file '", path, "' has no valid size");
+    return v.get<uint64_t>();
+  };
   try {
     repo.commit = j.value("sha", std::string());
     if (!is_hex(repo.commit, 40)) fail(source, ": the Hub's answer names no commit (\"sha\": 40 hex digits)");
@@ -100,10 +105,10 @@ HubRepo parse_repo_listing(const std::string& body, const std::string& id, const
       f.path = s.at("rfilename").get<std::string>();
       if (s.contains("lfs") && s["lfs"].is_object()) {
         f.sha256 = s["lfs"].at("sha256").get<std::string>();
-        f.size = s["lfs"].at("size").get<uint64_t>();
+        f.size = size_of(s["lfs"].at("size"), f.path);
       } else {
         f.git_sha1 = s.value("blobId", std::string());
-        f.size = s.at("size").get<uint64_t>();
+        f.size = size_of(s.at("size"), f.path);
       }
       if (!safe_path(f.path)) fail(source, ": refusing the file name '", f.path, "'");
       if (f.sha256.empty() ? !is_hex(f.git_sha1, 40) : !is_hex(f.sha256, 64))
