@@ -87,7 +87,9 @@ TileConfig make_config() {
 
 // GCC 12's AVX-512 conversion intrinsics read an undefined vector it then warns about.
 #pragma GCC diagnostic push
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // Tokens in tiles of 32 (two A tiles), rows in pairs of groups (two B tiles): four C tiles per
 // block of 32 columns, stored and scaled into float sums (acc) in block order.
 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq"))) void amx_gemm_q8_0(
