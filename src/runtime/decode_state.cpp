@@ -152,8 +152,6 @@ int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_
   return -1;
 }
 
-// A token that continues the JSON value `m` follows; the end of the sequence only once the value
-// is whole (when `eos_when_complete`).
 // A token that continues the value `m` follows and after which the value can still be finished
 // (its shortest completion, and `suffix`, fit in the tokens left); the end of the sequence only
 // once the value is whole (when `eos_when_complete`).
