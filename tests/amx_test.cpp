@@ -31,7 +31,7 @@ TEST(Amx, Q8_0MatchesTheScalarReferenceForEveryTokenCount) {
       quantize_q8_0(row.data(), c.cols, w.data() + r * nb);
     }
     const AmxQ8Weights packed = amx_repack_q8_0(w.data(), c.rows, c.cols);
-    const int64_t T = 45;  // a full tile of 32 tokens and a padded one of 13
+    const int64_t T = 45;  // two full tiles of 16 tokens and a padded one of 13
     std::vector<float> x(size_t(T * c.cols));
     for (auto& v : x) v = 3 * nd(rng);
     std::vector<int8_t> q(size_t(T * c.cols));

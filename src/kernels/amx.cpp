@@ -67,8 +67,8 @@ AmxQ8Weights amx_repack_q8_0(const BlockQ8_0* w, int64_t rows, int64_t cols) {
 }
 
 namespace {
-// The tile configuration (palette 1): tiles 0-3 hold C (16 tokens × 16 rows of int32), 4-5 A
-// (16 tokens × 32 int8), 6-7 B (8 rows of 64 bytes: 32 values of 16 weight rows).
+// The tile configuration (palette 1): tile 0 holds C (16 tokens × 16 rows of int32), 4 A
+// (16 tokens × 32 int8), 6 B (8 rows of 64 bytes: 32 values of 16 weight rows).
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0;
   uint8_t reserved[14] = {};
@@ -78,9 +78,9 @@ struct alignas(64) TileConfig {
 
 TileConfig make_config() {
   TileConfig c;
-  for (int t = 0; t < 4; ++t) c.rows[t] = 16, c.colsb[t] = 64;
-  for (int t = 4; t < 6; ++t) c.rows[t] = 16, c.colsb[t] = 32;
-  for (int t = 6; t < 8; ++t) c.rows[t] = 8, c.colsb[t] = 64;
+  c.rows[0] = 16, c.colsb[0] = 64;
+  c.rows[4] = 16, c.colsb[4] = 32;
+  c.rows[6] = 8, c.colsb[6] = 64;
   return c;
 }
 }  // namespace
@@ -90,26 +90,26 @@ TileConfig make_config() {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-// Tokens in tiles of 32 (two A tiles), rows in pairs of groups (two B tiles): four C tiles per
-// block of 32 columns, stored and scaled into float sums (acc) in block order.
+// One C tile at a time (16 tokens × 16 rows): per block of 32 columns one `tdpbssd`, the int32
+// tile stored and scaled into 16 float accumulators that stay in registers for the whole row.
 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq"))) void amx_gemm_q8_0(
     const AmxQ8Weights& w, int64_t g0, int64_t g1, const int8_t* xq, const float* xd, int64_t ld_values, int64_t ld_blocks,
     int64_t n_tok, float* y, int64_t ldy) {
   static const TileConfig config = make_config();
   _tile_loadconfig(&config);
   const int64_t nb = w.blocks;
-  alignas(64) int32_t c[4][16][16];
-  alignas(64) float acc[2][2][16][16];  // [token tile][row group][token][row]
-  std::unique_ptr<int8_t[]> pad;        // the last token tile, zero-padded to 32 tokens
+  alignas(64) int32_t c[16][16];
+  alignas(64) float out[16][16];
+  std::unique_ptr<int8_t[]> pad;  // the last token tile, zero-padded to 16 tokens
   std::unique_ptr<float[]> pad_d;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += 32) {
-    const int64_t nt = std::min<int64_t>(32, n_tok - t0);
+  for (int64_t t0 = 0; t0 < n_tok; t0 += 16) {
+    const int64_t nt = std::min<int64_t>(16, n_tok - t0);
     const int8_t* a = xq + t0 * ld_values;
     const float* ad = xd + t0 * ld_blocks;
     int64_t lda = ld_values, ldd = ld_blocks;
-    if (nt < 32) {  // tile loads read 32 rows: copy the tail into zeros
-      pad.reset(new int8_t[size_t(32 * nb * 32)]());
-      pad_d.reset(new float[size_t(32 * nb)]());
+    if (nt < 16) {  // tile loads read 16 rows: copy the tail into zeros
+      pad.reset(new int8_t[size_t(16 * nb * 32)]());
+      pad_d.reset(new float[size_t(16 * nb)]());
       for (int64_t t = 0; t < nt; ++t) {
         std::memcpy(pad.get() + t * nb * 32, a + t * ld_values, size_t(nb * 32));
         std::memcpy(pad_d.get() + t * nb, ad + t * ld_blocks, size_t(nb) * sizeof(float));
@@ -119,48 +119,26 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq"))) 
       lda = nb * 32;
       ldd = nb;
     }
-    for (int64_t g = g0; g < g1; g += 2) {
-      const int ng = int(std::min<int64_t>(2, g1 - g));
-      std::memset(acc, 0, sizeof acc);
+    for (int64_t g = g0; g < g1; ++g) {
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = w.block(g, b);
         _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
         _tile_loadd(4, a + b * 32, lda);
-        _tile_loadd(5, a + 16 * lda + b * 32, lda);
-        _tile_loadd(6, w.block(g, b), 64);
+        _tile_loadd(6, blk, 64);
         _tile_dpbssd(0, 4, 6);
-        _tile_dpbssd(2, 5, 6);
-        if (ng == 2) {
-          _tile_loadd(7, w.block(g + 1, b), 64);
-          _tile_dpbssd(1, 4, 7);
-          _tile_dpbssd(3, 5, 7);
-        }
-        _tile_stored(0, c[0], 64);
-        _tile_stored(2, c[2], 64);
-        if (ng == 2) {
-          _tile_stored(1, c[1], 64);
-          _tile_stored(3, c[3], 64);
-        }
-        for (int tt = 0; tt < 2; ++tt) {
-          if (tt * 16 >= nt) break;
-          for (int j = 0; j < ng; ++j) {
-            const __m512 wd = _mm512_load_ps(reinterpret_cast<const float*>(w.block(g + j, b) + 512));
-            const int32_t(*ct)[16] = c[tt * 2 + j];
-            for (int t = 0; t < 16; ++t) {
-              const __m512 s = _mm512_mul_ps(wd, _mm512_set1_ps(ad[(tt * 16 + t) * ldd + b]));
-              float* row = acc[tt][j][t];
-              _mm512_store_ps(row, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ct[t])), s, _mm512_load_ps(row)));
-            }
-          }
-        }
+        _tile_stored(0, c, 64);
+        const __m512 wd = _mm512_load_ps(reinterpret_cast<const float*>(blk + 512));
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; ++t)
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[t])), _mm512_mul_ps(wd, _mm512_set1_ps(ad[t * ldd + b])), acc[t]);
       }
-      for (int64_t t = 0; t < nt; ++t)
-        for (int j = 0; j < ng; ++j) {
-          const int64_t r0 = (g + j) * 16, n = std::min<int64_t>(16, w.rows - r0);
-          std::memcpy(y + (t0 + t) * ldy + (r0 - g0 * 16), acc[t / 16][j][t % 16], size_t(n) * sizeof(float));
-        }
+      const int64_t r0 = g * 16, n = std::min<int64_t>(16, w.rows - r0);
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; ++t) _mm512_store_ps(out[t], acc[t]);
+      for (int64_t t = 0; t < nt; ++t) std::memcpy(y + (t0 + t) * ldy + (r0 - g0 * 16), out[t], size_t(n) * sizeof(float));
     }
   }
   _tile_release();
