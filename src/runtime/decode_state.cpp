@@ -166,8 +166,9 @@ int32_t DecodeState::sample_json(float* logits, JsonMatcher& m, bool eos_when_co
         if (vocab_.is_eos(t)) return eos_when_complete && m.complete();
         const std::string b = tok->token_bytes(t);
         if (tok->is_special(t) && !(dsml && b.find("DSML") != std::string::npos)) return false;
-        if (!m.accepts(b)) return false;
-        const std::string rest = m.completion_after(b) + suffix;
+        const std::optional<std::string> after = m.completion_after(b);
+        if (!after) return false;
+        const std::string rest = *after + suffix;
         // A token is at least one byte: a completion no longer than the tokens left always fits.
         return int64_t(rest.size()) <= left || int64_t(tok->encode(rest).size()) <= left;
       },

@@ -279,6 +279,81 @@ static std::vector<int32_t> required_left(const JsonGrammar::Node& n, uint64_t s
   return r;
 }
 
+// The first key among [lo, hi) that may come next; -1 when none.
+static int32_t first_open(const JsonGrammar::Node& n, uint64_t seen, int32_t lo, int32_t hi) {
+  for (int32_t i = lo; i < hi; ++i)
+    if (key_open(n, seen, i)) return i;
+  return -1;
+}
+
+// The entries of sorted `words` among [lo, hi) with byte c at `pos` (they all share the bytes
+// before it): a range again, empty (lo >= hi) when none has it.
+static std::pair<int32_t, int32_t> narrow(const std::vector<std::string>& words, int32_t lo, int32_t hi, int32_t pos,
+                                          unsigned char c) {
+  int32_t first = hi, last = lo;
+  for (int32_t i = lo; i < hi; ++i) {
+    const std::string& w = words[size_t(i)];
+    if (w.size() > size_t(pos) && static_cast<unsigned char>(w[size_t(pos)]) == c) first = std::min(first, i), last = i + 1;
+  }
+  return {first, last};
+}
+
+// A key's name begins (a JSON key or a DSML parameter name): every property is a candidate.
+static void begin_key(const JsonGrammar::Node& n, JsonMatcher::Frame& f) {
+  f.lo = 0, f.hi = int32_t(n.keys.size()), f.pos = 0, f.sub = kStrNormal;
+  f.flags = uint8_t((f.flags & ~kOtherKey) | (f.hi == 0 ? kOtherKey : 0));
+}
+
+// One byte of a key's name, which the string lexer accepted: narrows the candidates, or the name
+// leaves them (a key of its own, where additionalProperties allows one). False when the object
+// can take no key written so.
+static bool key_byte(const JsonGrammar::Node& n, JsonMatcher::Frame& f, unsigned char c) {
+  if (!(f.flags & kOtherKey)) {
+    const auto [lo, hi] = narrow(n.keys, f.lo, f.hi, f.pos, c);
+    // Written keys stay candidates where other keys are allowed: they must be told apart from new ones.
+    if (lo < hi && (n.additional >= 0 || first_open(n, f.seen, lo, hi) >= 0)) {
+      f.lo = lo, f.hi = hi;
+    } else {
+      if (n.additional < 0) return false;
+      f.flags |= kOtherKey;
+    }
+  }
+  ++f.pos;
+  return true;
+}
+
+// The key's name ended: the property it names, -1 for a key of its own, -2 when the object takes
+// no such key (written already, out of order, not declared; an empty one unless `empty_ok`).
+static int32_t close_key(const JsonGrammar::Node& n, const JsonMatcher::Frame& f, bool empty_ok) {
+  if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos))
+    return key_open(n, f.seen, f.lo) ? f.lo : -2;
+  if (n.additional < 0 || (!empty_ok && f.pos == 0)) return -2;
+  return -1;
+}
+
+// The rest of a key's name begun in f: the first candidate that may come next (*prop its index),
+// else a name of its own (*prop = -1) past the property names the text so far begins (and not
+// empty unless `empty_ok`). Without the closing quote.
+static std::string finish_key(const JsonGrammar::Node& n, const JsonMatcher::Frame& f, bool empty_ok, int32_t* prop) {
+  const bool other = f.flags & kOtherKey;
+  *prop = other ? -1 : first_open(n, f.seen, f.lo, f.hi);
+  if (*prop >= 0) return n.keys[size_t(*prop)].substr(size_t(f.pos));
+  std::string out = string_finish(f.sub);
+  if (!other || (!empty_ok && f.pos == 0)) {
+    const std::string key = (other ? std::string() : n.keys[size_t(f.lo)].substr(0, size_t(f.pos))) + out;
+    std::string extra = "_";
+    while (std::binary_search(n.keys.begin(), n.keys.end(), key + extra)) extra += '_';
+    out += extra;
+  }
+  return out;
+}
+
+// The node behind one-option alternatives ($refs).
+static int32_t resolve(const JsonGrammar& g, int32_t k) {
+  while (g.nodes[size_t(k)].kind == Kind::AnyOf && g.nodes[size_t(k)].options.size() == 1) k = g.nodes[size_t(k)].options[0];
+  return k;
+}
+
 // --- the matcher ---------------------------------------------------------------------------
 
 JsonMatcher::JsonMatcher(std::shared_ptr<const JsonGrammar> grammar, Syntax syntax) : g_(std::move(grammar)) {
@@ -286,9 +361,7 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const JsonGrammar> grammar, Syntax synt
   s.top.kind = kValue;
   s.top.node = g_->root;
   if (syntax == Syntax::Dsml) {  // the root object's frame, waiting for its first tag
-    int32_t root = g_->root;
-    while (g_->nodes[size_t(root)].kind == Kind::AnyOf && g_->nodes[size_t(root)].options.size() == 1)
-      root = g_->nodes[size_t(root)].options[0];
+    int32_t root = resolve(*g_, g_->root);
     if (g_->nodes[size_t(root)].kind != Kind::Object) root = JsonGrammar::kAnyObject;  // parameters are an object
     s.top.kind = kObject;
     s.top.node = root;
@@ -306,11 +379,6 @@ const std::string kInvokeClose = "</｜DSML｜invoke>";
 const std::string kParamClose = "</｜DSML｜parameter>";
 const std::string kAttr[2] = {"\" string=\"true\">", "\" string=\"false\">"};
 
-// The node behind one-option alternatives ($refs).
-int32_t resolve(const JsonGrammar& g, int32_t k) {
-  while (g.nodes[size_t(k)].kind == Kind::AnyOf && g.nodes[size_t(k)].options.size() == 1) k = g.nodes[size_t(k)].options[0];
-  return k;
-}
 // Which attributes a property's value may use: bit 0 string="true" (raw text: a string node or
 // any value), bit 1 string="false" (JSON: anything but a plain string node).
 uint8_t attrs_for(const JsonGrammar& g, int32_t node) {
@@ -346,8 +414,7 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
         end_value(t, nullptr, out);
       } else if ((alive & 1) && size_t(o.pos) == kParamOpen.size()) {
         o.phase = kDsKey;
-        o.lo = 0, o.hi = int32_t(n.keys.size()), o.pos = 0, o.sub = kStrNormal, o.flags &= uint8_t(~kOtherKey);
-        if (o.hi == 0) o.flags |= kOtherKey;
+        begin_key(n, o);
         out.push_back(t);
       } else {
         out.push_back(t);
@@ -356,13 +423,8 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
     }
     case kDsKey: {
       if (c == '"') {  // the name ends; the attribute begins
-        int32_t prop = -1;
-        if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos)) {
-          if (!key_open(n, f.seen, f.lo)) return;
-          prop = f.lo;
-        } else if (n.additional < 0 || f.pos == 0) {
-          return;
-        }
+        const int32_t prop = close_key(n, f, false);
+        if (prop == -2) return;
         o.phase = kDsAttr;
         o.count = prop;
         o.lo = attrs_for(*g_, prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional);
@@ -370,23 +432,7 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
         out.push_back(t);
         return;
       }
-      if (c == '\\' || string_byte(o.sub, c) == kReject) return;
-      if (!(o.flags & kOtherKey)) {
-        int32_t lo = o.hi, hi = o.lo;
-        for (int32_t i = o.lo; i < o.hi; ++i) {
-          const std::string& k = n.keys[size_t(i)];
-          if (k.size() > size_t(o.pos) && static_cast<unsigned char>(k[size_t(o.pos)]) == c) lo = std::min(lo, i), hi = i + 1;
-        }
-        bool open = false;
-        for (int32_t i = lo; i < hi && !open; ++i) open = key_open(n, o.seen, i);
-        if (lo < hi && (open || n.additional >= 0)) {
-          o.lo = lo, o.hi = hi;
-        } else {
-          if (n.additional < 0) return;
-          o.flags |= kOtherKey;
-        }
-      }
-      ++o.pos;
+      if (c == '\\' || string_byte(o.sub, c) == kReject || !key_byte(n, o, c)) return;
       out.push_back(t);
       return;
     }
@@ -461,12 +507,20 @@ void JsonMatcher::step_dsml(const State& s, unsigned char c, std::vector<State>&
   }
 }
 
-std::string JsonMatcher::dsml_parameter(const JsonGrammar::Node& n, int32_t prop) const {
-  const int32_t child = prop >= 0 ? n.key_nodes[size_t(prop)] : n.additional;
+// The shortest value of node `child` under attribute a (0: string="true", raw text; 1: JSON), and
+// the parameter's closing tag.
+std::string JsonMatcher::dsml_value(int32_t child, int a) const {
   const std::string& m = g_->minimal[size_t(child)];
-  const bool raw = attrs_for(*g_, child) & 1;
-  return kParamOpen + (prop >= 0 ? n.keys[size_t(prop)] : std::string("_")) + kAttr[raw ? 0 : 1] +
-         (raw && m.size() >= 2 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+  return (a == 0 && m.size() >= 2 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+}
+
+// The attribute a value of node `child` is written with when the choice is ours: raw text where allowed.
+static int preferred_attr(const JsonGrammar& g, int32_t child) { return (attrs_for(g, child) & 1) ? 0 : 1; }
+
+std::string JsonMatcher::dsml_parameter(const JsonGrammar::Node& n, int32_t prop) const {
+  const int32_t child = n.key_nodes[size_t(prop)];
+  const int a = preferred_attr(*g_, child);
+  return kParamOpen + n.keys[size_t(prop)] + kAttr[a] + dsml_value(child, a);
 }
 
 std::string JsonMatcher::complete_dsml(Frame& f) const {
@@ -480,39 +534,24 @@ std::string JsonMatcher::complete_dsml(Frame& f) const {
         if (f.lo & 2) return kInvokeClose.substr(size_t(f.pos));  // alive only once every required key was written
         out += kParamOpen.substr(size_t(f.pos));
         f.phase = kDsKey;
-        f.lo = 0, f.hi = int32_t(n.keys.size()), f.pos = 0, f.sub = kStrNormal;
-        f.flags = uint8_t(f.flags & ~kOtherKey) | (f.hi == 0 ? kOtherKey : 0);
+        begin_key(n, f);
         return out + complete_dsml(f);
       }
       break;
     case kDsKey: {
-      int32_t k = -1;
-      if (!(f.flags & kOtherKey))
-        for (int32_t i = f.lo; i < f.hi && k < 0; ++i)
-          if (key_open(n, f.seen, i)) k = i;
-      if (k >= 0) {
-        out += n.keys[size_t(k)].substr(size_t(f.pos));
-      } else {  // a name of its own (additionalProperties), past the property names it begins
-        const std::string tail = string_finish(f.sub);
-        out += tail;
-        const std::string key = (f.flags & kOtherKey) ? std::string() : n.keys[size_t(f.lo)].substr(0, size_t(f.pos)) + tail;
-        std::string extra = (f.flags & kOtherKey) && f.pos > 0 ? "" : "_";
-        while (!(f.flags & kOtherKey) && std::binary_search(n.keys.begin(), n.keys.end(), key + extra)) extra += '_';
-        out += extra;
-      }
+      int32_t k;
+      out += finish_key(n, f, false, &k);
       const int32_t c = k >= 0 ? n.key_nodes[size_t(k)] : n.additional;
       if (k >= 0) f.seen |= uint64_t(1) << k;
-      const bool raw = attrs_for(*g_, c) & 1;
-      const std::string& m = g_->minimal[size_t(c)];
-      out += kAttr[raw ? 0 : 1] + (raw && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+      const int a = preferred_attr(*g_, c);
+      out += kAttr[a] + dsml_value(c, a);
       break;
     }
     case kDsAttr: {
       const int a = (f.lo & 1) ? 0 : 1;
       out += kAttr[a].substr(size_t(f.pos));
       if (prop >= 0) f.seen |= uint64_t(1) << prop;
-      const std::string& m = g_->minimal[size_t(child_node())];
-      out += (a == 0 && m.front() == '"' ? m.substr(1, m.size() - 2) : m) + kParamClose + "\n";
+      out += dsml_value(child_node(), a);
       break;
     }
     case kDsRaw: {
@@ -649,8 +688,7 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
         case kObjKeyNext:
           if (c == '"' && can_add_key(n, f.seen)) {
             o.phase = kObjKey;
-            o.lo = 0, o.hi = int32_t(n.keys.size()), o.pos = 0, o.sub = kStrNormal, o.flags = 0;
-            if (o.hi == 0) o.flags |= kOtherKey;
+            begin_key(n, o);
             out.push_back(t);
           } else if (c == '}' && f.phase == kObjStart && (n.required & ~f.seen) == 0) {
             end_value(t, nullptr, out);
@@ -658,35 +696,14 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
           return;
         case kObjKey: {
           if (f.sub == kStrNormal && c == '"') {
-            int32_t prop = -1;
-            if (!(f.flags & kOtherKey) && f.lo < f.hi && n.keys[size_t(f.lo)].size() == size_t(f.pos)) {
-              if (!key_open(n, f.seen, f.lo)) return;  // written already, or out of order
-              prop = f.lo;
-            } else if (n.additional < 0) {
-              return;
-            }
+            const int32_t prop = close_key(n, f, true);
+            if (prop == -2) return;
             o.phase = kObjColon;
             o.count = prop;
             out.push_back(t);
             return;
           }
-          if (string_byte(o.sub, c) == kReject) return;
-          if (!(o.flags & kOtherKey)) {
-            int32_t lo = o.hi, hi = o.lo;
-            for (int32_t i = o.lo; i < o.hi; ++i) {
-              const std::string& k = n.keys[size_t(i)];
-              if (k.size() > size_t(o.pos) && static_cast<unsigned char>(k[size_t(o.pos)]) == c) lo = std::min(lo, i), hi = i + 1;
-            }
-            ++o.pos;
-            bool open = false;  // some unseen key remains among the candidates
-            for (int32_t i = lo; i < hi && !open; ++i) open = key_open(n, o.seen, i);
-            if (lo < hi && (open || n.additional >= 0)) {  // seen keys still need to be told apart from new ones
-              o.lo = lo, o.hi = hi;
-            } else {
-              if (n.additional < 0) return;
-              o.flags |= kOtherKey;
-            }
-          }
+          if (string_byte(o.sub, c) == kReject || !key_byte(n, o, c)) return;
           out.push_back(t);
           return;
         }
@@ -775,11 +792,7 @@ void JsonMatcher::step(const State& s, unsigned char c, std::vector<State>& out)
     case kLiteral: {
       State t = s;
       Frame& x = t.top;
-      int32_t lo = x.hi, hi = x.lo;
-      for (int32_t i = x.lo; i < x.hi; ++i) {
-        const std::string& l = n.literals[size_t(i)];
-        if (l.size() > size_t(x.pos) && static_cast<unsigned char>(l[size_t(x.pos)]) == c) lo = std::min(lo, i), hi = i + 1;
-      }
+      const auto [lo, hi] = narrow(n.literals, x.lo, x.hi, x.pos, c);
       if (lo < hi) {
         x.lo = lo, x.hi = hi, ++x.pos;
         // A literal no other candidate extends ends here.
@@ -880,32 +893,15 @@ std::string JsonMatcher::complete_state(const State& start) const {
           out += complete_dsml(f);
           break;
         }
-        auto first_open = [&](int32_t lo, int32_t hi) {
-          for (int32_t i = lo; i < hi; ++i)
-            if (key_open(n, f.seen, i)) return i;
-          return int32_t(-1);
-        };
         int32_t prop = -2;  // -2: no pending key
         if (f.phase == kObjKey) {
-          prop = (f.flags & kOtherKey) ? -1 : first_open(f.lo, f.hi);
-          if (prop >= 0) {
-            out += n.keys[size_t(prop)].substr(size_t(f.pos));
-          } else {  // a key of its own (additionalProperties): one that names no property
-            const std::string tail = string_finish(f.sub);
-            out += tail;
-            if (!(f.flags & kOtherKey)) {  // the text so far begins property names: write past them
-              const std::string key = n.keys[size_t(f.lo)].substr(0, size_t(f.pos)) + tail;
-              std::string extra = "_";
-              while (std::binary_search(n.keys.begin(), n.keys.end(), key + extra)) extra += '_';
-              out += extra;
-            }
-          }
+          out += finish_key(n, f, true, &prop);
           out += '"';
         } else if (f.phase == kObjColon) {
           prop = f.count;
         } else if (f.phase == kObjKeyNext) {
           const std::vector<int32_t> left = required_left(n, f.seen);
-          prop = left.empty() ? first_open(0, int32_t(n.keys.size())) : left[0];
+          prop = left.empty() ? first_open(n, f.seen, 0, int32_t(n.keys.size())) : left[0];
           out += '"';
           out += prop >= 0 ? n.keys[size_t(prop)] : std::string();
           out += '"';
@@ -959,15 +955,17 @@ std::string JsonMatcher::completion_of(const std::vector<State>& states) const {
   return best;
 }
 
-std::string JsonMatcher::completion_after(std::string_view bytes) const {
+std::optional<std::string> JsonMatcher::completion_after(std::string_view bytes) const {
+  if (bytes.empty()) return std::nullopt;
   const size_t mark = arena_.size();
   std::vector<State> a = states_, b;
-  for (unsigned char c : bytes)
+  for (unsigned char c : bytes) {
     if (!step_all(a, c, b)) {
       arena_.resize(mark);
-      fail("JSON grammar: completion_after() of bytes it refuses");
+      return std::nullopt;
     }
-    else std::swap(a, b);
+    std::swap(a, b);
+  }
   std::string out = completion_of(a);
   arena_.resize(mark);
   return out;

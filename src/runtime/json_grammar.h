@@ -31,6 +31,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -139,7 +140,9 @@ class JsonMatcher {
   // The shortest text that completes the value from here ("" once complete). The engine
   // forces it when max_tokens would otherwise cut the value short.
   std::string completion() const;
-  std::string completion_after(std::string_view bytes) const;  // of the text with `bytes` (accepted) appended
+  // accepts(bytes), and then the completion of the text with `bytes` appended (one pass); nullopt
+  // when `bytes` is refused.
+  std::optional<std::string> completion_after(std::string_view bytes) const;
   // allowed[trie.id(i)] = 1 for every token that accepts() would allow, 0 otherwise (ids not in
   // the trie are left as they are).
   void allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const;
@@ -182,6 +185,7 @@ class JsonMatcher {
   void step_dsml(const State& s, unsigned char c, std::vector<State>& out) const;
   std::string complete_dsml(Frame& f) const;  // finishes a DSML frame (f.seen updated)
   std::string dsml_parameter(const JsonGrammar::Node& n, int32_t prop) const;  // a whole minimal parameter
+  std::string dsml_value(int32_t child, int attr) const;
 
   std::shared_ptr<const JsonGrammar> g_;
   std::vector<State> states_;          // the positions the text so far may be at (several under anyOf)
