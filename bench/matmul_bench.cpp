@@ -1,6 +1,6 @@
 // Throughput of one block-quantized matrix product: `whale_matmul_bench TYPE ROWS COLS [TOKENS]
-// [THREADS] [COPIES]`. Quantizes Gaussian rows to TYPE (q8_0, q4_0, q5_0, q4_k, q6_k; q8_0_amx: Q8_0
-// through the AMX kernel of kernels/amx.h, where the CPU has it) and times
+// [THREADS] [COPIES]`. Quantizes Gaussian rows to TYPE (q8_0, q4_0, q5_0, q4_k, q6_k; q8_0_amx and
+// q8_0_vnni: Q8_0 through that kernel only, where matmul() chooses by the number of tokens) and times
 // matmul() (activation quantization, thread hand-off, kernel) on TOKENS tokens; COPIES > 1
 // cycles through that many copies of the matrix so that the weights stream from memory (as in
 // decode) instead of staying in cache. Prints the median of 7 timings of ~0.3 s: µs per product,
@@ -17,22 +17,23 @@
 #include "kernels/amx.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "kernels/quant_simd.h"
 
 using namespace whale;
 
 int main(int argc, char** argv) try {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s q8_0|q8_0_amx|q4_0|q5_0|q4_k|q6_k ROWS COLS [TOKENS=1] [THREADS=1] [COPIES=1]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s q8_0|q8_0_amx|q8_0_vnni|q4_0|q5_0|q4_k|q6_k ROWS COLS [TOKENS=1] [THREADS=1] [COPIES=1]\n", argv[0]);
     return 2;
   }
   std::string name = argv[1];
-  // q8_0_amx: Q8_0 weights through the AMX kernel (kernels/amx.h) instead of matmul().
-  const bool amx = name == "q8_0_amx";
+  // q8_0_amx / q8_0_vnni: Q8_0 weights through one kernel, whatever the number of tokens.
+  const bool amx = name == "q8_0_amx", vnni = name == "q8_0_vnni";
   if (amx) {
     std::string why;
     if (!amx_int8_available(&why)) fail("q8_0_amx: ", why);
-    name = "q8_0";
   }
+  if (amx || vnni) name = "q8_0";
   auto number = [&](int i, int64_t fallback) {
     if (argc <= i) return fallback;
     const int64_t v = std::atoll(argv[i]);
@@ -69,12 +70,7 @@ int main(int argc, char** argv) try {
   std::vector<float> x(static_cast<size_t>(T * cols)), y(static_cast<size_t>(T * rows));
   for (auto& v : x) v = nd(rng);
   ThreadPool pool{int(threads)};
-  // The AMX path: weights repacked once per copy, activations quantized in each timed product
-  // (as matmul() does).
-  std::vector<AmxQ8Weights> packed;
-  if (amx)
-    for (int64_t c = 0; c < copies; ++c)
-      packed.push_back(amx_repack_q8_0(reinterpret_cast<const BlockQ8_0*>(storage.data() + matrix * size_t(c)), rows, cols));
+  // One kernel: activations quantized in each timed product as matmul() does, rows in bands of 16.
   std::vector<int8_t> aq(size_t(T * cols));
   std::vector<float> ad(size_t(T * cols / 32));
   std::vector<int32_t> as(size_t(T * cols / 32));
@@ -89,14 +85,19 @@ int main(int argc, char** argv) try {
       w.rows = rows;
       w.cols = cols;
       w.data = storage.data() + matrix * size_t(n % copies);
-      if (amx) {
-        const AmxQ8Weights& p = packed[size_t(n % copies)];
+      if (amx || vnni) {
         pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t)
-            quantize_act_planar(x.data() + t * cols, cols, 32, aq.data() + t * cols, ad.data() + t * cols / 32, as.data() + t * cols / 32);
+            quantize_act_planar_simd(x.data() + t * cols, cols, 32, aq.data() + t * cols, ad.data() + t * cols / 32, as.data() + t * cols / 32);
         });
-        pool.parallel_for(p.groups, [&](int64_t g0, int64_t g1) {
-          amx_gemm_q8_0(p, g0, g1, aq.data(), ad.data(), cols, cols / 32, T, y.data() + g0 * 16, rows);
+        const ActArgs act{aq.data(), ad.data(), as.data(), cols, cols / 32};
+        pool.parallel_for((rows + 15) / 16, [&](int64_t b, int64_t e) {
+          QuantGemmArgs a{type, w.data, row_bytes, cols, b * 16, std::min(rows, e * 16), act, T, y.data() + b * 16, rows};
+          if (amx) amx_gemm_q8_0(a);
+          else {
+            a.amx = false;
+            quant_gemm_rows_simd(a);
+          }
         });
       } else {
         matmul(w, x.data(), T, y.data(), pool);
@@ -109,7 +110,7 @@ int main(int argc, char** argv) try {
   std::sort(seconds.begin(), seconds.end());
   const double t = seconds[3];
   std::printf("%s%s %lldx%lld, %lld token(s), %lld thread(s), %lld cop%s: %.1f us, %.2f GB/s of weights, %.2f GMAC/s\n",
-              name.c_str(), amx ? " (AMX)" : "", (long long)rows, (long long)cols, (long long)T, (long long)threads, (long long)copies,
+              name.c_str(), amx ? " (AMX)" : vnni ? " (VNNI)" : "", (long long)rows, (long long)cols, (long long)T, (long long)threads, (long long)copies,
               copies == 1 ? "y" : "ies", t * 1e6, double(matrix) / t / 1e9, double(rows * cols * T) / t / 1e9);
   return 0;
 } catch (const std::exception& e) {

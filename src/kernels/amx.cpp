@@ -5,12 +5,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/q8_0_columns.h"
 
 namespace whale {
 
@@ -41,31 +43,6 @@ bool amx_int8_available(std::string* why) {
   return status.ok;
 }
 
-AmxQ8Weights amx_repack_q8_0(const BlockQ8_0* w, int64_t rows, int64_t cols) {
-  if (cols % 32 != 0) fail("amx_repack_q8_0: cols (", cols, ") must be a multiple of 32");
-  AmxQ8Weights out;
-  out.rows = rows;
-  out.cols = cols;
-  out.groups = (rows + 15) / 16;
-  out.blocks = cols / 32;
-  const size_t bytes = size_t(out.groups) * size_t(out.blocks) * AmxQ8Weights::kBlockBytes;
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) fail("amx_repack_q8_0: out of memory (", bytes, " bytes)");
-  std::memset(p, 0, bytes);
-  out.data = {static_cast<uint8_t*>(p), std::free};
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t g = r / 16, n = r % 16;
-    for (int64_t b = 0; b < out.blocks; ++b) {
-      const BlockQ8_0& blk = w[r * out.blocks + b];
-      uint8_t* tile = out.data.get() + (size_t(g) * size_t(out.blocks) + size_t(b)) * AmxQ8Weights::kBlockBytes;
-      for (int k = 0; k < 32; ++k) tile[(k / 4) * 64 + n * 4 + k % 4] = uint8_t(blk.q[k]);
-      const float d = f16_to_f32(blk.d);
-      std::memcpy(tile + 512 + n * sizeof(float), &d, sizeof d);
-    }
-  }
-  return out;
-}
-
 namespace {
 // The tile configuration (palette 1): tile 0 holds C (16 tokens × 16 rows of int32), 4 A
 // (16 tokens × 32 int8), 6 B (8 rows of 64 bytes: 32 values of 16 weight rows).
@@ -90,55 +67,68 @@ TileConfig make_config() {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-// One C tile at a time (16 tokens × 16 rows): per block of 32 columns one `tdpbssd`, the int32
-// tile stored and scaled into 16 float accumulators that stay in registers for the whole row.
-__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq"))) void amx_gemm_q8_0(
-    const AmxQ8Weights& w, int64_t g0, int64_t g1, const int8_t* xq, const float* xd, int64_t ld_values, int64_t ld_blocks,
-    int64_t n_tok, float* y, int64_t ldy) {
+// Per group of 16 rows: its tile columns built once, then one C tile (16 tokens × 16 rows) at a
+// time: per block of 32 columns one `tdpbssd`, the int32 tile stored and scaled into 16 float
+// accumulators that stay in registers for the whole row.
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void amx_gemm_q8_0(
+    const QuantGemmArgs& a) {
+  if (a.dtype != DType::Q8_0) fail("amx_gemm_q8_0: weights of type ", dtype_name(a.dtype));
   static const TileConfig config = make_config();
-  _tile_loadconfig(&config);
-  const int64_t nb = w.blocks;
-  alignas(64) int32_t c[16][16];
-  alignas(64) float out[16][16];
-  std::unique_ptr<int8_t[]> pad;  // the last token tile, zero-padded to 16 tokens
-  std::unique_ptr<float[]> pad_d;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += 16) {
-    const int64_t nt = std::min<int64_t>(16, n_tok - t0);
-    const int8_t* a = xq + t0 * ld_values;
-    const float* ad = xd + t0 * ld_blocks;
-    int64_t lda = ld_values, ldd = ld_blocks;
-    if (nt < 16) {  // tile loads read 16 rows: copy the tail into zeros
-      pad.reset(new int8_t[size_t(16 * nb * 32)]());
-      pad_d.reset(new float[size_t(16 * nb)]());
-      for (int64_t t = 0; t < nt; ++t) {
-        std::memcpy(pad.get() + t * nb * 32, a + t * ld_values, size_t(nb * 32));
-        std::memcpy(pad_d.get() + t * nb, ad + t * ld_blocks, size_t(nb) * sizeof(float));
-      }
-      a = pad.get();
-      ad = pad_d.get();
-      lda = nb * 32;
-      ldd = nb;
+  const int64_t nb = a.cols / 32;
+  constexpr int64_t kPanelBlock = 512 + 16 * sizeof(float);  // B tile, then the 16 rows' scales
+  thread_local std::vector<uint8_t> panel_storage;
+  panel_storage.resize(size_t(nb * kPanelBlock) + 64);
+  uint8_t* panel = panel_storage.data() + (64 - reinterpret_cast<uintptr_t>(panel_storage.data()) % 64) % 64;
+  // The last token tile, zero-padded to 16 tokens (tile loads read 16 rows).
+  const int64_t tail = a.n_tok % 16, full = a.n_tok - tail;
+  thread_local std::vector<int8_t> pad;
+  thread_local std::vector<float> pad_d;
+  if (tail) {
+    pad.assign(size_t(16 * nb * 32), 0);
+    pad_d.assign(size_t(16 * nb), 0.0f);
+    for (int64_t t = 0; t < tail; ++t) {
+      std::memcpy(pad.data() + t * nb * 32, a.x.q + (full + t) * a.x.ld_values, size_t(nb * 32));
+      std::memcpy(pad_d.data() + t * nb, a.x.d + (full + t) * a.x.ld_blocks, size_t(nb) * sizeof(float));
     }
-    for (int64_t g = g0; g < g1; ++g) {
+  }
+  _tile_loadconfig(&config);
+  alignas(64) int32_t c[16][16];
+  for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
+    const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
+    const q8_0_columns::Rows16 rows(n, int64_t(a.row_bytes));
+    const __m512i offv = _mm512_load_si512(rows.off);
+    const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      __m512i col[8];
+      __m512 wd;
+      q8_0_columns::load(base, rows.off, offv, b, col, &wd);
+      uint8_t* p = panel + b * kPanelBlock;
+      for (int q = 0; q < 8; ++q) _mm512_store_si512(p + 64 * q, col[q]);
+      _mm512_store_ps(p + 512, wd);
+    }
+    const __mmask16 present = __mmask16((1u << n) - 1);
+    for (int64_t t0 = 0; t0 < a.n_tok; t0 += 16) {
+      const bool padded = t0 == full;
+      const int8_t* xq = padded ? pad.data() : a.x.q + t0 * a.x.ld_values;
+      const float* xd = padded ? pad_d.data() : a.x.d + t0 * a.x.ld_blocks;
+      const int64_t lda = padded ? nb * 32 : a.x.ld_values, ldd = padded ? nb : a.x.ld_blocks;
       __m512 acc[16];
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = w.block(g, b);
+        const uint8_t* p = panel + b * kPanelBlock;
         _tile_zero(0);
-        _tile_loadd(4, a + b * 32, lda);
-        _tile_loadd(6, blk, 64);
+        _tile_loadd(4, xq + b * 32, lda);
+        _tile_loadd(6, p, 64);
         _tile_dpbssd(0, 4, 6);
         _tile_stored(0, c, 64);
-        const __m512 wd = _mm512_load_ps(reinterpret_cast<const float*>(blk + 512));
+        const __m512 wd = _mm512_load_ps(reinterpret_cast<const float*>(p + 512));
 #pragma GCC unroll 16
         for (int t = 0; t < 16; ++t)
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[t])), _mm512_mul_ps(wd, _mm512_set1_ps(ad[t * ldd + b])), acc[t]);
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[t])), _mm512_mul_ps(wd, _mm512_set1_ps(xd[t * ldd + b])), acc[t]);
       }
-      const int64_t r0 = g * 16, n = std::min<int64_t>(16, w.rows - r0);
-#pragma GCC unroll 16
-      for (int t = 0; t < 16; ++t) _mm512_store_ps(out[t], acc[t]);
-      for (int64_t t = 0; t < nt; ++t) std::memcpy(y + (t0 + t) * ldy + (r0 - g0 * 16), out[t], size_t(n) * sizeof(float));
+      const int64_t nt = std::min<int64_t>(16, a.n_tok - t0);
+      for (int64_t t = 0; t < nt; ++t) _mm512_mask_storeu_ps(a.y + (t0 + t) * a.ldy + g, present, acc[t]);
     }
   }
   _tile_release();

@@ -32,6 +32,8 @@
 #endif
 
 #include "core/dtype.h"
+#include "kernels/amx.h"
+#include "kernels/q8_0_columns.h"
 #include "kernels/quant.h"
 #include "kernels/quant_simd.h"
 
@@ -448,30 +450,19 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 }
 
 #if WHALE_VNNI
-// ---- Q8_0, Q4_0, Q5_0, MXFP4 with VNNI, in groups of eight blocks (256 values): two blocks per
+// ---- Q4_0, Q5_0, MXFP4 with VNNI, in groups of eight blocks (256 values): two blocks per
 // vector, so each 8-lane half of the int32 sums of vpdpbusd (four byte products per lane) is one
 // block. The eight weight scales are converted together, multiplied by the eight activation
 // scales once per token, and each pair of blocks takes its two with one permute.
 //
 // vpdpbusd multiplies unsigned by signed bytes, so every type enters with unsigned levels and
 // the offset comes back as d · offset · x.d · Σx.q per block, from the activation sums: Q4_0 and
-// Q5_0 levels are unsigned already (0-15 / 0-31, offset 8 / 16); Q8_0's signed values become
-// w + 128 with one xor (offset 128). That is two instructions per 64 values fewer than making
-// the activations take the weights' signs (llama.cpp's |w| trick), in the one part of decode
-// that is not shared between tokens.
+// Q5_0 levels are unsigned already (0-15 / 0-31, offset 8 / 16). That is two instructions per
+// 64 values fewer than making the activations take the weights' signs (llama.cpp's |w| trick),
+// in the one part of decode that is not shared between tokens.
 //
 // The 64 weight bytes of blocks b and b + 1 as vpdpbusd's unsigned operand. The row's last
 // group may hold only b, or neither; the lanes of absent blocks meet zero activations.
-struct PairQ8_0 {
-  __m512i u = _mm512_setzero_si512();
-  PairQ8_0(const BlockQ8_0* b, int present) {
-    if (present == 0) return;
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].q));
-    const __m512i w = present == 2 ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].q)), 1)
-                                   : _mm512_zextsi256_si512(lo);
-    u = _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80)));
-  }
-};
 // Q4_0/Q5_0: 16 bytes of nibbles per block (values 0-15 low, 16-31 high): the 128-bit chunks of
 // the vector are [qs_b, qs_b, qs_b+1, qs_b+1], shifted by 0, 4, 0, 4 bits and masked.
 template <class Block>
@@ -509,12 +500,11 @@ struct PairMXFP4 {
 };
 template <class Block> struct PairOf;
 template <> struct PairOf<BlockMXFP4> { using type = PairMXFP4; };
-template <> struct PairOf<BlockQ8_0> { using type = PairQ8_0; };
 template <> struct PairOf<BlockQ4_0> { using type = PairQ4_0; };
 template <> struct PairOf<BlockQ5_0> { using type = PairQ5_0; };
 // The offset of the unsigned levels each type enters vpdpbusd with.
 template <class Block>
-constexpr int kUnsignedOffset = std::is_same_v<Block, BlockQ8_0> ? 128 : std::is_same_v<Block, BlockMXFP4> ? 12 : kLevelOffset<Block>;
+constexpr int kUnsignedOffset = std::is_same_v<Block, BlockMXFP4> ? 12 : kLevelOffset<Block>;
 
 // The scales of blocks [0, n) of b as floats (absent blocks' zero): f16 ones inserted into one
 // register and converted together (stored one by one and reloaded as a vector, they took a failed
@@ -597,6 +587,78 @@ HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i
   for (int j = 0; j < T; ++j)
     a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(kOffset), _mm512_zextps256_ps512(offs[j]), acc[j]));
 }
+
+// ---- Q8_0 with VNNI, one vector lane per weight row (q8_0_columns.h): per block of 32 values
+// and token, 8 vpdpbusd with the 16 rows' bytes as the unsigned operand (w + 128: one xor per
+// block, shared by the tokens) and 4 activation bytes broadcast; 128 · Σx.q comes off in int32,
+// so the block's sum is exact and each element is what dot_q8_0 and the AMX kernel compute
+// (bitwise). One float multiply-add per block, row and token, against the two blocks per
+// vpdpbusd of group_x_0 above plus their horizontal sum.
+constexpr bool kQ8Prefetch = false;
+template <int T>
+HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
+                                  __mmask16 present, int64_t i, int64_t t) {
+  const int64_t blocks = a.cols / 32;
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  __m512 acc[T];
+  const int8_t* xq[T];
+  const float* xd[T];
+  const int32_t* xs[T];
+  for (int j = 0; j < T; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    xq[j] = a.x.q + (t + j) * a.x.ld_values;
+    xd[j] = a.x.d + (t + j) * a.x.ld_blocks;
+    xs[j] = a.x.sum + (t + j) * a.x.ld_blocks;
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (kQ8Prefetch && b % 2 == 0)
+      for (int n = 0; n < 16; ++n) hwy::Prefetch(base + rows.off[n] + b * int64_t(sizeof(BlockQ8_0)) + kPrefetchAhead);
+    __m512i col[8];
+    __m512 wd;
+    q8_0_columns::load(base, rows.off, offv, b, col, &wd);
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) col[q] = _mm512_xor_si512(col[q], flip);
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) {
+      const int8_t* x = xq[j] + 32 * b;
+      auto bcast = [x](int q) {
+        int32_t v;
+        std::memcpy(&v, x + 4 * q, 4);
+        return _mm512_set1_epi32(v);
+      };
+      __m512i s0 = _mm512_set1_epi32(-128 * xs[j][b]), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        s0 = _mm512_dpbusd_epi32(s0, col[q], bcast(q));
+        s1 = _mm512_dpbusd_epi32(s1, col[q + 4], bcast(q + 4));
+      }
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(wd, _mm512_set1_ps(xd[j][b])), acc[j]);
+    }
+  }
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy + i, present, acc[j]);
+}
+
+void q8_0_columns_gemm(const QuantGemmArgs& a) {
+  for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
+    const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
+    const q8_0_columns::Rows16 rows(n, int64_t(a.row_bytes));
+    const __m512i offv = _mm512_load_si512(rows.off);
+    const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
+    const __mmask16 present = __mmask16((1u << n) - 1);
+    for (int64_t t = 0; t < a.n_tok; t += 8) {
+      switch (std::min<int64_t>(8, a.n_tok - t)) {
+        case 1: q8_0_columns_tile<1>(a, base, rows, offv, present, g, t); break;
+        case 2: q8_0_columns_tile<2>(a, base, rows, offv, present, g, t); break;
+        case 3: q8_0_columns_tile<3>(a, base, rows, offv, present, g, t); break;
+        case 4: q8_0_columns_tile<4>(a, base, rows, offv, present, g, t); break;
+        case 5: q8_0_columns_tile<5>(a, base, rows, offv, present, g, t); break;
+        case 6: q8_0_columns_tile<6>(a, base, rows, offv, present, g, t); break;
+        case 7: q8_0_columns_tile<7>(a, base, rows, offv, present, g, t); break;
+        default: q8_0_columns_tile<8>(a, base, rows, offv, present, g, t); break;
+      }
+    }
+  }
+}
 #endif  // VNNI
 #pragma GCC diagnostic pop
 #endif  // AVX-512
@@ -639,7 +701,10 @@ void QuantGemmRows(const QuantGemmArgs& a) {
 #endif
   switch (a.dtype) {
 #if WHALE_VNNI
-    case DType::Q8_0: return x_0(BlockQ8_0{});
+    case DType::Q8_0:
+      // AMX from kAmxMinTokens tokens on: the same numbers (q8_0_columns.h), faster.
+      if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_q8_0(a);
+      return q8_0_columns_gemm(a);
     case DType::Q4_0: return x_0(BlockQ4_0{});
     case DType::Q5_0: return x_0(BlockQ5_0{});
     case DType::MXFP4: return x_0(BlockMXFP4{});
@@ -670,6 +735,8 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     default: return;
   }
 }
+
+bool HasVnni() { return WHALE_VNNI; }
 
 // quant.h's quantize_act_planar, vectorized, with the same bits: the largest magnitude is exact
 // in any order, the scale is computed as in the scalar version, the products are the same
@@ -706,6 +773,8 @@ HWY_AFTER_NAMESPACE();
 namespace whale {
 HWY_EXPORT(QuantGemmRows);
 HWY_EXPORT(QuantizeActPlanar);
+HWY_EXPORT(HasVnni);
+bool quant_simd_vnni() { return HWY_DYNAMIC_DISPATCH(HasVnni)(); }
 void quant_gemm_rows_simd(const QuantGemmArgs& args) { HWY_DYNAMIC_DISPATCH(QuantGemmRows)(args); }
 void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum) {
   HWY_DYNAMIC_DISPATCH(QuantizeActPlanar)(x, n, span, q, d, sum);

@@ -27,9 +27,16 @@ struct QuantGemmArgs {
   int64_t n_tok;
   float* y;  // y[t · ldy + (r − r0)]
   int64_t ldy;
+  // Q8_0 from kAmxMinTokens tokens on takes AMX where the CPU has it (amx.h; the same numbers);
+  // false keeps the VNNI kernel (benchmarks compare the two).
+  bool amx = true;
 };
 
 void quant_gemm_rows_simd(const QuantGemmArgs& args);
+
+// Whether the kernels chosen on this machine multiply with AVX-512 VNNI; Q8_0 products then
+// equal dot_q8_0 (quant.h) bit for bit, on VNNI or AMX alike.
+bool quant_simd_vnni();
 
 // quant.h's quantize_act_planar (the scalar reference), vectorized: bitwise the same output.
 void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum);
