@@ -594,11 +594,11 @@ HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i
 // so the block's sum is exact and each element is what dot_q8_0 and the AMX kernel compute
 // (bitwise). One float multiply-add per block, row and token, against the two blocks per
 // vpdpbusd of group_x_0 above plus their horizontal sum.
-constexpr bool kQ8Prefetch = false;
 template <int T>
 HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
                                   __mmask16 present, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
+  const uint8_t* next = base + 16 * a.row_bytes;
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   __m512 acc[T];
   const int8_t* xq[T];
@@ -611,8 +611,11 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
     xs[j] = a.x.sum + (t + j) * a.x.ld_blocks;
   }
   for (int64_t b = 0; b < blocks; ++b) {
-    if (kQ8Prefetch && b % 2 == 0)
-      for (int n = 0; n < 16; ++n) hwy::Prefetch(base + rows.off[n] + b * int64_t(sizeof(BlockQ8_0)) + kPrefetchAhead);
+    // The next group of rows (contiguous, 16 row lengths on) is fetched while this one is
+    // computed, evenly over its blocks: the hardware prefetcher does not follow 16 interleaved
+    // row streams (without this, decode read the lm_head at 60% of the row-by-row kernel's speed).
+    for (int64_t o = b * 16 * int64_t(sizeof(BlockQ8_0)); o < (b + 1) * 16 * int64_t(sizeof(BlockQ8_0)); o += 64)
+      hwy::Prefetch(next + o);
     __m512i col[8];
     __m512 wd;
     q8_0_columns::load(base, rows.off, offv, b, col, &wd);
@@ -638,6 +641,47 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
   for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy + i, present, acc[j]);
 }
 
+// One token: the rows' bytes as loaded (two rows per vector) and the block's 32 activations
+// in both halves; each row's eight int32 partial sums are then added across lanes (14 shuffles
+// where turning the weights into columns takes 24). The same exact block sums, so the same
+// numbers as q8_0_columns_tile. The sums come out with rows in the lane order kSwap (chunks 1
+// and 2 exchanged), which the scales take too; one permute puts them back before the store.
+HWY_INLINE void q8_0_rows_tile1(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
+                                __mmask16 present, int64_t i, int64_t t) {
+  const int64_t blocks = a.cols / 32;
+  const uint8_t* next = base + 16 * a.row_bytes;
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m512i swap = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+  const __m512i offs = _mm512_permutexvar_epi32(swap, offv);
+  const int8_t* xq = a.x.q + t * a.x.ld_values;
+  const float* xd = a.x.d + t * a.x.ld_blocks;
+  const int32_t* xs = a.x.sum + t * a.x.ld_blocks;
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t o = b * 16 * int64_t(sizeof(BlockQ8_0)); o < (b + 1) * 16 * int64_t(sizeof(BlockQ8_0)); o += 64)
+      hwy::Prefetch(next + o);
+    const uint8_t* blk = base + b * int64_t(sizeof(BlockQ8_0));
+    const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
+    __m512i P[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[k] + 2))),
+                                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[k + 8] + 2)), 1);
+      P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w, flip), xb);
+    }
+    __m512i A[4];
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
+    const __m512i B0 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[0], A[1]), _mm512_unpackhi_epi64(A[0], A[1]));
+    const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
+    const __m512i C = _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
+    const __m512i isum = _mm512_sub_epi32(C, _mm512_set1_epi32(128 * xs[b]));
+    const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offs, blk, 1)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_set1_ps(xd[b])), acc);
+  }
+  _mm512_mask_storeu_ps(a.y + t * a.ldy + i, present, _mm512_permutexvar_ps(swap, acc));
+}
+
 void q8_0_columns_gemm(const QuantGemmArgs& a) {
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
@@ -647,7 +691,7 @@ void q8_0_columns_gemm(const QuantGemmArgs& a) {
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t = 0; t < a.n_tok; t += 8) {
       switch (std::min<int64_t>(8, a.n_tok - t)) {
-        case 1: q8_0_columns_tile<1>(a, base, rows, offv, present, g, t); break;
+        case 1: q8_0_rows_tile1(a, base, rows, offv, present, g, t); break;
         case 2: q8_0_columns_tile<2>(a, base, rows, offv, present, g, t); break;
         case 3: q8_0_columns_tile<3>(a, base, rows, offv, present, g, t); break;
         case 4: q8_0_columns_tile<4>(a, base, rows, offv, present, g, t); break;
