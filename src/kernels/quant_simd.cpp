@@ -5,8 +5,9 @@
 // int16, multiplied by pairwise multiply-add into int32, then converted and scaled in float.
 // AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
 // Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
-// Ice Lake, Zen 4 and later) also multiply Q8_0, Q4_0 and Q5_0 in int8, as unsigned levels,
-// and add four byte products per instruction (vpdpbusd). Like
+// Ice Lake, Zen 4 and later) also multiply Q4_0, Q5_0 and MXFP4 in int8, as unsigned levels,
+// and add four byte products per instruction (vpdpbusd); their Q8_0 kernel takes 16 rows as
+// vector lanes and computes exactly what the AMX kernel (amx.h) and dot_q8_0 compute. Like
 // the float kernels, every (row, token) pair accumulates in a fixed order per target, so
 // batching never changes a token's result. The activation quantizer is here too
 // (quantize_act_planar_simd).
