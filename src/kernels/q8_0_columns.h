@@ -26,18 +26,30 @@ namespace whale::q8_0_columns {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-// Block b of 16 rows as the weight operand of vpdpbusd / tdpbssd: col[q] lane n holds bytes
-// 4q .. 4q + 3 of row n's 32 values (so 8 vectors are one AMX B tile: 8 rows of 64 bytes), and
-// *wd the 16 rows' scales. Row n's blocks start at base + off[n] (rows past a matrix's last row
-// repeat it; their lanes are never stored). Three rounds of 8 shuffles transpose the 16 × 8
-// dwords; a gather fetches the 16 scales (each the low half of the dword starting the block).
-WHALE_AVX512_TARGET inline void load(const uint8_t* base, const int32_t* off, __m512i offv, int64_t b, __m512i col[8], __m512* wd) {
-  const uint8_t* blk = base + b * int64_t(sizeof(BlockQ8_0));
-  __m512i L[8];  // lanes 0-7: row i's 8 dwords, lanes 8-15: row i + 8's
+// Block b of 16 rows as loaded: L[i] holds row i's 32 values (8 dwords) in lanes 0-7 and row
+// i + 8's in lanes 8-15. `blk` is row 0's block b; row n's starts off[n] bytes on.
+WHALE_AVX512_TARGET inline void load_rows(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i)
     L[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i] + 2))),
                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i + 8] + 2)), 1);
+}
+
+// The scales of the rows at offsets offv from `blk` (lane n: the row at offv[n]), as floats: a
+// gather of the dwords starting the blocks, whose low halves are the f16 scales.
+WHALE_AVX512_TARGET inline __m512 scales(const uint8_t* blk, __m512i offv) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offv, blk, 1)));
+}
+
+// Block b of 16 rows as the weight operand of vpdpbusd / tdpbssd: col[q] lane n holds bytes
+// 4q .. 4q + 3 of row n's 32 values (so 8 vectors are one AMX B tile: 8 rows of 64 bytes), and
+// *wd the 16 rows' scales. Row n's blocks start at base + off[n] (rows past a matrix's last row
+// repeat it; their lanes are never stored). Three rounds of 8 shuffles transpose the 16 × 8
+// dwords.
+WHALE_AVX512_TARGET inline void load(const uint8_t* base, const int32_t* off, __m512i offv, int64_t b, __m512i col[8], __m512* wd) {
+  const uint8_t* blk = base + b * int64_t(sizeof(BlockQ8_0));
+  __m512i L[8];
+  load_rows(blk, off, L);
   // Within each 128-bit chunk (dwords 0-3 or 4-7 of a row): pairs of rows, then quads.
   __m512i lo[4], hi[4];
 #pragma GCC unroll 4
@@ -57,7 +69,7 @@ WHALE_AVX512_TARGET inline void load(const uint8_t* base, const int32_t* off, __
     col[e] = _mm512_permutex2var_epi64(s[e], first, t[e]);
     col[e + 4] = _mm512_permutex2var_epi64(s[e], second, t[e]);
   }
-  *wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offv, blk, 1)));
+  *wd = scales(blk, offv);
 }
 #pragma GCC diagnostic pop
 

@@ -595,6 +595,16 @@ HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i
 // so the block's sum is exact and each element is what dot_q8_0 and the AMX kernel compute
 // (bitwise). One float multiply-add per block, row and token, against the two blocks per
 // vpdpbusd of group_x_0 above plus their horizontal sum.
+
+// The next group of rows (contiguous, 16 row lengths on) is fetched while this one is computed,
+// evenly over its blocks (this is block b): the hardware prefetcher does not follow 16
+// interleaved row streams (without this, decode read the lm_head at 60% of the row-by-row
+// kernel's speed).
+HWY_INLINE void prefetch_next_group(const uint8_t* next, int64_t b) {
+  constexpr int64_t kGroupBlock = 16 * int64_t(sizeof(BlockQ8_0));
+  for (int64_t o = b * kGroupBlock; o < (b + 1) * kGroupBlock; o += 64) hwy::Prefetch(next + o);
+}
+
 template <int T>
 HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
                                   __mmask16 present, int64_t i, int64_t t) {
@@ -612,11 +622,7 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
     xs[j] = a.x.sum + (t + j) * a.x.ld_blocks;
   }
   for (int64_t b = 0; b < blocks; ++b) {
-    // The next group of rows (contiguous, 16 row lengths on) is fetched while this one is
-    // computed, evenly over its blocks: the hardware prefetcher does not follow 16 interleaved
-    // row streams (without this, decode read the lm_head at 60% of the row-by-row kernel's speed).
-    for (int64_t o = b * 16 * int64_t(sizeof(BlockQ8_0)); o < (b + 1) * 16 * int64_t(sizeof(BlockQ8_0)); o += 64)
-      hwy::Prefetch(next + o);
+    prefetch_next_group(next, b);
     __m512i col[8];
     __m512 wd;
     q8_0_columns::load(base, rows.off, offv, b, col, &wd);
@@ -645,7 +651,7 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
 // One token: the rows' bytes as loaded (two rows per vector) and the block's 32 activations
 // in both halves; each row's eight int32 partial sums are then added across lanes (14 shuffles
 // where turning the weights into columns takes 24). The same exact block sums, so the same
-// numbers as q8_0_columns_tile. The sums come out with rows in the lane order kSwap (chunks 1
+// numbers as q8_0_columns_tile. The sums come out with rows in the lane order `swap` (chunks 1
 // and 2 exchanged), which the scales take too; one permute puts them back before the store.
 HWY_INLINE void q8_0_rows_tile1(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
                                 __mmask16 present, int64_t i, int64_t t) {
@@ -659,17 +665,13 @@ HWY_INLINE void q8_0_rows_tile1(const QuantGemmArgs& a, const uint8_t* base, con
   const int32_t* xs = a.x.sum + t * a.x.ld_blocks;
   __m512 acc = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
-    for (int64_t o = b * 16 * int64_t(sizeof(BlockQ8_0)); o < (b + 1) * 16 * int64_t(sizeof(BlockQ8_0)); o += 64)
-      hwy::Prefetch(next + o);
+    prefetch_next_group(next, b);
     const uint8_t* blk = base + b * int64_t(sizeof(BlockQ8_0));
     const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
     __m512i P[8];
+    q8_0_columns::load_rows(blk, rows.off, P);
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[k] + 2))),
-                                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[k + 8] + 2)), 1);
-      P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w, flip), xb);
-    }
+    for (int k = 0; k < 8; ++k) P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(P[k], flip), xb);
     __m512i A[4];
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
@@ -677,7 +679,7 @@ HWY_INLINE void q8_0_rows_tile1(const QuantGemmArgs& a, const uint8_t* base, con
     const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
     const __m512i C = _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
     const __m512i isum = _mm512_sub_epi32(C, _mm512_set1_epi32(128 * xs[b]));
-    const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offs, blk, 1)));
+    const __m512 wd = q8_0_columns::scales(blk, offs);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_set1_ps(xd[b])), acc);
   }
   _mm512_mask_storeu_ps(a.y + t * a.ldy + i, present, _mm512_permutexvar_ps(swap, acc));
