@@ -1,6 +1,7 @@
 // Throughput of one block-quantized matrix product: `whale_matmul_bench TYPE ROWS COLS [TOKENS]
-// [THREADS] [COPIES]`. Quantizes Gaussian rows to TYPE (q8_0, q4_0, q5_0, q4_k, q6_k; q8_0_amx and
-// q8_0_vnni: Q8_0 through that kernel only, where matmul() chooses by the number of tokens) and times
+// [THREADS] [COPIES]`. Quantizes Gaussian rows to TYPE (q8_0, q4_0, q5_0, mxfp4, q4_k, q6_k; with
+// the suffix _amx or _vnni, e.g. q8_0_amx: through that kernel only, where matmul() chooses by the
+// number of tokens) and times
 // matmul() (activation quantization, thread hand-off, kernel) on TOKENS tokens; COPIES > 1
 // cycles through that many copies of the matrix so that the weights stream from memory (as in
 // decode) instead of staying in cache. Prints the median of 7 timings of ~0.3 s: µs per product,
@@ -23,17 +24,21 @@ using namespace whale;
 
 int main(int argc, char** argv) try {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s q8_0|q8_0_amx|q8_0_vnni|q4_0|q5_0|q4_k|q6_k ROWS COLS [TOKENS=1] [THREADS=1] [COPIES=1]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s q8_0|q4_0|q5_0|mxfp4|q4_k|q6_k[_amx|_vnni] ROWS COLS [TOKENS=1] [THREADS=1] [COPIES=1]\n", argv[0]);
     return 2;
   }
   std::string name = argv[1];
-  // q8_0_amx / q8_0_vnni: Q8_0 weights through one kernel, whatever the number of tokens.
-  const bool amx = name == "q8_0_amx", vnni = name == "q8_0_vnni";
+  // TYPE_amx / TYPE_vnni: the weights through one kernel, whatever the number of tokens.
+  auto suffix = [&](const std::string& s) {
+    if (name.size() <= s.size() || name.compare(name.size() - s.size(), s.size(), s) != 0) return false;
+    name.resize(name.size() - s.size());
+    return true;
+  };
+  const bool amx = suffix("_amx"), vnni = !amx && suffix("_vnni");
   if (amx) {
     std::string why;
-    if (!amx_int8_available(&why)) fail("q8_0_amx: ", why);
+    if (!amx_int8_available(&why)) fail("_amx: ", why);
   }
-  if (amx || vnni) name = "q8_0";
   auto number = [&](int i, int64_t fallback) {
     if (argc <= i) return fallback;
     const int64_t v = std::atoll(argv[i]);
@@ -45,9 +50,10 @@ int main(int argc, char** argv) try {
   if (name == "q8_0") type = DType::Q8_0;
   else if (name == "q4_0") type = DType::Q4_0;
   else if (name == "q5_0") type = DType::Q5_0;
+  else if (name == "mxfp4") type = DType::MXFP4;
   else if (name == "q4_k") type = DType::Q4_K;
   else if (name == "q6_k") type = DType::Q6_K;
-  else fail("unknown type ", name, " (q8_0, q4_0, q5_0, q4_k, q6_k)");
+  else fail("unknown type ", name, " (q8_0, q4_0, q5_0, mxfp4, q4_k, q6_k)");
   if (cols % dtype_block_elems(type)) fail(name, " needs COLS a multiple of ", dtype_block_elems(type));
 
   std::mt19937 rng(1);
@@ -62,6 +68,7 @@ int main(int argc, char** argv) try {
       case DType::Q8_0: quantize_q8_0(row.data(), cols, reinterpret_cast<BlockQ8_0*>(dst)); break;
       case DType::Q4_0: quantize_q4_0(row.data(), cols, reinterpret_cast<BlockQ4_0*>(dst)); break;
       case DType::Q5_0: quantize_q5_0(row.data(), cols, reinterpret_cast<BlockQ5_0*>(dst)); break;
+      case DType::MXFP4: quantize_mxfp4(row.data(), cols, reinterpret_cast<BlockMXFP4*>(dst)); break;
       case DType::Q4_K: quantize_q4_k(row.data(), cols, reinterpret_cast<BlockQ4_K*>(dst)); break;
       default: quantize_q6_k(row.data(), cols, reinterpret_cast<BlockQ6_K*>(dst)); break;
     }
@@ -88,12 +95,12 @@ int main(int argc, char** argv) try {
       if (amx || vnni) {
         pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t)
-            quantize_act_planar_simd(x.data() + t * cols, cols, 32, aq.data() + t * cols, ad.data() + t * cols / 32, as.data() + t * cols / 32);
+            quantize_act_planar_simd(x.data() + t * cols, cols, act_scale_span(type), aq.data() + t * cols, ad.data() + t * cols / 32, as.data() + t * cols / 32);
         });
         const ActArgs act{aq.data(), ad.data(), as.data(), cols, cols / 32};
         pool.parallel_for((rows + 15) / 16, [&](int64_t b, int64_t e) {
           QuantGemmArgs a{type, w.data, row_bytes, cols, b * 16, std::min(rows, e * 16), act, T, y.data() + b * 16, rows};
-          if (amx) amx_gemm_q8_0(a);
+          if (amx) amx_gemm_blocks(a);
           else {
             a.amx = false;
             quant_gemm_rows_simd(a);

@@ -1,7 +1,7 @@
-// Q8_0 products on AVX-512 VNNI and AMX against the scalar reference (dot_q8_0): bit for bit,
-// for every number of tokens on either side of kAmxMinTokens and rows that do not fill a group
-// of 16, so the choice of kernel never changes a number. Skipped, saying why, where this CPU
-// has neither.
+// Products of Q8_0, Q4_0, Q5_0, MXFP4 and Q4_K weights on AVX-512 VNNI and AMX against the scalar
+// references (dot_q8_0, ...): bit for bit, for every number of tokens on either side of
+// kAmxMinTokens and rows that do not fill a group of 16, so the choice of kernel never changes a
+// number. Skipped, saying why, where this CPU has neither.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -20,21 +20,53 @@ struct Case {
   int64_t rows, cols;
 };
 
+// Per block type: its DType, quantizer and scalar reference.
+template <class Block> struct Type;
+template <> struct Type<BlockQ8_0> {
+  static constexpr DType dtype = DType::Q8_0;
+  static void quantize(const float* x, int64_t n, BlockQ8_0* out) { quantize_q8_0(x, n, out); }
+  static float dot(const BlockQ8_0* w, const ActQ8* x, int64_t n) { return dot_q8_0(w, x, n); }
+};
+template <> struct Type<BlockQ4_0> {
+  static constexpr DType dtype = DType::Q4_0;
+  static void quantize(const float* x, int64_t n, BlockQ4_0* out) { quantize_q4_0(x, n, out); }
+  static float dot(const BlockQ4_0* w, const ActQ8* x, int64_t n) { return dot_q4_0(w, x, n); }
+};
+template <> struct Type<BlockQ5_0> {
+  static constexpr DType dtype = DType::Q5_0;
+  static void quantize(const float* x, int64_t n, BlockQ5_0* out) { quantize_q5_0(x, n, out); }
+  static float dot(const BlockQ5_0* w, const ActQ8* x, int64_t n) { return dot_q5_0(w, x, n); }
+};
+template <> struct Type<BlockMXFP4> {
+  static constexpr DType dtype = DType::MXFP4;
+  static void quantize(const float* x, int64_t n, BlockMXFP4* out) { quantize_mxfp4(x, n, out); }
+  static float dot(const BlockMXFP4* w, const ActQ8* x, int64_t n) { return dot_mxfp4(w, x, n); }
+};
+
+template <> struct Type<BlockQ4_K> {
+  static constexpr DType dtype = DType::Q4_K;
+  static void quantize(const float* x, int64_t n, BlockQ4_K* out) { quantize_q4_k(x, n, out); }
+  static float dot(const BlockQ4_K* w, const ActQ8* x, int64_t n) { return dot_q4_k(w, x, n); }
+};
+
+template <class Block>
 struct Problem {
+  using Ty = Type<Block>;
   int64_t rows, cols, nb, T;
-  std::vector<BlockQ8_0> w;
+  std::vector<Block> w;
   std::vector<float> x;
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
   std::vector<ActQ8> act;
   Problem(Case c, int64_t T, std::mt19937& rng) : rows(c.rows), cols(c.cols), nb(c.cols / 32), T(T) {
+    const int64_t per_block = dtype_block_elems(Ty::dtype), span = act_scale_span(Ty::dtype);
     std::normal_distribution<float> nd;
-    w.resize(size_t(rows * nb));
+    w.resize(size_t(rows * cols / per_block));
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
       for (auto& v : row) v = nd(rng);
-      quantize_q8_0(row.data(), cols, w.data() + r * nb);
+      Ty::quantize(row.data(), cols, w.data() + r * cols / per_block);
     }
     x.resize(size_t(T * cols));
     for (auto& v : x) v = 3 * nd(rng);
@@ -43,29 +75,32 @@ struct Problem {
     sum.resize(size_t(T * nb));
     act.resize(size_t(T * nb));
     for (int64_t t = 0; t < T; ++t) {
-      quantize_act_planar(x.data() + t * cols, cols, 32, q.data() + t * cols, d.data() + t * nb, sum.data() + t * nb);
-      quantize_act(x.data() + t * cols, cols, 32, act.data() + t * nb);
+      quantize_act_planar(x.data() + t * cols, cols, span, q.data() + t * cols, d.data() + t * nb, sum.data() + t * nb);
+      quantize_act(x.data() + t * cols, cols, span, act.data() + t * nb);
     }
   }
   // Tokens [t0, t0 + n) through one kernel, rows [r0, r1).
   std::vector<float> run(bool amx, int64_t t0, int64_t n, int64_t r0, int64_t r1) const {
     std::vector<float> y(size_t(n * (r1 - r0)));
-    QuantGemmArgs a{DType::Q8_0, reinterpret_cast<const uint8_t*>(w.data()), size_t(nb) * sizeof(BlockQ8_0), cols, r0, r1,
+    QuantGemmArgs a{Ty::dtype, reinterpret_cast<const uint8_t*>(w.data()), dtype_row_bytes(Ty::dtype, cols), cols, r0, r1,
                     ActArgs{q.data() + t0 * cols, d.data() + t0 * nb, sum.data() + t0 * nb, cols, nb}, n, y.data(), r1 - r0};
-    if (amx) amx_gemm_q8_0(a);
+    if (amx && Ty::dtype == DType::Q4_K) amx_gemm_q4_k(a);
+    else if (amx) amx_gemm_blocks(a);
     else {
       a.amx = false;
       quant_gemm_rows_simd(a);
     }
     return y;
   }
-  float ref(int64_t t, int64_t r) const { return dot_q8_0(w.data() + r * nb, act.data() + t * nb, cols); }
+  float ref(int64_t t, int64_t r) const { return Ty::dot(w.data() + r * (cols / dtype_block_elems(Ty::dtype)), act.data() + t * nb, cols); }
 };
 
+template <class Block>
 void expect_reference(bool amx) {
   std::mt19937 rng(7);
-  for (const Case c : {Case{16, 32}, Case{48, 256}, Case{37, 160}, Case{70, 1024}}) {
-    const Problem p(c, 45, rng);  // two full tiles of 16 tokens and a padded one of 13
+  for (Case c : {Case{16, 32}, Case{48, 256}, Case{37, 160}, Case{70, 1024}}) {
+    c.cols = (c.cols + dtype_block_elems(Type<Block>::dtype) - 1) / dtype_block_elems(Type<Block>::dtype) * dtype_block_elems(Type<Block>::dtype);
+    const Problem<Block> p(c, 45, rng);  // two full tiles of 16 tokens and a padded one of 13
     for (int64_t n : {int64_t(1), int64_t(3), int64_t(8), int64_t(9), int64_t(16), int64_t(45)}) {
       const int64_t t0 = p.T - n;
       for (const int64_t r0 : {int64_t(0), c.rows > 16 ? int64_t(16) : int64_t(0)}) {
@@ -74,30 +109,39 @@ void expect_reference(bool amx) {
         for (int64_t t = 0; t < n; ++t)
           for (int64_t r = r0; r < r1; ++r)
             ASSERT_EQ(y[size_t(t * (r1 - r0) + r - r0)], p.ref(t0 + t, r))
-                << (amx ? "AMX " : "VNNI ") << c.rows << "x" << c.cols << ", " << n << " tokens, token " << t << " row " << r;
+                << dtype_name(Type<Block>::dtype) << (amx ? " AMX " : " VNNI ") << c.rows << "x" << c.cols << ", " << n << " tokens, token " << t << " row " << r;
       }
     }
   }
 }
 
-TEST(Q8_0Kernels, VnniEqualsTheScalarReferenceBitForBit) {
-  if (!quant_simd_vnni()) GTEST_SKIP() << "the kernels chosen here do not use AVX-512 VNNI";
-  expect_reference(false);
+void expect_all(bool amx) {
+  expect_reference<BlockQ8_0>(amx);
+  expect_reference<BlockQ4_0>(amx);
+  expect_reference<BlockQ5_0>(amx);
+  expect_reference<BlockMXFP4>(amx);
+  expect_reference<BlockQ4_K>(amx);
 }
 
-TEST(Q8_0Kernels, AmxEqualsTheScalarReferenceBitForBit) {
+TEST(QuantKernels, VnniEqualsTheScalarReferenceBitForBit) {
+  if (!quant_simd_vnni()) GTEST_SKIP() << "the kernels chosen here do not use AVX-512 VNNI";
+  expect_all(false);
+}
+
+TEST(QuantKernels, AmxEqualsTheScalarReferenceBitForBit) {
   std::string why;
   if (!amx_int8_available(&why)) GTEST_SKIP() << "no AMX here: " << why;
-  expect_reference(true);
+  expect_all(true);
 }
 
 // matmul() across kAmxMinTokens: a token's numbers are the same alone and in a prompt, on any
 // machine (on one without VNNI both sides take the same portable kernel).
-TEST(Q8_0Kernels, MatmulGivesATokenTheSameNumbersAloneAndInAPrompt) {
+template <class Block>
+void expect_batch_invariant() {
   std::mt19937 rng(11);
-  const Problem p(Case{40, 512}, 2 * kAmxMinTokens + 3, rng);
+  const Problem<Block> p(Case{40, 512}, 2 * kAmxMinTokens + 3, rng);
   Weight w;
-  w.dtype = DType::Q8_0;
+  w.dtype = Type<Block>::dtype;
   w.rows = p.rows;
   w.cols = p.cols;
   w.data = reinterpret_cast<const uint8_t*>(p.w.data());
@@ -107,8 +151,17 @@ TEST(Q8_0Kernels, MatmulGivesATokenTheSameNumbersAloneAndInAPrompt) {
   for (int64_t t = 0; t < p.T; t += 5) {
     std::vector<float> one(size_t(p.rows));
     matmul(w, p.x.data() + t * p.cols, 1, one.data(), pool);
-    for (int64_t r = 0; r < p.rows; ++r) ASSERT_EQ(one[size_t(r)], all[size_t(t * p.rows + r)]) << "token " << t << " row " << r;
+    for (int64_t r = 0; r < p.rows; ++r)
+      ASSERT_EQ(one[size_t(r)], all[size_t(t * p.rows + r)]) << dtype_name(w.dtype) << " token " << t << " row " << r;
   }
+}
+
+TEST(QuantKernels, MatmulGivesATokenTheSameNumbersAloneAndInAPrompt) {
+  expect_batch_invariant<BlockQ8_0>();
+  expect_batch_invariant<BlockQ4_0>();
+  expect_batch_invariant<BlockQ5_0>();
+  expect_batch_invariant<BlockMXFP4>();
+  expect_batch_invariant<BlockQ4_K>();
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
-// AMX (Advanced Matrix Extensions: Sapphire Rapids and later Xeons) int8 products of Q8_0
-// weights with int8 activations, for prompt processing and large batches. Each group of 16
-// weight rows is turned into tile columns once per call (q8_0_columns.h: 576 bytes per 16 rows
-// and 32 columns, in a per-thread buffer, so the weights stay in their file's layout and cost
-// no memory), then every tile of 16 tokens runs one `tdpbssd` per block of 32 columns, its
+// AMX (Advanced Matrix Extensions: Sapphire Rapids and later Xeons) int8 products of block-
+// quantized weights with int8 activations, for prompt processing and large batches. Each group
+// of 16 weight rows is turned into tile columns once per call (block_columns.h: 576 bytes per 16
+// rows and 32 columns, in a per-thread buffer, so the weights stay in their file's layout and
+// cost no memory), then every tile of 16 tokens runs one `tdpbsud` per block of 32 columns, its
 // int32 sums scaled into float accumulators block by block.
 //
-// Every element is computed as dot_q8_0 (quant.h) and the VNNI kernel compute it, bit for bit,
+// Every element is computed as the scalar reference (quant.h: dot_q8_0, dot_q4_0, ...) and the
+// VNNI kernel compute it, bit for bit,
 // so the choice between AMX and VNNI by the number of tokens never changes a number: a token
 // gets the same result alone or batched, in one chunk or many.
 #pragma once
@@ -24,8 +25,11 @@ bool amx_int8_available(std::string* why = nullptr);
 // tile of 16, and below this the VNNI kernel is faster (BENCHMARKS.md, whale_matmul_bench).
 constexpr int64_t kAmxMinTokens = 16;
 
-// quant_gemm_rows_simd's product for Q8_0 weights (a.dtype must be Q8_0), on AMX. Single-
+// quant_gemm_rows_simd's product for Q8_0, Q4_0, Q5_0 or MXFP4 weights, on AMX. Single-
 // threaded; callers split the rows. Only where amx_int8_available().
-void amx_gemm_q8_0(const QuantGemmArgs& a);
+void amx_gemm_blocks(const QuantGemmArgs& a);
+// The same for Q4_K weights (activations quantized in spans of 256, in their natural order),
+// computing dot_q4_k (quant.h) bit for bit.
+void amx_gemm_q4_k(const QuantGemmArgs& a);
 
 }  // namespace whale

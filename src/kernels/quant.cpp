@@ -376,20 +376,20 @@ float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n) {
   for (int64_t i = 0; i < n / 32; ++i) {
     int s = 0;
     for (int k = 0; k < 32; ++k) s += int(w[i].q[k]) * int(x[i].q[k]);
-    sum = std::fma(float(s), h2f(w[i].d) * x[i].d, sum);  // as the VNNI and AMX kernels (q8_0_columns.h)
+    sum = std::fma(float(s), h2f(w[i].d) * x[i].d, sum);  // as the VNNI and AMX kernels (block_columns.h)
   }
   return sum;
 }
 
 namespace {
-// Σ d·(q − offset)·x = d·x.d·(Σ q·x.q − offset·Σ x.q), as the SIMD kernels compute it.
+// Σ d·(q − offset)·x = d·x.d·(Σ q·x.q − offset·Σ x.q), the integer exact: as dot_q8_0.
 template <class Block>
 float dot_x_0(const Block* w, const ActQ8* x, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n / 32; ++i) {
     int s = 0;
     for (int j = 0; j < 32; ++j) s += level(w[i], j) * int(x[i].q[j]);
-    sum += h2f(w[i].d) * x[i].d * float(s - kLevelOffset<Block> * x[i].sum);
+    sum = std::fma(float(s - kLevelOffset<Block> * x[i].sum), h2f(w[i].d) * x[i].d, sum);
   }
   return sum;
 }
@@ -403,7 +403,7 @@ float dot_mxfp4(const BlockMXFP4* w, const ActQ8* x, int64_t n) {
   for (int64_t i = 0; i < n / 32; ++i) {
     int s = 0;
     for (int j = 0; j < 32; ++j) s += int(kMxfp4Levels[mxfp4_code(w[i], j)]) * int(x[i].q[j]);
-    sum += mxfp4_scale(w[i].e) * x[i].d * float(s);
+    sum = std::fma(float(s), mxfp4_scale(w[i].e) * x[i].d, sum);  // as dot_q8_0
   }
   return sum;
 }
@@ -411,15 +411,19 @@ float dot_mxfp4(const BlockMXFP4* w, const ActQ8* x, int64_t n) {
 float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n / 256; ++i) {
-    const float d = h2f(w[i].d), dmin = h2f(w[i].dmin);
+    int32_t s = 0, mins = 0;  // exact: |s| ≤ 256·63·15·127 < 2³¹
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       q4_k_scale_min(w[i].scales, j, &sc, &m);
       const ActQ8& a = x[i * 8 + j];
-      int s = 0;
-      for (int l = 0; l < 32; ++l) s += q4_k_nibble(w[i], 32 * j + l) * int(a.q[l]);
-      sum += a.d * (d * float(int(sc) * s) - dmin * float(int(m) * a.sum));
+      int part = 0;
+      for (int l = 0; l < 32; ++l) part += q4_k_nibble(w[i], 32 * j + l) * int(a.q[l]);
+      s += int(sc) * part;
+      mins += int(m) * a.sum;
     }
+    const float xd = x[i * 8].d;  // one activation scale per super-block (act_scale_span)
+    sum = std::fma(float(s), h2f(w[i].d) * xd, sum);
+    sum = std::fma(float(mins), -(h2f(w[i].dmin) * xd), sum);
   }
   return sum;
 }

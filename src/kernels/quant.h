@@ -107,8 +107,11 @@ int64_t act_scale_span(DType w);
 
 // Scalar dot products of a quantized row of n values with quantized activations: the
 // reference the SIMD kernels are tested against.
-// dot_q8_0 is exact per block and adds the blocks in order with one fused multiply-add each:
-// the VNNI and AMX kernels compute it bit for bit (q8_0_columns.h).
+// The 32-value types (dot_q8_0, dot_q4_0, dot_q5_0, dot_mxfp4) are exact per block and add the
+// blocks in order with one fused multiply-add each: the VNNI and AMX kernels compute them bit
+// for bit (block_columns.h). dot_q4_k likewise per super-block (its sums of the sub-blocks'
+// products times their scales, and of the mins times the activation sums, both exact), with x
+// quantized in spans of 256 (act_scale_span): the VNNI and AMX kernels compute it bit for bit.
 float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n);
 float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n);
 float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n);

@@ -34,7 +34,7 @@
 
 #include "core/dtype.h"
 #include "kernels/amx.h"
-#include "kernels/q8_0_columns.h"
+#include "kernels/block_columns.h"
 #include "kernels/quant.h"
 #include "kernels/quant_simd.h"
 
@@ -326,11 +326,6 @@ HWY_INLINE __m512i madd16_acc(__m512i acc, __m512i a, __m512i b) {
 #endif
 }
 
-// Lanes 0-7 from float a, lanes 8-15 from float b of an 8-float vector.
-HWY_INLINE __m512i pair_index(int a, int b) {
-  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
-}
-
 // The activations of a Q4_K product in the order the stored nibbles meet them. A 64-byte load
 // of a super-block's q[64h ..] holds, in its low nibbles, sub-blocks 4h (bytes 0-31) and 4h + 2
 // (bytes 32-63), in its high nibbles 4h + 1 and 4h + 3; so each super-block's activations are
@@ -345,10 +340,30 @@ HWY_INLINE void q4_k_order(const int8_t* x, int64_t n, int8_t* out) {
   }
 }
 
-// `a.x.q` holds the activations in q4_k_order.
+// Eight vectors each holding two rows' eight int32 partial sums (P[k]: row k in lanes 0-7, row
+// k + 8 in lanes 8-15) added up exactly per row: 14 shuffles and 7 additions. Lane n of the
+// result is row n in the order `kRowsSwap` (chunks 1 and 2 exchanged).
+HWY_INLINE __m512i add_across8(const __m512i P[8]) {
+  __m512i A[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
+  const __m512i B0 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[0], A[1]), _mm512_unpackhi_epi64(A[0], A[1]));
+  const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
+}
+// The row of each lane of add_across8's result; permuting by it again restores the order.
+HWY_INLINE __m512i rows_swap() { return _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15); }
+
+// Q4_K, 16 rows at a time, each element as dot_q4_k (quant.h) computes it, bit for bit: per
+// super-block, row and token, the 16 int32 lanes of Σ scale · (nibbles · activations) and the 8
+// of min · Σx.q are added up exactly across lanes for 16 rows at once (add_across8), then one
+// fused multiply-add each with d · x.d and −dmin · x.d. `a.x.q` holds the activations in
+// q4_k_order. `base` is row 0 of the group, its rows at rows.off; T ≤ 4 tokens from t.
 template <int T>
-HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
+HWY_INLINE void q4_k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, __m512i offs, __mmask16 present,
+                               int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
+  const uint8_t* next = base + 16 * a.row_bytes;
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   // vpshufb indices: the int16 lanes of the low half of a vector take scale byte lo
   // (zero-extended: index −1 gives a zero byte), those of the high half byte hi.
@@ -360,43 +375,74 @@ HWY_INLINE void tile_q4_k_512(const BlockQ4_K* row, const QuantGemmArgs& a, int6
   // Vector v = 2h + (high nibbles): sub-blocks (4h, 4h + 2) and (4h + 1, 4h + 3).
   const __m512i scale_idx[4] = {scale_bytes(0, 2), scale_bytes(1, 3), scale_bytes(4, 6), scale_bytes(5, 7)};
   __m512 acc[T];
-  __m256 mins[T];
-  for (int j = 0; j < T; ++j) {
-    acc[j] = _mm512_setzero_ps();
-    mins[j] = _mm256_setzero_ps();
-  }
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t s = 0; s < supers; ++s) {
-    const BlockQ4_K& b = row[s];
-    prefetch_ahead(&b);
-    const float d = h2f(b.d), dmin = h2f(b.dmin);
-    const __m128i scales_mins = q4_k_scales_mins(b.scales);
-    const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
-    const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
-    __m512i w[4], sc[4];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
-      w[2 * h] = _mm512_and_si512(q, low4);
-      w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+    __m512i sums[T][8], mins[T][8];  // per token, rows k and k + 8 as add_across8 takes them
+    for (int k = 0; k < 8; ++k) {
+      // The next group of rows (contiguous, 16 rows on), fetched evenly while this one is read:
+      // the hardware prefetcher does not follow 16 interleaved row streams.
+      constexpr int64_t kStep = 2 * int64_t(sizeof(BlockQ4_K));
+      for (int64_t o = (s * 8 + k) * kStep; o < (s * 8 + k + 1) * kStep; o += 64) hwy::Prefetch(next + o);
+      __m256i part[2][T], min8[2][T];
+      for (int h2 = 0; h2 < 2; ++h2) {
+        const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(base + off[k + 8 * h2] + s * int64_t(sizeof(BlockQ4_K)));
+        const __m128i scales_mins = q4_k_scales_mins(b.scales);
+        const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
+        const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+        __m512i w[4], sc[4];
+        for (int h = 0; h < 2; ++h) {
+          const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
+          w[2 * h] = _mm512_and_si512(q, low4);
+          w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+        }
+        for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, scale_idx[v]);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) {
+          const int64_t tok = t + j;
+          const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
+          __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int v = 0; v < 4; ++v) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
+          part[h2][j] = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+          // min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low
+          // int16 is the value and the high one its sign) with the mins (high int16 zero).
+          min8[h2][j] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + tok * a.x.ld_blocks + s * 8)), min32);
+        }
+      }
+      for (int j = 0; j < T; ++j) {
+        sums[j][k] = _mm512_inserti64x4(_mm512_castsi256_si512(part[0][j]), part[1][j], 1);
+        mins[j][k] = _mm512_inserti64x4(_mm512_castsi256_si512(min8[0][j]), min8[1][j], 1);
+      }
     }
-    for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, scale_idx[v]);
-#pragma GCC unroll 4
+    // d (low half) and dmin (high half) of each row's super-block s, in the lanes' row order.
+    const __m512i dd = _mm512_i32gather_epi32(offs, base + s * int64_t(sizeof(BlockQ4_K)), 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)), dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
     for (int j = 0; j < T; ++j) {
-      const int64_t tok = t + j;
-      const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
-      const int64_t xb = tok * a.x.ld_blocks + s * 8;
-      const float xd = a.x.d[xb];  // the same for the super-block's eight blocks
-      __m512i isum = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int v = 0; v < 4; ++v) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
-      // Σ min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low
-      // int16 is the value and the high one its sign) with the mins (high int16 zero).
-      const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + xb)), min32);
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[j]);
-      mins[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * xd), mins[j]);
+      const __m512 xd = _mm512_set1_ps(a.x.d[(t + j) * a.x.ld_blocks + s * 8]);  // the same for the super-block's eight blocks
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(add_across8(sums[j])), _mm512_mul_ps(d, xd), acc[j]);
+      acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(add_across8(mins[j])), _mm512_mul_ps(dmin, xd), acc[j]);
     }
   }
-  for (int j = 0; j < T; ++j)
-    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[j], _mm512_zextps256_ps512(mins[j])));
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy + i, present, _mm512_permutexvar_ps(rows_swap(), acc[j]));
+}
+
+void q4_k_gemm(const QuantGemmArgs& a) {
+  for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
+    const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
+    alignas(64) int32_t off[16];
+    for (int64_t r = 0; r < 16; ++r) off[r] = int32_t(std::min(r, n - 1) * int64_t(a.row_bytes));
+    const __m512i offs = _mm512_permutexvar_epi32(rows_swap(), _mm512_load_si512(off));
+    const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
+    const __mmask16 present = __mmask16((1u << n) - 1);
+    for (int64_t t = 0; t < a.n_tok; t += 4) {
+      switch (std::min<int64_t>(4, a.n_tok - t)) {
+        case 1: q4_k_rows_tile<1>(a, base, off, offs, present, g, t); break;
+        case 2: q4_k_rows_tile<2>(a, base, off, offs, present, g, t); break;
+        case 3: q4_k_rows_tile<3>(a, base, off, offs, present, g, t); break;
+        default: q4_k_rows_tile<4>(a, base, off, offs, present, g, t); break;
+      }
+    }
+  }
 }
 
 // ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give
@@ -451,166 +497,27 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 }
 
 #if WHALE_VNNI
-// ---- Q4_0, Q5_0, MXFP4 with VNNI, in groups of eight blocks (256 values): two blocks per
-// vector, so each 8-lane half of the int32 sums of vpdpbusd (four byte products per lane) is one
-// block. The eight weight scales are converted together, multiplied by the eight activation
-// scales once per token, and each pair of blocks takes its two with one permute.
-//
-// vpdpbusd multiplies unsigned by signed bytes, so every type enters with unsigned levels and
-// the offset comes back as d · offset · x.d · Σx.q per block, from the activation sums: Q4_0 and
-// Q5_0 levels are unsigned already (0-15 / 0-31, offset 8 / 16). That is two instructions per
-// 64 values fewer than making the activations take the weights' signs (llama.cpp's |w| trick),
-// in the one part of decode that is not shared between tokens.
-//
-// The 64 weight bytes of blocks b and b + 1 as vpdpbusd's unsigned operand. The row's last
-// group may hold only b, or neither; the lanes of absent blocks meet zero activations.
-// Q4_0/Q5_0: 16 bytes of nibbles per block (values 0-15 low, 16-31 high): the 128-bit chunks of
-// the vector are [qs_b, qs_b, qs_b+1, qs_b+1], shifted by 0, 4, 0, 4 bits and masked.
-template <class Block>
-HWY_INLINE __m512i pair_nibbles(const Block* b, int present) {
-  if (present == 0) return _mm512_setzero_si512();
-  const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs));
-  const __m256i q = present == 2 ? _mm256_inserti128_si256(_mm256_castsi128_si256(q0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)), 1)
-                                 : _mm256_zextsi128_si256(q0);
-  const __m512i dup = _mm512_shuffle_i64x2(_mm512_castsi256_si512(q), _mm512_castsi256_si512(q), 0x50);
-  const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-  return _mm512_and_si512(_mm512_srlv_epi64(dup, shift), _mm512_set1_epi8(0x0f));
-}
-struct PairQ4_0 {
-  __m512i u;
-  PairQ4_0(const BlockQ4_0* b, int present) : u(pair_nibbles(b, present)) {}
-};
-struct PairQ5_0 {
-  __m512i u;
-  PairQ5_0(const BlockQ5_0* b, int present) {
-    uint32_t h0 = 0, h1 = 0;  // bit j: bit 4 of value j
-    if (present >= 1) std::memcpy(&h0, b[0].qh, 4);
-    if (present == 2) std::memcpy(&h1, b[1].qh, 4);
-    const __m512i low4 = pair_nibbles(b, present);
-    u = _mm512_mask_add_epi8(low4, __mmask64(h0 | uint64_t(h1) << 32), low4, _mm512_set1_epi8(0x10));
-  }
-};
-// MXFP4: the nibbles as Q4_0's, each mapped to its doubled e2m1 level plus 12 (0-24, unsigned)
-// by a byte shuffle; the offset 12 returns as for Q4_0.
-struct PairMXFP4 {
-  __m512i u;
-  PairMXFP4(const BlockMXFP4* b, int present) {
-    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
-    u = _mm512_shuffle_epi8(table, pair_nibbles(b, present));
-  }
-};
-template <class Block> struct PairOf;
-template <> struct PairOf<BlockMXFP4> { using type = PairMXFP4; };
-template <> struct PairOf<BlockQ4_0> { using type = PairQ4_0; };
-template <> struct PairOf<BlockQ5_0> { using type = PairQ5_0; };
-// The offset of the unsigned levels each type enters vpdpbusd with.
-template <class Block>
-constexpr int kUnsignedOffset = std::is_same_v<Block, BlockMXFP4> ? 12 : kLevelOffset<Block>;
-
-// The scales of blocks [0, n) of b as floats (absent blocks' zero): f16 ones inserted into one
-// register and converted together (stored one by one and reloaded as a vector, they took a failed
-// store forward per group, which held the loop back until the stores had retired).
-template <class Block>
-HWY_INLINE __m256 block_scales(const Block* b, int n) {
-  __m128i d16 = _mm_setzero_si128();
-  switch (n) {  // from the last present block down
-    case 8: d16 = _mm_insert_epi16(d16, b[7].d, 7); [[fallthrough]];
-    case 7: d16 = _mm_insert_epi16(d16, b[6].d, 6); [[fallthrough]];
-    case 6: d16 = _mm_insert_epi16(d16, b[5].d, 5); [[fallthrough]];
-    case 5: d16 = _mm_insert_epi16(d16, b[4].d, 4); [[fallthrough]];
-    case 4: d16 = _mm_insert_epi16(d16, b[3].d, 3); [[fallthrough]];
-    case 3: d16 = _mm_insert_epi16(d16, b[2].d, 2); [[fallthrough]];
-    case 2: d16 = _mm_insert_epi16(d16, b[1].d, 1); [[fallthrough]];
-    default: d16 = _mm_insert_epi16(d16, b[0].d, 0);
-  }
-  return _mm256_cvtph_ps(d16);
-}
-// MXFP4: 2^(e − 128) from the e8m0 bytes as float bits, (e − 1) << 23, or 0x00200000 << e for the
-// subnormal e < 2 (quant.h's mxfp4_scale).
-template <>
-HWY_INLINE __m256 block_scales(const BlockMXFP4* b, int n) {
-  alignas(32) int32_t e[8] = {};
-  for (int k = 0; k < n; ++k) e[k] = b[k].e;
-  const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(e));
-  const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(v, _mm256_set1_epi32(1)), 23);
-  const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), v);
-  const __mmask8 small = _mm256_cmplt_epi32_mask(v, _mm256_set1_epi32(2));
-  const __mmask8 present = __mmask8((1u << n) - 1);
-  return _mm256_maskz_mov_ps(present, _mm256_castsi256_ps(_mm256_mask_blend_epi32(small, normal, sub)));
-}
-
-// Blocks [g, g + n) of a row (n ≤ 8; n < 8 only for the row's last group) for T tokens.
-template <int T, class Block>
-HWY_INLINE void group_x_0(const Block* row, int64_t g, int n, const QuantGemmArgs& a, int64_t t, __m512 acc[T], __m256 offs[T]) {
-  using Pair = typename PairOf<Block>::type;
-  const Block* b = row + g;
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(b) + kPrefetchAhead;
-  for (size_t off = 0; off < 8 * sizeof(Block); off += 64) hwy::Prefetch(p + off);
-  const __m256 wd = block_scales(b, n);
-  const int pairs = (n + 1) / 2;
-  auto present = [n](int q) { return std::clamp(n - 2 * q, 0, 2); };  // blocks of pair q in the group
-  const Pair w[4] = {Pair(b, present(0)), Pair(b + 2, present(1)), Pair(b + 4, present(2)), Pair(b + 6, present(3))};
-  const __m512i idx[4] = {pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)};
-  const __mmask8 blocks = __mmask8((1u << n) - 1);
-  const __mmask64 last = n % 2 ? ~0ull >> 32 : ~0ull;  // bytes of the last pair's blocks
-#pragma GCC unroll 4
-  for (int j = 0; j < T; ++j) {
-    const int64_t tok = t + j;
-    const int8_t* x = a.x.q + tok * a.x.ld_values + g * 32;
-    const int64_t xb = tok * a.x.ld_blocks + g;
-    const __m256 f = _mm256_mul_ps(wd, _mm256_maskz_loadu_ps(blocks, a.x.d + xb));  // w.d · x.d per block
-    offs[j] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(blocks, a.x.sum + xb)), offs[j]);
-    const __m512 f2 = _mm512_castps256_ps512(f);
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      if (q >= pairs) break;
-      const __m512i xv = _mm512_maskz_loadu_epi8(q == pairs - 1 ? last : ~0ull, x + 64 * q);
-      const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[q].u, xv);
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx[q], f2), acc[j]);
-    }
-  }
-}
-
-template <int T, class Block>
-HWY_INLINE void tile_x_0_512(const Block* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
-  const int64_t blocks = a.cols / 32;
-  __m512 acc[T];
-  __m256 offs[T];  // Σ w.d · x.d · Σx.q over blocks (the offset term)
-  for (int j = 0; j < T; ++j) {
-    acc[j] = _mm512_setzero_ps();
-    offs[j] = _mm256_setzero_ps();
-  }
-  int64_t g = 0;
-  for (; g + 8 <= blocks; g += 8) group_x_0<T>(row, g, 8, a, t, acc, offs);
-  if (g < blocks) group_x_0<T>(row, g, int(blocks - g), a, t, acc, offs);
-  constexpr float kOffset = float(kUnsignedOffset<Block>);
-  // One horizontal sum per row and token: the offset terms join the products' lanes first.
-  for (int j = 0; j < T; ++j)
-    a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(kOffset), _mm512_zextps256_ps512(offs[j]), acc[j]));
-}
-
-// ---- Q8_0 with VNNI, one vector lane per weight row (q8_0_columns.h): per block of 32 values
-// and token, 8 vpdpbusd with the 16 rows' bytes as the unsigned operand (w + 128: one xor per
-// block, shared by the tokens) and 4 activation bytes broadcast; 128 · Σx.q comes off in int32,
-// so the block's sum is exact and each element is what dot_q8_0 and the AMX kernel compute
-// (bitwise). One float multiply-add per block, row and token, against the two blocks per
-// vpdpbusd of group_x_0 above plus their horizontal sum.
+// ---- 32-value blocks (Q8_0, Q4_0, Q5_0, MXFP4) with VNNI, one vector lane per weight row
+// (block_columns.h): per block of 32 values and token, 8 vpdpbusd with the 16 rows' unsigned
+// bytes (level + offset) and 4 activation bytes broadcast; offset · Σx.q comes off in int32, so
+// the block's sum is exact and each element is what the scalar reference (dot_q8_0, ...) and
+// the AMX kernel compute, bit for bit. One float multiply-add per block, row and token.
 
 // The next group of rows (contiguous, 16 row lengths on) is fetched while this one is computed,
 // evenly over its blocks (this is block b): the hardware prefetcher does not follow 16
 // interleaved row streams (without this, decode read the lm_head at 60% of the row-by-row
 // kernel's speed).
+template <class Block>
 HWY_INLINE void prefetch_next_group(const uint8_t* next, int64_t b) {
-  constexpr int64_t kGroupBlock = 16 * int64_t(sizeof(BlockQ8_0));
+  constexpr int64_t kGroupBlock = 16 * int64_t(sizeof(Block));
   for (int64_t o = b * kGroupBlock; o < (b + 1) * kGroupBlock; o += 64) hwy::Prefetch(next + o);
 }
 
-template <int T>
-HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
-                                  __mmask16 present, int64_t i, int64_t t) {
+template <int T, class Block>
+HWY_INLINE void columns_tile(const QuantGemmArgs& a, const uint8_t* base, const block_columns::Rows16& rows, __m512i offv,
+                             __mmask16 present, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
   const uint8_t* next = base + 16 * a.row_bytes;
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
   __m512 acc[T];
   const int8_t* xq[T];
   const float* xd[T];
@@ -622,12 +529,10 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
     xs[j] = a.x.sum + (t + j) * a.x.ld_blocks;
   }
   for (int64_t b = 0; b < blocks; ++b) {
-    prefetch_next_group(next, b);
+    prefetch_next_group<Block>(next, b);
     __m512i col[8];
     __m512 wd;
-    q8_0_columns::load(base, rows.off, offv, b, col, &wd);
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; ++q) col[q] = _mm512_xor_si512(col[q], flip);
+    block_columns::load<Block>(base, rows.off, offv, b, col, &wd);
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j) {
       const int8_t* x = xq[j] + 32 * b;
@@ -636,7 +541,7 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
         std::memcpy(&v, x + 4 * q, 4);
         return _mm512_set1_epi32(v);
       };
-      __m512i s0 = _mm512_set1_epi32(-128 * xs[j][b]), s1 = _mm512_setzero_si512();
+      __m512i s0 = _mm512_set1_epi32(-block_columns::kOffset<Block> * xs[j][b]), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) {
         s0 = _mm512_dpbusd_epi32(s0, col[q], bcast(q));
@@ -649,59 +554,54 @@ HWY_INLINE void q8_0_columns_tile(const QuantGemmArgs& a, const uint8_t* base, c
 }
 
 // One token: the rows' bytes as loaded (two rows per vector) and the block's 32 activations
-// in both halves; each row's eight int32 partial sums are then added across lanes (14 shuffles
-// where turning the weights into columns takes 24). The same exact block sums, so the same
-// numbers as q8_0_columns_tile. The sums come out with rows in the lane order `swap` (chunks 1
-// and 2 exchanged), which the scales take too; one permute puts them back before the store.
-HWY_INLINE void q8_0_rows_tile1(const QuantGemmArgs& a, const uint8_t* base, const q8_0_columns::Rows16& rows, __m512i offv,
-                                __mmask16 present, int64_t i, int64_t t) {
+// in both halves; each row's eight int32 partial sums are then added across lanes (add_across8:
+// 14 shuffles where turning the weights into columns takes 24). The same exact block sums, so
+// the same numbers as columns_tile. The sums come out with rows in the lane order rows_swap(),
+// which the scales take too; one permute puts them back before the store.
+template <class Block>
+HWY_INLINE void rows_tile1(const QuantGemmArgs& a, const uint8_t* base, const block_columns::Rows16& rows, __m512i offv,
+                           __mmask16 present, int64_t i, int64_t t) {
   const int64_t blocks = a.cols / 32;
   const uint8_t* next = base + 16 * a.row_bytes;
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
-  const __m512i swap = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+  const __m512i swap = rows_swap();
   const __m512i offs = _mm512_permutexvar_epi32(swap, offv);
   const int8_t* xq = a.x.q + t * a.x.ld_values;
   const float* xd = a.x.d + t * a.x.ld_blocks;
   const int32_t* xs = a.x.sum + t * a.x.ld_blocks;
   __m512 acc = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
-    prefetch_next_group(next, b);
-    const uint8_t* blk = base + b * int64_t(sizeof(BlockQ8_0));
+    prefetch_next_group<Block>(next, b);
+    const uint8_t* blk = base + b * int64_t(sizeof(Block));
     const __m512i xb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
     __m512i P[8];
-    q8_0_columns::load_rows(blk, rows.off, P);
+    block_columns::load_rows<Block>(blk, rows.off, P);
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(P[k], flip), xb);
-    __m512i A[4];
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
-    const __m512i B0 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[0], A[1]), _mm512_unpackhi_epi64(A[0], A[1]));
-    const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
-    const __m512i C = _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
-    const __m512i isum = _mm512_sub_epi32(C, _mm512_set1_epi32(128 * xs[b]));
-    const __m512 wd = q8_0_columns::scales(blk, offs);
+    for (int k = 0; k < 8; ++k) P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), P[k], xb);
+    const __m512i isum = _mm512_sub_epi32(add_across8(P), _mm512_set1_epi32(block_columns::kOffset<Block> * xs[b]));
+    const __m512 wd = block_columns::scales<Block>(blk, offs);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, _mm512_set1_ps(xd[b])), acc);
   }
   _mm512_mask_storeu_ps(a.y + t * a.ldy + i, present, _mm512_permutexvar_ps(swap, acc));
 }
 
-void q8_0_columns_gemm(const QuantGemmArgs& a) {
+template <class Block>
+void columns_gemm(const QuantGemmArgs& a) {
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
-    const q8_0_columns::Rows16 rows(n, int64_t(a.row_bytes));
+    const block_columns::Rows16 rows(n, int64_t(a.row_bytes));
     const __m512i offv = _mm512_load_si512(rows.off);
     const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t = 0; t < a.n_tok; t += 8) {
       switch (std::min<int64_t>(8, a.n_tok - t)) {
-        case 1: q8_0_rows_tile1(a, base, rows, offv, present, g, t); break;
-        case 2: q8_0_columns_tile<2>(a, base, rows, offv, present, g, t); break;
-        case 3: q8_0_columns_tile<3>(a, base, rows, offv, present, g, t); break;
-        case 4: q8_0_columns_tile<4>(a, base, rows, offv, present, g, t); break;
-        case 5: q8_0_columns_tile<5>(a, base, rows, offv, present, g, t); break;
-        case 6: q8_0_columns_tile<6>(a, base, rows, offv, present, g, t); break;
-        case 7: q8_0_columns_tile<7>(a, base, rows, offv, present, g, t); break;
-        default: q8_0_columns_tile<8>(a, base, rows, offv, present, g, t); break;
+        case 1: rows_tile1<Block>(a, base, rows, offv, present, g, t); break;
+        case 2: columns_tile<2, Block>(a, base, rows, offv, present, g, t); break;
+        case 3: columns_tile<3, Block>(a, base, rows, offv, present, g, t); break;
+        case 4: columns_tile<4, Block>(a, base, rows, offv, present, g, t); break;
+        case 5: columns_tile<5, Block>(a, base, rows, offv, present, g, t); break;
+        case 6: columns_tile<6, Block>(a, base, rows, offv, present, g, t); break;
+        case 7: columns_tile<7, Block>(a, base, rows, offv, present, g, t); break;
+        default: columns_tile<8, Block>(a, base, rows, offv, present, g, t); break;
       }
     }
   }
@@ -740,21 +640,18 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(Row{reinterpret_cast<const Block*>(at(i))}, a, i, t); });
   };
 #if WHALE_VNNI
-  // The VNNI tile over rows of a 32-value block type (Q8_0, Q4_0, Q5_0).
-  auto x_0 = [&](auto block_type) {
-    using Block = decltype(block_type);
-    gemm(a, [&](auto T, int64_t i, int64_t t) { tile_x_0_512<decltype(T)::value>(reinterpret_cast<const Block*>(at(i)), a, i, t); });
+  // 32-value blocks: AMX from kAmxMinTokens tokens on, the same numbers (block_columns.h), faster.
+  auto blocks32 = [&](auto block_type) {
+    if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_blocks(a);
+    return columns_gemm<decltype(block_type)>(a);
   };
 #endif
   switch (a.dtype) {
 #if WHALE_VNNI
-    case DType::Q8_0:
-      // AMX from kAmxMinTokens tokens on: the same numbers (q8_0_columns.h), faster.
-      if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_q8_0(a);
-      return q8_0_columns_gemm(a);
-    case DType::Q4_0: return x_0(BlockQ4_0{});
-    case DType::Q5_0: return x_0(BlockQ5_0{});
-    case DType::MXFP4: return x_0(BlockMXFP4{});
+    case DType::Q8_0: return blocks32(BlockQ8_0{});
+    case DType::Q4_0: return blocks32(BlockQ4_0{});
+    case DType::Q5_0: return blocks32(BlockQ5_0{});
+    case DType::MXFP4: return blocks32(BlockMXFP4{});
 #else
     case DType::Q8_0: return generic(RowQ8_0{});
     case DType::Q4_0: return generic(RowQx_0<BlockQ4_0>{});
@@ -763,6 +660,10 @@ void QuantGemmRows(const QuantGemmArgs& a) {
 #endif
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
     case DType::Q4_K: {
+#if WHALE_VNNI
+      // AMX from kAmxMinTokens tokens on: the same numbers (dot_q4_k), faster.
+      if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_q4_k(a);
+#endif
       // The activations reordered once per call (a band of rows), in a buffer kept per thread.
       thread_local std::vector<int8_t> ordered;
       ordered.resize(size_t(a.n_tok * a.cols) + 64);
@@ -771,7 +672,7 @@ void QuantGemmRows(const QuantGemmArgs& a) {
       QuantGemmArgs b = a;
       b.x.q = xo;
       b.x.ld_values = a.cols;
-      return gemm(b, [&](auto T, int64_t i, int64_t t) { tile_q4_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ4_K*>(at(i)), b, i, t); });
+      return q4_k_gemm(b);
     }
     case DType::Q6_K:
       return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q6_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ6_K*>(at(i)), a, i, t); });

@@ -27,15 +27,15 @@ struct QuantGemmArgs {
   int64_t n_tok;
   float* y;  // y[t · ldy + (r − r0)]
   int64_t ldy;
-  // Q8_0 from kAmxMinTokens tokens on takes AMX where the CPU has it (amx.h; the same numbers);
-  // false keeps the VNNI kernel (benchmarks compare the two).
+  // Q8_0, Q4_0, Q5_0 and MXFP4 from kAmxMinTokens tokens on take AMX where the CPU has it (amx.h;
+  // the same numbers); false keeps the VNNI kernel (benchmarks compare the two).
   bool amx = true;
 };
 
 void quant_gemm_rows_simd(const QuantGemmArgs& args);
 
-// Whether the kernels chosen on this machine multiply with AVX-512 VNNI; Q8_0 products then
-// equal dot_q8_0 (quant.h) bit for bit, on VNNI or AMX alike.
+// Whether the kernels chosen on this machine multiply with AVX-512 VNNI; Q8_0, Q4_0, Q5_0 and
+// MXFP4 products then equal their scalar references (quant.h) bit for bit, on VNNI or AMX alike.
 bool quant_simd_vnni();
 
 // quant.h's quantize_act_planar (the scalar reference), vectorized: bitwise the same output.
