@@ -100,7 +100,7 @@ int main(int argc, char** argv) try {
         const ActArgs act{aq.data(), ad.data(), as.data(), cols, cols / 32};
         pool.parallel_for((rows + 15) / 16, [&](int64_t b, int64_t e) {
           QuantGemmArgs a{type, w.data, row_bytes, cols, b * 16, std::min(rows, e * 16), act, T, y.data() + b * 16, rows};
-          if (amx) amx_gemm_blocks(a);
+          if (amx) amx_gemm(a);
           else {
             a.amx = false;
             quant_gemm_rows_simd(a);

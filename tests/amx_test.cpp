@@ -1,6 +1,6 @@
-// Products of Q8_0, Q4_0, Q5_0, MXFP4 and Q4_K weights on AVX-512 VNNI and AMX against the scalar
+// Products of Q8_0, Q4_0, Q5_0, MXFP4, Q4_K and Q6_K weights on AVX-512 VNNI and AMX against the scalar
 // references (dot_q8_0, ...): bit for bit, for every number of tokens on either side of
-// kAmxMinTokens and rows that do not fill a group of 16, so the choice of kernel never changes a
+// amx_min_tokens and rows that do not fill a group of 16, so the choice of kernel never changes a
 // number. Skipped, saying why, where this CPU has neither.
 #include <gtest/gtest.h>
 
@@ -49,6 +49,12 @@ template <> struct Type<BlockQ4_K> {
   static float dot(const BlockQ4_K* w, const ActQ8* x, int64_t n) { return dot_q4_k(w, x, n); }
 };
 
+template <> struct Type<BlockQ6_K> {
+  static constexpr DType dtype = DType::Q6_K;
+  static void quantize(const float* x, int64_t n, BlockQ6_K* out) { quantize_q6_k(x, n, out); }
+  static float dot(const BlockQ6_K* w, const ActQ8* x, int64_t n) { return dot_q6_k(w, x, n); }
+};
+
 template <class Block>
 struct Problem {
   using Ty = Type<Block>;
@@ -84,8 +90,7 @@ struct Problem {
     std::vector<float> y(size_t(n * (r1 - r0)));
     QuantGemmArgs a{Ty::dtype, reinterpret_cast<const uint8_t*>(w.data()), dtype_row_bytes(Ty::dtype, cols), cols, r0, r1,
                     ActArgs{q.data() + t0 * cols, d.data() + t0 * nb, sum.data() + t0 * nb, cols, nb}, n, y.data(), r1 - r0};
-    if (amx && Ty::dtype == DType::Q4_K) amx_gemm_q4_k(a);
-    else if (amx) amx_gemm_blocks(a);
+    if (amx) amx_gemm(a);
     else {
       a.amx = false;
       quant_gemm_rows_simd(a);
@@ -121,6 +126,7 @@ void expect_all(bool amx) {
   expect_reference<BlockQ5_0>(amx);
   expect_reference<BlockMXFP4>(amx);
   expect_reference<BlockQ4_K>(amx);
+  expect_reference<BlockQ6_K>(amx);
 }
 
 TEST(QuantKernels, VnniEqualsTheScalarReferenceBitForBit) {
@@ -134,12 +140,12 @@ TEST(QuantKernels, AmxEqualsTheScalarReferenceBitForBit) {
   expect_all(true);
 }
 
-// matmul() across kAmxMinTokens: a token's numbers are the same alone and in a prompt, on any
+// matmul() across amx_min_tokens: a token's numbers are the same alone and in a prompt, on any
 // machine (on one without VNNI both sides take the same portable kernel).
 template <class Block>
 void expect_batch_invariant() {
   std::mt19937 rng(11);
-  const Problem<Block> p(Case{40, 512}, 2 * kAmxMinTokens + 3, rng);
+  const Problem<Block> p(Case{40, 512}, amx_min_tokens(Type<Block>::dtype) + 3, rng);
   Weight w;
   w.dtype = Type<Block>::dtype;
   w.rows = p.rows;
@@ -162,6 +168,7 @@ TEST(QuantKernels, MatmulGivesATokenTheSameNumbersAloneAndInAPrompt) {
   expect_batch_invariant<BlockQ5_0>();
   expect_batch_invariant<BlockMXFP4>();
   expect_batch_invariant<BlockQ4_K>();
+  expect_batch_invariant<BlockQ6_K>();
 }
 
 }  // namespace

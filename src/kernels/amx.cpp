@@ -67,6 +67,7 @@ TileConfig make_config() {
 #pragma GCC diagnostic push
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 // Per group of 16 rows: its tile columns built once, then one C tile (16 tokens × 16 rows) at a
 // time: per block of 32 columns one `tdpbsud` (signed activations by the unsigned weight bytes),
@@ -147,30 +148,97 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
   _tile_release();
 }
 
-// Q4_K: per group of 16 rows and super-block, the 8 sub-blocks' nibbles as B tiles (low nibbles
-// of 32 bytes are one sub-block, the high ones the next) and the rows' scales, mins, d and dmin
-// as floats. Per token tile and super-block, one `tdpbsud` per sub-block into its own stored C;
-// then per token the scales are applied in float, exactly: |C · scale| ≤ 32·15·127·63 < 2²², so
-// four of them add up in float without rounding, and the two halves' sum is the int32 sum
-// rounded once, as dot_q4_k converts it. Σ min · Σx.q is exact in float too (< 2²¹).
-struct alignas(64) Q4KPanel {
-  uint8_t b[8][512];   // B tiles of the 8 sub-blocks
-  float sc[8][16];     // scale of sub-block j for each row
-  float m[8][16];      // min of sub-block j for each row
+// The K types (Q4_K, Q6_K) with the sub-block scales folded into the weights: w' = level ·
+// scale (Q4_K: nibble · 6-bit scale, 0..945; Q6_K: (q − 32) · int8 scale, −4064..4096) is split
+// as w' = 64·hi + lo with lo = w' & 63 (unsigned) and hi = w' >> 6 (Q4_K 0..14, Q6_K −64..64),
+// both bytes, so a super-block's Σ w'·x = 64·Σ hi·x + Σ lo·x takes eight full-depth tile
+// products (K = 64) with no per-sub-block work, exact in int32 (|Σ| ≤ 256·4096·127 < 2³¹).
+// Q4_K's mins are one more product: Σ_j m_j·Σx.q = Σ_k m_j(k)·x_k, with m as the weight byte.
+// Per super-block and token tile the two or three C tiles are stored and each token takes one
+// fused multiply-add with d·x.d (and Q4_K one with −dmin·x.d): what dot_q4_k / dot_q6_k and the
+// VNNI kernel compute, bit for bit.
+struct alignas(64) KPanel {
+  uint8_t hi[4][1024], lo[4][1024], mins[4][1024];  // B tiles (16 × 64 bytes) of the 4 chunks of 64 values
   float d[16], dmin[16];
 };
 
-__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void gemm_q4_k(const QuantGemmArgs& a) {
-  static const TileConfig config = make_config();
+TileConfig make_k_config() {
+  TileConfig c;
+  for (int t : {0, 1, 2}) c.rows[t] = 16, c.colsb[t] = 64;  // C: w'·x high part, low part, mins
+  c.rows[4] = 16, c.colsb[4] = 64;                         // A: 16 tokens × 64 activations
+  c.rows[6] = 16, c.colsb[6] = 64;                         // B: 64 values of 16 rows
+  return c;
+}
+
+// Row r's 256 values of w' as hi / lo bytes (and Q4_K's mins per value), one super-block.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void split_row(const BlockQ4_K& b, uint8_t* hi, uint8_t* lo,
+                                                                                      uint8_t* mins, float* d, float* dmin) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  for (int c = 0; c < 4; ++c) {  // bytes 32c .. 32c + 31: sub-blocks 2c (low nibbles), 2c + 1 (high)
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * c));
+    const __m512i q16 = _mm512_cvtepu8_epi16(q);
+    const __m512i nib[2] = {_mm512_and_si512(q16, low4), _mm512_srli_epi16(q16, 4)};
+    for (int e = 0; e < 2; ++e) {
+      uint8_t sc, m;
+      q4_k_scale_min(b.scales, 2 * c + e, &sc, &m);
+      const __m512i w = _mm512_mullo_epi16(nib[e], _mm512_set1_epi16(sc));
+      const int o = 64 * c + 32 * e;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + o), _mm512_cvtepi16_epi8(_mm512_srli_epi16(w, 6)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + o), _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(63))));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + o), _mm256_set1_epi8(char(m)));
+    }
+  }
+  *d = f16_to_f32(b.d);
+  *dmin = f16_to_f32(b.dmin);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void split_row(const BlockQ6_K& b, uint8_t* hi, uint8_t* lo,
+                                                                                      uint8_t*, float* d, float* dmin) {
+  // Values 64v .. 64v + 63 (quant.h's layout): ql's low (v even) or high (v odd) nibbles of
+  // bytes 64·(v / 2) .. + 63, with two bits of qh[32·(v / 2) + l % 32] from bit 2g, g the group
+  // of 32 within the half.
+  for (int v = 0; v < 4; ++v) {
+    for (int e = 0; e < 2; ++e) {  // values 64v + 32e ..: sub-blocks 4v + 2e, 4v + 2e + 1
+      const int h = v / 2, g = 2 * (v % 2) + e;  // group g of the half (q6_k_value's numbering)
+      const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32 * (g & 1)));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+      const __m512i ql16 = _mm512_cvtepu8_epi16(ql), qh16 = _mm512_cvtepu8_epi16(qh);
+      const __m512i low4 = g >= 2 ? _mm512_srli_epi16(ql16, 4) : _mm512_and_si512(ql16, _mm512_set1_epi16(0x0f));
+      const __m512i high2 = _mm512_and_si512(_mm512_srli_epi16(qh16, 2 * g), _mm512_set1_epi16(3));
+      const __m512i q = _mm512_sub_epi16(_mm512_or_si512(low4, _mm512_slli_epi16(high2, 4)), _mm512_set1_epi16(32));
+      const int j = (64 * v + 32 * e) / 16;  // scale index of the first 16 values
+      const __m512i sc = _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16(b.scales[j]), _mm512_set1_epi16(b.scales[j + 1]));
+      const __m512i w = _mm512_mullo_epi16(q, sc);
+      const int o = 64 * v + 32 * e;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + o), _mm512_cvtepi16_epi8(_mm512_srai_epi16(w, 6)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + o), _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(63))));
+    }
+  }
+  *d = f16_to_f32(b.d);
+  *dmin = 0.0f;
+}
+
+// Bytes [64c, 64c + 64) of 16 rows (row n at rows + 256·n) as a B tile: tile row p holds bytes
+// 64c + 4p .. + 3 of each weight row, one per dword.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void to_tile(const uint8_t* rows, int c, uint8_t* tile) {
+  for (int e = 0; e < 2; ++e) {
+    __m512i L[8], col[8];
+    for (int i = 0; i < 8; ++i)
+      L[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + 256 * i + 64 * c + 32 * e))),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + 256 * (i + 8) + 64 * c + 32 * e)), 1);
+    block_columns::columns(L, col);
+    for (int q = 0; q < 8; ++q) _mm512_store_si512(tile + 64 * (8 * e + q), col[q]);
+  }
+}
+
+template <class Block>
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void gemm_k(const QuantGemmArgs& a) {
+  constexpr bool kMins = std::is_same_v<Block, BlockQ4_K>;
+  static const TileConfig config = make_k_config();
   const int64_t supers = a.cols / 256, nb = a.cols / 32;
-  thread_local std::vector<Q4KPanel> panel;
+  thread_local std::vector<KPanel> panel;
   panel.resize(size_t(supers));
-  // Σx.q per block as floats, for every token (a padded tile's tokens zero).
-  const int64_t tail = a.n_tok % 16, full = a.n_tok - tail, n_pad = full + (tail ? 16 : 0);
-  thread_local std::vector<float> xsum;
-  xsum.assign(size_t(n_pad * nb), 0.0f);
-  for (int64_t t = 0; t < a.n_tok; ++t)
-    for (int64_t b = 0; b < nb; ++b) xsum[size_t(t * nb + b)] = float(a.x.sum[t * a.x.ld_blocks + b]);
+  // The last token tile, zero-padded to 16 tokens (tile loads read 16 rows).
+  const int64_t tail = a.n_tok % 16, full = a.n_tok - tail;
   thread_local std::vector<int8_t> pad;
   thread_local std::vector<float> pad_d;
   if (tail) {
@@ -182,39 +250,20 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
     }
   }
   _tile_loadconfig(&config);
-  alignas(64) int32_t c[8][16][16];
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  alignas(64) int32_t ch[16][16], cl[16][16], cm[16][16];
+  alignas(64) uint8_t hi[16][256], lo[16][256], mins[16][256];
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
     const block_columns::Rows16 rows(n, int64_t(a.row_bytes));
     const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
     for (int64_t s = 0; s < supers; ++s) {
-      Q4KPanel& p = panel[size_t(s)];
-      const uint8_t* blk = base + s * int64_t(sizeof(BlockQ4_K));
-      for (int h = 0; h < 4; ++h) {  // bytes 32h .. 32h + 31: sub-blocks 2h (low nibbles), 2h + 1
-        __m512i L[8], lo[8], hi[8], col[8];
-        for (int i = 0; i < 8; ++i) {
-          L[i] = _mm512_inserti64x4(
-              _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[i] + offsetof(BlockQ4_K, q) + 32 * h))),
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + rows.off[i + 8] + offsetof(BlockQ4_K, q) + 32 * h)), 1);
-          lo[i] = _mm512_and_si512(L[i], low4);
-          hi[i] = _mm512_and_si512(_mm512_srli_epi16(L[i], 4), low4);
-        }
-        block_columns::columns(lo, col);
-        for (int q = 0; q < 8; ++q) _mm512_store_si512(p.b[2 * h] + 64 * q, col[q]);
-        block_columns::columns(hi, col);
-        for (int q = 0; q < 8; ++q) _mm512_store_si512(p.b[2 * h + 1] + 64 * q, col[q]);
-      }
-      for (int r = 0; r < 16; ++r) {
-        const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(blk + rows.off[r]);
-        for (int j = 0; j < 8; ++j) {
-          uint8_t sc, m;
-          q4_k_scale_min(b.scales, j, &sc, &m);
-          p.sc[j][r] = float(sc);
-          p.m[j][r] = float(m);
-        }
-        p.d[r] = f16_to_f32(b.d);
-        p.dmin[r] = f16_to_f32(b.dmin);
+      KPanel& p = panel[size_t(s)];
+      for (int r = 0; r < 16; ++r)
+        split_row(*reinterpret_cast<const Block*>(base + rows.off[r] + s * int64_t(sizeof(Block))), hi[r], lo[r], mins[r], &p.d[r], &p.dmin[r]);
+      for (int c = 0; c < 4; ++c) {
+        to_tile(hi[0], c, p.hi[c]);
+        to_tile(lo[0], c, p.lo[c]);
+        if constexpr (kMins) to_tile(mins[0], c, p.mins[c]);
       }
     }
     const __mmask16 present = __mmask16((1u << n) - 1);
@@ -223,38 +272,36 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
       const int8_t* xq = padded ? pad.data() : a.x.q + t0 * a.x.ld_values;
       const float* xd = padded ? pad_d.data() : a.x.d + t0 * a.x.ld_blocks;
       const int64_t lda = padded ? a.cols : a.x.ld_values, ldd = padded ? nb : a.x.ld_blocks;
-      const float* xs = xsum.data() + t0 * nb;
       __m512 acc[16];
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
       for (int64_t s = 0; s < supers; ++s) {
-        const Q4KPanel& p = panel[size_t(s)];
-        for (int j = 0; j < 8; ++j) {
-          _tile_zero(0);
-          _tile_loadd(4, xq + s * 256 + 32 * j, lda);
-          _tile_loadd(6, p.b[j], 64);
-          _tile_dpbsud(0, 4, 6);
-          _tile_stored(0, c[j], 64);
-        }
-        __m512 sc[8], m[8];
-        for (int j = 0; j < 8; ++j) {
-          sc[j] = _mm512_load_ps(p.sc[j]);
-          m[j] = _mm512_load_ps(p.m[j]);
-        }
-        const __m512 d = _mm512_load_ps(p.d), dmin = _mm512_load_ps(p.dmin);
-        for (int t = 0; t < 16; ++t) {
-          __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[0][t])), sc[0]);
-          __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[4][t])), sc[4]);
-          for (int j = 1; j < 4; ++j) {
-            lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j][t])), sc[j], lo);
-            hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j + 4][t])), sc[j + 4], hi);
+        const KPanel& p = panel[size_t(s)];
+        _tile_zero(0);
+        _tile_zero(1);
+        if constexpr (kMins) _tile_zero(2);
+        for (int c = 0; c < 4; ++c) {
+          _tile_loadd(4, xq + s * 256 + 64 * c, lda);
+          _tile_loadd(6, p.hi[c], 64);
+          if constexpr (kMins) _tile_dpbsud(0, 4, 6);  // Q4_K's hi is unsigned, Q6_K's signed
+          else _tile_dpbssd(0, 4, 6);
+          _tile_loadd(6, p.lo[c], 64);
+          _tile_dpbsud(1, 4, 6);
+          if constexpr (kMins) {
+            _tile_loadd(6, p.mins[c], 64);
+            _tile_dpbsud(2, 4, 6);
           }
-          const float* xst = xs + t * nb + s * 8;
-          __m512 mins = _mm512_mul_ps(m[0], _mm512_set1_ps(xst[0]));
-          for (int j = 1; j < 8; ++j) mins = _mm512_fmadd_ps(m[j], _mm512_set1_ps(xst[j]), mins);
-          const __m512 x = _mm512_set1_ps(xd[t * ldd + s * 8]);
-          acc[t] = _mm512_fmadd_ps(_mm512_add_ps(lo, hi), _mm512_mul_ps(d, x), acc[t]);
-          acc[t] = _mm512_fnmadd_ps(mins, _mm512_mul_ps(dmin, x), acc[t]);
+        }
+        _tile_stored(0, ch, 64);
+        _tile_stored(1, cl, 64);
+        if constexpr (kMins) _tile_stored(2, cm, 64);
+        const __m512 d = _mm512_load_ps(p.d), dmin = _mm512_load_ps(p.dmin);
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; ++t) {
+          const __m512i sum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(ch[t]), 6), _mm512_load_si512(cl[t]));
+          const __m512 x = _mm512_set1_ps(xd[t * ldd + s * 8]);  // one activation scale per super-block
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, x), acc[t]);
+          if constexpr (kMins) acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cm[t])), _mm512_mul_ps(dmin, x), acc[t]);
         }
       }
       const int64_t nt = std::min<int64_t>(16, a.n_tok - t0);
@@ -263,23 +310,21 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
   }
   _tile_release();
 }
+
 #pragma GCC diagnostic pop
 
 }  // namespace
 
-void amx_gemm_blocks(const QuantGemmArgs& a) {
+void amx_gemm(const QuantGemmArgs& a) {
   switch (a.dtype) {
     case DType::Q8_0: return gemm_blocks<BlockQ8_0>(a);
     case DType::Q4_0: return gemm_blocks<BlockQ4_0>(a);
     case DType::Q5_0: return gemm_blocks<BlockQ5_0>(a);
     case DType::MXFP4: return gemm_blocks<BlockMXFP4>(a);
-    default: fail("amx_gemm_blocks: weights of type ", dtype_name(a.dtype), " have no AMX kernel");
+    case DType::Q4_K: return gemm_k<BlockQ4_K>(a);
+    case DType::Q6_K: return gemm_k<BlockQ6_K>(a);
+    default: fail("amx_gemm: weights of type ", dtype_name(a.dtype), " have no AMX kernel");
   }
-}
-
-void amx_gemm_q4_k(const QuantGemmArgs& a) {
-  if (a.dtype != DType::Q4_K) fail("amx_gemm_q4_k: weights of type ", dtype_name(a.dtype));
-  gemm_q4_k(a);
 }
 
 }  // namespace whale

@@ -431,17 +431,16 @@ float dot_q4_k(const BlockQ4_K* w, const ActQ8* x, int64_t n) {
 float dot_q6_k(const BlockQ6_K* w, const ActQ8* x, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n / 256; ++i) {
-    const float d = h2f(w[i].d);
+    int32_t s = 0;  // exact: |s| ≤ 256·32·128·127 < 2³¹
     for (int j = 0; j < 8; ++j) {  // activation blocks of 32 = two scale groups of 16
       const ActQ8& a = x[i * 8 + j];
-      int s = 0;
       for (int h = 0; h < 2; ++h) {
         int part = 0;
         for (int l = 0; l < 16; ++l) part += q6_k_value(w[i], 32 * j + 16 * h + l) * int(a.q[16 * h + l]);
         s += int(w[i].scales[2 * j + h]) * part;
       }
-      sum += a.d * d * float(s);
     }
+    sum = std::fma(float(s), h2f(w[i].d) * x[i * 8].d, sum);  // one activation scale per super-block
   }
   return sum;
 }

@@ -109,9 +109,10 @@ int64_t act_scale_span(DType w);
 // reference the SIMD kernels are tested against.
 // The 32-value types (dot_q8_0, dot_q4_0, dot_q5_0, dot_mxfp4) are exact per block and add the
 // blocks in order with one fused multiply-add each: the VNNI and AMX kernels compute them bit
-// for bit (block_columns.h). dot_q4_k likewise per super-block (its sums of the sub-blocks'
-// products times their scales, and of the mins times the activation sums, both exact), with x
-// quantized in spans of 256 (act_scale_span): the VNNI and AMX kernels compute it bit for bit.
+// for bit (block_columns.h). dot_q4_k and dot_q6_k likewise per super-block (the sum of the
+// sub-blocks' products times their scales, and Q4_K's of the mins times the activation sums,
+// exact in int32), with x quantized in spans of 256 (act_scale_span): one fma for the scales,
+// Q4_K one more for the mins. The VNNI and AMX kernels compute them bit for bit.
 float dot_q8_0(const BlockQ8_0* w, const ActQ8* x, int64_t n);
 float dot_q4_0(const BlockQ4_0* w, const ActQ8* x, int64_t n);
 float dot_q5_0(const BlockQ5_0* w, const ActQ8* x, int64_t n);

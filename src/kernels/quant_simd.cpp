@@ -1,16 +1,16 @@
-// SIMD products of block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) with int8-quantized
-// activations, one instruction set per Highway target, chosen at run time.
+// SIMD products of block-quantized weights (Q8_0, Q4_0, Q5_0, MXFP4, Q4_K, Q6_K) with int8-
+// quantized activations, one instruction set per Highway target, chosen at run time.
 //
 // Generic (every target): per block of 32 values the weights and the activations are widened to
 // int16, multiplied by pairwise multiply-add into int32, then converted and scaled in float.
 // AVX-512 targets have kernels of their own (x86 intrinsics on int8, below the generic ones):
-// Highway 1.0 has no unsigned-by-signed byte product. Those with VNNI (Highway's AVX3_DL target:
-// Ice Lake, Zen 4 and later) also multiply Q4_0, Q5_0 and MXFP4 in int8, as unsigned levels,
-// and add four byte products per instruction (vpdpbusd); their Q8_0 kernel takes 16 rows as
-// vector lanes and computes exactly what the AMX kernel (amx.h) and dot_q8_0 compute. Like
-// the float kernels, every (row, token) pair accumulates in a fixed order per target, so
-// batching never changes a token's result. The activation quantizer is here too
-// (quantize_act_planar_simd).
+// Highway 1.0 has no unsigned-by-signed byte product. They take 16 rows at a time and compute
+// every element exactly as the scalar references (quant.h) and the AMX kernels (amx.h) do: the
+// K types on every AVX-512 target, the 32-value types on those with VNNI (Highway's AVX3_DL
+// target: Ice Lake, Zen 4 and later), with one vector lane per weight row (block_columns.h) and
+// four byte products per instruction (vpdpbusd). Like the float kernels, every (row, token) pair
+// accumulates in a fixed order per target, so batching never changes a token's result. The
+// activation quantizer is here too (quantize_act_planar_simd).
 
 // Highway 1.0 builds its AVX3_DL target (AVX-512 with VNNI: Ice Lake, Zen 4 and later) only
 // on request; this file has kernels for it.
@@ -289,17 +289,9 @@ HWY_INLINE void tile(const Row& row, const QuantGemmArgs& a, int64_t i, int64_t 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-// ---- Q4_K on AVX-512: a whole super-block (256 values) per step, in int8, with one activation
-// scale per super-block (quant.h). vpmaddubsw multiplies the unsigned nibbles by the int8
-// activations and adds pairs into int16 (at most 2·15·127, no saturation); vpdpwssd (VNNI;
-// vpmaddwd + vpaddd otherwise) multiplies those by the sub-blocks' 6-bit scales and adds pairs
-// into the int32 sums of the super-block (|Σ| ≤ 256·63·15·127 < 2³¹). Floats appear once per
-// super-block and token: d · x.d times the sums, and dmin · x.d times Σ min · Σx.q of the mins.
-// The generic kernel above spends most of its time in per-sub-block scalar work (scale
-// unpacking, f16 conversions) and int16 widening; this one unpacks the eight scales and mins of
-// a super-block together with two byte shuffles.
+// ---- Helpers of the AVX-512 kernels for the K types (k_gemm below).
 //
-// Bytes 0-7: the 6-bit scales, 8-15: the mins of the super-block whose `scales` field starts at
+// Q4_K: bytes 0-7: the 6-bit scales, 8-15: the mins of the super-block whose `scales` field starts at
 // `packed` (see q4_k_scale_min: sub-blocks 0-3 keep theirs in the low 6 bits of bytes 0-3 /
 // 4-7; sub-blocks 4-7 take 4 bits from bytes 8-11 and their top 2 bits from the top of bytes
 // 0-3 / 4-7). Reads 16 bytes: the 12 of `scales` and 4 of the nibbles that follow it.
@@ -342,91 +334,201 @@ HWY_INLINE void q4_k_order(const int8_t* x, int64_t n, int8_t* out) {
 
 // Eight vectors each holding two rows' eight int32 partial sums (P[k]: row k in lanes 0-7, row
 // k + 8 in lanes 8-15) added up exactly per row: 14 shuffles and 7 additions. Lane n of the
-// result is row n in the order `kRowsSwap` (chunks 1 and 2 exchanged).
-HWY_INLINE __m512i add_across8(const __m512i P[8]) {
-  __m512i A[4];
-#pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
+// result is row n in the order rows_swap() (chunks 1 and 2 exchanged).
+// In two steps, so that a kernel can keep 4 vectors instead of 8: add_pairs(P[2p], P[2p + 1]),
+// then add_across4 of those four.
+HWY_INLINE __m512i add_pairs(__m512i a, __m512i b) { return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b)); }
+HWY_INLINE __m512i add_across4(const __m512i A[4]) {
   const __m512i B0 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[0], A[1]), _mm512_unpackhi_epi64(A[0], A[1]));
   const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
   return _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
 }
+HWY_INLINE __m512i add_across8(const __m512i P[8]) {
+  const __m512i A[4] = {add_pairs(P[0], P[1]), add_pairs(P[2], P[3]), add_pairs(P[4], P[5]), add_pairs(P[6], P[7])};
+  return add_across4(A);
+}
 // The row of each lane of add_across8's result; permuting by it again restores the order.
 HWY_INLINE __m512i rows_swap() { return _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15); }
 
-// Q4_K, 16 rows at a time, each element as dot_q4_k (quant.h) computes it, bit for bit: per
-// super-block, row and token, the 16 int32 lanes of Σ scale · (nibbles · activations) and the 8
-// of min · Σx.q are added up exactly across lanes for 16 rows at once (add_across8), then one
-// fused multiply-add each with d · x.d and −dmin · x.d. `a.x.q` holds the activations in
-// q4_k_order. `base` is row 0 of the group, its rows at rows.off; T ≤ 4 tokens from t.
-template <int T>
-HWY_INLINE void q4_k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, __m512i offs, __mmask16 present,
-                               int64_t i, int64_t t) {
+// ---- The K types (Q4_K, Q6_K), 16 rows at a time, each element as dot_q4_k / dot_q6_k
+// (quant.h) compute it, bit for bit: per super-block, row and token, the 16 int32 lanes of
+// Σ scale · (levels · activations) (and Q4_K's 8 of min · Σx.q) are added up exactly across
+// lanes for 16 rows at once (add_across8), then one fused multiply-add with d · x.d (and Q4_K's
+// with −dmin · x.d). The int32 sums stay exact: |Σ| ≤ 256·63·15·127 (Q4_K), 256·32·128·127 (Q6_K).
+//
+// A row's super-block as the tile reads it: Row(blk, consts) decodes it, isum(x) is its 16
+// lanes of sums with 256 activations, and for Q4_K mins(xsum) the 8 lanes of min · Σx.q.
+//
+// Q4_K: vpmaddubsw multiplies the unsigned nibbles by the int8 activations and adds pairs into
+// int16 (at most 2·15·127, no saturation); vpdpwssd (VNNI; vpmaddwd + vpaddd otherwise)
+// multiplies those by the sub-blocks' 6-bit scales and adds pairs into int32. The eight scales
+// and mins of a super-block are unpacked together with two byte shuffles. The activations are
+// in q4_k_order.
+struct Q4KRow {
+  static constexpr bool kMins = true;
+  // vpshufb indices: the int16 lanes of the low half of a vector take scale byte lo
+  // (zero-extended: index −1 gives a zero byte), those of the high half byte hi. Vector
+  // v = 2h + (high nibbles): sub-blocks (4h, 4h + 2) and (4h + 1, 4h + 3). Tables built at
+  // compile time: built per call (the kernel is called per band of a few groups of rows), they
+  // cost decode several percent.
+  struct Table {
+    alignas(64) int8_t ix[4][64];
+  };
+  static constexpr Table kScaleIdx = [] {
+    Table t{};
+    const int lo[4] = {0, 1, 4, 5}, hi[4] = {2, 3, 6, 7};
+    for (int v = 0; v < 4; ++v)
+      for (int k = 0; k < 64; ++k) t.ix[v][k] = k % 2 ? int8_t(-1) : int8_t(k < 32 ? lo[v] : hi[v]);
+    return t;
+  }();
+  struct Consts {
+    __m512i scale_idx[4];
+    HWY_INLINE Consts() {
+      for (int v = 0; v < 4; ++v) scale_idx[v] = _mm512_load_si512(kScaleIdx.ix[v]);
+    }
+  };
+  __m512i w[4], sc[4];
+  __m256i min32;
+  HWY_INLINE Q4KRow(const uint8_t* blk, const Consts& c) {
+    const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(blk);
+    const __m128i scales_mins = q4_k_scales_mins(b.scales);
+    const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
+    min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
+      w[2 * h] = _mm512_and_si512(q, low4);
+      w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+    }
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, c.scale_idx[v]);
+  }
+  HWY_INLINE __m512i isum(const int8_t* x) const {
+    __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) s = madd16_acc(s, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
+    return s;
+  }
+  // min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low int16 is
+  // the value and the high one its sign) with the mins (high int16 zero).
+  HWY_INLINE __m256i mins(const int32_t* xsum) const {
+    return _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum)), min32);
+  }
+};
+
+// Q6_K: per half super-block (128 values) the 64 bytes of ql give two vectors of 64 values (low
+// nibbles: values 0-63, high nibbles: 64-127), each completed by its two bits from qh; the
+// activations of each are 64 contiguous bytes. vpmaddubsw of the unsigned 6-bit values minus
+// that of 32 (the offset) gives int16 pairs within ±(2·63 + 2·32)·127; the int8 scales (one per
+// 16 values) multiply them in vpdpwssd into int32.
+struct Q6KRow {
+  static constexpr bool kMins = false;
+  struct Table {
+    alignas(64) int16_t ix[4][32];  // int16 lanes 8k..8k+7 of vector v take scale 4v + k
+  };
+  static constexpr Table kScaleIdx = [] {
+    Table t{};
+    for (int v = 0; v < 4; ++v)
+      for (int l = 0; l < 32; ++l) t.ix[v][l] = int16_t(4 * v + l / 8);
+    return t;
+  }();
+  struct Consts {
+    __m512i scale_idx[4];
+    HWY_INLINE Consts() {
+      for (int v = 0; v < 4; ++v) scale_idx[v] = _mm512_load_si512(kScaleIdx.ix[v]);
+    }
+  };
+  __m512i w[4], sc[4];
+  HWY_INLINE Q6KRow(const uint8_t* blk, const Consts& c) {
+    const BlockQ6_K& b = *reinterpret_cast<const BlockQ6_K*>(blk);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
+    const __m512i shift_lo = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), shift_hi = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+    const __m512i sc16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h)));
+      const __m512i hi_lo = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_lo), low2), 4);
+      const __m512i hi_hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_hi), low2), 4);
+      w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), hi_lo);
+      w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hi_hi);
+    }
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(c.scale_idx[v], sc16);
+  }
+  HWY_INLINE __m512i isum(const int8_t* x) const {
+    const __m512i c32 = _mm512_set1_epi8(32);
+    __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      const __m512i xv = _mm512_loadu_si512(x + 64 * v);
+      s = madd16_acc(s, _mm512_sub_epi16(_mm512_maddubs_epi16(w[v], xv), _mm512_maddubs_epi16(c32, xv)), sc[v]);
+    }
+    return s;
+  }
+  HWY_INLINE __m256i mins(const int32_t*) const { return _mm256_setzero_si256(); }
+};
+
+// `base` is row 0 of the group, its rows at off (offs: the same in add_across8's lane order);
+// T ≤ 4 tokens from t.
+template <int T, class Row, class Block>
+HWY_INLINE void k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, __m512i offs, __mmask16 present,
+                            int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
   const uint8_t* next = base + 16 * a.row_bytes;
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
-  // vpshufb indices: the int16 lanes of the low half of a vector take scale byte lo
-  // (zero-extended: index −1 gives a zero byte), those of the high half byte hi.
-  auto scale_bytes = [](int lo, int hi) {
-    alignas(64) int8_t ix[64];
-    for (int k = 0; k < 64; ++k) ix[k] = k % 2 ? int8_t(-1) : int8_t(k < 32 ? lo : hi);
-    return _mm512_load_si512(ix);
-  };
-  // Vector v = 2h + (high nibbles): sub-blocks (4h, 4h + 2) and (4h + 1, 4h + 3).
-  const __m512i scale_idx[4] = {scale_bytes(0, 2), scale_bytes(1, 3), scale_bytes(4, 6), scale_bytes(5, 7)};
+  const typename Row::Consts consts;
   __m512 acc[T];
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t s = 0; s < supers; ++s) {
-    __m512i sums[T][8], mins[T][8];  // per token, rows k and k + 8 as add_across8 takes them
+    __m512i sums[T][4], mins[T][4];  // per token, add_pairs of rows (k, k + 8) and (k + 1, k + 9)
+    __m512i prev_sums[T], prev_mins[T];  // rows k − 1 and k + 7
+#pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       // The next group of rows (contiguous, 16 rows on), fetched evenly while this one is read:
-      // the hardware prefetcher does not follow 16 interleaved row streams.
-      constexpr int64_t kStep = 2 * int64_t(sizeof(BlockQ4_K));
-      for (int64_t o = (s * 8 + k) * kStep; o < (s * 8 + k + 1) * kStep; o += 64) hwy::Prefetch(next + o);
+      // the hardware prefetcher does not follow 16 interleaved row streams (issued all at once
+      // per super-block, the prefetches left decode 18% slower than the row-by-row kernel).
+      constexpr int64_t kStep = 2 * int64_t(sizeof(Block));
+      for (int64_t o = (s * 8 + k) * kStep; o < (s * 8 + k + 1) * kStep; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T1);
       __m256i part[2][T], min8[2][T];
-      for (int h2 = 0; h2 < 2; ++h2) {
-        const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(base + off[k + 8 * h2] + s * int64_t(sizeof(BlockQ4_K)));
-        const __m128i scales_mins = q4_k_scales_mins(b.scales);
-        const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
-        const __m256i min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
-        __m512i w[4], sc[4];
-        for (int h = 0; h < 2; ++h) {
-          const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
-          w[2 * h] = _mm512_and_si512(q, low4);
-          w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-        }
-        for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, scale_idx[v]);
+      for (int h = 0; h < 2; ++h) {
+        const Row row(base + off[k + 8 * h] + s * int64_t(sizeof(Block)), consts);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
           const int64_t tok = t + j;
-          const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
-          __m512i isum = _mm512_setzero_si512();
-#pragma GCC unroll 4
-          for (int v = 0; v < 4; ++v) isum = madd16_acc(isum, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
-          part[h2][j] = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
-          // min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low
-          // int16 is the value and the high one its sign) with the mins (high int16 zero).
-          min8[h2][j] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.sum + tok * a.x.ld_blocks + s * 8)), min32);
+          const __m512i isum = row.isum(a.x.q + tok * a.x.ld_values + s * 256);
+          part[h][j] = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+          if constexpr (Row::kMins) min8[h][j] = row.mins(a.x.sum + tok * a.x.ld_blocks + s * 8);
         }
       }
       for (int j = 0; j < T; ++j) {
-        sums[j][k] = _mm512_inserti64x4(_mm512_castsi256_si512(part[0][j]), part[1][j], 1);
-        mins[j][k] = _mm512_inserti64x4(_mm512_castsi256_si512(min8[0][j]), min8[1][j], 1);
+        const __m512i sum = _mm512_inserti64x4(_mm512_castsi256_si512(part[0][j]), part[1][j], 1);
+        const __m512i min = Row::kMins ? _mm512_inserti64x4(_mm512_castsi256_si512(min8[0][j]), min8[1][j], 1) : sum;
+        if (k % 2 == 0) {
+          prev_sums[j] = sum;
+          prev_mins[j] = min;
+        } else {
+          sums[j][k / 2] = add_pairs(prev_sums[j], sum);
+          if constexpr (Row::kMins) mins[j][k / 2] = add_pairs(prev_mins[j], min);
+        }
       }
     }
-    // d (low half) and dmin (high half) of each row's super-block s, in the lanes' row order.
-    const __m512i dd = _mm512_i32gather_epi32(offs, base + s * int64_t(sizeof(BlockQ4_K)), 1);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)), dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+    // Each row's d of super-block s, in the lanes' row order: Q4_K's first dword holds d (low
+    // half) and dmin; Q6_K's d is its last two bytes, the high half of the dword ending there
+    // (a dword starting at d would read past the matrix's last block).
+    constexpr int64_t kDWord = Row::kMins ? 0 : int64_t(sizeof(Block)) - 4;
+    const __m512i dd = _mm512_i32gather_epi32(offs, base + s * int64_t(sizeof(Block)) + kDWord, 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(Row::kMins ? dd : _mm512_srli_epi32(dd, 16)));
     for (int j = 0; j < T; ++j) {
       const __m512 xd = _mm512_set1_ps(a.x.d[(t + j) * a.x.ld_blocks + s * 8]);  // the same for the super-block's eight blocks
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(add_across8(sums[j])), _mm512_mul_ps(d, xd), acc[j]);
-      acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(add_across8(mins[j])), _mm512_mul_ps(dmin, xd), acc[j]);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(add_across4(sums[j])), _mm512_mul_ps(d, xd), acc[j]);
+      if constexpr (Row::kMins) {
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+        acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(add_across4(mins[j])), _mm512_mul_ps(dmin, xd), acc[j]);
+      }
     }
   }
   for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(a.y + (t + j) * a.ldy + i, present, _mm512_permutexvar_ps(rows_swap(), acc[j]));
 }
 
-void q4_k_gemm(const QuantGemmArgs& a) {
+template <class Row, class Block>
+void k_gemm(const QuantGemmArgs& a) {
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
     alignas(64) int32_t off[16];
@@ -436,64 +538,13 @@ void q4_k_gemm(const QuantGemmArgs& a) {
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t = 0; t < a.n_tok; t += 4) {
       switch (std::min<int64_t>(4, a.n_tok - t)) {
-        case 1: q4_k_rows_tile<1>(a, base, off, offs, present, g, t); break;
-        case 2: q4_k_rows_tile<2>(a, base, off, offs, present, g, t); break;
-        case 3: q4_k_rows_tile<3>(a, base, off, offs, present, g, t); break;
-        default: q4_k_rows_tile<4>(a, base, off, offs, present, g, t); break;
+        case 1: k_rows_tile<1, Row, Block>(a, base, off, offs, present, g, t); break;
+        case 2: k_rows_tile<2, Row, Block>(a, base, off, offs, present, g, t); break;
+        case 3: k_rows_tile<3, Row, Block>(a, base, off, offs, present, g, t); break;
+        default: k_rows_tile<4, Row, Block>(a, base, off, offs, present, g, t); break;
       }
     }
   }
-}
-
-// ---- Q6_K on AVX-512, the same way: per half super-block (128 values) the 64 bytes of ql give
-// two vectors of 64 values (low nibbles: values 0-63, high nibbles: 64-127), each completed by
-// its two bits from qh; the activations of each are 64 contiguous bytes. vpmaddubsw of the
-// unsigned 6-bit values minus that of 32 (the offset) gives int16 pairs within ±(2·63 + 2·32)·127;
-// the int8 scales (one per 16 values) multiply them in vpdpwssd into the int32 sums of the
-// super-block (|Σ| ≤ 256·32·128·127 < 2³¹), converted once per super-block and token.
-template <int T>
-HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int64_t i, int64_t t) {
-  const int64_t supers = a.cols / 256;
-  const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03), c32 = _mm512_set1_epi8(32);
-  const __m512i shift_lo = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), shift_hi = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
-  __m512i scale_idx[4];  // int16 lanes 8k..8k+7 take scale 4v + k
-  for (int v = 0; v < 4; ++v) {
-    alignas(64) int16_t ix[32];
-    for (int l = 0; l < 32; ++l) ix[l] = int16_t(4 * v + l / 8);
-    scale_idx[v] = _mm512_load_si512(ix);
-  }
-  __m512 acc[T];
-  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t s = 0; s < supers; ++s) {
-    const BlockQ6_K& b = row[s];
-    prefetch_ahead(&b);
-    const __m512i sc16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
-    __m512i w[4], sc[4];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
-      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h)));
-      const __m512i hi_lo = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_lo), low2), 4);
-      const __m512i hi_hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, shift_hi), low2), 4);
-      w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), hi_lo);
-      w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hi_hi);
-    }
-    for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(scale_idx[v], sc16);
-    const float d = h2f(b.d);
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) {
-      const int64_t tok = t + j;
-      const int8_t* x = a.x.q + tok * a.x.ld_values + s * 256;
-      const float xd = a.x.d[tok * a.x.ld_blocks + s * 8];  // the same for the super-block's eight blocks
-      __m512i isum = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int v = 0; v < 4; ++v) {
-        const __m512i xv = _mm512_loadu_si512(x + 64 * v);
-        isum = madd16_acc(isum, _mm512_sub_epi16(_mm512_maddubs_epi16(w[v], xv), _mm512_maddubs_epi16(c32, xv)), sc[v]);
-      }
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[j]);
-    }
-  }
-  for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + i] = _mm512_reduce_add_ps(acc[j]);
 }
 
 #if WHALE_VNNI
@@ -510,7 +561,7 @@ HWY_INLINE void tile_q6_k_512(const BlockQ6_K* row, const QuantGemmArgs& a, int6
 template <class Block>
 HWY_INLINE void prefetch_next_group(const uint8_t* next, int64_t b) {
   constexpr int64_t kGroupBlock = 16 * int64_t(sizeof(Block));
-  for (int64_t o = b * kGroupBlock; o < (b + 1) * kGroupBlock; o += 64) hwy::Prefetch(next + o);
+  for (int64_t o = b * kGroupBlock; o < (b + 1) * kGroupBlock; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T1);
 }
 
 template <int T, class Block>
@@ -640,9 +691,10 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(Row{reinterpret_cast<const Block*>(at(i))}, a, i, t); });
   };
 #if WHALE_VNNI
-  // 32-value blocks: AMX from kAmxMinTokens tokens on, the same numbers (block_columns.h), faster.
+  // AMX from amx_min_tokens on: the same numbers (block_columns.h, dot_q4_k, dot_q6_k), faster.
+  const bool amx = a.amx && a.n_tok >= amx_min_tokens(a.dtype) && amx_int8_available();
   auto blocks32 = [&](auto block_type) {
-    if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_blocks(a);
+    if (amx) return amx_gemm(a);
     return columns_gemm<decltype(block_type)>(a);
   };
 #endif
@@ -661,8 +713,7 @@ void QuantGemmRows(const QuantGemmArgs& a) {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
     case DType::Q4_K: {
 #if WHALE_VNNI
-      // AMX from kAmxMinTokens tokens on: the same numbers (dot_q4_k), faster.
-      if (a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available()) return amx_gemm_q4_k(a);
+      if (amx) return amx_gemm(a);
 #endif
       // The activations reordered once per call (a band of rows), in a buffer kept per thread.
       thread_local std::vector<int8_t> ordered;
@@ -672,10 +723,13 @@ void QuantGemmRows(const QuantGemmArgs& a) {
       QuantGemmArgs b = a;
       b.x.q = xo;
       b.x.ld_values = a.cols;
-      return q4_k_gemm(b);
+      return k_gemm<Q4KRow, BlockQ4_K>(b);
     }
     case DType::Q6_K:
-      return gemm(a, [&](auto T, int64_t i, int64_t t) { tile_q6_k_512<decltype(T)::value>(reinterpret_cast<const BlockQ6_K*>(at(i)), a, i, t); });
+#if WHALE_VNNI
+      if (amx) return amx_gemm(a);
+#endif
+      return k_gemm<Q6KRow, BlockQ6_K>(a);
 #else
     case DType::Q4_K: return generic(RowQ4_K{});
     case DType::Q6_K: return generic(RowQ6_K{});

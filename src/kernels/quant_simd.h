@@ -27,8 +27,8 @@ struct QuantGemmArgs {
   int64_t n_tok;
   float* y;  // y[t · ldy + (r − r0)]
   int64_t ldy;
-  // Q8_0, Q4_0, Q5_0 and MXFP4 from kAmxMinTokens tokens on take AMX where the CPU has it (amx.h;
-  // the same numbers); false keeps the VNNI kernel (benchmarks compare the two).
+  // From amx_min_tokens (amx.h) on, products take AMX where the CPU has it (the same numbers);
+  // false keeps the VNNI kernel (benchmarks compare the two).
   bool amx = true;
 };
 
