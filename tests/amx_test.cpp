@@ -1,6 +1,6 @@
 // Products of Q8_0, Q4_0, Q5_0, MXFP4, Q4_K and Q6_K weights on AVX-512 VNNI and AMX against the scalar
 // references (dot_q8_0, ...): bit for bit, for every number of tokens on either side of
-// amx_min_tokens and rows that do not fill a group of 16, so the choice of kernel never changes a
+// kAmxMinTokens and rows that do not fill a group of 16, so the choice of kernel never changes a
 // number. Skipped, saying why, where this CPU has neither.
 #include <gtest/gtest.h>
 
@@ -140,12 +140,12 @@ TEST(QuantKernels, AmxEqualsTheScalarReferenceBitForBit) {
   expect_all(true);
 }
 
-// matmul() across amx_min_tokens: a token's numbers are the same alone and in a prompt, on any
+// matmul() across kAmxMinTokens: a token's numbers are the same alone and in a prompt, on any
 // machine (on one without VNNI both sides take the same portable kernel).
 template <class Block>
 void expect_batch_invariant() {
   std::mt19937 rng(11);
-  const Problem<Block> p(Case{40, 512}, amx_min_tokens(Type<Block>::dtype) + 3, rng);
+  const Problem<Block> p(Case{40, 512}, 2 * kAmxMinTokens + 3, rng);
   Weight w;
   w.dtype = Type<Block>::dtype;
   w.rows = p.rows;

@@ -170,63 +170,109 @@ TileConfig make_k_config() {
   return c;
 }
 
-// Row r's 256 values of w' as hi / lo bytes (and Q4_K's mins per value), one super-block.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void split_row(const BlockQ4_K& b, uint8_t* hi, uint8_t* lo,
-                                                                                      uint8_t* mins, float* d, float* dmin) {
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
+// Q4_K's panel of one super-block, built in the tile layout: the 16 rows' nibbles turned into
+// columns (block_columns::columns), then each column vector's bytes times its row's scale as
+// two int16 halves (even and odd bytes), split into hi and lo; the scales and mins of the 16
+// rows come from three gathers of their packed bytes (q4_k_scale_min's layout, one row per
+// lane). Building it row by row and transposing the results took twice as long.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void build_q4_k(const uint8_t* blk, const int32_t* off,
+                                                                                       __m512i offv, KPanel& p) {
+  const __m512i dd = _mm512_i32gather_epi32(offv, blk, 1);
+  _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
+  _mm512_store_ps(p.dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+  constexpr int kScales = int(offsetof(BlockQ4_K, scales));
+  const __m512i s0 = _mm512_i32gather_epi32(offv, blk + kScales, 1), s1 = _mm512_i32gather_epi32(offv, blk + kScales + 4, 1),
+                s2 = _mm512_i32gather_epi32(offv, blk + kScales + 8, 1);
+  const __m512i m63 = _mm512_set1_epi32(63), m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3);
+  __m512i sc[8], mn[8];  // per sub-block, one row per lane
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = _mm512_and_si512(_mm512_srli_epi32(s0, 8 * j), m63);
+    mn[j] = _mm512_and_si512(_mm512_srli_epi32(s1, 8 * j), m63);
+    sc[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j), m15), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s0, 8 * j + 6), m3), 4));
+    mn[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j + 4), m15),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s1, 8 * j + 6), m3), 4));
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0f), even = _mm512_set1_epi16(0x00ff), six = _mm512_set1_epi16(63);
+  // vpshufb (within 128-bit lanes): byte 0 of each dword to all four of its bytes.
+  const __m512i bcast = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
   for (int c = 0; c < 4; ++c) {  // bytes 32c .. 32c + 31: sub-blocks 2c (low nibbles), 2c + 1 (high)
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * c));
-    const __m512i q16 = _mm512_cvtepu8_epi16(q);
-    const __m512i nib[2] = {_mm512_and_si512(q16, low4), _mm512_srli_epi16(q16, 4)};
+    __m512i L[8], nib[2][8], col[8];
+    for (int i = 0; i < 8; ++i) {
+      L[i] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i] + offsetof(BlockQ4_K, q) + 32 * c))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i + 8] + offsetof(BlockQ4_K, q) + 32 * c)), 1);
+      nib[0][i] = _mm512_and_si512(L[i], low4);
+      nib[1][i] = _mm512_and_si512(_mm512_srli_epi16(L[i], 4), low4);
+    }
     for (int e = 0; e < 2; ++e) {
-      uint8_t sc, m;
-      q4_k_scale_min(b.scales, 2 * c + e, &sc, &m);
-      const __m512i w = _mm512_mullo_epi16(nib[e], _mm512_set1_epi16(sc));
-      const int o = 64 * c + 32 * e;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + o), _mm512_cvtepi16_epi8(_mm512_srli_epi16(w, 6)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + o), _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(63))));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + o), _mm256_set1_epi8(char(m)));
+      const int j = 2 * c + e;
+      const __m512i scale = _mm512_or_si512(sc[j], _mm512_slli_epi32(sc[j], 16));  // both int16 halves
+      const __m512i min4 = _mm512_shuffle_epi8(mn[j], bcast);
+      block_columns::columns(nib[e], col);
+      for (int q = 0; q < 8; ++q) {
+        const __m512i we = _mm512_mullo_epi16(_mm512_and_si512(col[q], even), scale);
+        const __m512i wo = _mm512_mullo_epi16(_mm512_srli_epi16(col[q], 8), scale);
+        _mm512_store_si512(p.hi[c] + 64 * (8 * e + q), _mm512_or_si512(_mm512_srli_epi16(we, 6), _mm512_slli_epi16(_mm512_srli_epi16(wo, 6), 8)));
+        _mm512_store_si512(p.lo[c] + 64 * (8 * e + q), _mm512_or_si512(_mm512_and_si512(we, six), _mm512_slli_epi16(_mm512_and_si512(wo, six), 8)));
+        _mm512_store_si512(p.mins[c] + 64 * (8 * e + q), min4);
+      }
     }
   }
-  *d = f16_to_f32(b.d);
-  *dmin = f16_to_f32(b.dmin);
-}
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void split_row(const BlockQ6_K& b, uint8_t* hi, uint8_t* lo,
-                                                                                      uint8_t*, float* d, float* dmin) {
-  // Values 64v .. 64v + 63 (quant.h's layout): ql's low (v even) or high (v odd) nibbles of
-  // bytes 64·(v / 2) .. + 63, with two bits of qh[32·(v / 2) + l % 32] from bit 2g, g the group
-  // of 32 within the half.
-  for (int v = 0; v < 4; ++v) {
-    for (int e = 0; e < 2; ++e) {  // values 64v + 32e ..: sub-blocks 4v + 2e, 4v + 2e + 1
-      const int h = v / 2, g = 2 * (v % 2) + e;  // group g of the half (q6_k_value's numbering)
-      const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32 * (g & 1)));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-      const __m512i ql16 = _mm512_cvtepu8_epi16(ql), qh16 = _mm512_cvtepu8_epi16(qh);
-      const __m512i low4 = g >= 2 ? _mm512_srli_epi16(ql16, 4) : _mm512_and_si512(ql16, _mm512_set1_epi16(0x0f));
-      const __m512i high2 = _mm512_and_si512(_mm512_srli_epi16(qh16, 2 * g), _mm512_set1_epi16(3));
-      const __m512i q = _mm512_sub_epi16(_mm512_or_si512(low4, _mm512_slli_epi16(high2, 4)), _mm512_set1_epi16(32));
-      const int j = (64 * v + 32 * e) / 16;  // scale index of the first 16 values
-      const __m512i sc = _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16(b.scales[j]), _mm512_set1_epi16(b.scales[j + 1]));
-      const __m512i w = _mm512_mullo_epi16(q, sc);
-      const int o = 64 * v + 32 * e;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + o), _mm512_cvtepi16_epi8(_mm512_srai_epi16(w, 6)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + o), _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(63))));
-    }
-  }
-  *d = f16_to_f32(b.d);
-  *dmin = 0.0f;
 }
 
-// Bytes [64c, 64c + 64) of 16 rows (row n at rows + 256·n) as a B tile: tile row p holds bytes
-// 64c + 4p .. + 3 of each weight row, one per dword.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void to_tile(const uint8_t* rows, int c, uint8_t* tile) {
-  for (int e = 0; e < 2; ++e) {
-    __m512i L[8], col[8];
-    for (int i = 0; i < 8; ++i)
-      L[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + 256 * i + 64 * c + 32 * e))),
-                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + 256 * (i + 8) + 64 * c + 32 * e)), 1);
-    block_columns::columns(L, col);
-    for (int q = 0; q < 8; ++q) _mm512_store_si512(tile + 64 * (8 * e + q), col[q]);
+// The 256 unsigned 6-bit levels (q, value (q − 32)·scale·d) of a Q6_K super-block in order.
+// Values 64v .. 64v + 63 (quant.h's layout): ql's low (v even) or high (v odd) nibbles of bytes
+// 64·(v / 2) .. + 63, with two bits of qh[32·(v / 2) + l % 32] from bit 2g, g the group of 32
+// within the half.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void q6_k_levels(const BlockQ6_K& b, uint8_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
+  for (int v = 0; v < 4; ++v) {
+    for (int e = 0; e < 2; ++e) {
+      const int h = v / 2, g = 2 * (v % 2) + e;  // group g of the half (q6_k_value's numbering)
+      const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32 * e));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+      const __m256i lo = _mm256_and_si256(g >= 2 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), low2);  // ≤ 3 per byte: the shift below stays in its byte
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 64 * v + 32 * e), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+    }
+  }
+}
+
+// Q6_K's panel of one super-block, built as Q4_K's (build_q4_k): the rows' levels in order, then
+// per 32 values turned into columns and multiplied by the signed scales (one per 16 values, one
+// row per lane from four gathers) as int16 halves, w' = (q − 32)·scale, split into hi and lo.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void build_q6_k(const uint8_t* blk, const int32_t* off,
+                                                                                       __m512i offv, KPanel& p) {
+  alignas(64) uint8_t q[16][256];
+  for (int r = 0; r < 16; ++r) q6_k_levels(*reinterpret_cast<const BlockQ6_K*>(blk + off[r]), q[r]);
+  // d: the last two bytes of each row's block, the high half of the dword ending there.
+  const __m512i dd = _mm512_i32gather_epi32(offv, blk + sizeof(BlockQ6_K) - 4, 1);
+  _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+  __m512i sc4[4];  // scales 4k .. 4k + 3 of each row
+  for (int k = 0; k < 4; ++k) sc4[k] = _mm512_i32gather_epi32(offv, blk + offsetof(BlockQ6_K, scales) + 4 * k, 1);
+  const __m512i even = _mm512_set1_epi16(0x00ff), six = _mm512_set1_epi16(63), c32 = _mm512_set1_epi16(32);
+  for (int v = 0; v < 4; ++v) {
+    for (int e = 0; e < 2; ++e) {  // values 64v + 32e ..: sub-blocks 4v + 2e (col[0..3]) and 4v + 2e + 1 (col[4..7])
+      __m512i L[8], col[8];
+      for (int i = 0; i < 8; ++i)
+        L[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(q[i] + 64 * v + 32 * e))),
+                                  _mm256_load_si256(reinterpret_cast<const __m256i*>(q[i + 8] + 64 * v + 32 * e)), 1);
+      block_columns::columns(L, col);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 4 * v + 2 * e + half;
+        // Scale j, sign-extended, in both int16 halves of each row's lane.
+        const __m512i sj = _mm512_srai_epi32(_mm512_slli_epi32(sc4[j / 4], 24 - 8 * (j % 4)), 24);
+        const __m512i scale = _mm512_or_si512(_mm512_and_si512(sj, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sj, 16));
+        for (int qq = 4 * half; qq < 4 * half + 4; ++qq) {
+          const __m512i we = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_and_si512(col[qq], even), c32), scale);
+          const __m512i wo = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_srli_epi16(col[qq], 8), c32), scale);
+          const int row = 8 * e + qq;  // tile row within the chunk of 64 values
+          _mm512_store_si512(p.hi[v] + 64 * row,
+                             _mm512_or_si512(_mm512_and_si512(_mm512_srai_epi16(we, 6), even), _mm512_slli_epi16(_mm512_srai_epi16(wo, 6), 8)));
+          _mm512_store_si512(p.lo[v] + 64 * row, _mm512_or_si512(_mm512_and_si512(we, six), _mm512_slli_epi16(_mm512_and_si512(wo, six), 8)));
+        }
+      }
+    }
   }
 }
 
@@ -251,20 +297,15 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
   }
   _tile_loadconfig(&config);
   alignas(64) int32_t ch[16][16], cl[16][16], cm[16][16];
-  alignas(64) uint8_t hi[16][256], lo[16][256], mins[16][256];
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
     const block_columns::Rows16 rows(n, int64_t(a.row_bytes));
+    const __m512i offv = _mm512_load_si512(rows.off);
     const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
     for (int64_t s = 0; s < supers; ++s) {
-      KPanel& p = panel[size_t(s)];
-      for (int r = 0; r < 16; ++r)
-        split_row(*reinterpret_cast<const Block*>(base + rows.off[r] + s * int64_t(sizeof(Block))), hi[r], lo[r], mins[r], &p.d[r], &p.dmin[r]);
-      for (int c = 0; c < 4; ++c) {
-        to_tile(hi[0], c, p.hi[c]);
-        to_tile(lo[0], c, p.lo[c]);
-        if constexpr (kMins) to_tile(mins[0], c, p.mins[c]);
-      }
+      const uint8_t* blk = base + s * int64_t(sizeof(Block));
+      if constexpr (kMins) build_q4_k(blk, rows.off, offv, panel[size_t(s)]);
+      else build_q6_k(blk, rows.off, offv, panel[size_t(s)]);
     }
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t0 = 0; t0 < a.n_tok; t0 += 16) {

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <string>
 
-#include "core/dtype.h"
 #include "kernels/quant_simd.h"
 
 namespace whale {
@@ -24,11 +23,10 @@ namespace whale {
 // with arch_prctl(ARCH_REQ_XCOMP_PERM)). When not, `why` (if given) says what is missing.
 bool amx_int8_available(std::string* why = nullptr);
 
-// From this many tokens on, products with weights of type t take AMX where it exists: one token
-// pays for a tile of 16 and for turning the weights into tiles (Q4_K's folding of its scales
-// and mins costs most), and below this the VNNI kernel is faster (BENCHMARKS.md,
-// whale_matmul_bench TYPE_amx / TYPE_vnni).
-constexpr int64_t amx_min_tokens(DType t) { return t == DType::Q4_K ? 32 : 16; }
+// From this many tokens on, quantized products take AMX where it exists: one token pays for a
+// tile of 16 and for turning the weights into tiles, and below this the VNNI kernel is faster
+// (BENCHMARKS.md, whale_matmul_bench TYPE_amx / TYPE_vnni).
+constexpr int64_t kAmxMinTokens = 16;
 
 // quant_gemm_rows_simd's product for Q8_0, Q4_0, Q5_0, MXFP4, Q4_K or Q6_K weights (the K
 // types' activations quantized in spans of 256, in their natural order), on AMX. Single-

@@ -691,8 +691,8 @@ void QuantGemmRows(const QuantGemmArgs& a) {
     gemm(a, [&](auto T, int64_t i, int64_t t) { tile<decltype(T)::value>(Row{reinterpret_cast<const Block*>(at(i))}, a, i, t); });
   };
 #if WHALE_VNNI
-  // AMX from amx_min_tokens on: the same numbers (block_columns.h, dot_q4_k, dot_q6_k), faster.
-  const bool amx = a.amx && a.n_tok >= amx_min_tokens(a.dtype) && amx_int8_available();
+  // AMX from kAmxMinTokens on: the same numbers (block_columns.h, dot_q4_k, dot_q6_k), faster.
+  const bool amx = a.amx && a.n_tok >= kAmxMinTokens && amx_int8_available();
   auto blocks32 = [&](auto block_type) {
     if (amx) return amx_gemm(a);
     return columns_gemm<decltype(block_type)>(a);

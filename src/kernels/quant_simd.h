@@ -27,7 +27,7 @@ struct QuantGemmArgs {
   int64_t n_tok;
   float* y;  // y[t · ldy + (r − r0)]
   int64_t ldy;
-  // From amx_min_tokens (amx.h) on, products take AMX where the CPU has it (the same numbers);
+  // From kAmxMinTokens (amx.h) on, products take AMX where the CPU has it (the same numbers);
   // false keeps the VNNI kernel (benchmarks compare the two).
   bool amx = true;
 };
