@@ -173,25 +173,15 @@ TileConfig make_k_config() {
 // Q4_K's panel of one super-block, built in the tile layout: the 16 rows' nibbles turned into
 // columns (block_columns::columns), then each column vector's bytes times its row's scale as
 // two int16 halves (even and odd bytes), split into hi and lo; the scales and mins of the 16
-// rows come from three gathers of their packed bytes (q4_k_scale_min's layout, one row per
-// lane). Building it row by row and transposing the results took twice as long.
+// rows come from block_columns::q4_k_scales_mins_lanes. Building it row by row and transposing the
+// results took twice as long.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void build_q4_k(const uint8_t* blk, const int32_t* off,
                                                                                        __m512i offv, KPanel& p) {
   const __m512i dd = _mm512_i32gather_epi32(offv, blk, 1);
   _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
   _mm512_store_ps(p.dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
-  constexpr int kScales = int(offsetof(BlockQ4_K, scales));
-  const __m512i s0 = _mm512_i32gather_epi32(offv, blk + kScales, 1), s1 = _mm512_i32gather_epi32(offv, blk + kScales + 4, 1),
-                s2 = _mm512_i32gather_epi32(offv, blk + kScales + 8, 1);
-  const __m512i m63 = _mm512_set1_epi32(63), m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3);
   __m512i sc[8], mn[8];  // per sub-block, one row per lane
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = _mm512_and_si512(_mm512_srli_epi32(s0, 8 * j), m63);
-    mn[j] = _mm512_and_si512(_mm512_srli_epi32(s1, 8 * j), m63);
-    sc[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j), m15), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s0, 8 * j + 6), m3), 4));
-    mn[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j + 4), m15),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s1, 8 * j + 6), m3), 4));
-  }
+  block_columns::q4_k_scales_mins_lanes(blk, offv, sc, mn);
   const __m512i low4 = _mm512_set1_epi8(0x0f), even = _mm512_set1_epi16(0x00ff), six = _mm512_set1_epi16(63);
   // vpshufb (within 128-bit lanes): byte 0 of each dword to all four of its bytes.
   const __m512i bcast = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));

@@ -48,45 +48,46 @@ WHALE_AVX512_TARGET inline __m512i nibble_rows(const uint8_t* a, const uint8_t* 
   return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0f));
 }
 
-// A block of 16 rows as loaded: L[i] holds row i's 32 unsigned values (8 dwords) in lanes 0-7 and row
-// i + 8's in lanes 8-15. `blk` is row 0's block; row n's starts off[n] bytes on.
+// Two rows' blocks (at a and b) as one vector of their unsigned values: row a's 32 (8 dwords)
+// in lanes 0-7, row b's in lanes 8-15.
 template <class Block>
-WHALE_AVX512_TARGET inline void load_rows(const uint8_t* blk, const int32_t* off, __m512i L[8]);
+WHALE_AVX512_TARGET inline __m512i row_pair(const uint8_t* a, const uint8_t* b);
 
 template <>
-WHALE_AVX512_TARGET inline void load_rows<BlockQ8_0>(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
+WHALE_AVX512_TARGET inline __m512i row_pair<BlockQ8_0>(const uint8_t* a, const uint8_t* b) {
   constexpr size_t q = offsetof(BlockQ8_0, q);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    L[i] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i] + q))),
-                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + off[i + 8] + q)), 1),
-                            _mm512_set1_epi8(char(0x80)));
+  return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + q))),
+                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q)), 1),
+                          _mm512_set1_epi8(char(0x80)));
 }
 template <>
-WHALE_AVX512_TARGET inline void load_rows<BlockQ4_0>(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
+WHALE_AVX512_TARGET inline __m512i row_pair<BlockQ4_0>(const uint8_t* a, const uint8_t* b) {
   constexpr size_t qs = offsetof(BlockQ4_0, qs);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) L[i] = nibble_rows(blk + off[i] + qs, blk + off[i + 8] + qs);
+  return nibble_rows(a + qs, b + qs);
 }
 // Q5_0: bit 4 of value j is bit j of qh, so the two rows' qh words are the byte mask of the 16s.
 template <>
-WHALE_AVX512_TARGET inline void load_rows<BlockQ5_0>(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
+WHALE_AVX512_TARGET inline __m512i row_pair<BlockQ5_0>(const uint8_t* a, const uint8_t* b) {
   constexpr size_t qs = offsetof(BlockQ5_0, qs), qh = offsetof(BlockQ5_0, qh);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    uint32_t ha, hb;
-    std::memcpy(&ha, blk + off[i] + qh, 4);
-    std::memcpy(&hb, blk + off[i + 8] + qh, 4);
-    const __m512i low4 = nibble_rows(blk + off[i] + qs, blk + off[i + 8] + qs);
-    L[i] = _mm512_mask_add_epi8(low4, __mmask64(ha | uint64_t(hb) << 32), low4, _mm512_set1_epi8(0x10));
-  }
+  uint32_t ha, hb;
+  std::memcpy(&ha, a + qh, 4);
+  std::memcpy(&hb, b + qh, 4);
+  const __m512i low4 = nibble_rows(a + qs, b + qs);
+  return _mm512_mask_add_epi8(low4, __mmask64(ha | uint64_t(hb) << 32), low4, _mm512_set1_epi8(0x10));
 }
 template <>
-WHALE_AVX512_TARGET inline void load_rows<BlockMXFP4>(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
+WHALE_AVX512_TARGET inline __m512i row_pair<BlockMXFP4>(const uint8_t* a, const uint8_t* b) {
   constexpr size_t qs = offsetof(BlockMXFP4, qs);
   const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+  return _mm512_shuffle_epi8(table, nibble_rows(a + qs, b + qs));
+}
+
+// A block of 16 rows as loaded: L[i] = row_pair of rows i and i + 8. `blk` is row 0's block;
+// row n's starts off[n] bytes on.
+template <class Block>
+WHALE_AVX512_TARGET inline void load_rows(const uint8_t* blk, const int32_t* off, __m512i L[8]) {
 #pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) L[i] = _mm512_shuffle_epi8(table, nibble_rows(blk + off[i] + qs, blk + off[i + 8] + qs));
+  for (int i = 0; i < 8; ++i) L[i] = row_pair<Block>(blk + off[i], blk + off[i + 8]);
 }
 
 // The scales of the rows at offsets offv from `blk` (lane n: the row at offv[n]), as floats: a
@@ -141,6 +142,24 @@ WHALE_AVX512_TARGET inline void load(const uint8_t* base, const int32_t* off, __
   *wd = scales<Block>(blk, offv);
 }
 #pragma GCC diagnostic pop
+
+// Q4_K: the 6-bit scales and mins of super-block `blk` (row 0's; row n's at offv[n] bytes on)
+// for the 16 rows, one row per lane: three gathers of the packed bytes (quant.h's
+// q4_k_scale_min: sub-blocks 0-3 keep theirs in the low 6 bits of bytes 0-3 / 4-7; sub-blocks
+// 4-7 take 4 bits from bytes 8-11 and their top 2 bits from the top of bytes 0-3 / 4-7).
+WHALE_AVX512_TARGET inline void q4_k_scales_mins_lanes(const uint8_t* blk, __m512i offv, __m512i sc[8], __m512i mn[8]) {
+  constexpr int kScales = int(offsetof(BlockQ4_K, scales));
+  const __m512i s0 = _mm512_i32gather_epi32(offv, blk + kScales, 1), s1 = _mm512_i32gather_epi32(offv, blk + kScales + 4, 1),
+                s2 = _mm512_i32gather_epi32(offv, blk + kScales + 8, 1);
+  const __m512i m63 = _mm512_set1_epi32(63), m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3);
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = _mm512_and_si512(_mm512_srli_epi32(s0, 8 * j), m63);
+    mn[j] = _mm512_and_si512(_mm512_srli_epi32(s1, 8 * j), m63);
+    sc[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j), m15), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s0, 8 * j + 6), m3), 4));
+    mn[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 8 * j + 4), m15),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s1, 8 * j + 6), m3), 4));
+  }
+}
 
 // The offsets of 16 rows starting at `rows` (n of them present; the rest repeat the last).
 struct Rows16 {

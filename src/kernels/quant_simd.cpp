@@ -335,17 +335,13 @@ HWY_INLINE void q4_k_order(const int8_t* x, int64_t n, int8_t* out) {
 // Eight vectors each holding two rows' eight int32 partial sums (P[k]: row k in lanes 0-7, row
 // k + 8 in lanes 8-15) added up exactly per row: 14 shuffles and 7 additions. Lane n of the
 // result is row n in the order rows_swap() (chunks 1 and 2 exchanged).
-// In two steps, so that a kernel can keep 4 vectors instead of 8: add_pairs(P[2p], P[2p + 1]),
-// then add_across4 of those four.
-HWY_INLINE __m512i add_pairs(__m512i a, __m512i b) { return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b)); }
-HWY_INLINE __m512i add_across4(const __m512i A[4]) {
+HWY_INLINE __m512i add_across8(const __m512i P[8]) {
+  __m512i A[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) A[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * p], P[2 * p + 1]), _mm512_unpackhi_epi32(P[2 * p], P[2 * p + 1]));
   const __m512i B0 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[0], A[1]), _mm512_unpackhi_epi64(A[0], A[1]));
   const __m512i B1 = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2], A[3]), _mm512_unpackhi_epi64(A[2], A[3]));
   return _mm512_add_epi32(_mm512_shuffle_i32x4(B0, B1, 0x88), _mm512_shuffle_i32x4(B0, B1, 0xdd));
-}
-HWY_INLINE __m512i add_across8(const __m512i P[8]) {
-  const __m512i A[4] = {add_pairs(P[0], P[1]), add_pairs(P[2], P[3]), add_pairs(P[4], P[5]), add_pairs(P[6], P[7])};
-  return add_across4(A);
 }
 // The row of each lane of add_across8's result; permuting by it again restores the order.
 HWY_INLINE __m512i rows_swap() { return _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15); }
@@ -357,7 +353,8 @@ HWY_INLINE __m512i rows_swap() { return _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 
 // with −dmin · x.d). The int32 sums stay exact: |Σ| ≤ 256·63·15·127 (Q4_K), 256·32·128·127 (Q6_K).
 //
 // A row's super-block as the tile reads it: Row(blk, consts) decodes it, isum(x) is its 16
-// lanes of sums with 256 activations, and for Q4_K mins(xsum) the 8 lanes of min · Σx.q.
+// lanes of sums with 256 activations. Q4_K's Σ_j min_j · Σx.q is computed for the 16 rows at
+// once, one row per lane (vpdpwssd of the mins in pairs with the activation sums in pairs).
 //
 // Q4_K: vpmaddubsw multiplies the unsigned nibbles by the int8 activations and adds pairs into
 // int16 (at most 2·15·127, no saturation); vpdpwssd (VNNI; vpmaddwd + vpaddd otherwise)
@@ -388,12 +385,9 @@ struct Q4KRow {
     }
   };
   __m512i w[4], sc[4];
-  __m256i min32;
   HWY_INLINE Q4KRow(const uint8_t* blk, const Consts& c) {
     const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(blk);
-    const __m128i scales_mins = q4_k_scales_mins(b.scales);
-    const __m512i sm8 = _mm512_broadcast_i32x4(scales_mins);  // the 16 bytes in every 128-bit chunk
-    min32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+    const __m512i sm8 = _mm512_broadcast_i32x4(q4_k_scales_mins(b.scales));  // the 16 bytes in every 128-bit chunk
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     for (int h = 0; h < 2; ++h) {
       const __m512i q = _mm512_loadu_si512(b.q + 64 * h);
@@ -407,11 +401,6 @@ struct Q4KRow {
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) s = madd16_acc(s, _mm512_maddubs_epi16(w[v], _mm512_loadu_si512(x + 64 * v)), sc[v]);
     return s;
-  }
-  // min · Σx.q per sub-block: vpmaddwd of the int32 sums (within ±32·127, so their low int16 is
-  // the value and the high one its sign) with the mins (high int16 zero).
-  HWY_INLINE __m256i mins(const int32_t* xsum) const {
-    return _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum)), min32);
   }
 };
 
@@ -463,64 +452,69 @@ struct Q6KRow {
     }
     return s;
   }
-  HWY_INLINE __m256i mins(const int32_t*) const { return _mm256_setzero_si256(); }
 };
 
 // `base` is row 0 of the group, its rows at off (offs: the same in add_across8's lane order);
-// T ≤ 4 tokens from t.
+// T ≤ 4 tokens from t. The rows are read one after the other, kWindow super-blocks at a time,
+// as they lie in memory, and the exact sums wait in a buffer until the window's 16 rows are
+// done: reading the 16 rows interleaved (super-block by super-block) left the hardware
+// prefetcher behind and decode 10-25% slower whatever was prefetched by hand.
+constexpr int64_t kWindow = 8;  // super-blocks: 2048 columns, one row of most matrices
 template <int T, class Row, class Block>
 HWY_INLINE void k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, __m512i offs, __mmask16 present,
                             int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
-  const uint8_t* next = base + 16 * a.row_bytes;
   const typename Row::Consts consts;
+  // Per super-block of the window and token, add_across8's input: vector k holds row k's eight
+  // partial sums in lanes 0-7, row k + 8's in lanes 8-15.
+  alignas(64) int32_t sums[kWindow][T][8][16];
   __m512 acc[T];
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t s = 0; s < supers; ++s) {
-    __m512i sums[T][4], mins[T][4];  // per token, add_pairs of rows (k, k + 8) and (k + 1, k + 9)
-    __m512i prev_sums[T], prev_mins[T];  // rows k − 1 and k + 7
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      // The next group of rows (contiguous, 16 rows on), fetched evenly while this one is read:
-      // the hardware prefetcher does not follow 16 interleaved row streams (issued all at once
-      // per super-block, the prefetches left decode 18% slower than the row-by-row kernel).
-      constexpr int64_t kStep = 2 * int64_t(sizeof(Block));
-      for (int64_t o = (s * 8 + k) * kStep; o < (s * 8 + k + 1) * kStep; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T1);
-      __m256i part[2][T], min8[2][T];
-      for (int h = 0; h < 2; ++h) {
-        const Row row(base + off[k + 8 * h] + s * int64_t(sizeof(Block)), consts);
+  for (int64_t w0 = 0; w0 < supers; w0 += kWindow) {
+    const int64_t nw = std::min(kWindow, supers - w0);
+    for (int r = 0; r < 16; ++r) {
+      const int k = r % 8, lane = 8 * (r / 8);
+      const uint8_t* row_base = base + off[r] + w0 * int64_t(sizeof(Block));
+      for (int64_t s = 0; s < nw; ++s) {
+        const uint8_t* blk = row_base + s * int64_t(sizeof(Block));
+        prefetch_ahead(reinterpret_cast<const Block*>(blk));
+        const Row row(blk, consts);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
           const int64_t tok = t + j;
-          const __m512i isum = row.isum(a.x.q + tok * a.x.ld_values + s * 256);
-          part[h][j] = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
-          if constexpr (Row::kMins) min8[h][j] = row.mins(a.x.sum + tok * a.x.ld_blocks + s * 8);
-        }
-      }
-      for (int j = 0; j < T; ++j) {
-        const __m512i sum = _mm512_inserti64x4(_mm512_castsi256_si512(part[0][j]), part[1][j], 1);
-        const __m512i min = Row::kMins ? _mm512_inserti64x4(_mm512_castsi256_si512(min8[0][j]), min8[1][j], 1) : sum;
-        if (k % 2 == 0) {
-          prev_sums[j] = sum;
-          prev_mins[j] = min;
-        } else {
-          sums[j][k / 2] = add_pairs(prev_sums[j], sum);
-          if constexpr (Row::kMins) mins[j][k / 2] = add_pairs(prev_mins[j], min);
+          const __m512i isum = row.isum(a.x.q + tok * a.x.ld_values + (w0 + s) * 256);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(&sums[s][j][k][lane]),
+                             _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1)));
         }
       }
     }
-    // Each row's d of super-block s, in the lanes' row order: Q4_K's first dword holds d (low
-    // half) and dmin; Q6_K's d is its last two bytes, the high half of the dword ending there
-    // (a dword starting at d would read past the matrix's last block).
-    constexpr int64_t kDWord = Row::kMins ? 0 : int64_t(sizeof(Block)) - 4;
-    const __m512i dd = _mm512_i32gather_epi32(offs, base + s * int64_t(sizeof(Block)) + kDWord, 1);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(Row::kMins ? dd : _mm512_srli_epi32(dd, 16)));
-    for (int j = 0; j < T; ++j) {
-      const __m512 xd = _mm512_set1_ps(a.x.d[(t + j) * a.x.ld_blocks + s * 8]);  // the same for the super-block's eight blocks
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(add_across4(sums[j])), _mm512_mul_ps(d, xd), acc[j]);
+    for (int64_t s = 0; s < nw; ++s) {
+      // Each row's d of super-block w0 + s, in the lanes' row order: Q4_K's first dword holds d
+      // (low half) and dmin; Q6_K's d is its last two bytes, the high half of the dword ending
+      // there (a dword starting at d would read past the matrix's last block).
+      constexpr int64_t kDWord = Row::kMins ? 0 : int64_t(sizeof(Block)) - 4;
+      const __m512i dd = _mm512_i32gather_epi32(offs, base + (w0 + s) * int64_t(sizeof(Block)) + kDWord, 1);
+      const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(Row::kMins ? dd : _mm512_srli_epi32(dd, 16)));
+      __m512i min_pairs[4];  // Q4_K: mins 2p (low int16) and 2p + 1 (high) of each row
       if constexpr (Row::kMins) {
-        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
-        acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(add_across4(mins[j])), _mm512_mul_ps(dmin, xd), acc[j]);
+        __m512i sc[8], mn[8];
+        block_columns::q4_k_scales_mins_lanes(base + (w0 + s) * int64_t(sizeof(Block)), offs, sc, mn);
+        for (int p = 0; p < 4; ++p) min_pairs[p] = _mm512_or_si512(mn[2 * p], _mm512_slli_epi32(mn[2 * p + 1], 16));
+      }
+      for (int j = 0; j < T; ++j) {
+        const __m512 xd = _mm512_set1_ps(a.x.d[(t + j) * a.x.ld_blocks + (w0 + s) * 8]);  // the same for the super-block's eight blocks
+        __m512i P[8];
+        for (int k = 0; k < 8; ++k) P[k] = _mm512_load_si512(sums[s][j][k]);
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(add_across8(P)), _mm512_mul_ps(d, xd), acc[j]);
+        if constexpr (Row::kMins) {
+          // Σ_j min_j · Σx.q, exact: the activation sums (within ±32·127) fit int16.
+          const int32_t* xs = a.x.sum + (t + j) * a.x.ld_blocks + (w0 + s) * 8;
+          __m512i m = _mm512_setzero_si512();
+          for (int p = 0; p < 4; ++p)
+            m = madd16_acc(m, min_pairs[p], _mm512_set1_epi32(int32_t(uint32_t(xs[2 * p]) & 0xffff) | int32_t(uint32_t(xs[2 * p + 1]) << 16)));
+          const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+          acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, xd), acc[j]);
+        }
       }
     }
   }
@@ -608,7 +602,9 @@ HWY_INLINE void columns_tile(const QuantGemmArgs& a, const uint8_t* base, const 
 // in both halves; each row's eight int32 partial sums are then added across lanes (add_across8:
 // 14 shuffles where turning the weights into columns takes 24). The same exact block sums, so
 // the same numbers as columns_tile. The sums come out with rows in the lane order rows_swap(),
-// which the scales take too; one permute puts them back before the store.
+// which the scales take too; one permute puts them back before the store. (Reading the rows
+// two at a time through a buffer of sums instead, as k_rows_tile does, cost 25-35% here: a
+// block of 32 values is too little work per stored vector.)
 template <class Block>
 HWY_INLINE void rows_tile1(const QuantGemmArgs& a, const uint8_t* base, const block_columns::Rows16& rows, __m512i offv,
                            __mmask16 present, int64_t i, int64_t t) {
