@@ -69,6 +69,40 @@ TileConfig make_config() {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+// The activations of tokens t0 .. t0 + 15 as tile loads read them (16 rows): in place, or for a
+// last tile of fewer tokens from a copy zero-padded to 16, made once per call in per-thread
+// buffers.
+class TokenTiles {
+ public:
+  explicit TokenTiles(const QuantGemmArgs& a) : x_(a.x), full_(a.n_tok - a.n_tok % 16) {
+    const int64_t tail = a.n_tok % 16, nb = a.cols / 32;
+    if (!tail) return;
+    q_.assign(size_t(16 * a.cols), 0);
+    d_.assign(size_t(16 * nb), 0.0f);
+    sum_.assign(size_t(16 * nb), 0);
+    for (int64_t t = 0; t < tail; ++t) {
+      std::memcpy(q_.data() + t * a.cols, a.x.q + (full_ + t) * a.x.ld_values, size_t(a.cols));
+      std::memcpy(d_.data() + t * nb, a.x.d + (full_ + t) * a.x.ld_blocks, size_t(nb) * sizeof(float));
+      std::memcpy(sum_.data() + t * nb, a.x.sum + (full_ + t) * a.x.ld_blocks, size_t(nb) * sizeof(int32_t));
+    }
+    padded_ = ActArgs{q_.data(), d_.data(), sum_.data(), a.cols, nb};
+  }
+  ActArgs at(int64_t t0) const {
+    if (t0 == full_) return padded_;
+    return ActArgs{x_.q + t0 * x_.ld_values, x_.d + t0 * x_.ld_blocks, x_.sum + t0 * x_.ld_blocks, x_.ld_values, x_.ld_blocks};
+  }
+
+ private:
+  ActArgs x_, padded_{};
+  int64_t full_;
+  static thread_local std::vector<int8_t> q_;
+  static thread_local std::vector<float> d_;
+  static thread_local std::vector<int32_t> sum_;
+};
+thread_local std::vector<int8_t> TokenTiles::q_;
+thread_local std::vector<float> TokenTiles::d_;
+thread_local std::vector<int32_t> TokenTiles::sum_;
+
 // Per group of 16 rows: its tile columns built once, then one C tile (16 tokens × 16 rows) at a
 // time: per block of 32 columns one `tdpbsud` (signed activations by the unsigned weight bytes),
 // the int32 tile stored, the offset term taken off, and scaled into 16 float accumulators that
@@ -85,21 +119,7 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
   thread_local std::vector<uint8_t> panel_storage;
   panel_storage.resize(size_t(nb * kPanelBlock) + 64);
   uint8_t* panel = panel_storage.data() + (64 - reinterpret_cast<uintptr_t>(panel_storage.data()) % 64) % 64;
-  // The last token tile, zero-padded to 16 tokens (tile loads read 16 rows).
-  const int64_t tail = a.n_tok % 16, full = a.n_tok - tail;
-  thread_local std::vector<int8_t> pad;
-  thread_local std::vector<float> pad_d;
-  thread_local std::vector<int32_t> pad_s;
-  if (tail) {
-    pad.assign(size_t(16 * nb * 32), 0);
-    pad_d.assign(size_t(16 * nb), 0.0f);
-    pad_s.assign(size_t(16 * nb), 0);
-    for (int64_t t = 0; t < tail; ++t) {
-      std::memcpy(pad.data() + t * nb * 32, a.x.q + (full + t) * a.x.ld_values, size_t(nb * 32));
-      std::memcpy(pad_d.data() + t * nb, a.x.d + (full + t) * a.x.ld_blocks, size_t(nb) * sizeof(float));
-      std::memcpy(pad_s.data() + t * nb, a.x.sum + (full + t) * a.x.ld_blocks, size_t(nb) * sizeof(int32_t));
-    }
-  }
+  const TokenTiles tiles(a);
   _tile_loadconfig(&config);
   alignas(64) int32_t c[16][16];
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
@@ -117,11 +137,11 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
     }
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t0 = 0; t0 < a.n_tok; t0 += 16) {
-      const bool padded = t0 == full;
-      const int8_t* xq = padded ? pad.data() : a.x.q + t0 * a.x.ld_values;
-      const float* xd = padded ? pad_d.data() : a.x.d + t0 * a.x.ld_blocks;
-      const int32_t* xs = padded ? pad_s.data() : a.x.sum + t0 * a.x.ld_blocks;
-      const int64_t lda = padded ? nb * 32 : a.x.ld_values, ldd = padded ? nb : a.x.ld_blocks;
+      const ActArgs x = tiles.at(t0);
+      const int8_t* xq = x.q;
+      const float* xd = x.d;
+      const int32_t* xs = x.sum;
+      const int64_t lda = x.ld_values, ldd = x.ld_blocks;
       __m512 acc[16];
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
@@ -270,21 +290,10 @@ template <class Block>
 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) void gemm_k(const QuantGemmArgs& a) {
   constexpr bool kMins = std::is_same_v<Block, BlockQ4_K>;
   static const TileConfig config = make_k_config();
-  const int64_t supers = a.cols / 256, nb = a.cols / 32;
+  const int64_t supers = a.cols / 256;
   thread_local std::vector<KPanel> panel;
   panel.resize(size_t(supers));
-  // The last token tile, zero-padded to 16 tokens (tile loads read 16 rows).
-  const int64_t tail = a.n_tok % 16, full = a.n_tok - tail;
-  thread_local std::vector<int8_t> pad;
-  thread_local std::vector<float> pad_d;
-  if (tail) {
-    pad.assign(size_t(16 * a.cols), 0);
-    pad_d.assign(size_t(16 * nb), 0.0f);
-    for (int64_t t = 0; t < tail; ++t) {
-      std::memcpy(pad.data() + t * a.cols, a.x.q + (full + t) * a.x.ld_values, size_t(a.cols));
-      std::memcpy(pad_d.data() + t * nb, a.x.d + (full + t) * a.x.ld_blocks, size_t(nb) * sizeof(float));
-    }
-  }
+  const TokenTiles tiles(a);
   _tile_loadconfig(&config);
   alignas(64) int32_t ch[16][16], cl[16][16], cm[16][16];
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
@@ -299,10 +308,10 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c
     }
     const __mmask16 present = __mmask16((1u << n) - 1);
     for (int64_t t0 = 0; t0 < a.n_tok; t0 += 16) {
-      const bool padded = t0 == full;
-      const int8_t* xq = padded ? pad.data() : a.x.q + t0 * a.x.ld_values;
-      const float* xd = padded ? pad_d.data() : a.x.d + t0 * a.x.ld_blocks;
-      const int64_t lda = padded ? a.cols : a.x.ld_values, ldd = padded ? nb : a.x.ld_blocks;
+      const ActArgs x = tiles.at(t0);
+      const int8_t* xq = x.q;
+      const float* xd = x.d;
+      const int64_t lda = x.ld_values, ldd = x.ld_blocks;
       __m512 acc[16];
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();

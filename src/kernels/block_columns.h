@@ -36,8 +36,8 @@ namespace whale::block_columns {
 // plus 12 through a byte table.
 template <class Block> constexpr int kOffset = 0;
 template <> inline constexpr int kOffset<BlockQ8_0> = 128;
-template <> inline constexpr int kOffset<BlockQ4_0> = 8;
-template <> inline constexpr int kOffset<BlockQ5_0> = 16;
+template <> inline constexpr int kOffset<BlockQ4_0> = kLevelOffset<BlockQ4_0>;
+template <> inline constexpr int kOffset<BlockQ5_0> = kLevelOffset<BlockQ5_0>;
 template <> inline constexpr int kOffset<BlockMXFP4> = 12;
 
 // Two rows' 16 bytes of nibbles (values 0-15 low, 16-31 high: quant.h) as the 64 values of rows

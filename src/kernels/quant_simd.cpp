@@ -361,6 +361,15 @@ HWY_INLINE __m512i rows_swap() { return _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 
 // multiplies those by the sub-blocks' 6-bit scales and adds pairs into int32. The eight scales
 // and mins of a super-block are unpacked together with two byte shuffles. The activations are
 // in q4_k_order.
+// The four shuffle-index vectors of a Row type, loaded once per tile from its table (Row::kScaleIdx).
+struct IndexVectors {
+  __m512i v[4];
+  template <class Table>
+  HWY_INLINE explicit IndexVectors(const Table& t) {
+    for (int k = 0; k < 4; ++k) v[k] = _mm512_load_si512(t.ix[k]);
+  }
+};
+
 struct Q4KRow {
   static constexpr bool kMins = true;
   // vpshufb indices: the int16 lanes of the low half of a vector take scale byte lo
@@ -378,14 +387,8 @@ struct Q4KRow {
       for (int k = 0; k < 64; ++k) t.ix[v][k] = k % 2 ? int8_t(-1) : int8_t(k < 32 ? lo[v] : hi[v]);
     return t;
   }();
-  struct Consts {
-    __m512i scale_idx[4];
-    HWY_INLINE Consts() {
-      for (int v = 0; v < 4; ++v) scale_idx[v] = _mm512_load_si512(kScaleIdx.ix[v]);
-    }
-  };
   __m512i w[4], sc[4];
-  HWY_INLINE Q4KRow(const uint8_t* blk, const Consts& c) {
+  HWY_INLINE Q4KRow(const uint8_t* blk, const IndexVectors& c) {
     const BlockQ4_K& b = *reinterpret_cast<const BlockQ4_K*>(blk);
     const __m512i sm8 = _mm512_broadcast_i32x4(q4_k_scales_mins(b.scales));  // the 16 bytes in every 128-bit chunk
     const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -394,7 +397,7 @@ struct Q4KRow {
       w[2 * h] = _mm512_and_si512(q, low4);
       w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
     }
-    for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, c.scale_idx[v]);
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_shuffle_epi8(sm8, c.v[v]);
   }
   HWY_INLINE __m512i isum(const int8_t* x) const {
     __m512i s = _mm512_setzero_si512();
@@ -420,14 +423,8 @@ struct Q6KRow {
       for (int l = 0; l < 32; ++l) t.ix[v][l] = int16_t(4 * v + l / 8);
     return t;
   }();
-  struct Consts {
-    __m512i scale_idx[4];
-    HWY_INLINE Consts() {
-      for (int v = 0; v < 4; ++v) scale_idx[v] = _mm512_load_si512(kScaleIdx.ix[v]);
-    }
-  };
   __m512i w[4], sc[4];
-  HWY_INLINE Q6KRow(const uint8_t* blk, const Consts& c) {
+  HWY_INLINE Q6KRow(const uint8_t* blk, const IndexVectors& c) {
     const BlockQ6_K& b = *reinterpret_cast<const BlockQ6_K*>(blk);
     const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
     const __m512i shift_lo = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), shift_hi = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
@@ -440,7 +437,7 @@ struct Q6KRow {
       w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), hi_lo);
       w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hi_hi);
     }
-    for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(c.scale_idx[v], sc16);
+    for (int v = 0; v < 4; ++v) sc[v] = _mm512_permutexvar_epi16(c.v[v], sc16);
   }
   HWY_INLINE __m512i isum(const int8_t* x) const {
     const __m512i c32 = _mm512_set1_epi8(32);
@@ -464,7 +461,7 @@ template <int T, class Row, class Block>
 HWY_INLINE void k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, __m512i offs, __mmask16 present,
                             int64_t i, int64_t t) {
   const int64_t supers = a.cols / 256;
-  const typename Row::Consts consts;
+  const IndexVectors consts(Row::kScaleIdx);
   // Per super-block of the window and token, add_across8's input: vector k holds row k's eight
   // partial sums in lanes 0-7, row k + 8's in lanes 8-15.
   alignas(64) int32_t sums[kWindow][T][8][16];
@@ -525,8 +522,8 @@ template <class Row, class Block>
 void k_gemm(const QuantGemmArgs& a) {
   for (int64_t g = 0; g < a.r1 - a.r0; g += 16) {
     const int64_t n = std::min<int64_t>(16, a.r1 - a.r0 - g);
-    alignas(64) int32_t off[16];
-    for (int64_t r = 0; r < 16; ++r) off[r] = int32_t(std::min(r, n - 1) * int64_t(a.row_bytes));
+    const block_columns::Rows16 rows(n, int64_t(a.row_bytes));
+    const int32_t* off = rows.off;
     const __m512i offs = _mm512_permutexvar_epi32(rows_swap(), _mm512_load_si512(off));
     const uint8_t* base = a.data + size_t(a.r0 + g) * a.row_bytes;
     const __mmask16 present = __mmask16((1u << n) - 1);
