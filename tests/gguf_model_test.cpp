@@ -110,6 +110,37 @@ TEST_P(GgufModelTest, PromptChunksOfSplitLayoutMatchTheReferenceWhateverTheChunk
   }
 }
 
+// A prompt longer than one query tile (64 tokens) of the absorbed chunk path: each tile scores
+// only the positions its last query sees, so the logits must not depend on where the tiles and
+// the chunks fall (EXPECT_EQ), and must agree with decoding the prompt one token at a time
+// through the other absorbed path (attention_absorbed), which shares no code with the tiles.
+TEST_P(GgufModelTest, LongPromptTilesOfSplitLayoutAgreeWithTokenByTokenDecoding) {
+  TempDir tmp;
+  const std::string dir = with_tokenizer(GetParam(), tmp), out = tmp / "model.gguf";
+  convert_to_gguf(dir, out, GgufFileType::F32, pool_);
+  auto model = Model::load(out, pool_);
+  if (model->config().kv_lora_rank == 0) GTEST_SKIP() << GetParam() << " has no MLA latent cache";
+  model->set_cache_numerics(CacheNumerics::Float);
+  const int64_t V = model->config().vocab_size, n = 150;
+  std::vector<int32_t> tokens;
+  for (int64_t i = 0; i < n; ++i) tokens.push_back(int32_t((i * 7919 + 11) % V));
+  const auto whole = test::prefill_in_chunks(*model, tokens, {0});
+  for (std::vector<int64_t> cuts : {std::vector<int64_t>{0, 63}, {0, 64, 129}, {0, 1, 100}})
+    EXPECT_EQ(test::prefill_in_chunks(*model, tokens, cuts), whole) << "cut at " << cuts[1];
+  auto cache = model->make_cache(n, 4);
+  SeqCache seq;
+  ASSERT_TRUE(seq.reserve(*cache, n));
+  std::vector<float> one(static_cast<size_t>(V));
+  for (int64_t i = 0; i < n; ++i) {
+    Batch b;
+    b.add(&seq, &tokens[size_t(i)], 1, false);
+    b.seqs.back().form = AttentionForm::Absorbed;
+    model->forward(b, *cache, one.data());
+    EXPECT_TRUE(test::logits_close(one, std::vector<float>(whole.begin() + i * V, whole.begin() + (i + 1) * V)))
+        << "position " << i;
+  }
+}
+
 // KL(reference || quantized) in nats and whether the argmax agrees, per position.
 struct Agreement {
   double kl_sum = 0, kl_max = 0;

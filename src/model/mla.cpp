@@ -277,11 +277,16 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
     }
   }, 64);
 
-  // Query tiles bound the score matrix ([tile·H, S_pad]) to about 32 MiB.
-  const int64_t tile = std::clamp<int64_t>((int64_t(8) << 20) / (H * S_pad), 1, n);
+  // Query tiles of at most kCausalTile tokens, and the score matrix ([tile·H, S_pad]) bounded to
+  // about 32 MiB. A tile scores only the positions its last query can see, rounded up to 64
+  // (S_tile): a prompt's tiles then skip the future half of the chunk's causal square (one
+  // tile for the whole chunk scored and summed it all, then masked it).
+  constexpr int64_t kCausalTile = 64;
+  const int64_t tile = std::clamp<int64_t>((int64_t(8) << 20) / (H * S_pad), 1, std::min(n, kCausalTile));
   std::vector<float> qcat, scores, lat;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     const int64_t m = std::min(tile, n - i0), rows = m * H;
+    const int64_t S_tile = std::min(S_pad, (p0 + i0 + m + 63) / 64 * 64);
     qcat.assign(size_t(rows * kvd), 0.0f);  // [m, H, r + rope]: W_UK_hᵀ q_nope_h ‖ q_pe_h
     pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h) {
@@ -293,12 +298,12 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
     });
     // Both products go through the register-tiled GEMM (sgemm.h): every sum still runs over k
     // in order, so the result does not depend on the tile or the number of rows.
-    scores.resize(size_t(rows * S_pad));  // [m·H, S_pad] = qcat · ctxᵀ
-    sgemm(SgemmArgs{rows, S_pad, kvd, qcat.data(), kvd, ctx_t.data(), S_pad, scores.data(), S_pad, false}, pool_);
+    scores.resize(size_t(rows * S_tile));  // [m·H, S_tile] = qcat · ctxᵀ
+    sgemm(SgemmArgs{rows, S_tile, kvd, qcat.data(), kvd, ctx_t.data(), S_pad, scores.data(), S_tile, false}, pool_);
     pool_.parallel_for(rows, [&](int64_t a, int64_t b) {
       for (int64_t row = a; row < b; ++row) {
         const int64_t i = i0 + row / H, n_ctx = p0 + i + 1;
-        float* sc = &scores[size_t(row * S_pad)];
+        float* sc = &scores[size_t(row * S_tile)];
         for (int64_t j = 0; j < n_ctx; ++j) sc[j] *= rope_.softmax_scale;
         if (!sel.empty() && !sel[size_t(i)].empty()) {  // unselected positions get probability 0
           std::vector<float> kept(static_cast<size_t>(n_ctx), -std::numeric_limits<float>::infinity());
@@ -306,11 +311,11 @@ void Model::attention_absorbed_chunk(const AttentionWeights& A, int64_t layer, c
           std::copy(kept.begin(), kept.end(), sc);
         }
         softmax(sc, n_ctx);
-        std::fill(sc + n_ctx, sc + S_pad, 0.0f);
+        std::fill(sc + n_ctx, sc + S_tile, 0.0f);
       }
     }, 16);
     lat.resize(size_t(rows * r));  // [m, H, r] attention-weighted latents
-    sgemm(SgemmArgs{rows, r, S_pad, scores.data(), S_pad, ctx.data(), kvd, lat.data(), r, false}, pool_);  // scores · c_kv
+    sgemm(SgemmArgs{rows, r, S_tile, scores.data(), S_tile, ctx.data(), kvd, lat.data(), r, false}, pool_);  // scores · c_kv
     pool_.parallel_for(H, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h)
         matmul_rows(A.v_b_proj, h * dv, (h + 1) * dv, &lat[size_t(h * r)], H * r, m,
