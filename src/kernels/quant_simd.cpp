@@ -493,7 +493,9 @@ HWY_INLINE void k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const i
       const __m512i dd = _mm512_i32gather_epi32(offs, base + (w0 + s) * int64_t(sizeof(Block)) + kDWord, 1);
       const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(Row::kMins ? dd : _mm512_srli_epi32(dd, 16)));
       __m512i min_pairs[4];  // Q4_K: mins 2p (low int16) and 2p + 1 (high) of each row
+      __m512 dmin;           // Q4_K: each row's dmin, the high half of the dword
       if constexpr (Row::kMins) {
+        dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
         __m512i sc[8], mn[8];
         block_columns::q4_k_scales_mins_lanes(base + (w0 + s) * int64_t(sizeof(Block)), offs, sc, mn);
         for (int p = 0; p < 4; ++p) min_pairs[p] = _mm512_or_si512(mn[2 * p], _mm512_slli_epi32(mn[2 * p + 1], 16));
@@ -509,7 +511,6 @@ HWY_INLINE void k_rows_tile(const QuantGemmArgs& a, const uint8_t* base, const i
           __m512i m = _mm512_setzero_si512();
           for (int p = 0; p < 4; ++p)
             m = madd16_acc(m, min_pairs[p], _mm512_set1_epi32(int32_t(uint32_t(xs[2 * p]) & 0xffff) | int32_t(uint32_t(xs[2 * p + 1]) << 16)));
-          const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
           acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, xd), acc[j]);
         }
       }
