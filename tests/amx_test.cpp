@@ -1,7 +1,7 @@
-// Products of Q8_0, Q4_0, Q5_0, MXFP4, Q4_K and Q6_K weights on AVX-512 VNNI and AMX against the scalar
-// references (dot_q8_0, ...): bit for bit, for every number of tokens on either side of
-// kAmxMinTokens and rows that do not fill a group of 16, so the choice of kernel never changes a
-// number. Skipped, saying why, where this CPU has neither.
+// Products of Q8_0, Q4_0, Q5_0, MXFP4, Q4_K and Q6_K weights on AVX-512 VNNI, AVX2 and AMX against
+// the scalar references (dot_q8_0, ...): bit for bit, for every number of tokens on either side
+// of kAmxMinTokens and rows that do not fill a group of 16, so the choice of kernel never changes
+// a number. Skipped, saying why, where this CPU has none of them.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -12,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "kernels/quant_simd.h"
+#include "simd_targets.h"
 
 namespace whale {
 namespace {
@@ -114,7 +115,7 @@ void expect_reference(bool amx) {
         for (int64_t t = 0; t < n; ++t)
           for (int64_t r = r0; r < r1; ++r)
             ASSERT_EQ(y[size_t(t * (r1 - r0) + r - r0)], p.ref(t0 + t, r))
-                << dtype_name(Type<Block>::dtype) << (amx ? " AMX " : " VNNI ") << c.rows << "x" << c.cols << ", " << n << " tokens, token " << t << " row " << r;
+                << dtype_name(Type<Block>::dtype) << (amx ? " AMX " : " SIMD ") << c.rows << "x" << c.cols << ", " << n << " tokens, token " << t << " row " << r;
       }
     }
   }
@@ -132,6 +133,18 @@ void expect_all(bool amx) {
 TEST(QuantKernels, VnniEqualsTheScalarReferenceBitForBit) {
   if (!quant_simd_vnni()) GTEST_SKIP() << "the kernels chosen here do not use AVX-512 VNNI";
   expect_all(false);
+}
+
+// Every instruction set this CPU supports whose kernels are exact (AVX2 included where the best
+// target is AVX-512, so machines of either kind test both).
+TEST(QuantKernels, EveryExactTargetEqualsTheScalarReferenceBitForBit) {
+  int tested = 0;
+  test::for_each_simd_target([&](int64_t) {
+    if (!quant_simd_exact()) return;
+    expect_all(false);
+    ++tested;
+  });
+  if (tested == 0) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
 }
 
 TEST(QuantKernels, AmxEqualsTheScalarReferenceBitForBit) {

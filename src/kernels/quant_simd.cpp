@@ -655,6 +655,10 @@ void columns_gemm(const QuantGemmArgs& a) {
 #pragma GCC diagnostic pop
 #endif  // AVX-512
 
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+#include "kernels/quant_avx2-inl.h"
+#endif
+
 // Groups of kRowGroup rows, and within a group token tiles outer, rows inner (see kRowGroup).
 // tile(width, i, t) computes rows r0 + i for tokens t .. t + width, width a compile-time
 // std::integral_constant of 1 to 4.
@@ -676,6 +680,9 @@ void gemm(const QuantGemmArgs& a, const Tile& tile) {
 }
 
 void QuantGemmRows(const QuantGemmArgs& a) {
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+  if (avx2::gemm(a)) return;
+#endif
   auto at = [&](int64_t i) { return a.data + size_t(a.r0 + i) * a.row_bytes; };
   // The generic tile over rows of Row (RowQ8_0, RowQx_0<...>, ...); unused on targets where
   // every type has a kernel of its own.
@@ -734,6 +741,9 @@ void QuantGemmRows(const QuantGemmArgs& a) {
 
 bool HasVnni() { return WHALE_VNNI; }
 
+// Whether every type's kernel on this target computes its scalar reference bit for bit.
+bool IsExact() { return WHALE_VNNI || (HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2); }
+
 // quant.h's quantize_act_planar, vectorized, with the same bits: the largest magnitude is exact
 // in any order, the scale is computed as in the scalar version, the products are the same
 // unfused multiplies, and NearestInt rounds half to even as the scalar version does.
@@ -770,7 +780,9 @@ namespace whale {
 HWY_EXPORT(QuantGemmRows);
 HWY_EXPORT(QuantizeActPlanar);
 HWY_EXPORT(HasVnni);
+HWY_EXPORT(IsExact);
 bool quant_simd_vnni() { return HWY_DYNAMIC_DISPATCH(HasVnni)(); }
+bool quant_simd_exact() { return HWY_DYNAMIC_DISPATCH(IsExact)(); }
 void quant_gemm_rows_simd(const QuantGemmArgs& args) { HWY_DYNAMIC_DISPATCH(QuantGemmRows)(args); }
 void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum) {
   HWY_DYNAMIC_DISPATCH(QuantizeActPlanar)(x, n, span, q, d, sum);

@@ -37,6 +37,9 @@ void quant_gemm_rows_simd(const QuantGemmArgs& args);
 // Whether the kernels chosen on this machine multiply with AVX-512 VNNI; Q8_0, Q4_0, Q5_0 and
 // MXFP4 products then equal their scalar references (quant.h) bit for bit, on VNNI or AMX alike.
 bool quant_simd_vnni();
+// Whether the kernels chosen on this machine (AVX-512 VNNI or AVX2) compute every type's scalar
+// reference (quant.h) bit for bit.
+bool quant_simd_exact();
 
 // quant.h's quantize_act_planar (the scalar reference), vectorized: bitwise the same output.
 void quantize_act_planar_simd(const float* x, int64_t n, int64_t span, int8_t* q, float* d, int32_t* sum);

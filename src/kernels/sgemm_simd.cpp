@@ -18,6 +18,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
+// Vectors per row of the widest tile: 6 × 4 accumulators where there are 32 vector registers
+// (AVX-512, Arm), 6 × 2 on x86 targets with 16 (AVX2, SSE4), where 6 × 4 spilled the
+// accumulators to the stack on every k. The tile never changes a number (sgemm.h).
+constexpr int kNV = HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3 ? 2 : 4;
+
 // C[m0..m0+MR, n0..n0+NV·lanes) with MR ≤ 6 rows; full vectors only.
 // A(m, k): a row-major element, or one of a transposed A (six consecutive values per k).
 template <bool TA>
@@ -95,18 +100,18 @@ HWY_INLINE void tile1(const SgemmArgs& a, int64_t m0, int64_t n0, size_t cols) {
   }
 }
 
-// Columns [n0, n1) of rows m0..m0+MR: 4-vector tiles, then 2-vector and 1-vector edges.
+// Columns [n0, n1) of rows m0..m0+MR: kNV-vector tiles, then 2-vector and 1-vector edges.
 template <int MR>
 HWY_INLINE void row_block(const SgemmArgs& a, int64_t m0, int64_t n0, int64_t n1) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
   int64_t n = n0;
   if (a.trans_a) {
-    for (; n + 4 * L <= n1; n += 4 * L) tile<MR, 4, true>(a, m0, n);
+    for (; n + kNV * L <= n1; n += kNV * L) tile<MR, kNV, true>(a, m0, n);
     for (; n + 2 * L <= n1; n += 2 * L) tile<MR, 2, true>(a, m0, n);
     for (; n < n1; n += L) tile1<MR, true>(a, m0, n, size_t(std::min(L, n1 - n)));
   } else {
-    for (; n + 4 * L <= n1; n += 4 * L) tile<MR, 4, false>(a, m0, n);
+    for (; n + kNV * L <= n1; n += kNV * L) tile<MR, kNV, false>(a, m0, n);
     for (; n + 2 * L <= n1; n += 2 * L) tile<MR, 2, false>(a, m0, n);
     for (; n < n1; n += L) tile1<MR, false>(a, m0, n, size_t(std::min(L, n1 - n)));
   }
@@ -135,7 +140,7 @@ void Rows(const SgemmArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 // With `accumulate` the product goes through a scratch [m1-m0, N] first (C += the whole sum,
 // as the reference adds it).
 void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
-  const int64_t kPanel = 4 * int64_t(hn::Lanes(DF()));
+  const int64_t kPanel = kNV * int64_t(hn::Lanes(DF()));
   const bool pack = m1 - m0 >= 48;
   const int64_t kKBlock = pack ? 128 : 256;
   SgemmArgs b = a;
@@ -176,7 +181,7 @@ void SgemmRows(const SgemmArgs& a, int64_t m0, int64_t m1) {
           const DF d;
           const int64_t L = int64_t(hn::Lanes(d));
           for (int64_t k = 0; k < kc; ++k)
-            for (int64_t v = 0; v < 4; ++v) hn::Store(hn::LoadU(d, part.B + k * a.ldb + v * L), d, dst + k * w + v * L);
+            for (int64_t v = 0; v < kNV; ++v) hn::Store(hn::LoadU(d, part.B + k * a.ldb + v * L), d, dst + k * w + v * L);
         } else {
           for (int64_t k = 0; k < kc; ++k) std::copy_n(part.B + k * a.ldb, w, dst + k * w);
         }
