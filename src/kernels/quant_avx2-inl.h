@@ -130,6 +130,13 @@ HWY_INLINE void prefetch_next_group(const uint8_t* next, int64_t b) {
   for (int64_t o = b * kGroupBlock; o < (b + 1) * kGroupBlock; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
 }
 
+// Activation bytes 4q .. 4q + 3 in every dword.
+HWY_INLINE __m256i bcast4(const int8_t* x, int q) {
+  int32_t v;
+  std::memcpy(&v, x + 4 * q, 4);
+  return _mm256_set1_epi32(v);
+}
+
 // Rows [i, i + n) of the call (at base, offsets off), tokens [t, t + T).
 template <int T, class Block>
 HWY_INLINE void columns_tile(const QuantGemmArgs& a, const uint8_t* base, const int32_t* off, int n, int64_t i, int64_t t) {
@@ -156,25 +163,20 @@ HWY_INLINE void columns_tile(const QuantGemmArgs& a, const uint8_t* base, const 
     const __m256 wd = scales<Block>(blk, off);
     for (int j = 0; j < T; ++j) {
       const int8_t* x = xq[j] + 32 * b;
-      auto bcast = [x](int q) {
-        int32_t v;
-        std::memcpy(&v, x + 4 * q, 4);
-        return _mm256_set1_epi32(v);
-      };
       __m256i s;
       if constexpr (std::is_same_v<Block, BlockQ8_0>) {
         // |level| · (x with the level's sign): each int16 pair within 2·128·127.
         s = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int q = 0; q < 8; ++q)
-          s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(col[q]), _mm256_sign_epi8(bcast(q), col[q])), ones));
+          s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(col[q]), _mm256_sign_epi8(bcast4(x, q), col[q])), ones));
       } else {
         // Unsigned levels ≤ 31: a pair within 2·31·127, four pairs' sums within int16.
-        __m256i lo = _mm256_maddubs_epi16(col[0], bcast(0)), hi = _mm256_maddubs_epi16(col[4], bcast(4));
+        __m256i lo = _mm256_maddubs_epi16(col[0], bcast4(x, 0)), hi = _mm256_maddubs_epi16(col[4], bcast4(x, 4));
 #pragma GCC unroll 3
         for (int q = 1; q < 4; ++q) {
-          lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(col[q], bcast(q)));
-          hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(col[q + 4], bcast(q + 4)));
+          lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(col[q], bcast4(x, q)));
+          hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(col[q + 4], bcast4(x, q + 4)));
         }
         s = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones)),
                              _mm256_set1_epi32(kOffset<Block> * xs[j][b]));
