@@ -8,7 +8,9 @@
 // every element exactly as the scalar references (quant.h) and the AMX kernels (amx.h) do: the
 // K types on every AVX-512 target, the 32-value types on those with VNNI (Highway's AVX3_DL
 // target: Ice Lake, Zen 4 and later), with one vector lane per weight row (block_columns.h) and
-// four byte products per instruction (vpdpbusd). Like the float kernels, every (row, token) pair
+// four byte products per instruction (vpdpbusd). The AVX2 target has kernels of its own too
+// (quant_avx2-inl.h, the same numbers); the generic ones serve SSE4, other architectures and
+// the 32-value types on AVX-512 without VNNI. Like the float kernels, every (row, token) pair
 // accumulates in a fixed order per target, so batching never changes a token's result. The
 // activation quantizer is here too (quantize_act_planar_simd).
 
