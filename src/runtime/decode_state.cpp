@@ -124,11 +124,27 @@ void DecodeState::observe(const float* logits) {
 // row is valid.
 int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_t)>& valid, const JsonMatcher* matcher) {
   const int64_t V = vocab_.vocab_size;
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
-    if (logits[size_t(t)] == -INFINITY) break;
-    if (valid(t)) return t;
-    logits[size_t(t)] = -INFINITY;
+  if (!sampler_.greedy() && !sampler_.filtered()) {
+    // Nothing filtered: the distribution is computed once and each refused token's share is
+    // set to 0 (draw() renormalizes), the same distribution as sampling the row again with
+    // that logit at -inf, without a softmax over the vocabulary per refusal.
+    sampler_.probabilities(logits, V, req_.prompt, output_, probs_);
+    double total = Sampler::mass(probs_);
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      const int32_t t = sampler_.draw(probs_, total);
+      if (probs_[size_t(t)] <= 0.0f || logits[size_t(t)] == -INFINITY) break;
+      if (valid(t)) return t;
+      total -= probs_[size_t(t)];
+      probs_[size_t(t)] = 0.0f;
+      logits[size_t(t)] = -INFINITY;
+    }
+  } else {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      const int32_t t = sampler_.sample(logits, V, req_.prompt, output_);
+      if (logits[size_t(t)] == -INFINITY) break;
+      if (valid(t)) return t;
+      logits[size_t(t)] = -INFINITY;
+    }
   }
   if (matcher) {
     constexpr uint8_t kAsk = 2;  // not in the token list: ask `valid`

@@ -116,6 +116,7 @@ class DecodeState {
   std::vector<int64_t> call_need_;           // per declared name: tokens of its shortest whole call
   std::optional<JsonMatcher> call_args_;  // the arguments written so far
   std::vector<uint8_t> allowed_;  // scratch for token masks
+  std::vector<float> probs_;      // scratch: the distribution redrawn from while tokens are refused
   bool last_forced_ = false;  // the token just chosen was forced, not sampled
   bool json_closing_ = false; // forced_ holds the JSON object's completion (pushed into json_)
   bool stop_hit_ = false;     // a stop string ended the output

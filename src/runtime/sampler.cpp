@@ -52,6 +52,29 @@ void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const 
     probs[size_t(argmax(logits, vocab))] = 1.0f;
     return;
   }
+  if (!filtered()) {  // the whole vocabulary survives: softmax in place, no candidate list
+    // The same arithmetic as the filtered path below on an untouched candidate list (logit / T,
+    // exp of the difference to the maximum in float, sums in double in id order), so a seed
+    // draws the same tokens whichever path runs.
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i)
+      if (std::isfinite(logits[i])) mx = std::max(mx, logits[i] / params_.temperature);
+    if (mx == -INFINITY) {
+      probs[size_t(argmax(logits, vocab))] = 1.0f;
+      return;
+    }
+    float* p = probs.data();
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float e = std::isfinite(logits[i]) ? std::exp(logits[i] / params_.temperature - mx) : 0.0f;
+      p[i] = e;
+      sum += e;
+    }
+    double total = 0;
+    for (int64_t i = 0; i < vocab; ++i) total += (p[i] = float(p[i] / sum));
+    for (int64_t i = 0; i < vocab; ++i) p[i] = float(p[i] / total);
+    return;
+  }
   candidates_.clear();
   for (int64_t i = 0; i < vocab; ++i)
     if (std::isfinite(logits[i])) candidates_.emplace_back(logits[i] / params_.temperature, int32_t(i));
@@ -104,19 +127,30 @@ void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const 
   for (size_t i = 0; i < keep; ++i) probs[size_t(candidates_[i].second)] = float(candidates_[i].first / total);
 }
 
-int32_t Sampler::draw(const std::vector<float>& probs) {
+bool Sampler::filtered() const {
+  return params_.top_k > 0 || params_.min_p > 0 || params_.top_p < 1.0f;
+}
+
+double Sampler::mass(const std::vector<float>& probs) {
   double total = 0;
-  int32_t last = -1;
-  for (size_t i = 0; i < probs.size(); ++i)
-    if (probs[i] > 0) total += probs[i], last = int32_t(i);
-  if (last < 0) return 0;
+  for (float p : probs)
+    if (p > 0) total += p;
+  return total;
+}
+
+int32_t Sampler::draw(const std::vector<float>& probs) { return draw(probs, mass(probs)); }
+
+int32_t Sampler::draw(const std::vector<float>& probs, double total) {
+  if (!(total > 0)) return 0;
   double u = uniform() * total;
+  int32_t last = 0;
   for (size_t i = 0; i < probs.size(); ++i) {
     if (probs[i] <= 0) continue;
+    last = int32_t(i);
     u -= probs[i];
-    if (u < 0) return int32_t(i);
+    if (u < 0) return last;
   }
-  return last;
+  return last;  // rounding left u at or above 0: the last token with a share
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt,

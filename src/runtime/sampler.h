@@ -37,10 +37,18 @@ class Sampler {
   void probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
                      std::span<const int32_t> output, std::vector<float>& probs);
   int32_t draw(const std::vector<float>& probs);  // one token from a distribution
+  // The same with the distribution's mass (its positive entries summed) known: a caller that
+  // zeroes entries between draws keeps it up to date instead of summing the vocabulary again.
+  int32_t draw(const std::vector<float>& probs, double total);
+  static double mass(const std::vector<float>& probs);
   double uniform();  // [0, 1), 53 random bits; independent of the standard library's distributions
 
   const SamplingParams& params() const { return params_; }
   bool greedy() const { return params_.temperature <= 0.0f; }
+  // Whether top-k, min-p or top-p can drop tokens: without them, taking a token out of the row
+  // (its logit to -inf) leaves the others' probabilities in proportion, so a redraw may reuse
+  // the distribution with that token's probability set to 0.
+  bool filtered() const;
 
  private:
   const float* penalised(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
