@@ -3,19 +3,23 @@
 // times (a) the check of one drawn token (what the engine does first: JsonMatcher::accepts on
 // its bytes) and (b) a whole-row mask (JsonMatcher::allowed_tokens over the vocabulary: what it
 // does when the draw is refused 16 times, the worst case), plus building the token list once.
-// Prints the median and maximum per position kind and over all positions. Built beside `whale`
-// (see BENCHMARKS.md); compare with a decode step of the model measured in the same run.
+// Prints the median and maximum per position kind and over all positions, and (c) what the
+// sampler adds at temperature 1 over the vocabulary: the distribution (a softmax), one draw, and
+// a redraw after a refusal (the refused token's share zeroed). Built beside `whale` (see
+// BENCHMARKS.md); compare with a decode step of the model measured in the same run.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "runtime/json_grammar.h"
+#include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace whale;
@@ -136,6 +140,38 @@ int main(int argc, char** argv) try {
   double mean = 0;
   for (double x : all_mask) mean += x;
   std::printf("\nwhole-row mask mean: %.0f µs\n", mean / double(all_mask.size()));
+
+  // (c) the sampler over a row of this vocabulary's size (logits ~ N(0, 3²), temperature 1)
+  const int64_t V = tok->vocab_size();
+  std::vector<float> logits(static_cast<size_t>(V)), probs;
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (float& l : logits) l = normal(gen);
+  SamplingParams sp;
+  sp.temperature = 1.0f;
+  Sampler sampler(sp);
+  std::vector<double> softmax_us, draw_us, redraw_us;
+  for (int r = 0; r < 21; ++r) {
+    auto s0 = Clock::now();
+    double total = sampler.probabilities(logits.data(), V, {}, {}, probs);
+    auto s1 = Clock::now();
+    const int32_t t = sampler.draw(probs, total);
+    auto s2 = Clock::now();
+    total -= probs[size_t(t)];
+    probs[size_t(t)] = 0.0f;
+    auto s3 = Clock::now();
+    const int32_t u = sampler.draw(probs, total);
+    auto s4 = Clock::now();
+    if (probs[size_t(u)] <= 0.0f) fail("the redraw returned the refused token");
+    softmax_us.push_back(std::chrono::duration<double, std::micro>(s1 - s0).count());
+    draw_us.push_back(std::chrono::duration<double, std::micro>(s2 - s1).count());
+    redraw_us.push_back(std::chrono::duration<double, std::micro>(s4 - s3).count());
+  }
+  const double sm = median(softmax_us), dr = median(draw_us), rd = median(redraw_us);
+  std::printf("\nsampling at temperature 1 over %lld logits, median µs: distribution %.0f, draw %.0f, redraw after a refusal %.0f\n",
+              (long long)V, sm, dr, rd);
+  std::printf("a token refused 16 times before the mask: %.0f µs of sampling (a softmax per draw: %.0f µs)\n",
+              sm + dr + 15 * rd + sm + dr, 17 * (sm + dr));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "whale_grammar_bench: %s\n", e.what());

@@ -128,8 +128,7 @@ int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_
     // Nothing filtered: the distribution is computed once and each refused token's share is
     // set to 0 (draw() renormalizes), the same distribution as sampling the row again with
     // that logit at -inf, without a softmax over the vocabulary per refusal.
-    sampler_.probabilities(logits, V, req_.prompt, output_, probs_);
-    double total = Sampler::mass(probs_);
+    double total = sampler_.probabilities(logits, V, req_.prompt, output_, probs_);
     for (int attempt = 0; attempt < 16; ++attempt) {
       const int32_t t = sampler_.draw(probs_, total);
       if (probs_[size_t(t)] <= 0.0f || logits[size_t(t)] == -INFINITY) break;

@@ -44,43 +44,43 @@ const float* Sampler::penalised(const float* logits, int64_t vocab, std::span<co
   return work_.data();
 }
 
-void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+double Sampler::probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
                             std::span<const int32_t> output, std::vector<float>& probs) {
   logits = penalised(logits, vocab, prompt, output);
   probs.assign(static_cast<size_t>(vocab), 0.0f);
   if (params_.temperature <= 0.0f) {
     probs[size_t(argmax(logits, vocab))] = 1.0f;
-    return;
+    return 1.0;
   }
   if (!filtered()) {  // the whole vocabulary survives: softmax in place, no candidate list
     // The same arithmetic as the filtered path below on an untouched candidate list (logit / T,
     // exp of the difference to the maximum in float, sums in double in id order), so a seed
     // draws the same tokens whichever path runs.
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < vocab; ++i)
-      if (std::isfinite(logits[i])) mx = std::max(mx, logits[i] / params_.temperature);
-    if (mx == -INFINITY) {
-      probs[size_t(argmax(logits, vocab))] = 1.0f;
-      return;
-    }
     float* p = probs.data();
-    double sum = 0;
-    for (int64_t i = 0; i < vocab; ++i) {
-      const float e = std::isfinite(logits[i]) ? std::exp(logits[i] / params_.temperature - mx) : 0.0f;
-      p[i] = e;
-      sum += e;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) {  // logit / T once; -inf for what is not finite
+      p[i] = std::isfinite(logits[i]) ? logits[i] / params_.temperature : -INFINITY;
+      mx = std::max(mx, p[i]);
     }
+    if (mx == -INFINITY) {
+      std::fill(probs.begin(), probs.end(), 0.0f);
+      probs[size_t(argmax(logits, vocab))] = 1.0f;
+      return 1.0;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i) sum += (p[i] = std::exp(p[i] - mx));  // exp(-inf) = 0
     double total = 0;
     for (int64_t i = 0; i < vocab; ++i) total += (p[i] = float(p[i] / sum));
-    for (int64_t i = 0; i < vocab; ++i) p[i] = float(p[i] / total);
-    return;
+    double m = 0;  // mass(probs), summed as it is written
+    for (int64_t i = 0; i < vocab; ++i) m += (p[i] = float(p[i] / total));
+    return m;
   }
   candidates_.clear();
   for (int64_t i = 0; i < vocab; ++i)
     if (std::isfinite(logits[i])) candidates_.emplace_back(logits[i] / params_.temperature, int32_t(i));
   if (candidates_.empty()) {
     probs[size_t(argmax(logits, vocab))] = 1.0f;
-    return;
+    return 1.0;
   }
   // Most likely first, lowest id on ties. Only as much of the vocabulary is ordered as the
   // filters need (a full sort of ~130K logits per token would cost more than the forward
@@ -125,6 +125,7 @@ void Sampler::probabilities(const float* logits, int64_t vocab, std::span<const 
   double total = 0;
   for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
   for (size_t i = 0; i < keep; ++i) probs[size_t(candidates_[i].second)] = float(candidates_[i].first / total);
+  return mass(probs);
 }
 
 bool Sampler::filtered() const {
@@ -156,8 +157,8 @@ int32_t Sampler::draw(const std::vector<float>& probs, double total) {
 int32_t Sampler::sample(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
                         std::span<const int32_t> output) {
   if (params_.temperature <= 0.0f) return argmax(penalised(logits, vocab, prompt, output), vocab);
-  probabilities(logits, vocab, prompt, output, probs_);
-  return draw(probs_);
+  const double total = probabilities(logits, vocab, prompt, output, probs_);
+  return draw(probs_, total);
 }
 
 }  // namespace whale

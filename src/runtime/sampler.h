@@ -33,8 +33,8 @@ class Sampler {
                  std::span<const int32_t> output = {});
 
   // The distribution sample() draws from, over the whole vocabulary (filtered tokens 0;
-  // greedy: one-hot at the argmax).
-  void probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
+  // greedy: one-hot at the argmax). Returns its mass (mass(probs), summed as it is written).
+  double probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
                      std::span<const int32_t> output, std::vector<float>& probs);
   int32_t draw(const std::vector<float>& probs);  // one token from a distribution
   // The same with the distribution's mass (its positive entries summed) known: a caller that
