@@ -1,4 +1,6 @@
 // Kernels against plain double-precision references, per storage type.
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <limits>
 
@@ -8,6 +10,7 @@
 #include "kernels/reference.h"
 #include "kernels/ops.h"
 #include "kernels/attention.h"
+#include "kernels/exp.h"
 #include "simd_targets.h"
 #include "test_util.h"
 
@@ -425,6 +428,44 @@ TEST(Softmax, SimdMatchesTheReference) {
     std::vector<float> masked(40, -std::numeric_limits<float>::infinity());
     softmax(masked.data(), 40);
     for (float v : masked) ASSERT_EQ(v, 0.0f);
+  });
+}
+
+// The sampler's exp: every target gives the scalar twin's bits (so a seed draws the same
+// tokens on every machine), and the twin stays within 2 ulp of e^x.
+TEST(SamplingExp, EveryTargetGivesTheScalarTwinsBitsWithin2UlpOfExp) {
+  std::mt19937 g(5);
+  std::vector<float> x;
+  for (float v : {0.0f, -0.0f, -1e-30f, -0.3465f, -0.3466f, -1.0f, -10.5f, -85.99f, -86.0f, -86.01f, -87.5f, -200.0f})
+    x.push_back(v);
+  x.push_back(-std::numeric_limits<float>::infinity());
+  std::uniform_real_distribution<float> wide(-90.0f, 0.0f), near(-2.0f, 0.0f);
+  for (int i = 0; i < 4000; ++i) x.push_back(i % 2 ? wide(g) : near(g));
+  const float shift = 1.75f;  // exp_shifted subtracts it: inputs relative to a maximum
+  std::vector<float> shifted(x.size());
+  for (size_t i = 0; i < x.size(); ++i) shifted[i] = x[i] + shift;
+  for (size_t i = 0; i < x.size(); ++i) {  // the twin against e^x (of the value it is given)
+    const float v = shifted[i] - shift, e = exp_nonpositive(v);
+    if (!(v >= -86.0f)) {
+      ASSERT_EQ(e, 0.0f) << v;
+      continue;
+    }
+    const double want = std::exp(double(v));
+    const double ulp = std::nextafter(float(want), INFINITY) - float(want);
+    ASSERT_LE(std::abs(double(e) - want), 2 * ulp) << "x " << v;
+  }
+  test::for_each_simd_target([&](int64_t) {
+    for (size_t n : {size_t(1), size_t(7), size_t(16), size_t(33), x.size()}) {
+      std::vector<float> got(n);
+      exp_shifted(shifted.data(), shift, int64_t(n), got.data());
+      for (size_t i = 0; i < n; ++i) {
+        const float want = exp_nonpositive(shifted[i] - shift);
+        ASSERT_EQ(std::memcmp(&got[i], &want, 4), 0) << "x " << shifted[i] - shift << ": " << got[i] << " vs " << want;
+      }
+    }
+    std::vector<float> inplace(shifted);  // out may be x
+    exp_shifted(inplace.data(), shift, int64_t(inplace.size()), inplace.data());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(inplace[i], exp_nonpositive(shifted[i] - shift));
   });
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/exp.h"
+
 namespace whale {
 
 int32_t argmax(const float* x, int64_t n) {
@@ -53,9 +55,9 @@ double Sampler::probabilities(const float* logits, int64_t vocab, std::span<cons
     return 1.0;
   }
   if (!filtered()) {  // the whole vocabulary survives: softmax in place, no candidate list
-    // The same arithmetic as the filtered path below on an untouched candidate list (logit / T,
-    // exp of the difference to the maximum in float, sums in double in id order), so a seed
-    // draws the same tokens whichever path runs.
+    // The filtered path below computes this distribution too (with other roundings); a request
+    // always takes the same path, so a seed reproduces its tokens on every machine (exp.h's exp,
+    // sums in a fixed order).
     float* p = probs.data();
     float mx = -INFINITY;
     for (int64_t i = 0; i < vocab; ++i) {  // logit / T once; -inf for what is not finite
@@ -67,13 +69,20 @@ double Sampler::probabilities(const float* logits, int64_t vocab, std::span<cons
       probs[size_t(argmax(logits, vocab))] = 1.0f;
       return 1.0;
     }
-    double sum = 0;
-    for (int64_t i = 0; i < vocab; ++i) sum += (p[i] = std::exp(p[i] - mx));  // exp(-inf) = 0
-    double total = 0;
-    for (int64_t i = 0; i < vocab; ++i) total += (p[i] = float(p[i] / sum));
-    double m = 0;  // mass(probs), summed as it is written
-    for (int64_t i = 0; i < vocab; ++i) m += (p[i] = float(p[i] / total));
-    return m;
+    exp_shifted(p, mx, vocab, p);  // exp(-inf) = 0
+    // Sums in four interleaved parts added at the end: a fixed order, without one chain of
+    // dependent adds over the whole vocabulary.
+    double s[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= vocab; i += 4)
+      for (int k = 0; k < 4; ++k) s[k] += p[i + k];
+    for (; i < vocab; ++i) s[0] += p[i];
+    const double sum = (s[0] + s[1]) + (s[2] + s[3]);
+    double m[4] = {0, 0, 0, 0};  // mass(probs) of what is written, in the same order
+    for (i = 0; i + 4 <= vocab; i += 4)
+      for (int k = 0; k < 4; ++k) m[k] += (p[i + k] = float(p[i + k] / sum));
+    for (; i < vocab; ++i) m[0] += (p[i] = float(p[i] / sum));
+    return (m[0] + m[1]) + (m[2] + m[3]);
   }
   candidates_.clear();
   for (int64_t i = 0; i < vocab; ++i)
@@ -96,7 +105,7 @@ double Sampler::probabilities(const float* logits, int64_t vocab, std::span<cons
   float mx = -INFINITY;
   for (const auto& c : candidates_) mx = std::max(mx, c.first);
   double sum = 0;
-  for (auto& c : candidates_) sum += (c.first = std::exp(c.first - mx));
+  for (auto& c : candidates_) sum += (c.first = exp_nonpositive(c.first - mx));
   for (auto& c : candidates_) c.first = float(c.first / sum);
 
   size_t keep = candidates_.size();

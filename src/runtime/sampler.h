@@ -33,7 +33,8 @@ class Sampler {
                  std::span<const int32_t> output = {});
 
   // The distribution sample() draws from, over the whole vocabulary (filtered tokens 0;
-  // greedy: one-hot at the argmax). Returns its mass (mass(probs), summed as it is written).
+  // greedy: one-hot at the argmax). Returns its mass (the sum of its entries, as they are
+  // written; mass() may round differently).
   double probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
                      std::span<const int32_t> output, std::vector<float>& probs);
   int32_t draw(const std::vector<float>& probs);  // one token from a distribution
