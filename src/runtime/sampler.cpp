@@ -47,7 +47,7 @@ const float* Sampler::penalised(const float* logits, int64_t vocab, std::span<co
 }
 
 double Sampler::probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
-                            std::span<const int32_t> output, std::vector<float>& probs) {
+                              std::span<const int32_t> output, std::vector<float>& probs) {
   logits = penalised(logits, vocab, prompt, output);
   probs.assign(static_cast<size_t>(vocab), 0.0f);
   if (params_.temperature <= 0.0f) {

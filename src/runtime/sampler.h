@@ -4,7 +4,8 @@
 //      over the output, subtracted) are applied;
 //   2. temperature 0 is greedy (argmax, lowest id on ties);
 //   3. otherwise logits/T -> softmax -> top-k, min-p, top-p -> a draw from a seeded
-//      generator, so a given seed reproduces the same tokens on every machine.
+//      generator, so a given seed reproduces the same tokens on every machine (the softmax
+//      uses kernels/exp.h, whose bits do not depend on the instruction set or the C library).
 #pragma once
 #include <cstdint>
 #include <random>
@@ -36,7 +37,7 @@ class Sampler {
   // greedy: one-hot at the argmax). Returns its mass (the sum of its entries, as they are
   // written; mass() may round differently).
   double probabilities(const float* logits, int64_t vocab, std::span<const int32_t> prompt,
-                     std::span<const int32_t> output, std::vector<float>& probs);
+                       std::span<const int32_t> output, std::vector<float>& probs);
   int32_t draw(const std::vector<float>& probs);  // one token from a distribution
   // The same with the distribution's mass (its positive entries summed) known: a caller that
   // zeroes entries between draws keeps it up to date instead of summing the vocabulary again.
