@@ -78,7 +78,7 @@ double Sampler::probabilities(const float* logits, int64_t vocab, std::span<cons
       for (int k = 0; k < 4; ++k) s[k] += p[i + k];
     for (; i < vocab; ++i) s[0] += p[i];
     const double sum = (s[0] + s[1]) + (s[2] + s[3]);
-    double m[4] = {0, 0, 0, 0};  // mass(probs) of what is written, in the same order
+    double m[4] = {0, 0, 0, 0};  // the mass of what is written, summed the same way
     for (i = 0; i + 4 <= vocab; i += 4)
       for (int k = 0; k < 4; ++k) m[k] += (p[i + k] = float(p[i + k] / sum));
     for (; i < vocab; ++i) m[0] += (p[i] = float(p[i] / sum));
