@@ -131,7 +131,7 @@ int32_t DecodeState::sample_valid(float* logits, const std::function<bool(int32_
     double total = sampler_.probabilities(logits, V, req_.prompt, output_, probs_);
     for (int attempt = 0; attempt < 16; ++attempt) {
       const int32_t t = sampler_.draw(probs_, total);
-      if (probs_[size_t(t)] <= 0.0f || logits[size_t(t)] == -INFINITY) break;
+      if (probs_[size_t(t)] <= 0.0f) break;  // nothing left with a share (a -inf logit has none)
       if (valid(t)) return t;
       total -= probs_[size_t(t)];
       probs_[size_t(t)] = 0.0f;
