@@ -27,6 +27,10 @@ EngineConfig one_sequence(int64_t draft) {
   c.block_size = 4;
   c.prefix_cache = false;
   c.draft = draft;
+  // For V4 (windows of 8 tokens) the fewest window slots: every window the MTP module and the
+  // verification read must be one the sequence holds, none found by chance in a kept slot.
+  c.step_tokens = c.prefill_chunk = 32;  // a golden prompt in one step
+  c.window_slots = c.parallel * (8 / 4 + 5) + 32 / 4;
   return c;
 }
 

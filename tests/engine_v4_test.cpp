@@ -21,6 +21,12 @@ class EngineV4Test : public ::testing::TestWithParam<CacheNumerics> {
   void SetUp() override { model_->set_cache_numerics(GetParam()); }
 
   static EngineRequest request(const std::string& user, int64_t max_tokens) { return chat_->request(user, max_tokens); }
+  // The fewest window slots the engine accepts: every window read must be one the sequence
+  // holds (a value read from a slot given up fails), none served by chance from a kept one.
+  static int64_t fewest_window_slots(const EngineConfig& c) {
+    const int64_t W = 8;  // the golden config's sliding window, 2 × the CSA rate, the HCA rate
+    return c.parallel * ((W + c.block_size - 1) / c.block_size + 5) + (c.step_tokens + c.block_size - 1) / c.block_size;
+  }
 
   static test::RandomChatModel* chat_;
   static Tokenizer* tok_;
@@ -52,6 +58,7 @@ TEST_P(EngineV4Test, BatchedAndChunkedRequestsGetWhatTheyGetAlone) {
   c.step_tokens = 20;  // chunks that cut windows of 4 and 8 anywhere
   c.prefill_chunk = 5;
   c.block_size = 4;
+  c.window_slots = fewest_window_slots(c);
   Engine e(*model_, *tok_, c);
   const auto batched = test::run_all(e, rs);
   for (size_t i = 0; i < rs.size(); ++i) {
@@ -79,6 +86,29 @@ TEST_P(EngineV4Test, PrefixCacheHitReturnsExactlyWhatAMissReturns) {
   Engine e2(*model_, *tok_, cold);
   EXPECT_GT(other.stats.cached_tokens, 0);
   EXPECT_EQ(e2.run(request(shared + "Name a colour.", 12)).tokens, other.tokens);
+}
+
+// With the fewest window slots, other requests between two identical ones reuse the first's
+// windows: the second finds fewer (here no) cached tokens it can continue from, and still
+// returns exactly what the first returned.
+TEST_P(EngineV4Test, APrefixWhoseWindowsWereReusedIsRecomputedNotMisread) {
+  EngineConfig c;
+  c.parallel = 2;
+  c.ctx = 256;
+  c.block_size = 8;
+  c.prefill_chunk = 7;
+  c.step_tokens = 16;
+  c.window_slots = fewest_window_slots(c);
+  Engine e(*model_, *tok_, c);
+  const std::string shared = "You are a careful assistant. Think first, then answer in one line, please. ";
+  const auto first = e.run(request(shared + "What is 21 times 3?", 12));
+  const auto kept = e.run(request(shared + "What is 21 times 3?", 12));
+  EXPECT_GT(kept.stats.cached_tokens, model_->config().sliding_window);  // its windows were still there
+  EXPECT_EQ(kept.tokens, first.tokens);
+  for (int i = 0; i < 8; ++i) e.run(request("Something else entirely, number " + std::to_string(i) + ", and a longer tail to fill blocks.", 12));
+  const auto again = e.run(request(shared + "What is 21 times 3?", 12));
+  EXPECT_LT(again.stats.cached_tokens, kept.stats.cached_tokens);
+  EXPECT_EQ(again.tokens, first.tokens);
 }
 
 // A block size that cannot hold the per-window entries is refused with the reason.

@@ -1,6 +1,8 @@
 // The KV-cache manager behind the scheduler (runtime/kv_cache.h): reservation with eviction
-// of unused prefix blocks, prefix matching, fork, and a block's bytes out and back in.
+// of unused prefix blocks, prefix matching, fork, a block's bytes out and back in, and
+// windowed groups (kept only for a sequence's last blocks, in fewer slots than blocks).
 #include <cstring>
+#include <thread>
 
 #include "core/error.h"
 #include "model/kv_pool.h"
@@ -156,6 +158,167 @@ TEST(PagedKVCache, BlocksExportAndImportEveryGroup) {
   EXPECT_THROW(c.import_block(a.blocks[0], wrong), Error);
   c.release(a);
   EXPECT_THROW(c.export_block(7, bytes), Error);  // not in use
+}
+
+
+// A windowed group beside a per-token one: 4 tokens per block, a window of 4 tokens (so a
+// sequence of length L reads windowed values from block window_start(L) = (L − 4)/4 − 1 on),
+// 16 blocks but window slots for only 5.
+PagedKVCache make_windowed(bool prefix = true, std::shared_ptr<KVStore> store = nullptr) {
+  return PagedKVCache({{"entries", 1, 2}, {"window", 2, 3, 1, /*window=*/4}}, 4, 16, prefix, Sha256::of("windowed"),
+                      std::move(store), false, /*window_slots=*/5);
+}
+
+float value(size_t g, int64_t l, int64_t p, int64_t i) { return float(g * 1000 + l * 100 + p) + 0.01f * float(i); }
+
+void grow(KVCacheManager& c, SeqCache& s, int64_t to) {  // token by token, as decoding does
+  while (s.length < to) {
+    ASSERT_TRUE(c.reserve(s, 1)) << "at length " << s.length;
+    fill(c, s, s.length, s.length + 1, 0.0f);
+    ++s.length;
+  }
+}
+
+void expect_values(KVCacheManager& c, const SeqCache& s, size_t g, int64_t from, int64_t to) {
+  for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
+    for (int64_t p = from; p < to; ++p)
+      for (int64_t i = 0; i < c.groups()[g].dim; ++i)
+        ASSERT_EQ(s.slot(c.pool(), l, p, g)[i], value(g, l, p, i)) << "group " << g << " layer " << l << " position " << p;
+}
+
+// A sequence far longer than the window slots: each reserve lets go of the windows it no longer
+// reads, so their slots serve its new blocks; its per-token values all stay.
+TEST(PagedKVCache, WindowedGroupsKeepOnlyTheLastBlocksAndReuseTheirSlots) {
+  auto c = make_windowed(false);
+  EXPECT_EQ(c.pool().window(), 4);
+  EXPECT_EQ(c.pool().window_slots(), 5);
+  EXPECT_EQ(c.block_bytes(), sizeof(float) * (1 * 4 * 2 + 2 * 4 * 3) + sizeof(uint64_t));  // + the window flag
+  SeqCache a;
+  grow(c, a, 50);  // 13 blocks through 5 slots
+  EXPECT_EQ(a.blocks.size(), 13u);
+  EXPECT_EQ(a.window_from, c.pool().window_start(49));  // slid at the last reserve, at length 49
+  // Held: blocks 10-12; kept unheld in the other two slots: the last two let go, 8 and 9.
+  for (int64_t b = 0; b < 13; ++b) EXPECT_EQ(c.pool().has_window(a.blocks[size_t(b)]), b >= 8) << "block " << b;
+  expect_values(c, a, 0, 0, 50);
+  expect_values(c, a, 1, 8 * 4, 50);
+  // Rewinding within what was read keeps the length; further back, to the longest prefix that
+  // still has its windows: none here, the first block's are long gone.
+  c.truncate(a, 47);
+  EXPECT_EQ(a.length, 47);
+  c.truncate(a, 30);
+  EXPECT_EQ(a.length, 0);
+  EXPECT_TRUE(a.blocks.empty());
+  EXPECT_EQ(c.pool().free_window_slots(), 5);
+  EXPECT_EQ(c.available_blocks(), 16);
+}
+
+// A prefix hit counts only as far as the windows before its end are kept: the finished
+// sequence's last windows stay (unheld) until their slots are needed, then the hit is refused.
+TEST(PagedKVCache, APrefixHitNeedsTheWindowsBeforeItsEnd) {
+  auto c = make_windowed();
+  std::vector<int32_t> tokens(24);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i + 1);
+  SeqCache a;
+  grow(c, a, 24);
+  c.commit_prefix(tokens, a, 6);
+  c.release(a);
+  SeqCache hit;
+  EXPECT_EQ(c.match_prefix(tokens, 6, hit), 24);
+  expect_values(c, hit, 0, 0, 24);
+  expect_values(c, hit, 1, c.pool().window_start(24) * 4, 24);
+  SeqCache shorter;  // 4 blocks: it reads blocks 2 and 3's windows, still kept
+  EXPECT_EQ(c.match_prefix(tokens, 4, shorter), 16);
+  c.release(shorter);
+  SeqCache shortest;  // 2 blocks: block 0's window was the first reused
+  EXPECT_EQ(c.match_prefix(tokens, 2, shortest), 0);
+  c.release(hit);
+  SeqCache other;  // takes every window slot: the finished sequence's are reused
+  ASSERT_TRUE(c.reserve(other, 5 * 4));
+  SeqCache gone;
+  EXPECT_EQ(c.match_prefix(tokens, 6, gone), 0);
+  EXPECT_TRUE(gone.blocks.empty());
+  EXPECT_FALSE(c.reserve(gone, 4));  // blocks are free, but no window slot
+  c.release(other);
+  EXPECT_EQ(c.available_blocks(), 16);
+  EXPECT_EQ(c.pool().free_window_slots(), 5);
+}
+
+// Forks hold the shared blocks' windows; the copy of the partial block gets its own slot.
+TEST(PagedKVCache, AForkHoldsTheWindowsItShares) {
+  auto c = make_windowed(false);
+  SeqCache a;
+  grow(c, a, 10);
+  SeqCache b;
+  ASSERT_TRUE(c.fork(a, b));
+  c.release(a);  // b still reads blocks 1 and 2's windows
+  expect_values(c, b, 1, c.pool().window_start(10) * 4, 10);
+  grow(c, b, 14);
+  expect_values(c, b, 1, c.pool().window_start(14) * 4, 14);
+  c.release(b);
+  EXPECT_EQ(c.pool().free_window_slots(), 5);
+}
+
+// A block exported without its windowed values says so: zeros and a flag, which a load
+// honours (the block counts for a prefix only where its window is not read).
+TEST(PagedKVCache, ABlockWithoutItsWindowExportsAFlagNotGarbage) {
+  auto c = make_windowed(false);
+  SeqCache a;
+  grow(c, a, 40);
+  std::vector<std::byte> with(c.block_bytes()), without(c.block_bytes());
+  c.export_block(a.blocks.back(), with);
+  c.export_block(a.blocks[0], without);
+  uint64_t flag = 0;
+  std::memcpy(&flag, with.data() + with.size() - 8, 8);
+  EXPECT_EQ(flag, 1u);
+  std::memcpy(&flag, without.data() + without.size() - 8, 8);
+  EXPECT_EQ(flag, 0u);
+  const size_t entries = sizeof(float) * 4 * 2;
+  for (size_t i = entries; i + 8 < without.size(); ++i) ASSERT_EQ(without[i], std::byte{0});
+  SeqCache b;
+  ASSERT_TRUE(c.reserve(b, 4));
+  EXPECT_THROW(c.import_block(b.blocks[0], without), Error);  // b reads this block's window
+  c.import_block(b.blocks[0], with);
+  b.length = 4;
+  for (int64_t p = 0; p < 4; ++p)
+    EXPECT_EQ(std::memcmp(b.slot(c.pool(), 1, p, 1), a.slot(c.pool(), 1, 36 + p, 1), sizeof(float) * 3), 0);
+  c.release(a);
+  c.release(b);
+}
+
+// Through the RAM tier: a conversation's blocks come back from the store as far as their
+// windows allow, and a block stored without its window never serves one.
+TEST(PagedKVCache, TierLoadsStopWhereTheWindowsAreMissing) {
+  KVStoreOptions o;
+  o.ram_bytes = 1 << 20;
+  auto store = std::make_shared<KVStore>(o);
+  auto c = make_windowed(true, store);
+  std::vector<int32_t> tokens(24);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i + 1);
+  SeqCache a;
+  grow(c, a, 24);
+  c.commit_prefix(tokens, a, 6);  // block 0 without its window (its slot was reused), 1-5 with
+  c.release(a);
+  store->flush();
+  c.poll();
+  SeqCache flood;  // pushes the pool's copies out: only the store has them now
+  grow(c, flood, 16 * 4);
+  c.release(flood);
+  SeqCache s;
+  ASSERT_EQ(c.match_prefix(tokens, 6, s), 0);
+  ASSERT_EQ(c.lower_blocks(tokens, 0, 6), 6);
+  auto job = c.start_load(tokens, s, 6, [] {});
+  while (!job->done.load()) std::this_thread::yield();
+  c.finish_load(*job, tokens, s);
+  EXPECT_EQ(s.length, 24);
+  expect_values(c, s, 0, 0, 24);
+  expect_values(c, s, 1, c.pool().window_start(24) * 4, 24);
+  c.release(s);
+  SeqCache t;  // the first block alone reads its own window, which was stored as zeros
+  auto job2 = c.start_load(tokens, t, 1, [] {});
+  while (!job2->done.load()) std::this_thread::yield();
+  c.finish_load(*job2, tokens, t);
+  EXPECT_EQ(t.length, 0);
+  c.release(t);
 }
 
 }  // namespace

@@ -9,11 +9,16 @@
 //
 // The cache's memory is a pool of fixed-size blocks of `block_size` tokens; a block holds those
 // tokens for every layer of every group, so it can be shared (prefix cache), copied (fork) or
-// moved between tiers as one unit.
+// moved between tiers as one unit. A windowed group (values only the last `window` tokens of a
+// sequence are read for: DeepSeek-V4's sliding-window kv and compressor inputs) is the
+// exception: its storage is a smaller set of window slots that a block holds only while some
+// sequence's window covers it, or until the slot is needed again (vLLM's sliding-window blocks).
 // Which blocks a sequence owns is decided above the model (runtime/kv_cache.h); the pool
 // only counts references.
 #pragma once
 #include <cstdint>
+#include <algorithm>
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +34,9 @@ struct CacheGroupSpec {
   // completes it, so a block's entries depend only on its own and earlier tokens. The stride
   // and the block size must divide one another.
   int64_t stride = 1;
+  // Tokens before a step's first position the forward pass reads (0: all of them). A windowed
+  // group's values are kept only for a sequence's last blocks (KVPool's window slots).
+  int64_t window = 0;
 };
 
 // Refuses a pool of `bytes` (room for `tokens` tokens) that the machine's memory cannot hold:
@@ -38,10 +46,15 @@ struct CacheGroupSpec {
 void check_kv_memory(size_t bytes, int64_t tokens, size_t available);
 
 // The blocks of every group of a model's cache. Block ids are shared by the groups: block b
-// is the slot b in each group's storage, allocated and reference-counted once.
+// is the slot b in each group's storage, allocated and reference-counted once. Windowed groups
+// instead store block b in window slot window_slot(b), one slot for all of them: a block has
+// its windowed values in every windowed group or in none. A slot is held by the sequences whose
+// window covers the block (hold_window); a slot nobody holds keeps its values (a later prefix
+// hit may need them) until allocate() takes it for a new block, least recently released first.
 class KVPool {
  public:
-  KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n_blocks);
+  // `window_slots`: storage of the windowed groups in blocks (0: n_blocks, as if unwindowed).
+  KVPool(std::vector<CacheGroupSpec> groups, int64_t block_size, int64_t n_blocks, int64_t window_slots = 0);
   KVPool(int64_t n_layers, int64_t dim, int64_t block_size, int64_t n_blocks);  // one "mla_latent" group
 
   const std::vector<CacheGroupSpec>& groups() const { return groups_; }
@@ -51,16 +64,35 @@ class KVPool {
   int64_t n_blocks() const { return n_blocks_; }
   int64_t free_blocks() const { return int64_t(free_.size()); }
 
-  int32_t allocate();  // a block with reference count 1, or -1 when the pool is exhausted
+  // A block with reference count 1 and, with `window` and windowed groups, a window slot that
+  // the caller holds (taking the least recently released unheld slot when none is free); -1
+  // when there is no free block or no slot to take.
+  int32_t allocate(bool window = true);
   void retain(int32_t block);
-  void release(int32_t block);  // returns the block to the pool when its count reaches 0
+  void release(int32_t block);  // returns the block (and its window slot) when its count reaches 0
   int32_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
+
+  // Windows. window(): the longest window of the groups (0: none). A sequence of `length`
+  // tokens reads windowed values of its blocks from window_start(length) on (the window plus
+  // one block of margin: the MTP module and rejected drafts read a few positions earlier).
+  int64_t window() const { return window_; }
+  bool windowed(size_t group) const { return groups_[group].window > 0; }
+  int64_t window_start(int64_t length) const {
+    return window_ == 0 ? 0 : std::max<int64_t>(0, (length - window_) / block_size_ - 1);
+  }
+  bool has_window(int32_t block) const { return window_ == 0 || wslot_[size_t(block)] >= 0; }
+  int64_t free_window_slots() const { return window_ == 0 ? n_blocks_ : int64_t(wfree_.size() + wlru_.size()); }
+  int64_t window_slots() const { return n_wslots_; }
+  void hold_window(int32_t block);    // the block must have its window slot
+  void unhold_window(int32_t block);  // the last holder leaves it reusable (values kept until then)
+  void drop_window(int32_t block);    // gives the slot back now (its values are void); unheld only
 
   // Layout of a group's block: [n_layers][entries_per_block(group)][dim] float32; `offset` is
   // the token (stride 1) or entry index within the block.
   float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) {
     const CacheGroupSpec& g = groups_[group];
-    return data_[group].get() + ((int64_t(block) * g.n_layers + layer) * entries_[group] + offset) * g.dim;
+    const int64_t at = g.window > 0 ? window_slot(block) : block;
+    return data_[group].get() + ((at * g.n_layers + layer) * entries_[group] + offset) * g.dim;
   }
   int64_t entries_per_block(size_t group) const { return entries_[group]; }
   const float* slot(int32_t block, int64_t layer, int64_t offset, size_t group = 0) const {
@@ -72,25 +104,50 @@ class KVPool {
     return size_t(groups_[group].n_layers * entries_[group] * groups_[group].dim) * sizeof(float);
   }
   size_t bytes_per_block() const;  // over all groups
+  size_t window_bytes_per_block() const;  // over the windowed groups
 
  private:
+  int64_t window_slot(int32_t block) const;  // fails on a block without one: its values are gone
+
   std::vector<CacheGroupSpec> groups_;
-  int64_t block_size_, n_blocks_;
+  int64_t block_size_, n_blocks_, n_wslots_, window_ = 0;
   std::vector<std::unique_ptr<float[]>> data_;  // per group, uninitialised: pages are touched only when used
   std::vector<int64_t> entries_;                 // per group: entries per block
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
+  // Window slots: per block its slot (-1: none) and holders; free slots; unheld slots with their
+  // values, least recently released first (wlru_at_: a block's place in it).
+  std::vector<int32_t> wslot_, wholders_, wfree_;
+  std::list<int32_t> wlru_;
+  std::vector<std::list<int32_t>::iterator> wlru_at_;
 };
 
-// One sequence's view of a pool: its block table and how many tokens it holds.
+// The largest m <= n such that a sequence of the first m of `blocks` (m whole blocks) finds the
+// windowed values it reads (KVPool::window_start on) in every one of them.
+int64_t usable_blocks(const KVPool& cache, const std::vector<int32_t>& blocks, int64_t n);
+
+// One sequence's view of a pool: its block table and how many tokens it holds. It holds the
+// window slots of blocks[window_from..] (all of them on a pool without windowed groups).
 struct SeqCache {
   std::vector<int32_t> blocks;
   int64_t length = 0;
+  int64_t window_from = 0;
 
-  // Makes room for n_more tokens; false (and nothing allocated) if the pool is too small.
+  // Makes room for n_more tokens (first letting go of the windows it no longer reads); false
+  // (and nothing allocated) if the pool is too small.
   bool reserve(KVPool& cache, int64_t n_more);
   void clear(KVPool& cache);  // releases every block
-  void truncate(KVPool& cache, int64_t n);  // keeps the first n tokens, releasing blocks past them
+  // Keeps the first n tokens, releasing blocks past them. Fewer (whole blocks) remain when the
+  // windowed values the first n tokens need were given up: the longest prefix that has them.
+  void truncate(KVPool& cache, int64_t n);
+  // Holds the windows of blocks [window_start(length), window_from) that are not held yet;
+  // false when one of them is gone (then nothing changes).
+  bool hold_windows(KVPool& cache);
+  void slide(KVPool& cache);  // lets go of the windows before window_start(length)
+  // For whole blocks put in `blocks` whose windows it does not hold yet (window_from ==
+  // blocks.size()): keeps the longest prefix of at most max_blocks that has its windows, and
+  // holds them; length becomes its tokens.
+  void adopt(KVPool& cache, int64_t max_blocks);
   float* slot(KVPool& cache, int64_t layer, int64_t pos, size_t group = 0) {
     return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size(), group);
   }

@@ -76,9 +76,12 @@ std::vector<CacheGroupSpec> cache_groups_of(const ModelConfig& c, bool with_mtp)
       n_hca += a == LayerAttention::HCA;
     }
     // The order Model's constructor numbers them in: kv, states, entries; absent types take no group.
-    std::vector<CacheGroupSpec> g = {{fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd}};
-    if (n_csa) g.push_back({"v4_csa_state", n_csa, 4 * hd + 4 * ihd});
-    if (n_hca) g.push_back({"v4_hca_state", n_hca, 2 * hd});
+    // Windows (shared_kv.cpp): a step's tokens read the kv of the sliding_window − 1 tokens before
+    // them; an entry completed in a step reads the compressor inputs of its 2m (CSA, overlapping)
+    // or m (HCA) tokens, so at most 2m − 1 or m − 1 before the step's first token.
+    std::vector<CacheGroupSpec> g = {{fp8 ? "v4_kv_fp8" : "v4_kv", layers, hd, 1, c.sliding_window}};
+    if (n_csa) g.push_back({"v4_csa_state", n_csa, 4 * hd + 4 * ihd, 1, 2 * c.compress_rate_csa});
+    if (n_hca) g.push_back({"v4_hca_state", n_hca, 2 * hd, 1, c.compress_rate_hca});
     if (n_csa) g.push_back({fp8 ? "v4_csa_entries_fp8" : "v4_csa_entries", n_csa, hd + ihd, c.compress_rate_csa});
     if (n_hca) g.push_back({fp8 ? "v4_hca_entries_fp8" : "v4_hca_entries", n_hca, hd, c.compress_rate_hca});
     return g;
@@ -92,7 +95,8 @@ std::vector<CacheGroupSpec> cache_groups_of(const ModelConfig& c, bool with_mtp)
 
 double cache_bytes_per_token(const ModelConfig& c) {
   double bytes = 0;
-  for (const CacheGroupSpec& g : cache_groups_of(c)) bytes += double(g.n_layers) * double(g.dim) * 4.0 / double(g.stride);
+  for (const CacheGroupSpec& g : cache_groups_of(c))  // windowed groups: a fixed amount, not per token
+    if (g.window == 0) bytes += double(g.n_layers) * double(g.dim) * 4.0 / double(g.stride);
   return bytes;
 }
 

@@ -23,7 +23,8 @@ namespace whale {
 // The attention caches a model of config `c` keeps (kv_pool.h), one spec per group; with
 // `with_mtp` the MTP module's as one more layer. Model::cache_groups() for a loaded model.
 std::vector<CacheGroupSpec> cache_groups_of(const ModelConfig& c, bool with_mtp = false);
-// Bytes of cache per token of context that whale allocates (float32 values, all groups).
+// Bytes of cache per token of context that whale allocates (float32 values; the windowed
+// groups, a fixed amount per sequence, not counted).
 double cache_bytes_per_token(const ModelConfig& c);
 
 class Model {

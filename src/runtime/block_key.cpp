@@ -23,6 +23,7 @@ BlockKey cache_root(const Digest& model_identity, const std::vector<CacheGroupSp
     h.update(g.kind).update_u64(g.kind.size());
     h.update_u64(uint64_t(g.n_layers)).update_u64(uint64_t(g.dim)).update("f32");
     if (g.stride != 1) h.update("stride").update_u64(uint64_t(g.stride));
+    if (g.window != 0) h.update("window").update_u64(uint64_t(g.window));  // such blocks carry a window flag
   }
   return h.finish();
 }

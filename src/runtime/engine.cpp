@@ -37,8 +37,19 @@ std::unique_ptr<KVCacheManager> make_cache(const Model& model, const EngineConfi
                              (c.store ? c.store->nonce().hex() : std::string("pool"));
     root = cache_root(Sha256::of(here), groups, c.block_size);
   }
+  // Windowed groups (V4's sliding-window kv and compressor inputs): a sequence holds, after its
+  // step's reserve, its window, one block of margin, the step's blocks and partial blocks at
+  // both ends. By default four times what the sequences and a step hold at most, so that the
+  // windows of recently finished conversations stay for their next turn's prefix hit.
+  int64_t window = 0;
+  for (const CacheGroupSpec& g : groups) window = std::max(window, g.window);
+  const int64_t per_seq = (window + c.block_size - 1) / c.block_size + 5;
+  const int64_t held = c.parallel * per_seq + (c.step_tokens + c.block_size - 1) / c.block_size;
+  if (window > 0 && c.window_slots > 0 && c.window_slots < held)
+    fail("window_slots: ", c.window_slots, " blocks cannot hold the windows of ", c.parallel, " sequences (at least ", held, ")");
+  const int64_t window_slots = window == 0 ? 0 : c.window_slots > 0 ? c.window_slots : 4 * held;
   return std::make_unique<PagedKVCache>(std::move(groups), c.block_size, (c.kv_tokens + c.block_size - 1) / c.block_size,
-                                        c.prefix_cache, root, c.store, /*key_lookahead=*/c.draft > 0);
+                                        c.prefix_cache, root, c.store, /*key_lookahead=*/c.draft > 0, window_slots);
 }
 }  // namespace
 

@@ -17,6 +17,10 @@ struct EngineConfig {
   int64_t prefill_chunk = 512; // prompt tokens of one sequence per step
   int64_t step_tokens = 512;   // tokens per step (decode tokens count first)
   bool prefix_cache = true;
+  // Storage of windowed cache groups (DeepSeek-V4's sliding-window kv and compressor inputs) in
+  // blocks; 0: four times what the running sequences and a step hold at most (the rest keeps
+  // finished conversations' last windows for a prefix hit). Never below that most.
+  int64_t window_slots = 0;
   // Lower KV-cache tiers (RAM, disk: kv_store.h), shared by engines of the same model; null:
   // the pool only. The model's identity keys the blocks (block_key.h); computed when absent.
   std::shared_ptr<class KVStore> store;

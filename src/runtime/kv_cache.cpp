@@ -10,11 +10,19 @@
 namespace whale {
 
 PagedKVCache::PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
-                           const BlockKey& root, std::shared_ptr<KVStore> store, bool key_lookahead)
+                           const BlockKey& root, std::shared_ptr<KVStore> store, bool key_lookahead,
+                           int64_t window_slots)
     : groups_(std::move(groups)), block_tokens_(block_tokens), root_(root), store_(std::move(store)), lookahead_(key_lookahead) {
   WHALE_CHECK(!groups_.empty(), "KV cache: a model with no cache groups");
   WHALE_CHECK(block_tokens > 0 && n_blocks > 0, "KV cache: invalid geometry");
-  pool_ = std::make_unique<KVPool>(groups_, block_tokens, n_blocks);
+  pool_ = std::make_unique<KVPool>(groups_, block_tokens, n_blocks, window_slots);
+  if (pool_->window() > 0) {
+    size_t widest = 0;
+    for (size_t g = 0; g < groups_.size(); ++g) widest = std::max(widest, pool_->windowed(g) ? pool_->group_bytes(g) : 0);
+    zeros_.assign(widest, std::byte{0});
+    discard_.resize(widest);
+    loaded_window_.assign(size_t(n_blocks), 0);
+  }
   WHALE_CHECK(!store_ || prefix_cache, "KV cache: lower tiers need the prefix cache");
   if (prefix_cache) prefix_ = std::make_unique<PrefixCache>(ids(), root_);
 }
@@ -31,25 +39,45 @@ std::vector<BlockKey> PagedKVCache::keys(std::span<const int32_t> tokens, int64_
   return block_keys(root_, tokens, block_tokens_, n_blocks, lookahead_);
 }
 
-template <class Byte>
-std::vector<std::span<Byte>> PagedKVCache::pieces(int32_t block) {
-  std::vector<std::span<Byte>> out;
-  for (size_t g = 0; g < groups_.size(); ++g)
-    out.emplace_back(reinterpret_cast<Byte*>(pool_->block_data(block, g)), pool_->group_bytes(g));
+std::vector<std::span<const std::byte>> PagedKVCache::export_pieces(int32_t block) const {
+  std::vector<std::span<const std::byte>> out;
+  const bool window = ids().has_window(block);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const size_t n = pool_->group_bytes(g);
+    if (pool_->windowed(g) && !window) out.emplace_back(zeros_.data(), n);
+    else out.emplace_back(reinterpret_cast<const std::byte*>(pool_->block_data(block, g)), n);
+  }
+  if (pool_->window() > 0)
+    out.emplace_back(reinterpret_cast<const std::byte*>(window ? &has_window_ : &no_window_), sizeof(uint64_t));
+  return out;
+}
+
+std::vector<std::span<std::byte>> PagedKVCache::import_pieces(int32_t block) {
+  std::vector<std::span<std::byte>> out;
+  const bool window = ids().has_window(block);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const size_t n = pool_->group_bytes(g);
+    if (pool_->windowed(g) && !window) out.emplace_back(discard_.data(), n);
+    else out.emplace_back(reinterpret_cast<std::byte*>(pool_->block_data(block, g)), n);
+  }
+  if (pool_->window() > 0)
+    out.emplace_back(reinterpret_cast<std::byte*>(&loaded_window_[size_t(block)]), sizeof(uint64_t));
   return out;
 }
 
 int64_t PagedKVCache::available_blocks() const { return ids().free_blocks() + (prefix_ ? prefix_->evictable() : 0); }
 
-int32_t PagedKVCache::allocate() {
+int32_t PagedKVCache::allocate(bool window) {
   if (ids().free_blocks() == 0 && prefix_) prefix_->evict(1);
-  return ids().allocate();
+  return ids().allocate(window);
 }
 
 bool PagedKVCache::reserve(SeqCache& seq, int64_t n_more) {
+  seq.slide(ids());
   const int64_t need = (seq.length + n_more + block_tokens_ - 1) / block_tokens_ - int64_t(seq.blocks.size());
   if (need <= 0) return true;
-  if (need > available_blocks()) return false;
+  // Unheld windows are reusable (free_window_slots counts them), whoever holds their blocks.
+  if (need > available_blocks() || need > ids().free_window_slots()) return false;
   for (int64_t i = 0; i < need; ++i) {
     const int32_t b = allocate();
     WHALE_CHECK(b >= 0, "KV cache: no block although ", need, " were available");
@@ -66,11 +94,13 @@ bool PagedKVCache::fork(const SeqCache& src, SeqCache& dst) {
   WHALE_CHECK(dst.blocks.empty(), "fork: the destination already holds blocks");
   const int64_t whole = src.length / block_tokens_;
   const bool partial = src.length % block_tokens_ != 0;
-  if (partial && available_blocks() < 1) return false;
+  if (partial && (available_blocks() < 1 || ids().free_window_slots() < 1)) return false;
   for (int64_t i = 0; i < whole; ++i) {
     ids().retain(src.blocks[size_t(i)]);
+    if (i >= src.window_from) ids().hold_window(src.blocks[size_t(i)]);
     dst.blocks.push_back(src.blocks[size_t(i)]);
   }
+  dst.window_from = std::min(src.window_from, whole);
   if (partial) {
     const int32_t b = allocate();
     const int32_t from = src.blocks[size_t(whole)];
@@ -86,7 +116,8 @@ int64_t PagedKVCache::match_prefix(std::span<const int32_t> tokens, int64_t max_
   WHALE_CHECK(seq.blocks.empty(), "match_prefix: the sequence already holds blocks");
   if (!prefix_) return 0;
   seq.blocks = prefix_->match(keys(tokens, max_blocks));
-  seq.length = int64_t(seq.blocks.size()) * block_tokens_;
+  seq.window_from = int64_t(seq.blocks.size());
+  seq.adopt(ids(), int64_t(seq.blocks.size()));  // as far as the windows before the end are kept
   return seq.length;
 }
 
@@ -104,17 +135,20 @@ void PagedKVCache::index(std::span<const int32_t> tokens, const SeqCache& seq, i
     const int32_t b = seq.blocks[size_t(i)];
     auto job = std::make_shared<StoreJob>();
     job->key = ks[size_t(i)];
-    job->pieces = pieces<const std::byte>(b);
+    job->pieces = export_pieces(b);
     ids().retain(b);
-    pinned_.emplace_back(job, b);
+    const bool window = pool_->window() > 0 && ids().has_window(b);
+    if (window) ids().hold_window(b);  // its window slot is not reused while the store copies it
+    pinned_.push_back({job, b, window});
     store_->store(std::move(job));
   }
 }
 
 void PagedKVCache::poll() {
-  std::erase_if(pinned_, [&](const auto& p) {
-    if (!p.first->copied.load()) return false;
-    ids().release(p.second);
+  std::erase_if(pinned_, [&](const Pinned& p) {
+    if (!p.job->copied.load()) return false;
+    if (p.window) ids().unhold_window(p.block);
+    ids().release(p.block);
     return true;
   });
 }
@@ -134,15 +168,21 @@ std::shared_ptr<LoadJob> PagedKVCache::start_load(std::span<const int32_t> token
   const int64_t from = int64_t(seq.blocks.size());
   std::vector<BlockKey> ks = keys(tokens, from + n);
   WHALE_CHECK(int64_t(ks.size()) == from + n, "start_load: the tokens hold fewer blocks than asked");
+  // Windows only for the blocks the loaded sequence will read them from; the others' are discarded.
+  const int64_t window_from = std::max<int64_t>(seq.window_from, pool_->window_start((from + n) * block_tokens_));
+  for (; seq.window_from < std::min(window_from, from); ++seq.window_from) ids().unhold_window(seq.blocks[size_t(seq.window_from)]);
+  seq.window_from = window_from;
+  WHALE_CHECK(from + n - std::max(window_from, from) <= ids().free_window_slots(), "start_load: no window slots for ", n, " blocks");
   auto job = std::make_shared<LoadJob>();
   job->block_bytes = block_bytes();
   job->keys.assign(ks.begin() + from, ks.end());
   job->on_done = std::move(on_done);
   for (int64_t i = 0; i < n; ++i) {
-    const int32_t b = allocate();
+    const int32_t b = allocate(/*window=*/from + i >= window_from);
     WHALE_CHECK(b >= 0, "start_load: no block although ", n, " were available");
     seq.blocks.push_back(b);
-    job->dest.push_back(pieces<std::byte>(b));
+    if (pool_->window() > 0) loaded_window_[size_t(b)] = 0;
+    job->dest.push_back(import_pieces(b));
   }
   store_->load(job);
   return job;
@@ -151,10 +191,18 @@ std::shared_ptr<LoadJob> PagedKVCache::start_load(std::span<const int32_t> token
 void PagedKVCache::finish_load(LoadJob& job, std::span<const int32_t> tokens, SeqCache& seq) {
   WHALE_CHECK(job.done.load(), "finish_load: the load is still running");
   const int64_t from = int64_t(seq.blocks.size()) - int64_t(job.keys.size());
-  const int64_t good = from + job.loaded;
-  seq.length = good * block_tokens_;
-  for (size_t i = size_t(good); i < seq.blocks.size(); ++i) ids().release(seq.blocks[i]);  // not loaded: garbage
+  int64_t good = from + job.loaded;
+  // Let go of every window, then of the blocks that did not load (garbage) and of loaded windows
+  // the store had only zeros for; keep what has the windows it needs (SeqCache::adopt).
+  for (int64_t i = seq.window_from; i < int64_t(seq.blocks.size()); ++i) ids().unhold_window(seq.blocks[size_t(i)]);
+  for (size_t i = size_t(good); i < seq.blocks.size(); ++i) ids().release(seq.blocks[i]);
   seq.blocks.resize(size_t(good));
+  if (pool_->window() > 0)
+    for (int64_t i = from; i < good; ++i)
+      if (loaded_window_[size_t(seq.blocks[size_t(i)])] != has_window_) ids().drop_window(seq.blocks[size_t(i)]);
+  seq.window_from = good;
+  seq.adopt(ids(), good);
+  good = int64_t(seq.blocks.size());
   // Indexed for other requests, but not written back: the store has these blocks already (and a
   // RAM copy of blocks just read from disk would push out the ones queued requests need next).
   if (job.loaded > 0) index(tokens, seq, good, /*write_through=*/false);
@@ -171,15 +219,15 @@ void PagedKVCache::prefetch(std::span<const int32_t> tokens, int64_t max_blocks)
   if (!job->keys.empty()) store_->load(std::move(job));
 }
 
-size_t PagedKVCache::block_bytes() const { return pool_->bytes_per_block(); }
+size_t PagedKVCache::block_bytes() const { return pool_->bytes_per_block() + (pool_->window() > 0 ? sizeof(uint64_t) : 0); }
 
 void PagedKVCache::export_block(int32_t block, std::span<std::byte> out) const {
   WHALE_CHECK(out.size() == block_bytes(), "export_block: ", out.size(), " bytes given for a block of ", block_bytes());
   WHALE_CHECK(block >= 0 && block < total_blocks() && ids().ref_count(block) > 0, "export_block: block ", block, " is not in use");
   size_t at = 0;
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    std::memcpy(out.data() + at, pool_->block_data(block, g), pool_->group_bytes(g));
-    at += pool_->group_bytes(g);
+  for (std::span<const std::byte> p : export_pieces(block)) {
+    std::memcpy(out.data() + at, p.data(), p.size());
+    at += p.size();
   }
 }
 
@@ -187,10 +235,16 @@ void PagedKVCache::import_block(int32_t block, std::span<const std::byte> in) {
   WHALE_CHECK(in.size() == block_bytes(), "import_block: ", in.size(), " bytes given for a block of ", block_bytes());
   WHALE_CHECK(block >= 0 && block < total_blocks() && ids().ref_count(block) == 1,
               "import_block: block ", block, " must be held by exactly one sequence");
+  if (pool_->window() > 0) {
+    uint64_t flag = 0;
+    std::memcpy(&flag, in.data() + in.size() - sizeof flag, sizeof flag);
+    WHALE_CHECK(flag == has_window_ || !ids().has_window(block), "import_block: block ", block,
+                " comes without its windowed values");
+  }
   size_t at = 0;
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    std::memcpy(pool_->block_data(block, g), in.data() + at, pool_->group_bytes(g));
-    at += pool_->group_bytes(g);
+  for (std::span<std::byte> p : import_pieces(block)) {
+    std::memcpy(p.data(), in.data() + at, p.size());
+    at += p.size();
   }
 }
 

@@ -13,7 +13,9 @@
 //
 // Block ids are shared by every group: block b of a sequence is the slot b in each group's
 // storage, allocated and reference-counted once (KVPool). So one block table (SeqCache)
-// describes a sequence in every group, and a prefix-cache entry is one id.
+// describes a sequence in every group, and a prefix-cache entry is one id. Windowed groups
+// (KVPool's window slots) keep a block's values only while they may be read: a prefix hit or a
+// load counts only as far as the blocks before it still have theirs.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -92,8 +94,10 @@ class PagedKVCache final : public KVCacheManager {
  public:
   // `root`: the cache's key namespace (block_key.h); `store`: lower tiers, or null.
   // `key_lookahead`: keys cover the token after each block (block_key.h), for the MTP latents.
+  // `window_slots`: blocks' worth of storage for the windowed groups (0: n_blocks).
   PagedKVCache(std::vector<CacheGroupSpec> groups, int64_t block_tokens, int64_t n_blocks, bool prefix_cache,
-               const BlockKey& root = {}, std::shared_ptr<KVStore> store = nullptr, bool key_lookahead = false);
+               const BlockKey& root = {}, std::shared_ptr<KVStore> store = nullptr, bool key_lookahead = false,
+               int64_t window_slots = 0);
   ~PagedKVCache() override;
 
   const std::vector<CacheGroupSpec>& groups() const override { return groups_; }
@@ -122,9 +126,11 @@ class PagedKVCache final : public KVCacheManager {
  private:
   std::vector<BlockKey> keys(std::span<const int32_t> tokens, int64_t n_blocks) const;
   void index(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks, bool write_through);
-  template <class Byte>
-  std::vector<std::span<Byte>> pieces(int32_t block);  // the block's bytes in each group
-  int32_t allocate();  // evicts a prefix block if the pool is empty; -1 if nothing can be freed
+  // The block's bytes in each group, then a flag saying whether its windowed groups' are real
+  // (with windowed groups only). Without its window, export gives zeros and a load discards them.
+  std::vector<std::span<const std::byte>> export_pieces(int32_t block) const;
+  std::vector<std::span<std::byte>> import_pieces(int32_t block);
+  int32_t allocate(bool window = true);  // evicts a prefix block if the pool is empty; -1 if nothing can be freed
   KVPool& ids() { return *pool_; }  // the allocator of the block ids
   const KVPool& ids() const { return *pool_; }
 
@@ -135,7 +141,18 @@ class PagedKVCache final : public KVCacheManager {
   BlockKey root_;
   std::shared_ptr<KVStore> store_;
   bool lookahead_;
-  std::vector<std::pair<std::shared_ptr<StoreJob>, int32_t>> pinned_;  // blocks the store is copying
+  struct Pinned {  // a block the store is copying (its window held too, when it has one)
+    std::shared_ptr<StoreJob> job;
+    int32_t block;
+    bool window;
+  };
+  std::vector<Pinned> pinned_;
+  // With windowed groups: zeros exported for a block without its window, the sink a load
+  // writes such a block's windowed values to (one loader thread), the two flag values, and
+  // per block the flag a load wrote.
+  std::vector<std::byte> zeros_, discard_;
+  uint64_t has_window_ = 1, no_window_ = 0;
+  std::vector<uint64_t> loaded_window_;
 };
 
 }  // namespace whale
