@@ -71,6 +71,13 @@ TEST(Plan, CacheAndFlops) {
   EXPECT_NEAR(flash.kv_values_per_token, 21 * (512.0 + 128) / 4 + 20 * 512.0 / 128, 1e-6);
   // 1M tokens cost about 8x 128K (the ring is fixed): compressed entries grow, the window does not.
   EXPECT_NEAR(flash.official_cache_bytes(1 << 20) / flash.official_cache_bytes(1 << 17), 8.0, 0.1);
+  // whale's float32 cache: per token only the entries; the kv (43 layers) and the compressor
+  // inputs (CSA: kv and gate of 2 × 512 and of the indexer's 2 × 128; HCA: 2 × 512) per window token.
+  EXPECT_NEAR(flash.whale_bytes_per_token, 4 * flash.kv_values_per_token, 1e-6);
+  EXPECT_EQ(flash.window_tokens, 128);
+  EXPECT_EQ(flash.whale_window_bytes_per_token, 4.0 * (43 * 512 + 21 * (4 * 512 + 4 * 128) + 20 * 2 * 512));
+  EXPECT_EQ(v3.whale_bytes_per_token, 4.0 * 61 * 576);  // MLA: every token's latent, no window
+  EXPECT_EQ(v3.window_tokens, 0);
   EXPECT_GT(v3.decode_flops, 2 * v3.activated());        // matmuls plus attention over the context
   const Plan r2 = plan_of("deepseek-r2.json");
   double mhc = 0;

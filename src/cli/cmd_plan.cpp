@@ -43,7 +43,9 @@ void run(const PlanOptions& o) {
     out["activated_parameters"] = p.activated();
     out["weight_bytes"] = {{"bf16", p.bytes_bf16()}, {"fp8", p.bytes_fp8()}, {"q4_k", p.bytes_q4()}};
     out["kv_cache"] = {{"values_per_token", p.kv_values_per_token}, {"bytes_per_token_bf16", p.kv_bytes_per_token()},
-                       {"context", o.context}, {"bytes_at_context", kv_ctx}};
+                       {"context", o.context}, {"bytes_at_context", kv_ctx},
+                       {"whale_bytes_per_token", p.whale_bytes_per_token},
+                       {"whale_window_bytes_per_token", p.whale_window_bytes_per_token}, {"window_tokens", p.window_tokens}};
     for (const PlanCache& k : p.caches)
       out["kv_cache"]["kinds"].push_back({{"name", k.name}, {"layers", k.layers}, {"values_per_token_per_layer", k.values},
                                           {"official_bytes_per_token_per_layer", k.official_bytes}, {"ring_tokens", k.ring}});
@@ -66,6 +68,12 @@ void run(const PlanOptions& o) {
               GiB(p.bytes_bf16()), GiB(p.bytes_fp8()), GiB(p.bytes_q4()));
   std::printf("KV cache (BF16): %.0f values = %.1f KiB per token; %.2f GiB at %lld tokens\n", p.kv_values_per_token,
               p.kv_bytes_per_token() / 1024, GiB(kv_ctx), (long long)o.context);
+  std::printf("whale's cache (float32): %.2f KiB per token", p.whale_bytes_per_token / 1024);
+  if (p.window_tokens > 0)
+    std::printf(" + windows of %lld tokens at %.1f KiB per token (%.1f MiB per sequence, kept only for its last blocks)",
+                (long long)p.window_tokens, p.whale_window_bytes_per_token / 1024,
+                p.whale_window_bytes_per_token * double(p.window_tokens) / (1 << 20));
+  std::printf("\n");
   if (!p.caches.empty()) {
     std::printf("\n| cache, per token and layer | layers | values | bytes as DeepSeek stores them |\n|---|---|---|---|\n");
     for (const PlanCache& k : p.caches)

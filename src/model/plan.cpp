@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "model/hf_config.h"
+#include "model/model.h"
 
 namespace whale {
 
@@ -249,8 +250,16 @@ Plan make_plan(const json& config, const std::string& source, int64_t context) {
   if (config.contains("architectures") && config["architectures"].is_array() && !config["architectures"].empty() &&
       config["architectures"][0].is_string())
     arch = config["architectures"][0].get<std::string>();
-  if (arch == "DeepseekV4ForCausalLM" || arch == "deepseek_v4") return plan_v4(config, source, context);
-  return plan_mla(config, source, context);
+  Plan p = arch == "DeepseekV4ForCausalLM" || arch == "deepseek_v4" ? plan_v4(config, source, context)
+                                                                       : plan_mla(config, source, context);
+  const ModelConfig c = parse_hf_config(config.dump(), source);
+  p.whale_bytes_per_token = cache_bytes_per_token(c);
+  for (const CacheGroupSpec& g : cache_groups_of(c))
+    if (g.window > 0) {
+      p.whale_window_bytes_per_token += double(g.n_layers * g.dim) * 4.0;
+      p.window_tokens = std::max(p.window_tokens, g.window);
+    }
+  return p;
 }
 
 }  // namespace whale

@@ -48,6 +48,11 @@ struct Plan {
   double bytes_fp8() const;  // FP8 e4m3 projections with 128x128 f32 scales, the rest BF16
   double bytes_q4() const;   // Q4_K (4.5 bits per weight) for every matrix, norms F32
   double kv_bytes_per_token() const { return kv_values_per_token * 2; }  // BF16 cache
+  // whale's own cache (float32, model/kv_pool.h): bytes per token of context, and the windowed
+  // groups' bytes per token of window (V4: kept for the last window tokens of each sequence
+  // only, their count in window_tokens); 0 without windows.
+  double whale_bytes_per_token = 0, whale_window_bytes_per_token = 0;
+  int64_t window_tokens = 0;
 };
 
 // From a config.json object: DeepseekV2/V3 (and whale's DeepseekR2) or DeepseekV4.

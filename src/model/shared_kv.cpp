@@ -14,7 +14,9 @@
 // prefix reuse and truncation keep working unchanged): every token's kv; for CSA / HCA layers
 // every token's compressor inputs (kv and gate + ape, the indexer's too) and the entries,
 // computed when the token completing their window arrives. The reference's ring buffer and
-// running compressor state are views of these.
+// running compressor state are views of these. The kv and the compressor inputs are windowed
+// groups: the pool keeps them only for a sequence's last blocks (what the reads below reach
+// back to, declared in cache_groups_of), the entries for the whole context.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

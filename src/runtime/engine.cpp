@@ -14,6 +14,7 @@ void EngineConfig::validate() {
   if (kv_tokens < ctx) fail("the KV cache (", kv_tokens, " tokens) must hold at least one full context (", ctx, ")");
   if (draft < 0 || draft > 8) fail("draft must be in 0..8 tokens per step (got ", draft, ")");
   if (store && !prefix_cache) fail("the KV cache's RAM and disk tiers need the prefix cache");
+  if (window_slots < 0) fail("window_slots must not be negative (got ", window_slots, ")");
   step_tokens = std::max(step_tokens, parallel * (draft + 1) + 1);  // decoding never starves prompts
 }
 
