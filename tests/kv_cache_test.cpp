@@ -296,8 +296,10 @@ TEST(PagedKVCache, TierLoadsStopWhereTheWindowsAreMissing) {
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i + 1);
   SeqCache a;
   grow(c, a, 24);
-  c.commit_prefix(tokens, a, 6);  // block 0 without its window (its slot was reused), 1-5 with
+  // Blocks 3-5, whose windows a holds, go with them; 1-2 (kept unheld) and 0 (reused) without.
+  c.commit_prefix(tokens, a, 6);
   c.release(a);
+  EXPECT_EQ(c.pool().free_window_slots(), 2);  // the copies pin only the windows a held
   store->flush();
   c.poll();
   SeqCache flood;  // pushes the pool's copies out: only the store has them now

@@ -39,9 +39,9 @@ std::vector<BlockKey> PagedKVCache::keys(std::span<const int32_t> tokens, int64_
   return block_keys(root_, tokens, block_tokens_, n_blocks, lookahead_);
 }
 
-std::vector<std::span<const std::byte>> PagedKVCache::export_pieces(int32_t block) const {
+std::vector<std::span<const std::byte>> PagedKVCache::export_pieces(int32_t block, bool with_window) const {
   std::vector<std::span<const std::byte>> out;
-  const bool window = ids().has_window(block);
+  const bool window = with_window && ids().has_window(block);
   for (size_t g = 0; g < groups_.size(); ++g) {
     const size_t n = pool_->group_bytes(g);
     if (pool_->windowed(g) && !window) out.emplace_back(zeros_.data(), n);
@@ -133,12 +133,15 @@ void PagedKVCache::index(std::span<const int32_t> tokens, const SeqCache& seq, i
   if (!store_ || !write_through) return;
   for (int64_t i : added) {  // write-through: pinned until the store has its copy
     const int32_t b = seq.blocks[size_t(i)];
+    // A window goes along only where the sequence holds it: its slot is then held on while the
+    // store copies it, so pinned windows never outnumber what sequences hold (the engine's
+    // sizing). A window kept unheld goes as zeros: pinning it would take a slot from the pool.
+    const bool window = pool_->window() > 0 && ids().has_window(b) && i >= seq.window_from;
     auto job = std::make_shared<StoreJob>();
     job->key = ks[size_t(i)];
-    job->pieces = export_pieces(b);
+    job->pieces = export_pieces(b, window);
     ids().retain(b);
-    const bool window = pool_->window() > 0 && ids().has_window(b);
-    if (window) ids().hold_window(b);  // its window slot is not reused while the store copies it
+    if (window) ids().hold_window(b);
     pinned_.push_back({job, b, window});
     store_->store(std::move(job));
   }

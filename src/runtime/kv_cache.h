@@ -127,8 +127,9 @@ class PagedKVCache final : public KVCacheManager {
   std::vector<BlockKey> keys(std::span<const int32_t> tokens, int64_t n_blocks) const;
   void index(std::span<const int32_t> tokens, const SeqCache& seq, int64_t n_blocks, bool write_through);
   // The block's bytes in each group, then a flag saying whether its windowed groups' are real
-  // (with windowed groups only). Without its window, export gives zeros and a load discards them.
-  std::vector<std::span<const std::byte>> export_pieces(int32_t block) const;
+  // (with windowed groups only). Without its window (or `window` false), export gives zeros and a
+  // load discards them.
+  std::vector<std::span<const std::byte>> export_pieces(int32_t block, bool window = true) const;
   std::vector<std::span<std::byte>> import_pieces(int32_t block);
   int32_t allocate(bool window = true);  // evicts a prefix block if the pool is empty; -1 if nothing can be freed
   KVPool& ids() { return *pool_; }  // the allocator of the block ids
