@@ -2,6 +2,8 @@
 // of unused prefix blocks, prefix matching, fork, a block's bytes out and back in, and
 // windowed groups (kept only for a sequence's last blocks, in fewer slots than blocks).
 #include <cstring>
+#include <numeric>
+#include <span>
 #include <thread>
 
 #include "core/error.h"
@@ -179,6 +181,18 @@ void grow(KVCacheManager& c, SeqCache& s, int64_t to) {  // token by token, as d
   }
 }
 
+std::vector<int32_t> counting(int n) {  // tokens 1..n
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  std::iota(t.begin(), t.end(), 1);
+  return t;
+}
+
+void load(KVCacheManager& c, std::span<const int32_t> tokens, SeqCache& s, int64_t n) {  // from the store, waiting
+  auto job = c.start_load(tokens, s, n, [] {});
+  while (!job->done.load()) std::this_thread::yield();
+  c.finish_load(*job, tokens, s);
+}
+
 void expect_values(KVCacheManager& c, const SeqCache& s, size_t g, int64_t from, int64_t to) {
   for (int64_t l = 0; l < c.groups()[g].n_layers; ++l)
     for (int64_t p = from; p < to; ++p)
@@ -216,8 +230,7 @@ TEST(PagedKVCache, WindowedGroupsKeepOnlyTheLastBlocksAndReuseTheirSlots) {
 // sequence's last windows stay (unheld) until their slots are needed, then the hit is refused.
 TEST(PagedKVCache, APrefixHitNeedsTheWindowsBeforeItsEnd) {
   auto c = make_windowed();
-  std::vector<int32_t> tokens(24);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i + 1);
+  const std::vector<int32_t> tokens = counting(24);
   SeqCache a;
   grow(c, a, 24);
   c.commit_prefix(tokens, a, 6);
@@ -292,8 +305,7 @@ TEST(PagedKVCache, TierLoadsStopWhereTheWindowsAreMissing) {
   o.ram_bytes = 1 << 20;
   auto store = std::make_shared<KVStore>(o);
   auto c = make_windowed(true, store);
-  std::vector<int32_t> tokens(24);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i + 1);
+  const std::vector<int32_t> tokens = counting(24);
   SeqCache a;
   grow(c, a, 24);
   // Blocks 3-5, whose windows a holds, go with them; 1-2 (kept unheld) and 0 (reused) without.
@@ -308,17 +320,13 @@ TEST(PagedKVCache, TierLoadsStopWhereTheWindowsAreMissing) {
   SeqCache s;
   ASSERT_EQ(c.match_prefix(tokens, 6, s), 0);
   ASSERT_EQ(c.lower_blocks(tokens, 0, 6), 6);
-  auto job = c.start_load(tokens, s, 6, [] {});
-  while (!job->done.load()) std::this_thread::yield();
-  c.finish_load(*job, tokens, s);
+  load(c, tokens, s, 6);
   EXPECT_EQ(s.length, 24);
   expect_values(c, s, 0, 0, 24);
   expect_values(c, s, 1, c.pool().window_start(24) * 4, 24);
   c.release(s);
   SeqCache t;  // the first block alone reads its own window, which was stored as zeros
-  auto job2 = c.start_load(tokens, t, 1, [] {});
-  while (!job2->done.load()) std::this_thread::yield();
-  c.finish_load(*job2, tokens, t);
+  load(c, tokens, t, 1);
   EXPECT_EQ(t.length, 0);
   c.release(t);
 }

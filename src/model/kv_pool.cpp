@@ -90,12 +90,6 @@ size_t KVPool::bytes_per_block() const {
   return n;
 }
 
-size_t KVPool::window_bytes_per_block() const {
-  size_t n = 0;
-  for (size_t g = 0; g < groups_.size(); ++g) n += windowed(g) ? group_bytes(g) : 0;
-  return n;
-}
-
 int32_t KVPool::allocate(bool window) {
   if (free_.empty()) return -1;
   int32_t w = -1;
@@ -157,42 +151,42 @@ bool SeqCache::reserve(KVPool& cache, int64_t n_more) {
   return true;
 }
 
-void SeqCache::truncate(KVPool& cache, int64_t n) {
-  if (n >= length) return;
-  const int64_t bs = cache.block_size();
-  int64_t keep = (n + bs - 1) / bs;
+void SeqCache::unhold_all(KVPool& cache) {
+  for (; window_from < int64_t(blocks.size()); ++window_from) cache.unhold_window(blocks[size_t(window_from)]);
+}
+
+void SeqCache::pop_to(KVPool& cache, int64_t keep) {
   while (int64_t(blocks.size()) > keep) {
     if (int64_t(blocks.size()) > window_from) cache.unhold_window(blocks.back());
     cache.release(blocks.back());
     blocks.pop_back();
   }
   window_from = std::min<int64_t>(window_from, int64_t(blocks.size()));
+}
+
+void SeqCache::truncate(KVPool& cache, int64_t n) {
+  if (n >= length) return;
+  const int64_t bs = cache.block_size();
+  pop_to(cache, (n + bs - 1) / bs);
   length = n;
   if (hold_windows(cache)) return;
   // Some window before the held ones is gone: back to the longest prefix that has its own.
-  for (int64_t i = window_from; i < int64_t(blocks.size()); ++i) cache.unhold_window(blocks[size_t(i)]);
-  window_from = int64_t(blocks.size());
+  unhold_all(cache);
   adopt(cache, n / bs);
 }
 
 void SeqCache::adopt(KVPool& cache, int64_t max_blocks) {
   WHALE_CHECK(window_from == int64_t(blocks.size()), "internal: adopting blocks whose windows are held");
   const int64_t m = usable_blocks(cache, blocks, max_blocks);
-  while (int64_t(blocks.size()) > m) {
-    cache.release(blocks.back());
-    blocks.pop_back();
-  }
+  pop_to(cache, m);
   length = m * cache.block_size();
   window_from = m;
   WHALE_CHECK(hold_windows(cache), "internal: no window for ", length, " tokens");
 }
 
 void SeqCache::clear(KVPool& cache) {
-  for (int64_t i = window_from; i < int64_t(blocks.size()); ++i) cache.unhold_window(blocks[size_t(i)]);
-  for (int32_t b : blocks) cache.release(b);
-  blocks.clear();
+  pop_to(cache, 0);
   length = 0;
-  window_from = 0;
 }
 
 }  // namespace whale

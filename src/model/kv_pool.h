@@ -104,7 +104,6 @@ class KVPool {
     return size_t(groups_[group].n_layers * entries_[group] * groups_[group].dim) * sizeof(float);
   }
   size_t bytes_per_block() const;  // over all groups
-  size_t window_bytes_per_block() const;  // over the windowed groups
 
  private:
   int64_t window_slot(int32_t block) const;  // fails on a block without one: its values are gone
@@ -148,6 +147,8 @@ struct SeqCache {
   // blocks.size()): keeps the longest prefix of at most max_blocks that has its windows, and
   // holds them; length becomes its tokens.
   void adopt(KVPool& cache, int64_t max_blocks);
+  void unhold_all(KVPool& cache);  // lets go of every window it holds (window_from = blocks.size())
+  void pop_to(KVPool& cache, int64_t keep);  // releases the blocks past the first `keep` (length unchanged)
   float* slot(KVPool& cache, int64_t layer, int64_t pos, size_t group = 0) {
     return cache.slot(blocks[size_t(pos / cache.block_size())], layer, pos % cache.block_size(), group);
   }

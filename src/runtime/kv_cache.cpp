@@ -197,13 +197,11 @@ void PagedKVCache::finish_load(LoadJob& job, std::span<const int32_t> tokens, Se
   int64_t good = from + job.loaded;
   // Let go of every window, then of the blocks that did not load (garbage) and of loaded windows
   // the store had only zeros for; keep what has the windows it needs (SeqCache::adopt).
-  for (int64_t i = seq.window_from; i < int64_t(seq.blocks.size()); ++i) ids().unhold_window(seq.blocks[size_t(i)]);
-  for (size_t i = size_t(good); i < seq.blocks.size(); ++i) ids().release(seq.blocks[i]);
-  seq.blocks.resize(size_t(good));
+  seq.unhold_all(ids());
+  seq.pop_to(ids(), good);
   if (pool_->window() > 0)
     for (int64_t i = from; i < good; ++i)
       if (loaded_window_[size_t(seq.blocks[size_t(i)])] != has_window_) ids().drop_window(seq.blocks[size_t(i)]);
-  seq.window_from = good;
   seq.adopt(ids(), good);
   good = int64_t(seq.blocks.size());
   // Indexed for other requests, but not written back: the store has these blocks already (and a
